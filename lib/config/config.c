@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The option table and its parsers: command line, INI file (rte_cfgfile), defaults, --help. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_cfgfile.h>
+
+#include "tally_config.h"
+
+#define INI_SECTION "tally"
+
+enum opt_type { OPT_U64, OPT_U16, OPT_HOSTPORT, OPT_IPV4, OPT_IPV6, OPT_PATH };
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t off;
+	const char *def;   /* NULL: unset by default */
+	uint64_t min;
+	uint64_t max;
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct tally_config, f)
+
+static const struct opt opts[] = {
+	{"config", OPT_PATH, OFF(config_file), NULL, 0, 0,
+	 "INI file with these keys in a [tally] section; the command line wins"},
+	{"redis", OPT_HOSTPORT, 0, "127.0.0.1:6379", 0, 0, "Redis server HOST:PORT"},
+	{"udp-port", OPT_U16, OFF(udp_port), "9797", 1, 65535, "UDP port of telemetry"},
+	{"ipv4", OPT_IPV4, OFF(ipv4), NULL, 0, 0,
+	 "own IPv4 address: answers ARP and ping, other destinations count as `other`"},
+	{"ipv6", OPT_IPV6, OFF(ipv6), NULL, 0, 0,
+	 "own IPv6 address: answers neighbor solicitation and ping6"},
+	{"window-ms", OPT_U64, OFF(window_ms), "1000", 10, 86400000,
+	 "tumbling window length, aligned to wall-clock multiples"},
+	{"mbufs", OPT_U64, OFF(mbufs), "16383", 1023, 1u << 24, "mbuf pool size"},
+	{"flush-batch", OPT_U64, OFF(flush_batch), "5000", 1, 1000000,
+	 "Redis micro-batch: most commands per pipelined flush"},
+	{"flush-ms", OPT_U64, OFF(flush_ms), "50", 1, 60000,
+	 "Redis micro-batch: longest wait before a partial batch is flushed"},
+	{"retention-s", OPT_U64, OFF(retention_s), "86400", 1, 1u << 31,
+	 "TTL of window keys and of the latest key"},
+	{"stats-ms", OPT_U64, OFF(stats_ms), "1000", 10, 3600000,
+	 "period of the tally:self write"},
+	{"log-ms", OPT_U64, OFF(log_ms), "5000", 100, 3600000, "period of the one-line log"},
+	{"table-series", OPT_U64, OFF(table_series), "262144", 16, 1u << 28,
+	 "series one worker table (and one merged window) holds; more are counted as table_full"},
+	{"burst", OPT_U64, OFF(burst), "64", 1, 512, "rx_burst size"},
+	{"rx-desc", OPT_U64, OFF(rx_desc), "1024", 64, 32768, "RX descriptors per queue"},
+	{"redis-timeout-ms", OPT_U64, OFF(redis_timeout_ms), "2000", 10, 600000,
+	 "connect and command timeout toward Redis"},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static const struct opt *
+find_opt(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NOPTS; i++)
+		if (strcmp(opts[i].name, name) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+static int
+parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+
+	if (*s == '\0' || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	return (errno != 0 || *end != '\0') ? -1 : 0;
+}
+
+static int
+parse_hostport(struct tally_config *c, const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	size_t hlen;
+	uint64_t port;
+
+	if (colon == NULL)
+		return -1;
+	hlen = (size_t)(colon - s);
+	if (s[0] == '[' && hlen >= 2 && s[hlen - 1] == ']') { /* [v6]:port */
+		s++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof(c->redis_host))
+		return -1;
+	if (parse_u64(colon + 1, &port) != 0 || port == 0 || port > 65535)
+		return -1;
+	memcpy(c->redis_host, s, hlen);
+	c->redis_host[hlen] = '\0';
+	c->redis_port = (uint16_t)port;
+	return 0;
+}
+
+static int
+set_opt(struct tally_config *c, const struct opt *o, const char *val, char *err, size_t errlen)
+{
+	uint8_t *field = (uint8_t *)c + o->off;
+	uint64_t v;
+
+	switch (o->type) {
+	case OPT_U64:
+	case OPT_U16:
+		if (parse_u64(val, &v) != 0 || v < o->min || v > o->max)
+			return fail(err, errlen, "--%s: '%s' is not an integer in [%" PRIu64
+				    ", %" PRIu64 "]", o->name, val, o->min, o->max);
+		if (o->type == OPT_U16)
+			*(uint16_t *)field = (uint16_t)v;
+		else
+			*(uint64_t *)field = v;
+		return 0;
+	case OPT_HOSTPORT:
+		if (parse_hostport(c, val) != 0)
+			return fail(err, errlen, "--%s: '%s' is not HOST:PORT", o->name, val);
+		return 0;
+	case OPT_IPV4:
+		if (inet_pton(AF_INET, val, field) != 1)
+			return fail(err, errlen, "--%s: '%s' is not an IPv4 address", o->name, val);
+		c->has_ipv4 = 1;
+		return 0;
+	case OPT_IPV6:
+		if (inet_pton(AF_INET6, val, field) != 1)
+			return fail(err, errlen, "--%s: '%s' is not an IPv6 address", o->name, val);
+		c->has_ipv6 = 1;
+		return 0;
+	case OPT_PATH:
+		if (*val == '\0' || strlen(val) >= TALLY_PATH_MAX)
+			return fail(err, errlen, "--%s: path is empty or too long", o->name);
+		strcpy((char *)field, val);
+		return 0;
+	}
+	return fail(err, errlen, "--%s: unsupported option type", o->name);
+}
+
+int
+tally_config_set(struct tally_config *c, const char *name, const char *value, char *err,
+		 size_t errlen)
+{
+	const struct opt *o = find_opt(name);
+
+	if (o == NULL)
+		return fail(err, errlen, "unknown option '%s'", name);
+	return set_opt(c, o, value, err, errlen);
+}
+
+void
+tally_config_defaults(struct tally_config *c)
+{
+	char err[128];
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	for (i = 0; i < NOPTS; i++)
+		if (opts[i].def != NULL)
+			set_opt(c, &opts[i], opts[i].def, err, sizeof(err));
+}
+
+int
+tally_config_load_file(struct tally_config *c, const char *path, char *err, size_t errlen)
+{
+	struct rte_cfgfile *cfg;
+	char sections[1][CFG_NAME_LEN];
+	char *sp[1] = {sections[0]};
+	struct rte_cfgfile_entry *entries = NULL;
+	int nsec, n, i, rc = 0;
+
+	cfg = rte_cfgfile_load(path, 0);
+	if (cfg == NULL)
+		return fail(err, errlen, "--config: cannot read INI file '%s'", path);
+	nsec = rte_cfgfile_num_sections(cfg, NULL, 0);
+	if (nsec != 1 || rte_cfgfile_sections(cfg, sp, 1) != 1 ||
+	    strcmp(sections[0], INI_SECTION) != 0) {
+		rc = fail(err, errlen, "--config: %s must hold exactly one section, [%s]", path,
+			  INI_SECTION);
+		goto out;
+	}
+	n = rte_cfgfile_section_num_entries(cfg, INI_SECTION);
+	entries = n > 0 ? calloc((size_t)n, sizeof(*entries)) : NULL;
+	if (n > 0 && entries == NULL) {
+		rc = fail(err, errlen, "--config: out of memory");
+		goto out;
+	}
+	if (n > 0 && rte_cfgfile_section_entries(cfg, INI_SECTION, entries, n) != n) {
+		rc = fail(err, errlen, "--config: cannot read [%s] of %s", INI_SECTION, path);
+		goto out;
+	}
+	for (i = 0; i < n && rc == 0; i++) {
+		const struct opt *o = find_opt(entries[i].name);
+
+		if (o == NULL || o->type == OPT_PATH)
+			rc = fail(err, errlen, "%s: unknown key '%s'", path, entries[i].name);
+		else if (set_opt(c, o, entries[i].value, err, errlen) != 0)
+			rc = -1;
+	}
+out:
+	free(entries);
+	rte_cfgfile_close(cfg);
+	return rc;
+}
+
+void
+tally_config_usage(FILE *f, const char *prog)
+{
+	size_t i;
+
+	fprintf(f, "usage: %s [EAL options] -- [options]\n\noptions (also keys of the INI file):\n",
+		prog);
+	for (i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		char name[48];
+
+		snprintf(name, sizeof(name), "--%s %s", o->name,
+			 o->type == OPT_U64 || o->type == OPT_U16 ? "N"
+			 : o->type == OPT_HOSTPORT		  ? "HOST:PORT"
+			 : o->type == OPT_PATH			  ? "FILE"
+								  : "ADDR");
+		fprintf(f, "  %-28s %s", name, o->help);
+		if (o->def != NULL)
+			fprintf(f, " (default %s)", o->def);
+		fputc('\n', f);
+	}
+	fprintf(f, "  %-28s %s\n", "--help", "print this help and exit");
+}
+
+int
+tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+	struct option lopts[NOPTS + 2];
+	size_t i;
+	int opt, idx;
+
+	for (i = 0; i < NOPTS; i++)
+		lopts[i] = (struct option){opts[i].name, required_argument, NULL, (int)i};
+	lopts[NOPTS] = (struct option){"help", no_argument, NULL, 'h' + 1000};
+	lopts[NOPTS + 1] = (struct option){NULL, 0, NULL, 0};
+
+	/* The file first, so that the command line overrides it whatever the order. */
+	for (idx = 1; idx < argc; idx++) {
+		const char *a = argv[idx];
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			tally_config_usage(stdout, argv[0]);
+			return 1;
+		}
+		if (strncmp(a, "--config=", 9) == 0 || (strcmp(a, "--config") == 0 && idx + 1 < argc)) {
+			const char *path = a[8] == '=' ? a + 9 : argv[idx + 1];
+
+			if (tally_config_set(c, "config", path, err, errlen) != 0 ||
+			    tally_config_load_file(c, path, err, errlen) != 0)
+				return -1;
+		}
+	}
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":", lopts, &idx)) != -1) {
+		if (opt == '?')
+			return fail(err, errlen, "unknown option '%s' (see --help)", argv[optind - 1]);
+		if (opt == ':')
+			return fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+		if (opt >= 0 && (size_t)opt < NOPTS && opts[opt].type != OPT_PATH &&
+		    set_opt(c, &opts[opt], optarg, err, errlen) != 0)
+			return -1;
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+	return 0;
+}

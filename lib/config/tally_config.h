@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* tally's options: one table drives --help, command-line parsing, the INI file and checks. */
+#ifndef TALLY_CONFIG_H
+#define TALLY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TALLY_HOST_MAX 256
+#define TALLY_PATH_MAX 1024
+
+struct tally_config {
+	char config_file[TALLY_PATH_MAX];
+	char redis_host[TALLY_HOST_MAX];
+	uint16_t redis_port;
+	uint16_t udp_port;
+	uint8_t has_ipv4;
+	uint8_t has_ipv6;
+	uint32_t ipv4;          /* network byte order */
+	uint8_t ipv6[16];
+	uint64_t window_ms;
+	uint64_t mbufs;
+	uint64_t flush_batch;
+	uint64_t flush_ms;
+	uint64_t retention_s;
+	uint64_t stats_ms;
+	uint64_t log_ms;
+	uint64_t table_series;
+	uint64_t burst;
+	uint64_t rx_desc;
+	uint64_t redis_timeout_ms;
+};
+
+/* Fill c with every option's default. */
+void tally_config_defaults(struct tally_config *c);
+
+/*
+ * Parse the application arguments (what follows EAL's "--"). A `--config FILE` among them is
+ * read first, so the command line wins over the file. Returns 0, 1 when --help was printed,
+ * or -1 with a one-line message naming the option and the problem in err.
+ */
+int tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Apply the [tally] section of an INI file; same return as tally_config_parse(). */
+int tally_config_load_file(struct tally_config *c, const char *path, char *err, size_t errlen);
+
+/* Set one option from its text value ("window-ms", "500"); 0 or -1 with err. */
+int tally_config_set(struct tally_config *c, const char *name, const char *value, char *err,
+		     size_t errlen);
+
+/* Print the option table as --help does. */
+void tally_config_usage(FILE *f, const char *prog);
+
+#endif /* TALLY_CONFIG_H */

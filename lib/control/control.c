@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The control lcore: final-stage merge, Redis sink, exception replies, self-stats. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_log.h>
+#include <rte_mbuf.h>
+
+#include "tally_app.h"
+#include "tally_reply.h"
+
+#define SHUTDOWN_TIMEOUT_MS 30000
+#define EXC_BURST 32
+#define STATS_FIELDS_MAX 96
+
+#define CTL_LOG(app, lvl, fmt, ...)                                                               \
+	rte_log(RTE_LOG_##lvl, (app)->logtype, "TALLY: " fmt "\n", ##__VA_ARGS__)
+
+void
+tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
+{
+	const struct tally_sink_stats *ss = app->sink ? tally_sink_stats(app->sink) : NULL;
+	uint32_t i;
+
+	memset(t, 0, sizeof(*t));
+	for (i = 0; i < app->nworkers; i++)
+		tally_worker_stats_add(&t->w, &app->workers[i].stats);
+	t->ctl = app->ctl;
+	if (ss != NULL) {
+		t->ctl.c[TALLY_CC_windows_flushed] = ss->windows_flushed;
+		t->ctl.c[TALLY_CC_redis_commands] = ss->commands;
+		t->ctl.c[TALLY_CC_redis_errors] = ss->errors;
+		t->ctl.c[TALLY_CC_redis_batches] = ss->batches;
+		t->ctl.c[TALLY_CC_flush_lag_ms] = ss->flush_lag_ms;
+	}
+	t->ctl.c[TALLY_CC_merge_full] = app->merger.lost_records;
+	t->rx_missed = app->rx_missed;
+	t->rx_nombuf = app->rx_nombuf;
+	t->workers = app->nworkers;
+	t->uptime_s = (tally_now_ms() - app->start_ms) / 1000u;
+}
+
+/* Give a merged partial back to its worker, clean. */
+static void
+return_table(struct tally_worker *w, const struct tally_window_msg *m)
+{
+	tally_table_reset(m->table);
+	rte_ring_sp_enqueue(w->free, (void *)(uintptr_t)m->index);
+}
+
+/* Merge one partial; 0 when done with it, -ENOSPC to try again later. */
+static int
+merge_partial(struct tally_app *app, struct tally_worker *w, struct tally_window_msg *m)
+{
+	int rc = tally_merger_add(&app->merger, m->start_ms, m->table);
+
+	if (rc == -ENOSPC)
+		return rc;
+	if (rc == -EINVAL)
+		app->ctl.c[TALLY_CC_merge_late] += m->table->records;
+	return_table(w, m);
+	return 0;
+}
+
+/* Take a worker's closed windows; returns how many partials were merged. */
+static unsigned int
+drain_worker(struct tally_app *app, uint32_t id)
+{
+	struct tally_worker *w = &app->workers[id];
+	uint64_t closed = w->pub.closed_end_ms;
+	unsigned int n = 0;
+	void *m;
+
+	rte_smp_rmb(); /* partials of every window ending by `closed` are in the ring now */
+	if (app->stash[id] != NULL) {
+		if (merge_partial(app, w, app->stash[id]) != 0)
+			return 0;
+		app->stash[id] = NULL;
+		n++;
+	}
+	while (rte_ring_sc_dequeue(w->closed, &m) == 0) {
+		if (merge_partial(app, w, m) != 0) {
+			app->stash[id] = m;
+			return n;
+		}
+		n++;
+	}
+	tally_merger_close(&app->merger, id, closed);
+	return n;
+}
+
+static const struct tally_port_info *
+find_port(const struct tally_app *app, uint16_t port_id)
+{
+	uint16_t i;
+
+	for (i = 0; i < app->nports; i++)
+		if (app->ports[i].port_id == port_id)
+			return &app->ports[i];
+	return NULL;
+}
+
+/* Answer ARP / ICMP / ICMPv6 the workers handed over, on the port's TX queue. */
+static unsigned int
+serve_exceptions(struct tally_app *app, struct tally_worker *w)
+{
+	struct rte_mbuf *pkts[EXC_BURST];
+	unsigned int n, i;
+
+	n = rte_ring_sc_dequeue_burst(w->exc, (void **)pkts, EXC_BURST, NULL);
+	for (i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		const struct tally_port_info *p = find_port(app, m->port);
+		uint8_t *data = rte_pktmbuf_mtod(m, uint8_t *);
+		struct tally_frame fr;
+		int type, len;
+
+		type = tally_wire_parse(data, rte_pktmbuf_data_len(m), &w->filter, &fr);
+		len = p ? tally_reply_build(data, rte_pktmbuf_data_len(m), type, &fr, p->mac,
+					   &w->filter)
+			: -1;
+		if (len <= 0 || m->nb_segs != 1) {
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		m->data_len = (uint16_t)len;
+		m->pkt_len = (uint32_t)len;
+		m->ol_flags = 0;
+		if (rte_eth_tx_burst(p->port_id, 0, &m, 1) != 1) {
+			app->ctl.c[TALLY_CC_exception_tx_drops]++;
+			rte_pktmbuf_free(m);
+		} else if (type == TALLY_FRAME_ARP) {
+			app->ctl.c[TALLY_CC_arp_replies]++;
+		} else {
+			app->ctl.c[TALLY_CC_icmp_replies]++;
+		}
+	}
+	return n;
+}
+
+static void
+sample_ports(struct tally_app *app)
+{
+	struct rte_eth_stats st;
+	uint64_t missed = 0, nombuf = 0;
+	uint16_t i;
+
+	for (i = 0; i < app->nports; i++) {
+		if (rte_eth_stats_get(app->ports[i].port_id, &st) != 0)
+			continue;
+		missed += st.imissed;
+		nombuf += st.rx_nombuf;
+	}
+	app->rx_missed = missed;
+	app->rx_nombuf = nombuf;
+}
+
+struct stats_cmd {
+	int argc;
+	const char *argv[2 + 2 * STATS_FIELDS_MAX];
+	size_t argvlen[2 + 2 * STATS_FIELDS_MAX];
+	char val[STATS_FIELDS_MAX][24];
+};
+
+static void
+stats_field(void *ctx, const char *name, uint64_t value)
+{
+	struct stats_cmd *c = ctx;
+	int i = (c->argc - 2) / 2;
+
+	if (i >= STATS_FIELDS_MAX)
+		return;
+	c->argv[c->argc] = name; /* names live in static tables or the snapshot's buffer */
+	c->argvlen[c->argc++] = strlen(name);
+	c->argvlen[c->argc] = (size_t)snprintf(c->val[i], sizeof(c->val[i]), "%" PRIu64, value);
+	c->argv[c->argc++] = c->val[i];
+}
+
+/* Field names are built into this buffer: malformed:<reason> needs storage. */
+struct stats_names {
+	struct stats_cmd cmd;
+	char names[STATS_FIELDS_MAX][48];
+};
+
+static void
+stats_named_field(void *ctx, const char *name, uint64_t value)
+{
+	struct stats_names *s = ctx;
+	int i = (s->cmd.argc - 2) / 2;
+
+	if (i >= STATS_FIELDS_MAX)
+		return;
+	snprintf(s->names[i], sizeof(s->names[i]), "%s", name);
+	stats_field(&s->cmd, s->names[i], value);
+}
+
+static void
+write_stats(struct tally_app *app)
+{
+	static struct stats_names s;
+	struct tally_stats_totals t;
+
+	sample_ports(app);
+	tally_app_totals(app, &t);
+	s.cmd.argc = 0;
+	s.cmd.argv[s.cmd.argc] = "HSET";
+	s.cmd.argvlen[s.cmd.argc++] = 4;
+	s.cmd.argv[s.cmd.argc] = "tally:self";
+	s.cmd.argvlen[s.cmd.argc++] = 10;
+	tally_stats_foreach(&t, stats_named_field, &s);
+	tally_sink_command(app->sink, s.cmd.argc, s.cmd.argv, s.cmd.argvlen);
+}
+
+static void
+log_stats(struct tally_app *app)
+{
+	struct tally_stats_totals t;
+
+	tally_app_totals(app, &t);
+	CTL_LOG(app, INFO,
+		"datagrams=%" PRIu64 " records=%" PRIu64 " malformed=%" PRIu64 " other=%" PRIu64
+		" table_full=%" PRIu64 " rx_missed=%" PRIu64 " windows_flushed=%" PRIu64
+		" redis_commands=%" PRIu64 " redis_errors=%" PRIu64 " flush_lag_ms=%" PRIu64,
+		t.w.c[TALLY_WC_datagrams], t.w.c[TALLY_WC_records], t.w.c[TALLY_WC_malformed],
+		t.w.c[TALLY_WC_other],
+		t.w.c[TALLY_WC_table_full] + t.ctl.c[TALLY_CC_merge_full], t.rx_missed,
+		t.ctl.c[TALLY_CC_windows_flushed], t.ctl.c[TALLY_CC_redis_commands],
+		t.ctl.c[TALLY_CC_redis_errors], t.ctl.c[TALLY_CC_flush_lag_ms]);
+}
+
+/* Hand complete windows to the sink and collect the ones Redis has acknowledged. */
+static unsigned int
+drive_sink(struct tally_app *app, int force, uint64_t now)
+{
+	struct tally_table *t;
+	uint64_t start;
+	unsigned int work = 0;
+
+	if (!tally_sink_busy(app->sink)) {
+		t = tally_merger_next(&app->merger, force, &start);
+		if (t != NULL) {
+			tally_sink_write_window(app->sink, t, start);
+			work++;
+		}
+	}
+	t = tally_sink_poll(app->sink, now);
+	if (t != NULL) {
+		tally_merger_release(&app->merger, t);
+		work++;
+	}
+	return work;
+}
+
+static int
+all_workers_done(const struct tally_app *app)
+{
+	uint32_t i;
+
+	for (i = 0; i < app->nworkers; i++)
+		if (!app->workers[i].pub.done)
+			return 0;
+	return 1;
+}
+
+int
+tally_control_run(struct tally_app *app)
+{
+	uint64_t now = tally_now_ms(), deadline = 0;
+	const struct tally_sink_stats *ss = tally_sink_stats(app->sink);
+	uint64_t errors_before;
+	int done = 0;
+	uint32_t i;
+
+	app->next_stats_ms = now + app->cfg.stats_ms;
+	app->next_log_ms = now + app->cfg.log_ms;
+	for (;;) {
+		unsigned int work = 0;
+
+		now = tally_now_ms();
+		if (!done)
+			done = all_workers_done(app);
+		for (i = 0; i < app->nworkers; i++) {
+			work += drain_worker(app, i);
+			work += serve_exceptions(app, &app->workers[i]);
+		}
+		work += drive_sink(app, done, now);
+		if (now >= app->next_stats_ms) {
+			write_stats(app);
+			app->next_stats_ms = now + app->cfg.stats_ms;
+		}
+		if (now >= app->next_log_ms) {
+			log_stats(app);
+			app->next_log_ms = now + app->cfg.log_ms;
+		}
+		if (app->quit && deadline == 0)
+			deadline = now + SHUTDOWN_TIMEOUT_MS;
+		if (done && tally_merger_busy(&app->merger) == 0 && !tally_sink_busy(app->sink))
+			break;
+		if (deadline != 0 && now >= deadline) {
+			CTL_LOG(app, ERR, "shutdown timed out with windows unwritten");
+			break;
+		}
+		if (work == 0)
+			usleep(done ? 1000 : 100);
+	}
+	/* Final stats, acknowledged before exit. */
+	errors_before = ss->errors;
+	write_stats(app);
+	tally_sink_sync(app->sink, tally_now_ms());
+	log_stats(app);
+	if (tally_merger_busy(&app->merger) != 0 || ss->errors != errors_before)
+		return -EIO;
+	return 0;
+}

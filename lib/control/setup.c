@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Builds and frees tally's resources: mbuf pool, ports, worker queues, rings, tables, sink. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_log.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include "tally_app.h"
+
+#define MBUF_CACHE 256
+#define EXC_RING_SIZE 1024
+#define TABLE_RING_SIZE 8 /* more than TALLY_WORKER_TABLES: enqueues never fail */
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+uint64_t
+tally_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct tally_table *
+table_alloc(struct tally_app *app, uint64_t series, int socket)
+{
+	size_t len = tally_table_memsize((uint32_t)series);
+	struct tally_mem *mem;
+	void *p;
+
+	if (len == 0 || app->nmem >= TALLY_MAX_TABLES)
+		return NULL;
+	mem = &app->mem[app->nmem];
+	p = rte_malloc_socket("tally_table", len, RTE_CACHE_LINE_SIZE, socket);
+	mem->mapped = 0;
+	if (p == NULL) { /* --no-huge or a small -m: ordinary pages, transparent hugepages */
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		madvise(p, len, MADV_HUGEPAGE);
+		mem->mapped = 1;
+	}
+	mem->addr = p;
+	mem->len = len;
+	app->nmem++;
+	return tally_table_init(p, (uint32_t)series);
+}
+
+static struct rte_ring *
+ring_create(const char *kind, uint32_t id, unsigned int size, int socket)
+{
+	char name[RTE_RING_NAMESIZE];
+
+	snprintf(name, sizeof(name), "tally_%s_%u", kind, id);
+	return rte_ring_create(name, size, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+}
+
+/* Spread the port's RX queues over the workers, continuing where the last port stopped. */
+static int
+assign_queues(struct tally_app *app, const struct tally_port_info *p, uint32_t *next)
+{
+	uint16_t q;
+
+	for (q = 0; q < p->nb_rxq; q++) {
+		struct tally_worker *w = &app->workers[*next % app->nworkers];
+
+		if (w->nrxq >= TALLY_MAX_RXQ_PER_WORKER)
+			return -ENOSPC;
+		w->rxq[w->nrxq++] = (struct tally_rxq){.port = p->port_id, .queue = q};
+		(*next)++;
+	}
+	return 0;
+}
+
+static int
+ports_init(struct tally_app *app, char *err, size_t errlen)
+{
+	uint32_t next = 0;
+	uint16_t port;
+	int rc;
+
+	RTE_ETH_FOREACH_DEV(port) {
+		struct tally_port_info *p = &app->ports[app->nports];
+
+		if (app->nports >= TALLY_MAX_PORTS)
+			return fail(err, errlen, "more than %d ports", TALLY_MAX_PORTS);
+		rc = tally_port_init(port, (uint16_t)app->nworkers, (uint16_t)app->cfg.rx_desc,
+				     app->mp, p);
+		if (rc != 0)
+			return fail(err, errlen, "port %u: cannot start: %s", port, strerror(-rc));
+		app->nports++;
+		if (assign_queues(app, p, &next) != 0)
+			return fail(err, errlen, "port %u: too many RX queues per worker", port);
+		rte_log(RTE_LOG_INFO, app->logtype,
+			"TALLY: port %u (%s): %u RX queue(s), RSS %s\n", port, p->name, p->nb_rxq,
+			p->rss ? "on" : "off");
+	}
+	if (app->nports == 0)
+		return fail(err, errlen, "no Ethernet port: give one with -a PCI_ADDR or --vdev");
+	return 0;
+}
+
+static int
+worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *err,
+	    size_t errlen)
+{
+	const struct tally_config *c = &app->cfg;
+	int socket = (int)rte_lcore_to_socket_id(app->lcores[id]);
+	uint32_t i;
+
+	w->id = id;
+	w->burst = (uint16_t)c->burst;
+	w->window_ms = c->window_ms;
+	w->drain_max = (uint32_t)c->rx_desc * 2 * (w->nrxq ? w->nrxq : 1);
+	w->clock = &app->clock;
+	w->quit = &app->quit;
+	w->filter.udp_port = c->udp_port;
+	w->filter.has_ipv4 = c->has_ipv4;
+	w->filter.ipv4 = c->ipv4;
+	w->filter.has_ipv6 = c->has_ipv6;
+	memcpy(w->filter.ipv6, c->ipv6, sizeof(w->filter.ipv6));
+	w->closed = ring_create("closed", id, TABLE_RING_SIZE, socket);
+	w->free = ring_create("free", id, TABLE_RING_SIZE, socket);
+	w->exc = ring_create("exc", id, EXC_RING_SIZE, socket);
+	if (w->closed == NULL || w->free == NULL || w->exc == NULL)
+		return fail(err, errlen, "worker %u: cannot create rings: %s", id,
+			    rte_strerror(rte_errno));
+	for (i = 0; i < TALLY_WORKER_TABLES; i++) {
+		w->tables[i] = table_alloc(app, c->table_series, socket);
+		if (w->tables[i] == NULL)
+			return fail(err, errlen, "worker %u: cannot allocate a table of %lu series",
+				    id, (unsigned long)c->table_series);
+		if (i > 0)
+			rte_ring_sp_enqueue(w->free, (void *)(uintptr_t)i);
+	}
+	w->cur = w->tables[0];
+	w->cur_idx = 0;
+	return 0;
+}
+
+int
+tally_app_init(struct tally_app *app, char *err, size_t errlen)
+{
+	const struct tally_config *c = &app->cfg;
+	struct tally_sink_conf sc;
+	struct timespec ts;
+	unsigned int lcore;
+	uint32_t i;
+
+	app->logtype = rte_log_register_type_and_pick_level("tally", RTE_LOG_INFO);
+	if (app->logtype < 0)
+		app->logtype = RTE_LOGTYPE_EAL;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		if (app->nworkers >= TALLY_MAX_WORKERS)
+			return fail(err, errlen, "more than %d worker lcores", TALLY_MAX_WORKERS);
+		app->lcores[app->nworkers++] = lcore;
+	}
+	if (app->nworkers == 0)
+		return fail(err, errlen, "need at least 2 lcores (e.g. -l 0-1): the main lcore "
+			    "runs control, the others are workers");
+	clock_gettime(CLOCK_REALTIME, &ts);
+	app->clock.base_tsc = rte_rdtsc();
+	app->clock.base_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	app->clock.hz = rte_get_tsc_hz();
+	app->start_ms = app->clock.base_ns / 1000000u;
+
+	app->workers = rte_zmalloc("tally_workers", sizeof(*app->workers) * app->nworkers,
+				   RTE_CACHE_LINE_SIZE);
+	if (app->workers == NULL)
+		return fail(err, errlen, "cannot allocate worker contexts");
+	app->mp = rte_pktmbuf_pool_create("tally_mbufs", (unsigned int)c->mbufs, MBUF_CACHE, 0,
+					  RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
+	if (app->mp == NULL)
+		goto undo_msg_pool;
+	if (ports_init(app, err, errlen) != 0)
+		goto undo;
+	for (i = 0; i < app->nworkers; i++)
+		if (worker_init(app, &app->workers[i], i, err, errlen) != 0)
+			goto undo;
+	for (i = 0; i < TALLY_MERGE_TABLES; i++) {
+		app->merge_tables[i] = table_alloc(app, c->table_series, (int)rte_socket_id());
+		if (app->merge_tables[i] == NULL) {
+			fail(err, errlen, "cannot allocate merge tables of %lu series",
+			     (unsigned long)c->table_series);
+			goto undo;
+		}
+	}
+	if (tally_merger_init(&app->merger, app->nworkers, c->window_ms, app->merge_tables,
+			      TALLY_MERGE_TABLES) != 0) {
+		fail(err, errlen, "cannot set up the final stage");
+		goto undo;
+	}
+	sc = (struct tally_sink_conf){
+		.host = c->redis_host,
+		.port = c->redis_port,
+		.flush_batch = c->flush_batch,
+		.flush_ms = c->flush_ms,
+		.timeout_ms = c->redis_timeout_ms,
+		.retention_s = c->retention_s,
+		.window_ms = c->window_ms,
+	};
+	app->sink = tally_sink_create(&sc, err, errlen);
+	if (app->sink == NULL)
+		goto undo;
+	if (tally_telemetry_register(app) != 0)
+		rte_log(RTE_LOG_WARNING, app->logtype, "TALLY: telemetry commands not registered\n");
+	return 0;
+
+undo_msg_pool:
+	fail(err, errlen, "cannot create a pool of %lu mbufs: %s (more hugepages, or a smaller "
+	     "--mbufs)", (unsigned long)c->mbufs, rte_strerror(rte_errno));
+undo:
+	tally_app_free(app);
+	return -1;
+}
+
+int
+tally_app_launch(struct tally_app *app)
+{
+	uint32_t i;
+	int rc;
+
+	for (i = 0; i < app->nworkers; i++) {
+		rc = rte_eal_remote_launch(tally_worker_main, &app->workers[i], app->lcores[i]);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+void
+tally_app_free(struct tally_app *app)
+{
+	uint32_t i;
+
+	tally_sink_free(app->sink);
+	app->sink = NULL;
+	for (i = 0; i < app->nports; i++)
+		tally_port_close(app->ports[i].port_id);
+	app->nports = 0;
+	if (app->workers != NULL) {
+		for (i = 0; i < app->nworkers; i++) {
+			struct tally_worker *w = &app->workers[i];
+			void *m;
+
+			if (w->exc != NULL)
+				while (rte_ring_sc_dequeue(w->exc, &m) == 0)
+					rte_pktmbuf_free(m);
+			rte_ring_free(w->closed);
+			rte_ring_free(w->free);
+			rte_ring_free(w->exc);
+		}
+		rte_free(app->workers);
+		app->workers = NULL;
+	}
+	for (i = 0; i < app->nmem; i++) {
+		if (app->mem[i].mapped)
+			munmap(app->mem[i].addr, app->mem[i].len);
+		else
+			rte_free(app->mem[i].addr);
+	}
+	app->nmem = 0;
+	rte_mempool_free(app->mp);
+	app->mp = NULL;
+}

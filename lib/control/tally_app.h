@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The running application: its resources, and the control lcore (final stage, sink, stats). */
+#ifndef TALLY_APP_H
+#define TALLY_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rte_mempool.h>
+
+#include "tally_config.h"
+#include "tally_port.h"
+#include "tally_sink.h"
+#include "tally_stats.h"
+#include "tally_window.h"
+#include "tally_worker.h"
+
+#define TALLY_MERGE_TABLES 4
+#define TALLY_MAX_TABLES (TALLY_MAX_WORKERS * TALLY_WORKER_TABLES + TALLY_MERGE_TABLES)
+
+/* Memory of one table: hugepages from EAL when it has them, else anonymous pages. */
+struct tally_mem {
+	void *addr;
+	size_t len;
+	int mapped; /* from mmap() rather than rte_malloc() */
+};
+
+struct tally_app {
+	struct tally_config cfg;
+	struct tally_clock clock;
+	volatile int quit;             /* set by the signal handler */
+	uint32_t nworkers;
+	struct tally_worker *workers;  /* nworkers, one per worker lcore */
+	unsigned int lcores[TALLY_MAX_WORKERS];
+	uint16_t nports;
+	struct tally_port_info ports[TALLY_MAX_PORTS];
+	struct rte_mempool *mp;
+	struct tally_merger merger;
+	struct tally_table *merge_tables[TALLY_MERGE_TABLES];
+	struct tally_sink *sink;
+	struct tally_control_stats ctl;
+	struct tally_window_msg *stash[TALLY_MAX_WORKERS]; /* partials waiting for a merge table */
+	struct tally_mem mem[TALLY_MAX_TABLES];
+	uint32_t nmem;
+	uint64_t rx_missed;
+	uint64_t rx_nombuf;
+	uint64_t start_ms;
+	uint64_t next_stats_ms;
+	uint64_t next_log_ms;
+	int logtype;
+};
+
+/*
+ * Build everything from app->cfg after rte_eal_init(): mbuf pool, ports, rings, tables,
+ * the Redis connection, telemetry commands. Returns 0, or -1 with a one-line reason in err
+ * (what was built is freed).
+ */
+int tally_app_init(struct tally_app *app, char *err, size_t errlen);
+
+/* Launch tally_worker_main() on every worker lcore. */
+int tally_app_launch(struct tally_app *app);
+
+/*
+ * The control loop, on the main lcore, until app->quit and everything is written: merges
+ * windows, drives the Redis sink, answers ARP/ICMP, writes stats. Returns 0 when every
+ * window was acknowledged by Redis, -EIO when something could not be written.
+ */
+int tally_control_run(struct tally_app *app);
+
+/* Release everything tally_app_init() built. */
+void tally_app_free(struct tally_app *app);
+
+/* Snapshot of every counter, for tally:self, telemetry and the log. */
+void tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t);
+
+/* Register the /tally/ telemetry commands (they read app until it is freed). */
+int tally_telemetry_register(struct tally_app *app);
+
+/* Wall-clock milliseconds (control path only). */
+uint64_t tally_now_ms(void);
+
+#endif /* TALLY_APP_H */

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Redis schema v1: the commands that write one device of one closed window. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "tally_sink.h"
+
+int
+tally_fmt_double(char *buf, size_t len, double v)
+{
+	return snprintf(buf, len, "%.17g", v);
+}
+
+static void
+enc_reset(struct tally_encoder *e)
+{
+	e->argc = 0;
+}
+
+/* Append one argument formatted with fmt; arguments are short by construction. */
+static void __attribute__((format(printf, 2, 3)))
+enc_arg(struct tally_encoder *e, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(e->buf[e->argc], TALLY_ENC_ARG_LEN, fmt, ap);
+	va_end(ap);
+	e->argv[e->argc] = e->buf[e->argc];
+	e->argvlen[e->argc] = (size_t)n;
+	e->argc++;
+}
+
+static void
+enc_double(struct tally_encoder *e, double v)
+{
+	int n = tally_fmt_double(e->buf[e->argc], TALLY_ENC_ARG_LEN, v);
+
+	e->argv[e->argc] = e->buf[e->argc];
+	e->argvlen[e->argc] = (size_t)n;
+	e->argc++;
+}
+
+static void
+enc_series(struct tally_encoder *e, const struct tally_slot *s)
+{
+	enc_arg(e, "%" PRIu32 ":count", s->metric_id);
+	enc_arg(e, "%" PRIu64, s->count);
+	enc_arg(e, "%" PRIu32 ":sum", s->metric_id);
+	enc_double(e, s->sum);
+	enc_arg(e, "%" PRIu32 ":min", s->metric_id);
+	enc_double(e, s->min);
+	enc_arg(e, "%" PRIu32 ":max", s->metric_id);
+	enc_double(e, s->max);
+	enc_arg(e, "%" PRIu32 ":last", s->metric_id);
+	enc_double(e, s->last);
+}
+
+/* HSET key [window W] <series first..end>, in chunks; returns commands emitted. */
+static unsigned int
+enc_hset(struct tally_encoder *e, const struct tally_table *t, uint32_t first, uint32_t end,
+	 uint64_t dev, const char *suffix, const uint64_t *window, tally_emit_fn emit, void *ctx)
+{
+	unsigned int ncmd = 0;
+	uint32_t i = first;
+
+	while (i < end) {
+		uint32_t stop = end - i > TALLY_ENC_METRICS_PER_CMD ? i + TALLY_ENC_METRICS_PER_CMD
+								     : end;
+
+		enc_reset(e);
+		enc_arg(e, "HSET");
+		enc_arg(e, "tally:{%" PRIu64 "}:%s", dev, suffix);
+		if (window != NULL && i == first) {
+			enc_arg(e, "window");
+			enc_arg(e, "%" PRIu64, *window);
+		}
+		for (; i < stop; i++)
+			enc_series(e, tally_table_at(t, i));
+		emit(ctx, e->argc, e->argv, e->argvlen);
+		ncmd++;
+	}
+	return ncmd;
+}
+
+static unsigned int
+enc_expire(struct tally_encoder *e, uint64_t dev, const char *suffix, uint64_t retention_s,
+	   tally_emit_fn emit, void *ctx)
+{
+	enc_reset(e);
+	enc_arg(e, "EXPIRE");
+	enc_arg(e, "tally:{%" PRIu64 "}:%s", dev, suffix);
+	enc_arg(e, "%" PRIu64, retention_s);
+	emit(ctx, e->argc, e->argv, e->argvlen);
+	return 1;
+}
+
+unsigned int
+tally_encode_device(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
+		    uint64_t start_ms, uint64_t retention_s, tally_emit_fn emit, void *ctx)
+{
+	uint32_t first = *pos, end = first;
+	uint64_t dev;
+	char win[24];
+	unsigned int n = 0;
+
+	if (first >= t->series)
+		return 0;
+	dev = tally_table_at(t, first)->device_id;
+	while (end < t->series && tally_table_at(t, end)->device_id == dev)
+		end++;
+	snprintf(win, sizeof(win), "%" PRIu64, start_ms);
+	n += enc_hset(e, t, first, end, dev, win, NULL, emit, ctx);
+	n += enc_expire(e, dev, win, retention_s, emit, ctx);
+	n += enc_hset(e, t, first, end, dev, "latest", &start_ms, emit, ctx);
+	n += enc_expire(e, dev, "latest", retention_s, emit, ctx);
+	*pos = end;
+	return n;
+}

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The Redis sink: one hiredis connection, pipelined micro-batches, off the poll-mode path. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "tally_sink.h"
+
+#define RECONNECT_MS 1000
+
+struct tally_sink {
+	struct tally_sink_conf conf;
+	char host[256];
+	redisContext *ctx;
+	struct tally_sink_stats st;
+	uint64_t pending;          /* commands appended whose replies are not read yet */
+	uint64_t first_pending_ms; /* when the oldest of them was appended */
+	uint64_t now_ms;           /* time of the current poll, for emit() */
+	uint64_t next_connect_ms;
+	struct tally_table *win;   /* window being written, or NULL */
+	uint64_t win_start;
+	uint32_t win_pos;          /* next series to encode */
+	struct tally_encoder enc;
+};
+
+static redisContext *
+sink_connect(const struct tally_sink_conf *c, char *err, size_t errlen)
+{
+	struct timeval tv = {
+		.tv_sec = (time_t)(c->timeout_ms / 1000),
+		.tv_usec = (suseconds_t)(c->timeout_ms % 1000) * 1000,
+	};
+	redisContext *ctx;
+	redisReply *r;
+
+	ctx = redisConnectWithTimeout(c->host, c->port, tv);
+	if (ctx == NULL || ctx->err) {
+		snprintf(err, errlen, "cannot connect to Redis at %s:%u: %s", c->host, c->port,
+			 ctx ? ctx->errstr : "out of memory");
+		goto fail;
+	}
+	if (redisSetTimeout(ctx, tv) != REDIS_OK) {
+		snprintf(err, errlen, "cannot set Redis timeout: %s", ctx->errstr);
+		goto fail;
+	}
+	r = redisCommand(ctx, "PING");
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "Redis at %s:%u does not answer PING: %s", c->host, c->port,
+			 r ? r->str : ctx->errstr);
+		if (r != NULL)
+			freeReplyObject(r);
+		goto fail;
+	}
+	freeReplyObject(r);
+	return ctx;
+fail:
+	if (ctx != NULL)
+		redisFree(ctx);
+	return NULL;
+}
+
+struct tally_sink *
+tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
+{
+	struct tally_sink *s;
+
+	if (conf == NULL || conf->host == NULL || conf->flush_batch == 0 || conf->window_ms == 0) {
+		snprintf(err, errlen, "invalid sink configuration");
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->conf = *conf;
+	snprintf(s->host, sizeof(s->host), "%s", conf->host);
+	s->conf.host = s->host;
+	s->ctx = sink_connect(&s->conf, err, errlen);
+	if (s->ctx == NULL) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+tally_sink_free(struct tally_sink *s)
+{
+	if (s == NULL)
+		return;
+	if (s->ctx != NULL)
+		redisFree(s->ctx);
+	free(s);
+}
+
+static void
+sink_disconnect(struct tally_sink *s)
+{
+	s->st.errors += s->pending;
+	s->pending = 0;
+	redisFree(s->ctx);
+	s->ctx = NULL;
+	s->next_connect_ms = s->now_ms + RECONNECT_MS;
+}
+
+static void
+emit(void *arg, int argc, const char **argv, const size_t *argvlen)
+{
+	struct tally_sink *s = arg;
+
+	if (s->ctx == NULL || redisAppendCommandArgv(s->ctx, argc, argv, argvlen) != REDIS_OK) {
+		s->st.errors++;
+		return;
+	}
+	if (s->pending++ == 0)
+		s->first_pending_ms = s->now_ms;
+}
+
+void
+tally_sink_command(struct tally_sink *s, int argc, const char **argv, const size_t *argvlen)
+{
+	emit(s, argc, argv, argvlen);
+}
+
+/* Read the reply of every pending command: one round trip for the whole batch. */
+static int
+sink_flush(struct tally_sink *s)
+{
+	if (s->pending == 0 || s->ctx == NULL)
+		return 0;
+	s->st.batches++;
+	while (s->pending > 0) {
+		redisReply *r = NULL;
+
+		if (redisGetReply(s->ctx, (void **)&r) != REDIS_OK || r == NULL) {
+			sink_disconnect(s);
+			return -EIO;
+		}
+		s->pending--;
+		if (r->type == REDIS_REPLY_ERROR)
+			s->st.errors++;
+		else
+			s->st.commands++;
+		freeReplyObject(r);
+	}
+	return 0;
+}
+
+int
+tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t start_ms)
+{
+	if (s->win != NULL)
+		return -EBUSY;
+	tally_table_sort(t);
+	s->win = t;
+	s->win_start = start_ms;
+	s->win_pos = 0;
+	return 0;
+}
+
+static void
+sink_reconnect(struct tally_sink *s)
+{
+	char err[256];
+
+	if (s->ctx != NULL || s->now_ms < s->next_connect_ms)
+		return;
+	s->ctx = sink_connect(&s->conf, err, sizeof(err));
+	if (s->ctx == NULL)
+		s->next_connect_ms = s->now_ms + RECONNECT_MS;
+}
+
+struct tally_table *
+tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
+{
+	struct tally_table *done;
+
+	s->now_ms = now_ms;
+	sink_reconnect(s);
+	if (s->ctx == NULL)
+		return NULL;
+	while (s->win != NULL && s->win_pos < s->win->series && s->pending < s->conf.flush_batch)
+		tally_encode_device(&s->enc, s->win, &s->win_pos, s->win_start,
+				    s->conf.retention_s, emit, s);
+	if (s->pending >= s->conf.flush_batch ||
+	    (s->pending > 0 && now_ms - s->first_pending_ms >= s->conf.flush_ms))
+		sink_flush(s);
+	if (s->win == NULL || s->win_pos < s->win->series || s->pending > 0)
+		return NULL;
+	done = s->win;
+	s->win = NULL;
+	s->st.windows_flushed++;
+	s->st.flush_lag_ms = now_ms - (s->win_start + s->conf.window_ms);
+	if (now_ms < s->win_start + s->conf.window_ms)
+		s->st.flush_lag_ms = 0;
+	return done;
+}
+
+int
+tally_sink_sync(struct tally_sink *s, uint64_t now_ms)
+{
+	s->now_ms = now_ms;
+	if (s->ctx == NULL)
+		return -EIO;
+	return sink_flush(s);
+}
+
+int
+tally_sink_busy(const struct tally_sink *s)
+{
+	return s->win != NULL || s->pending > 0;
+}
+
+const struct tally_sink_stats *
+tally_sink_stats(const struct tally_sink *s)
+{
+	return &s->st;
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Redis sink: schema v1 command encoding, and pipelined micro-batches over one connection. */
+#ifndef TALLY_SINK_H
+#define TALLY_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally_table.h"
+
+/* Metrics per HSET command; a device with more gets several commands. */
+#define TALLY_ENC_METRICS_PER_CMD 64
+#define TALLY_ENC_FIELDS_PER_METRIC 5
+#define TALLY_ENC_MAX_ARGS (4 + 2 * TALLY_ENC_FIELDS_PER_METRIC * TALLY_ENC_METRICS_PER_CMD)
+#define TALLY_ENC_ARG_LEN 48
+
+/* Receives one encoded command; argv is valid only during the call. */
+typedef void (*tally_emit_fn)(void *ctx, int argc, const char **argv, const size_t *argvlen);
+
+/* Scratch space for one command; lives with the caller so no allocation is needed. */
+struct tally_encoder {
+	int argc;
+	const char *argv[TALLY_ENC_MAX_ARGS];
+	size_t argvlen[TALLY_ENC_MAX_ARGS];
+	char buf[TALLY_ENC_MAX_ARGS][TALLY_ENC_ARG_LEN];
+};
+
+/*
+ * Encode the series of one device of a closed window: the sorted table's series from index
+ * *pos on that share its device. Emits HSET + EXPIRE of `tally:{dev}:<start_ms>` and of
+ * `tally:{dev}:latest` (with `window`), advances *pos past the device, returns the number
+ * of commands emitted. The table must have been sorted with tally_table_sort().
+ */
+unsigned int tally_encode_device(struct tally_encoder *e, const struct tally_table *t,
+				 uint32_t *pos, uint64_t start_ms, uint64_t retention_s,
+				 tally_emit_fn emit, void *ctx);
+
+/* Format a double so that it reads back bit-exact (%.17g). Returns its length. */
+int tally_fmt_double(char *buf, size_t len, double v);
+
+struct tally_sink;
+
+struct tally_sink_conf {
+	const char *host;
+	uint16_t port;
+	uint64_t flush_batch;  /* commands per pipelined flush */
+	uint64_t flush_ms;     /* longest wait of a partial batch */
+	uint64_t timeout_ms;   /* connect and reply timeout */
+	uint64_t retention_s;
+	uint64_t window_ms;
+};
+
+/* What the sink has done; plain counters, read by the control lcore only. */
+struct tally_sink_stats {
+	uint64_t commands;       /* acknowledged */
+	uint64_t errors;         /* error replies and commands lost with a connection */
+	uint64_t batches;
+	uint64_t windows_flushed;
+	uint64_t flush_lag_ms;
+};
+
+/*
+ * Connect to Redis (with a timeout) and check it answers PING. Returns the sink, or NULL
+ * with a one-line reason in err.
+ */
+struct tally_sink *tally_sink_create(const struct tally_sink_conf *conf, char *err,
+				     size_t errlen);
+void tally_sink_free(struct tally_sink *s);
+
+/* Queue a whole window for writing; 0, or -EBUSY while the previous one is still going. */
+int tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t start_ms);
+
+/*
+ * Do a slice of work: encode up to one batch of the current window, flush a full batch or
+ * one older than flush_ms. Returns the table of a window whose commands Redis has all
+ * acknowledged (the caller may reuse it), else NULL.
+ */
+struct tally_table *tally_sink_poll(struct tally_sink *s, uint64_t now_ms);
+
+/* Append any command (e.g. the self-stats HSET) to the current batch. */
+void tally_sink_command(struct tally_sink *s, int argc, const char **argv,
+			const size_t *argvlen);
+
+/* Flush everything pending and wait for the acknowledgements; 0 or -EIO. */
+int tally_sink_sync(struct tally_sink *s, uint64_t now_ms);
+
+/* True while a window is being written or acknowledgements are outstanding. */
+int tally_sink_busy(const struct tally_sink *s);
+
+const struct tally_sink_stats *tally_sink_stats(const struct tally_sink *s);
+
+#endif /* TALLY_SINK_H */

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Counter names and the one list of self-stats fields. */
+#include <stdio.h>
+
+#include "tally_stats.h"
+
+const char *const tally_worker_counter_names[TALLY_WC_MAX] = {
+#define TALLY_WC_NAME(n) #n,
+	TALLY_FOREACH_WORKER_COUNTER(TALLY_WC_NAME)
+#undef TALLY_WC_NAME
+};
+
+const char *const tally_control_counter_names[TALLY_CC_MAX] = {
+#define TALLY_CC_NAME(n) #n,
+	TALLY_FOREACH_CONTROL_COUNTER(TALLY_CC_NAME)
+#undef TALLY_CC_NAME
+};
+
+void
+tally_worker_stats_add(struct tally_worker_stats *dst, const struct tally_worker_stats *src)
+{
+	unsigned int i;
+
+	for (i = 0; i < TALLY_WC_MAX; i++)
+		dst->c[i] += src->c[i];
+	for (i = 0; i < TALLY_MALFORMED_MAX; i++)
+		dst->malformed[i] += src->malformed[i];
+}
+
+void
+tally_stats_foreach(const struct tally_stats_totals *t,
+		    void (*fn)(void *ctx, const char *name, uint64_t value), void *ctx)
+{
+	char name[64];
+	unsigned int i;
+
+	/* table_full covers every place a record can find no room: worker or merged table. */
+	for (i = 0; i < TALLY_WC_MAX; i++)
+		fn(ctx, tally_worker_counter_names[i],
+		   t->w.c[i] + (i == TALLY_WC_table_full ? t->ctl.c[TALLY_CC_merge_full] : 0));
+	for (i = 0; i < TALLY_MALFORMED_MAX; i++) {
+		snprintf(name, sizeof(name), "malformed:%s", tally_malformed_name(i));
+		fn(ctx, name, t->w.malformed[i]);
+	}
+	for (i = 0; i < TALLY_CC_MAX; i++)
+		fn(ctx, tally_control_counter_names[i], t->ctl.c[i]);
+	fn(ctx, "rx_missed", t->rx_missed);
+	fn(ctx, "rx_nombuf", t->rx_nombuf);
+	fn(ctx, "workers", t->workers);
+	fn(ctx, "uptime_s", t->uptime_s);
+}

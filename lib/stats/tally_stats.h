@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Counters: declared once, kept per lcore with one writer, summed off the data path. */
+#ifndef TALLY_STATS_H
+#define TALLY_STATS_H
+
+#include <stdint.h>
+
+#include "tally_wire.h"
+
+/* Counters of a worker lcore; the worker is their only writer. */
+#define TALLY_FOREACH_WORKER_COUNTER(_)                                                            \
+	_(rx_packets)      /* frames received */                                                 \
+	_(datagrams)       /* valid telemetry datagrams */                                       \
+	_(records)         /* records in valid datagrams */                                      \
+	_(malformed)       /* datagrams rejected, all reasons */                                 \
+	_(other)           /* frames that are not telemetry for us */                            \
+	_(exceptions)      /* ARP / ICMP frames handed to the control lcore */                   \
+	_(exception_drops) /* ... that found the exception ring full */                          \
+	_(table_full)      /* records that found no room in the worker table */                  \
+	_(window_stall)    /* records dropped because no free table was ready at a boundary */ \
+	_(windows_closed)  /* windows handed to the final stage */                               \
+	_(busy_polls)      /* rx_burst calls that returned packets */                            \
+	_(idle_polls)      /* rx_burst calls that returned nothing */
+
+/* Counters of the control lcore (final stage, sink, exception path). */
+#define TALLY_FOREACH_CONTROL_COUNTER(_)                                                           \
+	_(windows_flushed)  /* windows whose every command Redis acknowledged */                \
+	_(redis_commands)   /* commands acknowledged by Redis */                                \
+	_(redis_errors)     /* commands answered with an error or lost with the connection */   \
+	_(redis_batches)    /* pipelined flushes */                                              \
+	_(flush_lag_ms)     /* last window end -> its last Redis ack */                         \
+	_(merge_full)       /* records lost because a merged window table was full */           \
+	_(merge_late)       /* records of a window already written (should stay 0) */           \
+	_(arp_replies)                                                                             \
+	_(icmp_replies)                                                                            \
+	_(exception_tx_drops)
+
+enum tally_worker_counter {
+#define TALLY_WC_ENUM(n) TALLY_WC_##n,
+	TALLY_FOREACH_WORKER_COUNTER(TALLY_WC_ENUM)
+#undef TALLY_WC_ENUM
+	TALLY_WC_MAX
+};
+
+enum tally_control_counter {
+#define TALLY_CC_ENUM(n) TALLY_CC_##n,
+	TALLY_FOREACH_CONTROL_COUNTER(TALLY_CC_ENUM)
+#undef TALLY_CC_ENUM
+	TALLY_CC_MAX
+};
+
+struct tally_worker_stats {
+	uint64_t c[TALLY_WC_MAX];
+	uint64_t malformed[TALLY_MALFORMED_MAX];
+} __attribute__((aligned(64)));
+
+struct tally_control_stats {
+	uint64_t c[TALLY_CC_MAX];
+} __attribute__((aligned(64)));
+
+extern const char *const tally_worker_counter_names[TALLY_WC_MAX];
+extern const char *const tally_control_counter_names[TALLY_CC_MAX];
+
+/* dst += src, counter by counter (for totals over workers). */
+void tally_worker_stats_add(struct tally_worker_stats *dst, const struct tally_worker_stats *src);
+
+/* A snapshot of everything tally:self reports. */
+struct tally_stats_totals {
+	struct tally_worker_stats w;
+	struct tally_control_stats ctl;
+	uint64_t rx_missed;   /* NIC imissed, all ports */
+	uint64_t rx_nombuf;
+	uint64_t uptime_s;
+	uint32_t workers;
+};
+
+/*
+ * Visit every tally:self field in order: name and integer value. Used for the Redis hash,
+ * the telemetry dictionary and the log alike, so the three never disagree.
+ */
+void tally_stats_foreach(const struct tally_stats_totals *t,
+			 void (*fn)(void *ctx, const char *name, uint64_t value), void *ctx);
+
+#endif /* TALLY_STATS_H */

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The poll-mode worker: receive, parse, aggregate into lcore-local tables, close windows. */
+#ifndef TALLY_WORKER_H
+#define TALLY_WORKER_H
+
+#include <stdint.h>
+
+#include <rte_common.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "tally_stats.h"
+#include "tally_table.h"
+#include "tally_window.h"
+#include "tally_wire.h"
+
+#define TALLY_MAX_WORKERS 64
+#define TALLY_MAX_PORTS 32
+#define TALLY_MAX_RXQ_PER_WORKER 64
+#define TALLY_WORKER_TABLES 3
+#define TALLY_MAX_BURST 512
+
+/* Wall-clock time from the TSC, so workers never make a syscall to read the time. */
+struct tally_clock {
+	uint64_t base_ns;
+	uint64_t base_tsc;
+	uint64_t hz;
+};
+
+static inline uint64_t
+tally_clock_ns(const struct tally_clock *c, uint64_t tsc)
+{
+	return c->base_ns + (uint64_t)((__uint128_t)(tsc - c->base_tsc) * 1000000000u / c->hz);
+}
+
+static inline uint64_t
+tally_clock_tsc(const struct tally_clock *c, uint64_t ns)
+{
+	if (ns <= c->base_ns)
+		return c->base_tsc;
+	return c->base_tsc + (uint64_t)((__uint128_t)(ns - c->base_ns) * c->hz / 1000000000u);
+}
+
+struct tally_rxq {
+	uint16_t port;
+	uint16_t queue;
+};
+
+/* What a worker publishes to the control lcore; the worker is the only writer. */
+struct tally_worker_pub {
+	volatile uint64_t closed_end_ms; /* every window ending by then has been sent */
+	volatile int done;               /* drained and stopped */
+} __rte_cache_aligned;
+
+/*
+ * One worker lcore. Set up by the control lcore before launch, then written only by the
+ * worker, except `pub` and `stats`, which the control lcore reads.
+ */
+struct tally_worker {
+	uint32_t id;
+	uint16_t nrxq;
+	uint16_t burst;
+	struct tally_rxq rxq[TALLY_MAX_RXQ_PER_WORKER];
+	struct tally_wire_filter filter;
+	uint64_t window_ms;
+	uint32_t drain_max;          /* packets read per queue while stopping */
+	const struct tally_clock *clock;
+	const volatile int *quit;
+	struct rte_ring *closed;     /* to control: struct tally_window_msg * of full tables */
+	struct rte_ring *free;       /* from control: tables merged and reset, as pool index */
+	struct rte_ring *exc;        /* to control: ARP / ICMP mbufs */
+	struct tally_table *tables[TALLY_WORKER_TABLES];
+	struct tally_window_msg msg[TALLY_WORKER_TABLES];
+
+	/* worker-private */
+	struct tally_table *cur;     /* NULL while no free table is back from control */
+	uint32_t cur_idx;
+	uint64_t cur_start_ms;
+	uint64_t next_tsc;           /* TSC of the current window's end */
+
+	struct tally_worker_pub pub;
+	struct tally_worker_stats stats;
+} __rte_cache_aligned;
+
+/* lcore entry point; arg is the struct tally_worker. Returns 0 after draining on quit. */
+int tally_worker_main(void *arg);
+
+/* Process one burst of received frames (exposed for benchmarks and tests). */
+void tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n);
+
+#endif /* TALLY_WORKER_H */
