@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Unit tests of option parsing: defaults, bounds, one-line errors, INI file, precedence. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "tally_config.h"
+
+static char err[256];
+
+static int
+parse(struct tally_config *c, int argc, char **argv)
+{
+	tally_config_defaults(c);
+	err[0] = '\0';
+	return tally_config_parse(c, argc, argv, err, sizeof(err));
+}
+
+static void
+test_defaults(void **state)
+{
+	struct tally_config c;
+
+	tally_config_defaults(&c);
+	assert_string_equal(c.redis_host, "127.0.0.1");
+	assert_int_equal(c.redis_port, 6379);
+	assert_int_equal(c.udp_port, 9797);
+	assert_int_equal(c.window_ms, 1000);
+	assert_int_equal(c.flush_batch, 5000);
+	assert_int_equal(c.flush_ms, 50);
+	assert_int_equal(c.retention_s, 86400);
+	assert_int_equal(c.stats_ms, 1000);
+	assert_int_equal(c.has_ipv4, 0);
+	assert_int_equal(c.has_ipv6, 0);
+}
+
+static void
+test_values(void **state)
+{
+	struct tally_config c;
+	char *argv[] = {"tally", "--redis", "10.0.0.5:7000", "--udp-port", "5000", "--ipv4",
+			"198.18.0.1", "--ipv6", "2001:2::1", "--window-ms=250", "--flush-batch",
+			"100", NULL};
+	uint32_t want;
+
+	assert_int_equal(parse(&c, 12, argv), 0);
+	assert_string_equal(c.redis_host, "10.0.0.5");
+	assert_int_equal(c.redis_port, 7000);
+	assert_int_equal(c.udp_port, 5000);
+	assert_int_equal(c.has_ipv4, 1);
+	inet_pton(AF_INET, "198.18.0.1", &want);
+	assert_int_equal(c.ipv4, want);
+	assert_int_equal(c.has_ipv6, 1);
+	assert_int_equal(c.ipv6[0], 0x20);
+	assert_int_equal(c.ipv6[15], 1);
+	assert_int_equal(c.window_ms, 250);
+	assert_int_equal(c.flush_batch, 100);
+}
+
+static void
+test_ipv6_redis(void **state)
+{
+	struct tally_config c;
+	char *argv[] = {"tally", "--redis", "[::1]:6380", NULL};
+
+	assert_int_equal(parse(&c, 3, argv), 0);
+	assert_string_equal(c.redis_host, "::1");
+	assert_int_equal(c.redis_port, 6380);
+}
+
+/* Every bad value fails with one line that names the option. */
+static void
+test_bad_values(void **state)
+{
+	static const char *const bad[][2] = {
+		{"--window-ms", "abc"}, {"--window-ms", "0"},	     {"--window-ms", "-5"},
+		{"--window-ms", "10x"}, {"--window-ms", ""},	     {"--udp-port", "70000"},
+		{"--udp-port", "0"},    {"--redis", "nohost"},	     {"--redis", "h:0"},
+		{"--redis", ":6379"},   {"--redis", "h:99999"},	     {"--ipv4", "1.2.3"},
+		{"--ipv6", "zz::1"},    {"--flush-batch", "0"},	     {"--mbufs", "18446744073709551616"},
+		{"--stats-ms", "+5"},   {"--retention-s", "99999999999"},
+	};
+	struct tally_config c;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *argv[] = {"tally", (char *)bad[i][0], (char *)bad[i][1], NULL};
+
+		assert_int_equal(parse(&c, 3, argv), -1);
+		assert_non_null(strstr(err, bad[i][0]));
+		assert_null(strchr(err, '\n'));
+	}
+}
+
+static void
+test_unknown_and_missing(void **state)
+{
+	struct tally_config c;
+	char *unknown[] = {"tally", "--bogus", "1", NULL};
+	char *missing[] = {"tally", "--window-ms", NULL};
+	char *extra[] = {"tally", "stray", NULL};
+
+	assert_int_equal(parse(&c, 3, unknown), -1);
+	assert_non_null(strstr(err, "--bogus"));
+	assert_int_equal(parse(&c, 2, missing), -1);
+	assert_non_null(strstr(err, "--window-ms"));
+	assert_int_equal(parse(&c, 2, extra), -1);
+	assert_non_null(strstr(err, "stray"));
+}
+
+static char *
+write_ini(const char *text)
+{
+	char *path = test_malloc(64);
+	FILE *f;
+	int fd;
+
+	strcpy(path, "/tmp/tally_test_XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void
+test_ini_and_precedence(void **state)
+{
+	struct tally_config c;
+	char *path = write_ini("; sample\n[tally]\nwindow-ms = 500\nudp-port = 1234\n"
+			       "redis = 127.0.0.2:7777\n");
+	char *argv[] = {"tally", "--udp-port", "4321", "--config", path, NULL};
+
+	assert_int_equal(parse(&c, 5, argv), 0);
+	assert_int_equal(c.window_ms, 500);
+	assert_int_equal(c.udp_port, 4321); /* command line wins, even before --config */
+	assert_string_equal(c.redis_host, "127.0.0.2");
+	assert_int_equal(c.redis_port, 7777);
+	assert_string_equal(c.config_file, path);
+	unlink(path);
+	test_free(path);
+}
+
+static void
+test_ini_errors(void **state)
+{
+	struct tally_config c;
+	char *bad_key = write_ini("[tally]\nwindow-size = 5\n");
+	char *bad_val = write_ini("[tally]\nflush-ms = soon\n");
+	char *bad_sec = write_ini("[other]\nflush-ms = 5\n");
+	char *argv[] = {"tally", "--config", NULL, NULL};
+	char *missing[] = {"tally", "--config", "/nonexistent/tally.ini", NULL};
+
+	argv[2] = bad_key;
+	assert_int_equal(parse(&c, 3, argv), -1);
+	assert_non_null(strstr(err, "window-size"));
+	argv[2] = bad_val;
+	assert_int_equal(parse(&c, 3, argv), -1);
+	assert_non_null(strstr(err, "flush-ms"));
+	argv[2] = bad_sec;
+	assert_int_equal(parse(&c, 3, argv), -1);
+	assert_non_null(strstr(err, "[tally]"));
+	assert_int_equal(parse(&c, 3, missing), -1);
+	assert_non_null(strstr(err, "--config"));
+	unlink(bad_key);
+	unlink(bad_val);
+	unlink(bad_sec);
+	test_free(bad_key);
+	test_free(bad_val);
+	test_free(bad_sec);
+}
+
+static void
+test_shipped_sample_parses(void **state)
+{
+	struct tally_config c;
+	char *argv[] = {"tally", "--config", TALLY_SAMPLE_INI, NULL};
+
+	assert_int_equal(parse(&c, 3, argv), 0);
+	assert_int_equal(c.udp_port, 9797);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_ipv6_redis),
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_unknown_and_missing),
+		cmocka_unit_test(test_ini_and_precedence),
+		cmocka_unit_test(test_ini_errors),
+		cmocka_unit_test(test_shipped_sample_parses),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1197 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* tally-gen: synthetic v1 telemetry to a pcap file or a UDP socket, with the exact totals sent. */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tally_wire.h"
+
+#define GEN_NAME "tally-gen"
+
+/* Frames stay within a 1500-byte MTU: this bounds --records. */
+#define GEN_MTU 1500
+#define GEN_IPV4_HDR_LEN 20
+#define GEN_IPV6_HDR_LEN 40
+#define GEN_UDP_HDR_LEN 8
+#define GEN_ETH_HDR_LEN 14
+#define GEN_VLAN_LEN 4
+#define GEN_PCAP_REC_LEN 16
+
+/* Room in front of the payload for pcap record, Ethernet, 802.1Q, IPv6 and UDP headers. */
+#define GEN_HEADROOM 128
+#define GEN_BUF_LEN (GEN_HEADROOM + GEN_MTU)
+
+/* devices x metrics bound, so the totals table stays below 512 MiB. */
+#define GEN_MAX_SERIES (1ULL << 24)
+
+#define GEN_PCAP_BUF (8u << 20)
+#define GEN_SOCK_BUF (4 << 20)
+
+/* Pacing granularity of --rate: about one sleep per millisecond of traffic. */
+#define GEN_BATCH_PER_SEC 1000
+#define GEN_BATCH_MAX 256
+
+/* Sleep between retries when the kernel has no room for a datagram. */
+#define GEN_RETRY_NS 20000
+
+struct gen_conf {
+	const char *pcap_path;
+	const char *send_addr;
+	const char *totals_path;
+	const char *src_mac;
+	const char *dst_mac;
+	const char *src_ip;
+	const char *dst_ip;
+	const char *src_ip6;
+	const char *dst_ip6;
+	uint64_t vlan;
+	bool vlan_set;
+	bool ipv6;
+	bool float_values;
+	bool json;
+	uint64_t dst_port;
+	uint64_t src_port;
+	uint64_t src_ports;
+	uint64_t datagrams;
+	uint64_t devices;
+	uint64_t device_base;
+	uint64_t metrics;
+	uint64_t records;
+	double zipf;
+	uint64_t hot_device;
+	double hot_share;
+	uint64_t malformed;
+	uint64_t seed;
+	uint64_t time_ns;
+	uint64_t rate;
+};
+
+enum gen_opt_type {
+	GEN_OPT_FLAG,
+	GEN_OPT_U64,
+	GEN_OPT_DOUBLE,
+	GEN_OPT_STR,
+	GEN_OPT_HELP,
+};
+
+/* One command-line option: the table drives getopt, range checks and --help. */
+struct gen_option {
+	const char *name;
+	enum gen_opt_type type;
+	size_t off;
+	double min;
+	double max;
+	const char *arg;
+	const char *help;
+};
+
+#define GEN_OFF(field) offsetof(struct gen_conf, field)
+
+static const struct gen_option gen_options[] = {
+	{"pcap", GEN_OPT_STR, GEN_OFF(pcap_path), 0, 0, "FILE",
+	 "write an Ethernet pcap file (one of --pcap/--send is required)"},
+	{"send", GEN_OPT_STR, GEN_OFF(send_addr), 0, 0, "HOST:PORT",
+	 "send UDP payloads to IPV4:PORT or [IPV6]:PORT"},
+	{"rate", GEN_OPT_U64, GEN_OFF(rate), 0, 1e9, "N",
+	 "with --send, datagrams per second (0 = as fast as possible)"},
+	{"src-mac", GEN_OPT_STR, GEN_OFF(src_mac), 0, 0, "MAC", "pcap source MAC"},
+	{"dst-mac", GEN_OPT_STR, GEN_OFF(dst_mac), 0, 0, "MAC", "pcap destination MAC"},
+	{"vlan", GEN_OPT_U64, GEN_OFF(vlan), 0, 4094, "ID", "pcap: add an 802.1Q tag"},
+	{"ipv6", GEN_OPT_FLAG, GEN_OFF(ipv6), 0, 0, NULL, "pcap: IPv6 instead of IPv4"},
+	{"src-ip", GEN_OPT_STR, GEN_OFF(src_ip), 0, 0, "ADDR", "pcap IPv4 source"},
+	{"dst-ip", GEN_OPT_STR, GEN_OFF(dst_ip), 0, 0, "ADDR", "pcap IPv4 destination"},
+	{"src-ip6", GEN_OPT_STR, GEN_OFF(src_ip6), 0, 0, "ADDR", "pcap IPv6 source"},
+	{"dst-ip6", GEN_OPT_STR, GEN_OFF(dst_ip6), 0, 0, "ADDR", "pcap IPv6 destination"},
+	{"dst-port", GEN_OPT_U64, GEN_OFF(dst_port), 1, 65535, "N", "pcap UDP destination port"},
+	{"src-port", GEN_OPT_U64, GEN_OFF(src_port), 1, 65535, "N", "first UDP source port"},
+	{"src-ports", GEN_OPT_U64, GEN_OFF(src_ports), 1, 65535, "K",
+	 "source port is src-port + (seq % K): spreads a device over RSS queues"},
+	{"datagrams", GEN_OPT_U64, GEN_OFF(datagrams), 0, 1e12, "N", "valid datagrams"},
+	{"devices", GEN_OPT_U64, GEN_OFF(devices), 1, 1e7, "N", "number of devices"},
+	{"device-base", GEN_OPT_U64, GEN_OFF(device_base), 0, (double)UINT64_MAX, "ID",
+	 "first device id"},
+	{"metrics", GEN_OPT_U64, GEN_OFF(metrics), 1, 1e6, "N", "metric ids 1..N per device"},
+	{"records", GEN_OPT_U64, GEN_OFF(records), 1, 90, "N",
+	 "records per datagram (at most 90 over IPv4, 88 over IPv6)"},
+	{"zipf", GEN_OPT_DOUBLE, GEN_OFF(zipf), 0, 10, "S",
+	 "Zipf exponent of device popularity (0 = uniform)"},
+	{"hot-device", GEN_OPT_U64, GEN_OFF(hot_device), 0, (double)UINT64_MAX, "ID",
+	 "device that gets --hot-share of the datagrams (may be outside the range)"},
+	{"hot-share", GEN_OPT_DOUBLE, GEN_OFF(hot_share), 0, 1, "F",
+	 "fraction of datagrams sent by --hot-device"},
+	{"float", GEN_OPT_FLAG, GEN_OFF(float_values), 0, 0, NULL,
+	 "arbitrary finite values in [-1e6, 1e6) instead of integers in [0, 1000)"},
+	{"malformed", GEN_OPT_U64, GEN_OFF(malformed), 0, 1e12, "N",
+	 "also mix in N malformed datagrams, cycling through the payload reasons"},
+	{"seed", GEN_OPT_U64, GEN_OFF(seed), 0, (double)UINT64_MAX, "N", "PRNG seed"},
+	{"time-ns", GEN_OPT_U64, GEN_OFF(time_ns), 0, (double)UINT64_MAX, "NS",
+	 "time_ns of every datagram (default: now + 1 us per datagram)"},
+	{"totals", GEN_OPT_STR, GEN_OFF(totals_path), 0, 0, "FILE",
+	 "write 'device metric count sum min max' per series"},
+	{"json", GEN_OPT_FLAG, GEN_OFF(json), 0, 0, NULL, "print the summary as JSON"},
+	{"help", GEN_OPT_HELP, 0, 0, 0, NULL, "show this help"},
+};
+
+#define GEN_NB_OPTIONS (sizeof(gen_options) / sizeof(gen_options[0]))
+
+static const struct gen_conf gen_defaults = {
+	.src_mac = "02:00:00:00:00:02",
+	.dst_mac = "02:00:00:00:00:01",
+	.src_ip = "198.18.0.2",
+	.dst_ip = "198.18.0.1",
+	.src_ip6 = "2001:2::2",
+	.dst_ip6 = "2001:2::1",
+	.dst_port = 9797,
+	.src_port = 40000,
+	.src_ports = 1,
+	.datagrams = 1000,
+	.devices = 1000,
+	.device_base = 1,
+	.metrics = 8,
+	.records = 8,
+	.seed = 1,
+};
+
+/* Per-device generator state; the slot after the last device is a hot device outside the range. */
+struct gen_dev {
+	uint64_t seq;
+	uint64_t cursor;
+};
+
+struct gen_series {
+	uint64_t count;
+	double sum;
+	double min;
+	double max;
+};
+
+/* Addresses in wire order, resolved from the options. */
+struct gen_net {
+	uint8_t src_mac[6];
+	uint8_t dst_mac[6];
+	uint8_t src_ip[4];
+	uint8_t dst_ip[4];
+	uint8_t src_ip6[16];
+	uint8_t dst_ip6[16];
+	struct sockaddr_storage dst;
+	socklen_t dst_len;
+	bool v6;
+};
+
+struct gen_counters {
+	uint64_t datagrams;
+	uint64_t valid;
+	uint64_t records;
+	uint64_t malformed;
+	uint64_t reason[TALLY_MALFORMED_PAYLOAD_MAX];
+	uint64_t bytes;
+	uint64_t send_errors;
+};
+
+struct gen_state {
+	const struct gen_conf *conf;
+	struct gen_net net;
+	uint64_t rng[4];
+	uint64_t mal_rng[4];
+	struct gen_dev *devs;
+	struct gen_series *series;
+	double *zipf_cdf;
+	uint64_t nb_slots;
+	uint64_t hot_slot;
+	bool has_hot;
+	bool has_time;
+	uint64_t time_base;
+	uint64_t pcap_us0;
+	uint16_t ip_id;
+	uint64_t nb_value_faults;
+	FILE *pcap;
+	int *socks;
+	struct gen_counters cnt;
+	uint8_t buf[GEN_BUF_LEN];
+};
+
+static void __attribute__((noreturn, format(printf, 2, 3)))
+opt_fail(const char *opt, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, GEN_NAME ": --%s: ", opt);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, GEN_NAME ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static void
+usage(FILE *f)
+{
+	char opt[48];
+	size_t i;
+
+	fprintf(f, "Usage: " GEN_NAME " (--pcap FILE | --send HOST:PORT) [OPTION]...\n"
+		   "Generate tally v1 telemetry and print what was sent.\n\n");
+	for (i = 0; i < GEN_NB_OPTIONS; i++) {
+		const struct gen_option *o = &gen_options[i];
+		const void *def = (const char *)&gen_defaults + o->off;
+
+		snprintf(opt, sizeof(opt), "--%s%s%s", o->name, o->arg ? " " : "",
+			 o->arg ? o->arg : "");
+		fprintf(f, "  %-22s %s", opt, o->help);
+		if (o->type == GEN_OPT_U64 && *(const uint64_t *)def != 0)
+			fprintf(f, " [%" PRIu64 "]", *(const uint64_t *)def);
+		else if (o->type == GEN_OPT_STR && *(const char *const *)def != NULL)
+			fprintf(f, " [%s]", *(const char *const *)def);
+		fputc('\n', f);
+	}
+}
+
+static void
+opt_parse_value(const struct gen_option *o, const char *arg, struct gen_conf *conf)
+{
+	void *dst = (char *)conf + o->off;
+	char *end;
+
+	switch (o->type) {
+	case GEN_OPT_FLAG:
+		*(bool *)dst = true;
+		return;
+	case GEN_OPT_STR:
+		if (*arg == '\0')
+			opt_fail(o->name, "empty argument");
+		*(const char **)dst = arg;
+		return;
+	case GEN_OPT_U64: {
+		unsigned long long v;
+
+		errno = 0;
+		v = strtoull(arg, &end, 10);
+		if (*arg < '0' || *arg > '9' || *end != '\0' || errno == ERANGE)
+			opt_fail(o->name, "'%s' is not an unsigned integer", arg);
+		if ((double)v < o->min || (o->max < (double)UINT64_MAX && (double)v > o->max))
+			opt_fail(o->name, "%llu is out of range [%.0f, %.0f]", v, o->min, o->max);
+		*(uint64_t *)dst = v;
+		return;
+	}
+	case GEN_OPT_DOUBLE: {
+		double v;
+
+		errno = 0;
+		v = strtod(arg, &end);
+		if (end == arg || *end != '\0' || errno == ERANGE || !isfinite(v))
+			opt_fail(o->name, "'%s' is not a number", arg);
+		if (v < o->min || v > o->max)
+			opt_fail(o->name, "%g is out of range [%g, %g]", v, o->min, o->max);
+		*(double *)dst = v;
+		return;
+	}
+	case GEN_OPT_HELP:
+		usage(stdout);
+		exit(0);
+	}
+}
+
+static void
+parse_mac(const char *opt, const char *s, uint8_t mac[6])
+{
+	int n = 0;
+
+	if (strlen(s) != 17 ||
+	    sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%n", &mac[0], &mac[1], &mac[2],
+		   &mac[3], &mac[4], &mac[5], &n) != 6 || n != 17)
+		opt_fail(opt, "'%s' is not a MAC address like 02:00:00:00:00:01", s);
+}
+
+static void
+parse_ip(const char *opt, int af, const char *s, void *out)
+{
+	if (inet_pton(af, s, out) != 1)
+		opt_fail(opt, "'%s' is not an %s address", s, af == AF_INET ? "IPv4" : "IPv6");
+}
+
+static void
+parse_send_addr(const char *s, struct gen_net *net)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *port_str;
+	unsigned long long port;
+	char *end;
+	size_t hlen;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || close[1] != ':')
+			opt_fail("send", "'%s' is not [IPV6]:PORT", s);
+		hlen = (size_t)(close - s - 1);
+		if (hlen >= sizeof(host))
+			opt_fail("send", "'%s' is not [IPV6]:PORT", s);
+		memcpy(host, s + 1, hlen);
+		port_str = close + 2;
+		net->v6 = true;
+	} else {
+		const char *colon = strrchr(s, ':');
+
+		if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+			opt_fail("send", "'%s' is not IPV4:PORT", s);
+		hlen = (size_t)(colon - s);
+		memcpy(host, s, hlen);
+		port_str = colon + 1;
+		net->v6 = false;
+	}
+	host[hlen] = '\0';
+
+	errno = 0;
+	port = strtoull(port_str, &end, 10);
+	if (*port_str < '0' || *port_str > '9' || *end != '\0' || errno != 0 || port == 0 ||
+	    port > 65535)
+		opt_fail("send", "port '%s' is not in [1, 65535]", port_str);
+
+	memset(&net->dst, 0, sizeof(net->dst));
+	if (net->v6) {
+		struct sockaddr_in6 *sa = (struct sockaddr_in6 *)&net->dst;
+
+		sa->sin6_family = AF_INET6;
+		sa->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &sa->sin6_addr) != 1)
+			opt_fail("send", "'%s' is not an IPv6 address", host);
+		net->dst_len = sizeof(*sa);
+	} else {
+		struct sockaddr_in *sa = (struct sockaddr_in *)&net->dst;
+
+		sa->sin_family = AF_INET;
+		sa->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+			opt_fail("send", "'%s' is not an IPv4 address", host);
+		net->dst_len = sizeof(*sa);
+	}
+}
+
+static bool
+opt_seen(const bool *seen, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < GEN_NB_OPTIONS; i++)
+		if (strcmp(gen_options[i].name, name) == 0)
+			return seen[i];
+	return false;
+}
+
+/* Parse argv into conf and net; every mistake ends the program with one line and status 2. */
+static void
+parse_args(int argc, char **argv, struct gen_conf *conf, struct gen_net *net, bool *seen)
+{
+	struct option longopts[GEN_NB_OPTIONS + 1];
+	uint64_t max_records;
+	size_t i;
+	int idx;
+	int c;
+
+	*conf = gen_defaults;
+	memset(longopts, 0, sizeof(longopts));
+	for (i = 0; i < GEN_NB_OPTIONS; i++) {
+		longopts[i].name = gen_options[i].name;
+		longopts[i].has_arg = gen_options[i].arg != NULL ? required_argument : no_argument;
+		longopts[i].val = 0;
+	}
+
+	opterr = 0;
+	for (;;) {
+		idx = -1;
+		c = getopt_long(argc, argv, ":", longopts, &idx);
+		if (c == -1)
+			break;
+		if (c == ':') {
+			fprintf(stderr, GEN_NAME ": %s: missing argument\n", argv[optind - 1]);
+			exit(2);
+		}
+		if (c != 0 || idx < 0) {
+			fprintf(stderr, GEN_NAME ": %s: unknown option (see --help)\n",
+				argv[optind - 1]);
+			exit(2);
+		}
+		seen[idx] = true;
+		opt_parse_value(&gen_options[idx], optarg, conf);
+	}
+	if (optind < argc) {
+		fprintf(stderr, GEN_NAME ": %s: unexpected argument (see --help)\n", argv[optind]);
+		exit(2);
+	}
+
+	if ((conf->pcap_path == NULL) == (conf->send_addr == NULL))
+		opt_fail(conf->pcap_path ? "send" : "pcap",
+			 "exactly one of --pcap and --send is required");
+	if (conf->rate != 0 && conf->send_addr == NULL)
+		opt_fail("rate", "only applies to --send");
+
+	parse_mac("src-mac", conf->src_mac, net->src_mac);
+	parse_mac("dst-mac", conf->dst_mac, net->dst_mac);
+	parse_ip("src-ip", AF_INET, conf->src_ip, net->src_ip);
+	parse_ip("dst-ip", AF_INET, conf->dst_ip, net->dst_ip);
+	parse_ip("src-ip6", AF_INET6, conf->src_ip6, net->src_ip6);
+	parse_ip("dst-ip6", AF_INET6, conf->dst_ip6, net->dst_ip6);
+	if (conf->send_addr != NULL)
+		parse_send_addr(conf->send_addr, net);
+	else
+		net->v6 = conf->ipv6;
+
+	max_records = (GEN_MTU - (net->v6 ? GEN_IPV6_HDR_LEN : GEN_IPV4_HDR_LEN) -
+		       GEN_UDP_HDR_LEN - TALLY_WIRE_HDR_LEN) / TALLY_WIRE_REC_LEN;
+	if (conf->records > max_records)
+		opt_fail("records", "%" PRIu64 " records do not fit a 1500-byte MTU over %s "
+			 "(at most %" PRIu64 ")", conf->records, net->v6 ? "IPv6" : "IPv4",
+			 max_records);
+	if (conf->src_port + conf->src_ports - 1 > 65535)
+		opt_fail("src-ports", "src-port + src-ports - 1 must be at most 65535");
+	if (conf->devices - 1 > UINT64_MAX - conf->device_base)
+		opt_fail("device-base", "device-base + devices - 1 overflows 64 bits");
+	if ((conf->devices + 1) * conf->metrics > GEN_MAX_SERIES)
+		opt_fail("metrics", "devices x metrics must be at most %llu", GEN_MAX_SERIES);
+	if (opt_seen(seen, "hot-share") && !opt_seen(seen, "hot-device"))
+		opt_fail("hot-share", "needs --hot-device");
+	if (opt_seen(seen, "hot-device") && !opt_seen(seen, "hot-share"))
+		opt_fail("hot-device", "needs --hot-share");
+}
+
+/* xoshiro256** seeded through splitmix64: fast, and one seed always gives one stream. */
+static uint64_t
+splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void
+rng_seed(uint64_t s[4], uint64_t seed)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		s[i] = splitmix64(&seed);
+}
+
+static inline uint64_t
+rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static inline uint64_t
+rng_next(uint64_t s[4])
+{
+	uint64_t result = rotl(s[1] * 5, 7) * 9;
+	uint64_t t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return result;
+}
+
+/* Uniform in [0, 1). */
+static inline double
+rng_unit(uint64_t s[4])
+{
+	return (double)(rng_next(s) >> 11) * 0x1.0p-53;
+}
+
+/* Uniform in [0, n), by multiply-shift: no division and no modulo bias worth the name. */
+static inline uint64_t
+rng_below(uint64_t s[4], uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)rng_next(s) * n) >> 64);
+}
+
+static inline double
+gen_value(uint64_t s[4], bool float_values)
+{
+	if (float_values)
+		return rng_unit(s) * 2e6 - 1e6;
+	return (double)rng_below(s, 1000);
+}
+
+static inline uint8_t
+metric_kind(uint32_t metric)
+{
+	return (uint8_t)((metric - 1) % 3 + 1);
+}
+
+/* CDF of Zipf(s) over ranks 1..n; rank r is device index r - 1. */
+static double *
+zipf_cdf_create(uint64_t n, double s)
+{
+	double *cdf = malloc(n * sizeof(*cdf));
+	double acc = 0;
+	uint64_t i;
+
+	if (cdf == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		acc += pow((double)(i + 1), -s);
+		cdf[i] = acc;
+	}
+	for (i = 0; i < n; i++)
+		cdf[i] /= acc;
+	cdf[n - 1] = 1.0;
+	return cdf;
+}
+
+static uint64_t
+zipf_pick(const double *cdf, uint64_t n, double u)
+{
+	uint64_t lo = 0;
+	uint64_t hi = n - 1;
+
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+
+		if (cdf[mid] > u)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+static uint64_t
+pick_slot(struct gen_state *st)
+{
+	const struct gen_conf *conf = st->conf;
+
+	if (st->has_hot && rng_unit(st->rng) < conf->hot_share)
+		return st->hot_slot;
+	if (st->zipf_cdf != NULL)
+		return zipf_pick(st->zipf_cdf, conf->devices, rng_unit(st->rng));
+	return rng_below(st->rng, conf->devices);
+}
+
+static uint64_t
+slot_device(const struct gen_state *st, uint64_t slot)
+{
+	if (slot == st->conf->devices)
+		return st->conf->hot_device;
+	return st->conf->device_base + slot;
+}
+
+/* A valid payload of nrec records, metrics taken round-robin from cursor. Returns its length. */
+static uint32_t
+build_payload(struct gen_state *st, uint8_t *p, uint64_t device, uint64_t seq,
+	      uint64_t time_ns, uint64_t cursor, uint16_t nrec, uint64_t rng[4])
+{
+	uint64_t metrics = st->conf->metrics;
+	uint32_t m = (uint32_t)(cursor % metrics) + 1;
+	uint16_t r;
+
+	tally_wire_put_hdr(p, nrec, device, seq, time_ns);
+	for (r = 0; r < nrec; r++) {
+		tally_wire_put_rec(p, r, m, metric_kind(m), gen_value(rng, st->conf->float_values));
+		m = m == metrics ? 1 : m + 1;
+	}
+	return TALLY_WIRE_HDR_LEN + (uint32_t)nrec * TALLY_WIRE_REC_LEN;
+}
+
+/* Sum of 16-bit words in native order (RFC 1071: the result stores back byte-order neutral). */
+static uint64_t
+csum_add(uint64_t sum, const uint8_t *p, size_t len)
+{
+	uint32_t w32;
+	uint16_t w16 = 0;
+
+	while (len >= 4) {
+		memcpy(&w32, p, 4);
+		sum += w32;
+		p += 4;
+		len -= 4;
+	}
+	if (len >= 2) {
+		memcpy(&w16, p, 2);
+		sum += w16;
+		p += 2;
+		len -= 2;
+	}
+	if (len == 1) {
+		w16 = 0;
+		memcpy(&w16, p, 1);
+		sum += w16;
+	}
+	return sum;
+}
+
+static uint16_t
+csum_fold(uint64_t sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static inline void
+put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void
+put_be32(uint8_t *p, uint32_t v)
+{
+	put_be16(p, (uint16_t)(v >> 16));
+	put_be16(p + 2, (uint16_t)v);
+}
+
+/*
+ * Wrap the payload already at buf + GEN_HEADROOM into pcap record + Ethernet [+ 802.1Q] + IP +
+ * UDP headers, placed right in front of it. Returns where the pcap record starts.
+ */
+static uint8_t *
+build_frame(struct gen_state *st, uint32_t plen, uint16_t sport, uint64_t index, uint32_t *len)
+{
+	const struct gen_conf *conf = st->conf;
+	const struct gen_net *net = &st->net;
+	uint32_t ip_len = net->v6 ? GEN_IPV6_HDR_LEN : GEN_IPV4_HDR_LEN;
+	uint32_t udp_len = GEN_UDP_HDR_LEN + plen;
+	uint8_t *udp = st->buf + GEN_HEADROOM - GEN_UDP_HDR_LEN;
+	uint8_t *ip = udp - ip_len;
+	uint8_t *l2 = ip - GEN_ETH_HDR_LEN - (conf->vlan_set ? GEN_VLAN_LEN : 0);
+	uint8_t *rec = l2 - GEN_PCAP_REC_LEN;
+	uint32_t frame_len = (uint32_t)(st->buf + GEN_HEADROOM + plen - l2);
+	uint8_t pseudo[40];
+	uint64_t us = st->pcap_us0 + index;
+	uint32_t hdr[4];
+	uint16_t csum;
+	uint64_t sum;
+
+	hdr[0] = (uint32_t)(us / 1000000);
+	hdr[1] = (uint32_t)(us % 1000000);
+	hdr[2] = frame_len;
+	hdr[3] = frame_len;
+	memcpy(rec, hdr, sizeof(hdr));
+
+	memcpy(l2, net->dst_mac, 6);
+	memcpy(l2 + 6, net->src_mac, 6);
+	if (conf->vlan_set) {
+		put_be16(l2 + 12, 0x8100);
+		put_be16(l2 + 14, (uint16_t)conf->vlan);
+		put_be16(l2 + 16, net->v6 ? 0x86dd : 0x0800);
+	} else {
+		put_be16(l2 + 12, net->v6 ? 0x86dd : 0x0800);
+	}
+
+	if (net->v6) {
+		put_be32(ip, 0x60000000);
+		put_be16(ip + 4, (uint16_t)udp_len);
+		ip[6] = IPPROTO_UDP;
+		ip[7] = 64;
+		memcpy(ip + 8, net->src_ip6, 16);
+		memcpy(ip + 24, net->dst_ip6, 16);
+		memcpy(pseudo, net->src_ip6, 16);
+		memcpy(pseudo + 16, net->dst_ip6, 16);
+		put_be32(pseudo + 32, udp_len);
+		put_be32(pseudo + 36, IPPROTO_UDP);
+		sum = csum_add(0, pseudo, 40);
+	} else {
+		ip[0] = 0x45;
+		ip[1] = 0;
+		put_be16(ip + 2, (uint16_t)(ip_len + udp_len));
+		put_be16(ip + 4, st->ip_id++);
+		put_be16(ip + 6, 0x4000);
+		ip[8] = 64;
+		ip[9] = IPPROTO_UDP;
+		ip[10] = 0;
+		ip[11] = 0;
+		memcpy(ip + 12, net->src_ip, 4);
+		memcpy(ip + 16, net->dst_ip, 4);
+		csum = csum_fold(csum_add(0, ip, GEN_IPV4_HDR_LEN));
+		memcpy(ip + 10, &csum, 2);
+		memcpy(pseudo, net->src_ip, 4);
+		memcpy(pseudo + 4, net->dst_ip, 4);
+		pseudo[8] = 0;
+		pseudo[9] = IPPROTO_UDP;
+		put_be16(pseudo + 10, (uint16_t)udp_len);
+		sum = csum_add(0, pseudo, 12);
+	}
+
+	put_be16(udp, sport);
+	put_be16(udp + 2, (uint16_t)conf->dst_port);
+	put_be16(udp + 4, (uint16_t)udp_len);
+	udp[6] = 0;
+	udp[7] = 0;
+	csum = csum_fold(csum_add(sum, udp, udp_len));
+	/* 0 means "no checksum" in UDP over IPv4 and is forbidden over IPv6. */
+	if (csum == 0)
+		csum = 0xffff;
+	memcpy(udp + 6, &csum, 2);
+
+	*len = GEN_PCAP_REC_LEN + frame_len;
+	return rec;
+}
+
+static int
+send_payload(struct gen_state *st, const uint8_t *p, uint32_t len, uint64_t seq)
+{
+	static const struct timespec retry = {.tv_sec = 0, .tv_nsec = GEN_RETRY_NS};
+	int fd = st->socks[seq % st->conf->src_ports];
+	ssize_t n;
+
+	for (;;) {
+		n = sendto(fd, p, len, 0, (const struct sockaddr *)&st->net.dst, st->net.dst_len);
+		if (n == (ssize_t)len)
+			return 0;
+		/* A full queue is back-pressure, not loss: wait, then send the same datagram. */
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS ||
+			      errno == EINTR)) {
+			nanosleep(&retry, NULL);
+			continue;
+		}
+		if (st->cnt.send_errors++ == 0)
+			fprintf(stderr, GEN_NAME ": send to %s: %s\n", st->conf->send_addr,
+				n < 0 ? strerror(errno) : "short send");
+		return -1;
+	}
+}
+
+/* Put out the payload at buf + GEN_HEADROOM; returns 0 when it went out. */
+static int
+emit(struct gen_state *st, uint32_t plen, uint64_t seq, uint64_t index)
+{
+	const struct gen_conf *conf = st->conf;
+	uint16_t sport = (uint16_t)(conf->src_port + seq % conf->src_ports);
+	uint8_t *rec;
+	uint32_t len;
+
+	if (st->pcap == NULL)
+		return send_payload(st, st->buf + GEN_HEADROOM, plen, seq);
+	rec = build_frame(st, plen, sport, index, &len);
+	if (fwrite(rec, len, 1, st->pcap) != 1)
+		fail("cannot write %s: %s", conf->pcap_path, strerror(errno));
+	return 0;
+}
+
+static void
+account_valid(struct gen_state *st, uint64_t slot, const uint8_t *p, uint16_t nrec)
+{
+	struct gen_series *row = &st->series[slot * st->conf->metrics];
+	const uint8_t *recs = p + TALLY_WIRE_HDR_LEN;
+	struct tally_wire_rec rec;
+	struct gen_series *s;
+	uint16_t r;
+
+	for (r = 0; r < nrec; r++) {
+		memcpy(&rec, recs + (uint32_t)r * TALLY_WIRE_REC_LEN, sizeof(rec));
+		s = &row[rec.metric_id - 1];
+		if (s->count == 0) {
+			s->min = rec.value;
+			s->max = rec.value;
+		} else {
+			if (rec.value < s->min)
+				s->min = rec.value;
+			if (rec.value > s->max)
+				s->max = rec.value;
+		}
+		s->count++;
+		s->sum += rec.value;
+	}
+}
+
+static void
+gen_valid(struct gen_state *st, uint64_t index, uint64_t time_ns)
+{
+	uint16_t nrec = (uint16_t)st->conf->records;
+	uint8_t *p = st->buf + GEN_HEADROOM;
+	uint64_t slot = pick_slot(st);
+	struct gen_dev *d = &st->devs[slot];
+	uint64_t seq = ++d->seq;
+	uint32_t len;
+
+	len = build_payload(st, p, slot_device(st, slot), seq, time_ns, d->cursor, nrec, st->rng);
+	d->cursor += nrec;
+	if (emit(st, len, seq, index) != 0)
+		return;
+	account_valid(st, slot, p, nrec);
+	st->cnt.datagrams++;
+	st->cnt.valid++;
+	st->cnt.records += nrec;
+	st->cnt.bytes += len;
+}
+
+/*
+ * A datagram that breaks exactly one rule, so that a receiver checking in enum order counts it
+ * under that reason. It borrows a device's next seq and metrics without consuming them, and
+ * draws values from its own PRNG, so the valid traffic is the same with or without faults.
+ */
+static void
+gen_malformed(struct gen_state *st, uint64_t mal_index, uint64_t index, uint64_t time_ns)
+{
+	unsigned int reason = (unsigned int)(mal_index % TALLY_MALFORMED_PAYLOAD_MAX);
+	uint64_t slot = mal_index % st->conf->devices;
+	struct gen_dev *d = &st->devs[slot];
+	uint64_t seq = d->seq + 1;
+	uint8_t *p = st->buf + GEN_HEADROOM;
+	uint16_t nrec = (uint16_t)st->conf->records;
+	uint32_t len;
+	double v;
+
+	if (reason == TALLY_MALFORMED_LENGTH)
+		nrec = 2;
+	len = build_payload(st, p, slot_device(st, slot), seq, time_ns, d->cursor, nrec,
+			    st->mal_rng);
+	switch (reason) {
+	case TALLY_MALFORMED_SHORT:
+		len = 20;
+		break;
+	case TALLY_MALFORMED_MAGIC:
+		p[0] = 'X';
+		break;
+	case TALLY_MALFORMED_VERSION:
+		p[2] = TALLY_WIRE_VERSION + 1;
+		break;
+	case TALLY_MALFORMED_FLAGS:
+		p[3] = 0x01;
+		break;
+	case TALLY_MALFORMED_RESERVED:
+		p[6] = 1;
+		break;
+	case TALLY_MALFORMED_COUNT:
+		p[4] = 0;
+		p[5] = 0;
+		len = TALLY_WIRE_HDR_LEN;
+		break;
+	case TALLY_MALFORMED_LENGTH:
+		p[4] = 3;
+		p[5] = 0;
+		break;
+	case TALLY_MALFORMED_KIND:
+		p[TALLY_WIRE_HDR_LEN + 4] = 7;
+		break;
+	case TALLY_MALFORMED_VALUE:
+		v = (st->nb_value_faults++ & 1) ? INFINITY : NAN;
+		memcpy(p + TALLY_WIRE_HDR_LEN + 8, &v, sizeof(v));
+		break;
+	default:
+		fail("no fault for reason %u", reason);
+	}
+	if (emit(st, len, seq, index) != 0)
+		return;
+	st->cnt.datagrams++;
+	st->cnt.malformed++;
+	st->cnt.reason[reason]++;
+	st->cnt.bytes += len;
+}
+
+static void
+pace(uint64_t sent, uint64_t rate, const struct timespec *t0)
+{
+	uint64_t ns = (sent / rate) * 1000000000ULL + (sent % rate) * 1000000000ULL / rate;
+	struct timespec t;
+
+	t.tv_sec = t0->tv_sec + (time_t)(ns / 1000000000ULL);
+	t.tv_nsec = t0->tv_nsec + (long)(ns % 1000000000ULL);
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
+		;
+}
+
+static void
+gen_run(struct gen_state *st)
+{
+	const struct gen_conf *conf = st->conf;
+	uint64_t total = conf->datagrams + conf->malformed;
+	uint64_t batch = conf->rate / GEN_BATCH_PER_SEC;
+	uint64_t mal_index = 0;
+	uint64_t acc = 0;
+	struct timespec t0;
+	uint64_t time_ns;
+	uint64_t i;
+
+	if (batch == 0)
+		batch = 1;
+	if (batch > GEN_BATCH_MAX)
+		batch = GEN_BATCH_MAX;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+
+	for (i = 0; i < total; i++) {
+		time_ns = st->has_time ? conf->time_ns : st->time_base + i * 1000;
+		/* Bresenham: exactly conf->malformed faults, evenly spread over the run. */
+		acc += conf->malformed;
+		if (acc >= total) {
+			acc -= total;
+			gen_malformed(st, mal_index++, i, time_ns);
+		} else {
+			gen_valid(st, i, time_ns);
+		}
+		if (conf->rate != 0 && (i + 1) % batch == 0)
+			pace(i + 1, conf->rate, &t0);
+	}
+}
+
+static void
+open_sockets(struct gen_state *st)
+{
+	const struct gen_conf *conf = st->conf;
+	int af = st->net.v6 ? AF_INET6 : AF_INET;
+	int sndbuf = GEN_SOCK_BUF;
+	uint64_t k;
+	int fd;
+
+	st->socks = calloc(conf->src_ports, sizeof(*st->socks));
+	if (st->socks == NULL)
+		fail("out of memory");
+	for (k = 0; k < conf->src_ports; k++) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		uint16_t port = (uint16_t)(conf->src_port + k);
+
+		memset(&ss, 0, sizeof(ss));
+		if (af == AF_INET6) {
+			struct sockaddr_in6 *sa = (struct sockaddr_in6 *)&ss;
+
+			sa->sin6_family = AF_INET6;
+			sa->sin6_addr = in6addr_any;
+			sa->sin6_port = htons(port);
+			sl = sizeof(*sa);
+		} else {
+			struct sockaddr_in *sa = (struct sockaddr_in *)&ss;
+
+			sa->sin_family = AF_INET;
+			sa->sin_addr.s_addr = htonl(INADDR_ANY);
+			sa->sin_port = htons(port);
+			sl = sizeof(*sa);
+		}
+		fd = socket(af, SOCK_DGRAM, 0);
+		if (fd < 0)
+			fail("cannot open UDP socket %" PRIu64 " of --src-ports: %s", k + 1,
+			     strerror(errno));
+		/* Best effort: a bigger queue means fewer ENOBUFS retries at high rates. */
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+		if (bind(fd, (struct sockaddr *)&ss, sl) != 0)
+			fail("cannot bind UDP source port %u: %s", port, strerror(errno));
+		st->socks[k] = fd;
+	}
+}
+
+static void
+close_sockets(struct gen_state *st)
+{
+	uint64_t k;
+
+	if (st->socks == NULL)
+		return;
+	for (k = 0; k < st->conf->src_ports; k++)
+		close(st->socks[k]);
+	free(st->socks);
+	st->socks = NULL;
+}
+
+static void
+open_pcap(struct gen_state *st)
+{
+	const char *path = st->conf->pcap_path;
+	struct {
+		uint32_t magic;
+		uint16_t major;
+		uint16_t minor;
+		int32_t thiszone;
+		uint32_t sigfigs;
+		uint32_t snaplen;
+		uint32_t linktype;
+	} hdr = {0xa1b2c3d4, 2, 4, 0, 0, 65535, 1};
+
+	st->pcap = fopen(path, "wb");
+	if (st->pcap == NULL)
+		fail("cannot create %s: %s", path, strerror(errno));
+	setvbuf(st->pcap, NULL, _IOFBF, GEN_PCAP_BUF);
+	if (fwrite(&hdr, sizeof(hdr), 1, st->pcap) != 1)
+		fail("cannot write %s: %s", path, strerror(errno));
+}
+
+static void
+gen_init(struct gen_state *st, const struct gen_conf *conf, const bool *seen)
+{
+	struct timespec now;
+
+	st->conf = conf;
+	rng_seed(st->rng, conf->seed);
+	/* Faults draw from their own stream so valid traffic does not depend on --malformed. */
+	rng_seed(st->mal_rng, conf->seed ^ 0x6d616c666f726d64ULL);
+
+	st->nb_slots = conf->devices + 1;
+	st->devs = calloc(st->nb_slots, sizeof(*st->devs));
+	st->series = calloc(st->nb_slots * conf->metrics, sizeof(*st->series));
+	if (st->devs == NULL || st->series == NULL)
+		fail("out of memory for %" PRIu64 " devices x %" PRIu64 " metrics",
+		     conf->devices, conf->metrics);
+
+	st->has_hot = opt_seen(seen, "hot-device");
+	if (st->has_hot && conf->hot_device >= conf->device_base &&
+	    conf->hot_device - conf->device_base < conf->devices)
+		st->hot_slot = conf->hot_device - conf->device_base;
+	else
+		st->hot_slot = conf->devices;
+
+	if (conf->zipf > 0) {
+		st->zipf_cdf = zipf_cdf_create(conf->devices, conf->zipf);
+		if (st->zipf_cdf == NULL)
+			fail("out of memory for the Zipf table");
+	}
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	st->time_base = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	st->pcap_us0 = st->time_base / 1000;
+	st->has_time = opt_seen(seen, "time-ns");
+	st->ip_id = 1;
+
+	if (conf->pcap_path != NULL)
+		open_pcap(st);
+	else
+		open_sockets(st);
+}
+
+static void
+write_slot(FILE *f, const struct gen_state *st, uint64_t slot)
+{
+	const struct gen_series *row = &st->series[slot * st->conf->metrics];
+	uint64_t device = slot_device(st, slot);
+	uint64_t m;
+
+	for (m = 0; m < st->conf->metrics; m++) {
+		if (row[m].count == 0)
+			continue;
+		fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %.17g %.17g %.17g\n", device, m + 1,
+			row[m].count, row[m].sum, row[m].min, row[m].max);
+	}
+}
+
+/* One line per series, sorted by device then metric: the format tally-query totals prints. */
+static void
+write_totals(const struct gen_state *st, FILE *f)
+{
+	const struct gen_conf *conf = st->conf;
+	bool hot_apart = st->has_hot && st->hot_slot == conf->devices;
+	uint64_t slot;
+
+	if (hot_apart && conf->hot_device < conf->device_base)
+		write_slot(f, st, conf->devices);
+	for (slot = 0; slot < conf->devices; slot++)
+		write_slot(f, st, slot);
+	if (hot_apart && conf->hot_device >= conf->device_base)
+		write_slot(f, st, conf->devices);
+}
+
+static uint64_t
+count_series(const struct gen_state *st)
+{
+	uint64_t n = st->nb_slots * st->conf->metrics;
+	uint64_t series = 0;
+	uint64_t i;
+
+	for (i = 0; i < n; i++)
+		series += st->series[i].count != 0;
+	return series;
+}
+
+static void
+print_summary(const struct gen_state *st, bool json)
+{
+	const struct gen_counters *c = &st->cnt;
+	const char *sep = json ? "{" : "";
+	char key[64];
+	unsigned int r;
+
+#define GEN_KV(k, v)                                                                               \
+	do {                                                                                       \
+		if (json)                                                                          \
+			printf("%s\"%s\":%" PRIu64, sep, (k), (uint64_t)(v));                      \
+		else                                                                               \
+			printf("%s=%" PRIu64 "\n", (k), (uint64_t)(v));                            \
+		sep = ",";                                                                         \
+	} while (0)
+
+	GEN_KV("datagrams", c->datagrams);
+	GEN_KV("valid_datagrams", c->valid);
+	GEN_KV("records", c->records);
+	GEN_KV("malformed", c->malformed);
+	for (r = 0; r < TALLY_MALFORMED_PAYLOAD_MAX; r++) {
+		snprintf(key, sizeof(key), "malformed:%s", tally_malformed_name(r));
+		GEN_KV(key, c->reason[r]);
+	}
+	GEN_KV("series", count_series(st));
+	GEN_KV("bytes", c->bytes);
+	GEN_KV("send_errors", c->send_errors);
+	if (json)
+		printf("}\n");
+#undef GEN_KV
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct gen_state st;
+	bool seen[GEN_NB_OPTIONS] = {false};
+	struct gen_conf conf;
+	FILE *totals = NULL;
+
+	parse_args(argc, argv, &conf, &st.net, seen);
+	conf.vlan_set = opt_seen(seen, "vlan");
+
+	if (conf.totals_path != NULL) {
+		totals = fopen(conf.totals_path, "w");
+		if (totals == NULL)
+			fail("cannot create %s: %s", conf.totals_path, strerror(errno));
+		setvbuf(totals, NULL, _IOFBF, GEN_PCAP_BUF);
+	}
+	gen_init(&st, &conf, seen);
+	gen_run(&st);
+
+	if (st.pcap != NULL && fclose(st.pcap) != 0)
+		fail("cannot write %s: %s", conf.pcap_path, strerror(errno));
+	close_sockets(&st);
+	if (totals != NULL) {
+		write_totals(&st, totals);
+		if (fclose(totals) != 0)
+			fail("cannot write %s: %s", conf.totals_path, strerror(errno));
+	}
+	print_summary(&st, conf.json);
+	free(st.zipf_cdf);
+	free(st.series);
+	free(st.devs);
+	return 0;
+}

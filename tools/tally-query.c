@@ -1,0 +1,1088 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* tally-query: read back what tally wrote to Redis (schema v1) as tables, JSON or totals. */
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#define Q_NAME "tally-query"
+#define Q_DEFAULT_REDIS "127.0.0.1:6379"
+#define Q_DEFAULT_TIMEOUT_MS 5000
+#define Q_SCAN_COUNT "1000"
+/* Commands in flight per pipelined round trip. */
+#define Q_PIPELINE 1000
+
+#define Q_EXIT_ERROR 1
+#define Q_EXIT_USAGE 2
+
+struct q_conf {
+	const char *redis;
+	char host[256];
+	int port;
+	uint64_t timeout_ms;
+	bool json;
+};
+
+/* The five per-metric fields of a window hash, in output order. */
+enum q_field {
+	Q_COUNT,
+	Q_SUM,
+	Q_MIN,
+	Q_MAX,
+	Q_LAST,
+	Q_NB_FIELDS,
+};
+
+static const char *const q_field_names[Q_NB_FIELDS] = {"count", "sum", "min", "max", "last"};
+
+/* One metric's fields; `have` has bit (1 << q_field) for each field present. */
+struct q_stats {
+	uint64_t count;
+	double val[Q_NB_FIELDS]; /* Q_SUM .. Q_LAST; val[Q_COUNT] unused */
+	unsigned int have;
+};
+
+struct q_metric {
+	uint32_t metric;
+	struct q_stats st;
+};
+
+/* A window key `tally:{device}:window_ms`, as found by SCAN. */
+struct q_key {
+	char *name;
+	size_t len;
+	uint64_t device;
+	uint64_t window;
+};
+
+struct q_keys {
+	struct q_key *v;
+	size_t n;
+	size_t cap;
+};
+
+/* Totals of one (device, metric) series, in an open-addressing hash map. */
+struct q_series {
+	uint64_t device;
+	uint32_t metric;
+	bool used;
+	struct q_stats st;
+};
+
+struct q_series_map {
+	struct q_series *slots;
+	size_t cap;
+	size_t n;
+};
+
+/* Aligned text table; cells are owned by the table. */
+struct q_table {
+	unsigned int ncols;
+	const char *const *head;
+	char **cells;
+	size_t rows;
+	size_t cap;
+};
+
+/* Positional arguments of a command, parsed before connecting. */
+struct q_args {
+	bool has_device;
+	uint64_t device;
+	uint32_t metric;
+	uint64_t from;
+	bool has_to;
+	uint64_t to;
+};
+
+struct q_command {
+	const char *name;
+	const char *args;
+	int min_args;
+	int max_args;
+	int (*run)(redisContext *c, const struct q_conf *conf, const struct q_args *a);
+};
+
+static void __attribute__((noreturn, format(printf, 2, 3)))
+q_exit(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, Q_NAME ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(status);
+}
+
+static void *
+q_realloc(void *p, size_t n, size_t size)
+{
+	p = reallocarray(p, n, size);
+	if (p == NULL)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	return p;
+}
+
+static char *
+q_strndup(const char *s, size_t len)
+{
+	char *d = strndup(s, len);
+
+	if (d == NULL)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	return d;
+}
+
+static char * __attribute__((format(printf, 1, 2)))
+q_asprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	return s;
+}
+
+/* Strict decimal: digits only, no sign or blanks, within [0, max]. */
+static int
+parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char buf[24];
+	char *end;
+
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (buf[0] < '0' || buf[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(buf, &end, 10);
+	if (*end != '\0' || errno != 0 || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+static uint64_t
+parse_arg_u64(const char *what, const char *s, uint64_t max)
+{
+	uint64_t v;
+
+	if (parse_u64(s, strlen(s), max, &v) != 0)
+		q_exit(Q_EXIT_USAGE, "%s: '%s' is not an integer in [0, %" PRIu64 "]", what, s,
+		       max);
+	return v;
+}
+
+static void
+parse_redis_addr(struct q_conf *conf)
+{
+	const char *s = conf->redis;
+	const char *host = s;
+	const char *colon;
+	size_t hlen;
+	uint64_t port;
+
+	if (s[0] == '[') {
+		colon = strstr(s, "]:");
+		host = s + 1;
+		if (colon != NULL)
+			colon++;
+	} else {
+		colon = strrchr(s, ':');
+	}
+	if (colon == NULL)
+		q_exit(Q_EXIT_USAGE, "--redis: '%s' is not HOST:PORT", s);
+	hlen = (size_t)(colon - host) - (s[0] == '[' ? 1 : 0);
+	if (hlen == 0 || hlen >= sizeof(conf->host))
+		q_exit(Q_EXIT_USAGE, "--redis: '%s' is not HOST:PORT", s);
+	if (parse_u64(colon + 1, strlen(colon + 1), 65535, &port) != 0 || port == 0)
+		q_exit(Q_EXIT_USAGE, "--redis: port of '%s' is not in [1, 65535]", s);
+	memcpy(conf->host, host, hlen);
+	conf->host[hlen] = '\0';
+	conf->port = (int)port;
+}
+
+static redisContext *
+q_connect(const struct q_conf *conf)
+{
+	struct timeval tv = {
+		.tv_sec = (time_t)(conf->timeout_ms / 1000),
+		.tv_usec = (suseconds_t)(conf->timeout_ms % 1000) * 1000,
+	};
+	redisContext *c = redisConnectWithTimeout(conf->host, conf->port, tv);
+
+	if (c == NULL)
+		q_exit(Q_EXIT_ERROR, "cannot connect to %s: out of memory", conf->redis);
+	if (c->err != 0)
+		q_exit(Q_EXIT_ERROR, "cannot connect to %s: %s", conf->redis, c->errstr);
+	if (redisSetTimeout(c, tv) != REDIS_OK)
+		q_exit(Q_EXIT_ERROR, "cannot set timeout on %s: %s", conf->redis, c->errstr);
+	return c;
+}
+
+/* Dies on a transport error or an error reply; a reply of another type is the caller's check. */
+static redisReply *
+q_check(redisContext *c, redisReply *r, const char *what)
+{
+	if (r == NULL)
+		q_exit(Q_EXIT_ERROR, "redis %s: %s", what, c->err ? c->errstr : "no reply");
+	if (r->type == REDIS_REPLY_ERROR)
+		q_exit(Q_EXIT_ERROR, "redis %s: %s", what, r->str);
+	return r;
+}
+
+static redisReply *
+q_get_reply(redisContext *c, const char *what)
+{
+	void *r = NULL;
+
+	if (redisGetReply(c, &r) != REDIS_OK)
+		r = NULL;
+	return q_check(c, r, what);
+}
+
+static bool
+reply_is_pairs(const redisReply *r)
+{
+	size_t i;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0)
+		return false;
+	for (i = 0; i < r->elements; i++)
+		if (r->element[i]->type != REDIS_REPLY_STRING)
+			return false;
+	return true;
+}
+
+/* Parse a hash field name "<metric>:<stat>"; -EINVAL for other fields such as "window". */
+static int
+parse_metric_field(const char *s, size_t len, uint32_t *metric, enum q_field *which)
+{
+	const char *colon = memchr(s, ':', len);
+	size_t slen;
+	uint64_t m;
+	int f;
+
+	if (colon == NULL || parse_u64(s, (size_t)(colon - s), UINT32_MAX, &m) != 0)
+		return -EINVAL;
+	slen = len - (size_t)(colon + 1 - s);
+	for (f = 0; f < Q_NB_FIELDS; f++) {
+		if (strlen(q_field_names[f]) == slen &&
+		    memcmp(colon + 1, q_field_names[f], slen) == 0) {
+			*metric = (uint32_t)m;
+			*which = (enum q_field)f;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* Store the value of field f into st: an integer count or a double; -EINVAL if neither. */
+static int
+parse_stat_value(enum q_field f, const char *s, size_t len, struct q_stats *st)
+{
+	char buf[64];
+	char *end;
+	double d;
+
+	if (f == Q_COUNT)
+		return parse_u64(s, len, UINT64_MAX, &st->count);
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	errno = 0;
+	d = strtod(buf, &end);
+	if (*end != '\0' || errno == ERANGE)
+		return -EINVAL;
+	st->val[f] = d;
+	return 0;
+}
+
+/* Parse one field/value pair of a window hash into st; -EINVAL when it is not a metric stat. */
+static int
+parse_metric_pair(const redisReply *field, const redisReply *value, uint32_t *metric,
+		  enum q_field *which, struct q_stats *st)
+{
+	if (parse_metric_field(field->str, field->len, metric, which) != 0)
+		return -EINVAL;
+	return parse_stat_value(*which, value->str, value->len, st);
+}
+
+/* Fold one window's fields into a running total: counts and sums add, min/max fold. */
+static void
+stats_fold(struct q_stats *acc, const struct q_stats *w, enum q_field f)
+{
+	bool first = !(acc->have & (1u << f));
+
+	switch (f) {
+	case Q_COUNT:
+		acc->count += w->count;
+		break;
+	case Q_SUM:
+		acc->val[f] = first ? w->val[f] : acc->val[f] + w->val[f];
+		break;
+	case Q_MIN:
+		acc->val[f] = first || w->val[f] < acc->val[f] ? w->val[f] : acc->val[f];
+		break;
+	case Q_MAX:
+		acc->val[f] = first || w->val[f] > acc->val[f] ? w->val[f] : acc->val[f];
+		break;
+	case Q_LAST:
+	case Q_NB_FIELDS:
+		acc->val[Q_LAST] = w->val[Q_LAST];
+		break;
+	}
+	acc->have |= 1u << f;
+}
+
+static struct q_metric *
+metric_find_or_add(struct q_metric **v, size_t *n, uint32_t metric)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if ((*v)[i].metric == metric)
+			return &(*v)[i];
+	*v = q_realloc(*v, *n + 1, sizeof(**v));
+	memset(&(*v)[*n], 0, sizeof(**v));
+	(*v)[*n].metric = metric;
+	return &(*v)[(*n)++];
+}
+
+static int
+metric_cmp(const void *a, const void *b)
+{
+	const struct q_metric *x = a;
+	const struct q_metric *y = b;
+
+	return (x->metric > y->metric) - (x->metric < y->metric);
+}
+
+/* Cell text of one stats field: integers and %.17g doubles, "-" when absent. */
+static char *
+stats_cell(const struct q_stats *st, enum q_field f)
+{
+	if (!(st->have & (1u << f)))
+		return q_asprintf("-");
+	if (f == Q_COUNT)
+		return q_asprintf("%" PRIu64, st->count);
+	return q_asprintf("%.17g", st->val[f]);
+}
+
+static void
+json_double(double d)
+{
+	if (isfinite(d))
+		printf("%.17g", d);
+	else
+		printf("null");
+}
+
+static void
+json_string(const char *s, size_t len)
+{
+	size_t i;
+
+	putchar('"');
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void
+json_stats(const struct q_stats *st, unsigned int fields)
+{
+	int f;
+
+	for (f = 0; f < Q_NB_FIELDS; f++) {
+		if (!(fields & (1u << f)))
+			continue;
+		printf(",\"%s\":", q_field_names[f]);
+		if (!(st->have & (1u << f)))
+			printf("null");
+		else if (f == Q_COUNT)
+			printf("%" PRIu64, st->count);
+		else
+			json_double(st->val[f]);
+	}
+}
+
+static void
+table_init(struct q_table *t, const char *const *head, unsigned int ncols)
+{
+	memset(t, 0, sizeof(*t));
+	t->head = head;
+	t->ncols = ncols;
+}
+
+/* Append a row; takes ownership of the ncols cell strings. */
+static void
+table_add(struct q_table *t, char **cells)
+{
+	if (t->rows == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 64;
+		t->cells = q_realloc(t->cells, t->cap * t->ncols, sizeof(*t->cells));
+	}
+	memcpy(&t->cells[t->rows * t->ncols], cells, t->ncols * sizeof(*cells));
+	t->rows++;
+}
+
+/* First column left-aligned, the others (numbers) right-aligned, two spaces apart. */
+static void
+table_print(struct q_table *t)
+{
+	size_t width[16] = {0};
+	unsigned int j;
+	size_t i;
+
+	for (j = 0; j < t->ncols; j++)
+		width[j] = strlen(t->head[j]);
+	for (i = 0; i < t->rows; i++)
+		for (j = 0; j < t->ncols; j++)
+			if (strlen(t->cells[i * t->ncols + j]) > width[j])
+				width[j] = strlen(t->cells[i * t->ncols + j]);
+	for (i = 0; i <= t->rows; i++) {
+		for (j = 0; j < t->ncols; j++) {
+			const char *s = i == 0 ? t->head[j] : t->cells[(i - 1) * t->ncols + j];
+
+			if (j == 0)
+				printf("%-*s", (int)width[j], s);
+			else
+				printf("  %*s", (int)width[j], s);
+		}
+		putchar('\n');
+	}
+	for (i = 0; i < t->rows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+}
+
+/* Window keys are `tally:{<digits>}:<digits>`; `:latest` and anything else are skipped. */
+static int
+parse_window_key(const char *s, size_t len, uint64_t *device, uint64_t *window)
+{
+	static const char prefix[] = "tally:{";
+	const char *close;
+	size_t plen = sizeof(prefix) - 1;
+
+	if (len <= plen || memcmp(s, prefix, plen) != 0)
+		return -EINVAL;
+	close = memchr(s + plen, '}', len - plen);
+	if (close == NULL || (size_t)(close - s) + 2 > len || close[1] != ':')
+		return -EINVAL;
+	if (parse_u64(s + plen, (size_t)(close - s) - plen, UINT64_MAX, device) != 0)
+		return -EINVAL;
+	return parse_u64(close + 2, len - (size_t)(close + 2 - s), UINT64_MAX, window);
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	const struct q_key *x = a;
+	const struct q_key *y = b;
+
+	if (x->device != y->device)
+		return x->device < y->device ? -1 : 1;
+	if (x->window != y->window)
+		return x->window < y->window ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* SCAN all window keys of one device (or all devices), sorted, duplicates removed. */
+static void
+scan_window_keys(redisContext *c, const struct q_args *a, struct q_keys *keys)
+{
+	char pattern[64];
+	char *cursor = q_strndup("0", 1);
+	size_t i;
+	size_t n;
+
+	if (a->has_device)
+		snprintf(pattern, sizeof(pattern), "tally:{%" PRIu64 "}:*", a->device);
+	else
+		snprintf(pattern, sizeof(pattern), "tally:{*}:*");
+	memset(keys, 0, sizeof(*keys));
+	do {
+		redisReply *r = q_check(c, redisCommand(c, "SCAN %s MATCH %s COUNT " Q_SCAN_COUNT,
+						       cursor, pattern), "SCAN");
+		redisReply *list;
+
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY)
+			q_exit(Q_EXIT_ERROR, "redis SCAN: unexpected reply");
+		free(cursor);
+		cursor = q_strndup(r->element[0]->str, r->element[0]->len);
+		list = r->element[1];
+		for (i = 0; i < list->elements; i++) {
+			const redisReply *k = list->element[i];
+			struct q_key key;
+
+			if (k->type != REDIS_REPLY_STRING ||
+			    parse_window_key(k->str, k->len, &key.device, &key.window) != 0)
+				continue;
+			if (a->has_device && key.device != a->device)
+				continue;
+			if (keys->n == keys->cap) {
+				keys->cap = keys->cap ? keys->cap * 2 : 1024;
+				keys->v = q_realloc(keys->v, keys->cap, sizeof(*keys->v));
+			}
+			key.name = q_strndup(k->str, k->len);
+			key.len = k->len;
+			keys->v[keys->n++] = key;
+		}
+		freeReplyObject(r);
+	} while (strcmp(cursor, "0") != 0);
+	free(cursor);
+
+	/* SCAN may return a key twice while Redis rehashes. */
+	qsort(keys->v, keys->n, sizeof(*keys->v), key_cmp);
+	for (i = 0, n = 0; i < keys->n; i++) {
+		if (n > 0 && strcmp(keys->v[n - 1].name, keys->v[i].name) == 0) {
+			free(keys->v[i].name);
+			continue;
+		}
+		keys->v[n++] = keys->v[i];
+	}
+	keys->n = n;
+}
+
+static void
+keys_free(struct q_keys *keys)
+{
+	size_t i;
+
+	for (i = 0; i < keys->n; i++)
+		free(keys->v[i].name);
+	free(keys->v);
+}
+
+static int
+cmd_latest(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+{
+	static const char *const head[] = {"metric", "count", "sum", "min", "max", "last"};
+	redisReply *r = q_check(c, redisCommand(c, "HGETALL tally:{%" PRIu64 "}:latest",
+					       a->device), "HGETALL");
+	struct q_metric *metrics = NULL;
+	const char *window = NULL;
+	size_t window_len = 0;
+	size_t nb = 0;
+	struct q_table t;
+	size_t i;
+
+	if (!reply_is_pairs(r))
+		q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
+	if (r->elements == 0)
+		q_exit(Q_EXIT_ERROR, "no data for device %" PRIu64, a->device);
+	for (i = 0; i < r->elements; i += 2) {
+		const redisReply *field = r->element[i];
+		struct q_stats st = {0};
+		enum q_field f;
+		uint32_t metric;
+		struct q_metric *m;
+
+		if (field->len == 6 && memcmp(field->str, "window", 6) == 0) {
+			window = r->element[i + 1]->str;
+			window_len = r->element[i + 1]->len;
+			continue;
+		}
+		if (parse_metric_pair(field, r->element[i + 1], &metric, &f, &st) != 0)
+			continue;
+		m = metric_find_or_add(&metrics, &nb, metric);
+		stats_fold(&m->st, &st, f);
+	}
+	qsort(metrics, nb, sizeof(*metrics), metric_cmp);
+
+	if (conf->json) {
+		uint64_t w;
+
+		printf("{\"device\":%" PRIu64 ",\"window\":", a->device);
+		if (window != NULL && parse_u64(window, window_len, UINT64_MAX, &w) == 0)
+			printf("%" PRIu64, w);
+		else
+			printf("null");
+		printf(",\"metrics\":[");
+		for (i = 0; i < nb; i++) {
+			printf("%s{\"metric\":%" PRIu32, i ? "," : "", metrics[i].metric);
+			json_stats(&metrics[i].st, (1u << Q_NB_FIELDS) - 1);
+			putchar('}');
+		}
+		printf("]}\n");
+	} else {
+		printf("device %" PRIu64 "  window %.*s\n", a->device,
+		       window ? (int)window_len : 1, window ? window : "-");
+		table_init(&t, head, 6);
+		for (i = 0; i < nb; i++) {
+			char *cells[6];
+			int f;
+
+			cells[0] = q_asprintf("%" PRIu32, metrics[i].metric);
+			for (f = 0; f < Q_NB_FIELDS; f++)
+				cells[1 + f] = stats_cell(&metrics[i].st, (enum q_field)f);
+			table_add(&t, cells);
+		}
+		table_print(&t);
+	}
+	free(metrics);
+	freeReplyObject(r);
+	return 0;
+}
+
+static int
+cmd_range(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+{
+	static const char *const head[] = {"window", "count", "sum", "min", "max", "last"};
+	struct q_keys keys;
+	struct q_table t;
+	size_t printed = 0;
+	size_t start;
+	size_t i;
+	size_t n;
+
+	scan_window_keys(c, a, &keys);
+	/* Keep [from, to): keys are sorted by window. */
+	for (i = 0, n = 0; i < keys.n; i++) {
+		if (keys.v[i].window < a->from || (a->has_to && keys.v[i].window >= a->to)) {
+			free(keys.v[i].name);
+			continue;
+		}
+		keys.v[n++] = keys.v[i];
+	}
+	keys.n = n;
+
+	if (conf->json)
+		putchar('[');
+	else
+		table_init(&t, head, 6);
+	for (start = 0; start < keys.n; start += Q_PIPELINE) {
+		size_t end = start + Q_PIPELINE < keys.n ? start + Q_PIPELINE : keys.n;
+
+		for (i = start; i < end; i++) {
+			const char *argv[2 + Q_NB_FIELDS] = {"HMGET", keys.v[i].name};
+			char fields[Q_NB_FIELDS][32];
+			int f;
+
+			for (f = 0; f < Q_NB_FIELDS; f++) {
+				snprintf(fields[f], sizeof(fields[f]), "%" PRIu32 ":%s", a->metric,
+					 q_field_names[f]);
+				argv[2 + f] = fields[f];
+			}
+			if (redisAppendCommandArgv(c, 2 + Q_NB_FIELDS, argv, NULL) != REDIS_OK)
+				q_exit(Q_EXIT_ERROR, "redis HMGET: %s", c->errstr);
+		}
+		for (i = start; i < end; i++) {
+			redisReply *r = q_get_reply(c, "HMGET");
+			struct q_stats st = {0};
+			int f;
+
+			if (r->type != REDIS_REPLY_ARRAY || r->elements != Q_NB_FIELDS)
+				q_exit(Q_EXIT_ERROR, "redis HMGET: unexpected reply");
+			for (f = 0; f < Q_NB_FIELDS; f++) {
+				const redisReply *v = r->element[f];
+				struct q_stats one = {0};
+
+				if (v->type == REDIS_REPLY_STRING &&
+				    parse_stat_value((enum q_field)f, v->str, v->len, &one) == 0)
+					stats_fold(&st, &one, (enum q_field)f);
+			}
+			freeReplyObject(r);
+			if (st.have == 0)
+				continue;
+			if (conf->json) {
+				printf("%s{\"window\":%" PRIu64, printed ? "," : "",
+				       keys.v[i].window);
+				json_stats(&st, (1u << Q_NB_FIELDS) - 1);
+				putchar('}');
+			} else {
+				char *cells[6];
+
+				cells[0] = q_asprintf("%" PRIu64, keys.v[i].window);
+				for (f = 0; f < Q_NB_FIELDS; f++)
+					cells[1 + f] = stats_cell(&st, (enum q_field)f);
+				table_add(&t, cells);
+			}
+			printed++;
+		}
+	}
+	if (conf->json)
+		printf("]\n");
+	else
+		table_print(&t);
+	keys_free(&keys);
+	return 0;
+}
+
+static int
+field_cmp(const void *a, const void *b)
+{
+	const redisReply *const *x = a;
+	const redisReply *const *y = b;
+	size_t n = (*x)->len < (*y)->len ? (*x)->len : (*y)->len;
+	int c = memcmp((*x)->str, (*y)->str, n);
+
+	if (c != 0)
+		return c;
+	return ((*x)->len > (*y)->len) - ((*x)->len < (*y)->len);
+}
+
+static size_t
+skip_digits(const char *s, size_t i, size_t len)
+{
+	while (i < len && s[i] >= '0' && s[i] <= '9')
+		i++;
+	return i;
+}
+
+/* True when s is a JSON number as it stands: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool
+is_json_number(const char *s, size_t len)
+{
+	size_t i = 0;
+	size_t j;
+
+	if (i < len && s[i] == '-')
+		i++;
+	if (i < len && s[i] == '0')
+		i++;
+	else if ((j = skip_digits(s, i, len)) > i)
+		i = j;
+	else
+		return false;
+	if (i < len && s[i] == '.') {
+		j = skip_digits(s, i + 1, len);
+		if (j == i + 1)
+			return false;
+		i = j;
+	}
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < len && (s[i] == '+' || s[i] == '-'))
+			i++;
+		j = skip_digits(s, i, len);
+		if (j == i)
+			return false;
+		i = j;
+	}
+	return i == len;
+}
+
+static int
+cmd_self(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+{
+	static const char *const head[] = {"name", "value"};
+	redisReply *r = q_check(c, redisCommand(c, "HGETALL tally:self"), "HGETALL");
+	const redisReply **pairs;
+	struct q_table t;
+	size_t n;
+	size_t i;
+
+	(void)a;
+	if (!reply_is_pairs(r))
+		q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
+	if (r->elements == 0)
+		q_exit(Q_EXIT_ERROR, "tally:self is empty or missing (is tally running?)");
+	n = r->elements / 2;
+	/* Sort pairs by field name: the reply array holds field, value, field, value, ... */
+	pairs = q_realloc(NULL, n, 2 * sizeof(*pairs));
+	memcpy(pairs, r->element, r->elements * sizeof(*pairs));
+	qsort(pairs, n, 2 * sizeof(*pairs), field_cmp);
+
+	if (conf->json) {
+		putchar('{');
+		for (i = 0; i < n; i++) {
+			const redisReply *v = pairs[2 * i + 1];
+
+			if (i > 0)
+				putchar(',');
+			json_string(pairs[2 * i]->str, pairs[2 * i]->len);
+			putchar(':');
+			if (is_json_number(v->str, v->len))
+				fwrite(v->str, 1, v->len, stdout);
+			else
+				json_string(v->str, v->len);
+		}
+		printf("}\n");
+	} else {
+		table_init(&t, head, 2);
+		for (i = 0; i < n; i++) {
+			char *cells[2] = {
+				q_strndup(pairs[2 * i]->str, pairs[2 * i]->len),
+				q_strndup(pairs[2 * i + 1]->str, pairs[2 * i + 1]->len),
+			};
+
+			table_add(&t, cells);
+		}
+		table_print(&t);
+	}
+	free(pairs);
+	freeReplyObject(r);
+	return 0;
+}
+
+static uint64_t
+series_hash(uint64_t device, uint32_t metric)
+{
+	uint64_t h = device * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)metric * 0xc2b2ae3d27d4eb4fULL);
+
+	return h ^ (h >> 29);
+}
+
+static struct q_series *
+series_find_or_add(struct q_series_map *map, uint64_t device, uint32_t metric)
+{
+	struct q_series *s;
+	size_t i;
+
+	/* Grow at half full so probe runs stay short. */
+	if (2 * (map->n + 1) > map->cap) {
+		struct q_series_map big = {.cap = map->cap ? map->cap * 2 : 4096};
+
+		big.slots = calloc(big.cap, sizeof(*big.slots));
+		if (big.slots == NULL)
+			q_exit(Q_EXIT_ERROR, "out of memory");
+		for (i = 0; i < map->cap; i++) {
+			if (!map->slots[i].used)
+				continue;
+			s = series_find_or_add(&big, map->slots[i].device, map->slots[i].metric);
+			*s = map->slots[i];
+		}
+		free(map->slots);
+		*map = big;
+	}
+	for (i = series_hash(device, metric) & (map->cap - 1);; i = (i + 1) & (map->cap - 1)) {
+		s = &map->slots[i];
+		if (!s->used) {
+			s->used = true;
+			s->device = device;
+			s->metric = metric;
+			map->n++;
+			return s;
+		}
+		if (s->device == device && s->metric == metric)
+			return s;
+	}
+}
+
+static int
+series_cmp(const void *a, const void *b)
+{
+	const struct q_series *x = a;
+	const struct q_series *y = b;
+
+	if (x->device != y->device)
+		return x->device < y->device ? -1 : 1;
+	return (x->metric > y->metric) - (x->metric < y->metric);
+}
+
+static void
+totals_add_window(struct q_series_map *map, uint64_t device, const redisReply *r)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < r->elements; i += 2) {
+		struct q_stats st = {0};
+		struct q_series *s;
+		enum q_field f;
+		uint32_t metric;
+
+		if (parse_metric_pair(r->element[i], r->element[i + 1], &metric, &f, &st) != 0 ||
+		    f == Q_LAST)
+			continue;
+		s = series_find_or_add(map, device, metric);
+		stats_fold(&s->st, &st, f);
+	}
+}
+
+static int
+cmd_totals(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+{
+	struct q_series_map map = {0};
+	struct q_keys keys;
+	size_t start;
+	size_t i;
+	size_t n;
+
+	scan_window_keys(c, a, &keys);
+	for (start = 0; start < keys.n; start += Q_PIPELINE) {
+		size_t end = start + Q_PIPELINE < keys.n ? start + Q_PIPELINE : keys.n;
+
+		for (i = start; i < end; i++)
+			if (redisAppendCommand(c, "HGETALL %b", keys.v[i].name,
+					       keys.v[i].len) != REDIS_OK)
+				q_exit(Q_EXIT_ERROR, "redis HGETALL: %s", c->errstr);
+		for (i = start; i < end; i++) {
+			redisReply *r = q_get_reply(c, "HGETALL");
+
+			if (!reply_is_pairs(r))
+				q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
+			totals_add_window(&map, keys.v[i].device, r);
+			freeReplyObject(r);
+		}
+	}
+	keys_free(&keys);
+
+	/* Compact the used slots to the front, then sort: the tally-gen --totals order. */
+	for (i = 0, n = 0; i < map.cap; i++)
+		if (map.slots[i].used && (map.slots[i].st.have & (1u << Q_COUNT)))
+			map.slots[n++] = map.slots[i];
+	qsort(map.slots, n, sizeof(*map.slots), series_cmp);
+
+	if (conf->json)
+		putchar('[');
+	for (i = 0; i < n; i++) {
+		const struct q_series *s = &map.slots[i];
+
+		if (conf->json) {
+			printf("%s{\"device\":%" PRIu64 ",\"metric\":%" PRIu32, i ? "," : "",
+			       s->device, s->metric);
+			json_stats(&s->st, (1u << Q_LAST) - 1);
+			putchar('}');
+		} else {
+			printf("%" PRIu64 " %" PRIu32 " %" PRIu64 " %.17g %.17g %.17g\n", s->device,
+			       s->metric, s->st.count, s->st.val[Q_SUM], s->st.val[Q_MIN],
+			       s->st.val[Q_MAX]);
+		}
+	}
+	if (conf->json)
+		printf("]\n");
+	free(map.slots);
+	return 0;
+}
+
+static const struct q_command q_commands[] = {
+	{"latest", "DEVICE", 1, 1, cmd_latest},
+	{"range", "DEVICE METRIC [FROM_MS [TO_MS]]", 2, 4, cmd_range},
+	{"self", "", 0, 0, cmd_self},
+	{"totals", "[DEVICE]", 0, 1, cmd_totals},
+};
+
+#define Q_NB_COMMANDS (sizeof(q_commands) / sizeof(q_commands[0]))
+
+static void
+usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "Usage: " Q_NAME " [OPTION]... COMMAND [ARG]...\n"
+		   "Read what tally wrote to Redis.\n\n"
+		   "Options:\n"
+		   "  --redis HOST:PORT   Redis to read [" Q_DEFAULT_REDIS "]\n"
+		   "  --timeout-ms N      connect and reply timeout [%d]\n"
+		   "  --json              print JSON instead of tables\n"
+		   "  --help              show this help\n\n"
+		   "Commands:\n", Q_DEFAULT_TIMEOUT_MS);
+	for (i = 0; i < Q_NB_COMMANDS; i++)
+		fprintf(f, "  %s%s%s\n", q_commands[i].name, q_commands[i].args[0] ? " " : "",
+			q_commands[i].args);
+	fprintf(f, "\n'totals' prints 'device metric count sum min max' lines, as "
+		   "tally-gen --totals does.\n");
+}
+
+static void
+parse_command_args(const struct q_command *cmd, char **argv, int argc, struct q_args *a)
+{
+	if (argc < cmd->min_args || argc > cmd->max_args)
+		q_exit(Q_EXIT_USAGE, "%s: expects %s%s", cmd->name,
+		       cmd->args[0] ? cmd->args : "no arguments",
+		       cmd->args[0] ? " (see --help)" : "");
+	memset(a, 0, sizeof(*a));
+	if (argc >= 1) {
+		a->has_device = true;
+		a->device = parse_arg_u64("DEVICE", argv[0], UINT64_MAX);
+	}
+	if (argc >= 2)
+		a->metric = (uint32_t)parse_arg_u64("METRIC", argv[1], UINT32_MAX);
+	if (argc >= 3)
+		a->from = parse_arg_u64("FROM_MS", argv[2], UINT64_MAX);
+	if (argc >= 4) {
+		a->has_to = true;
+		a->to = parse_arg_u64("TO_MS", argv[3], UINT64_MAX);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"redis", required_argument, NULL, 'r'},
+		{"timeout-ms", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct q_conf conf = {.redis = Q_DEFAULT_REDIS, .timeout_ms = Q_DEFAULT_TIMEOUT_MS};
+	const struct q_command *cmd = NULL;
+	struct q_args args;
+	redisContext *c;
+	size_t i;
+	int rc;
+	int o;
+
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		switch (o) {
+		case 'r':
+			conf.redis = optarg;
+			break;
+		case 't':
+			conf.timeout_ms = parse_arg_u64("--timeout-ms", optarg, 3600000);
+			if (conf.timeout_ms == 0)
+				q_exit(Q_EXIT_USAGE, "--timeout-ms: must be at least 1");
+			break;
+		case 'j':
+			conf.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case ':':
+			q_exit(Q_EXIT_USAGE, "%s: missing argument", argv[optind - 1]);
+		default:
+			q_exit(Q_EXIT_USAGE, "%s: unknown option (see --help)", argv[optind - 1]);
+		}
+	}
+	parse_redis_addr(&conf);
+	if (optind >= argc)
+		q_exit(Q_EXIT_USAGE, "missing COMMAND (latest, range, self or totals; see --help)");
+	for (i = 0; i < Q_NB_COMMANDS; i++)
+		if (strcmp(argv[optind], q_commands[i].name) == 0)
+			cmd = &q_commands[i];
+	if (cmd == NULL)
+		q_exit(Q_EXIT_USAGE, "%s: unknown command (see --help)", argv[optind]);
+	parse_command_args(cmd, argv + optind + 1, argc - optind - 1, &args);
+
+	c = q_connect(&conf);
+	rc = cmd->run(c, &conf, &args);
+	redisFree(c);
+	if (fflush(stdout) != 0)
+		q_exit(Q_EXIT_ERROR, "cannot write output: %s", strerror(errno));
+	return rc;
+}
