@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Builds and frees tally's resources: mbuf pool, ports, worker queues, rings, tables, sink. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -184,6 +185,8 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	app->clock.base_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	app->clock.hz = rte_get_tsc_hz();
 	app->start_ms = app->clock.base_ns / 1000000u;
+	rte_log(RTE_LOG_INFO, app->logtype, "TALLY: %u worker(s), TSC %" PRIu64 " Hz\n",
+		app->nworkers, app->clock.hz);
 
 	app->workers = rte_zmalloc("tally_workers", sizeof(*app->workers) * app->nworkers,
 				   RTE_CACHE_LINE_SIZE);
