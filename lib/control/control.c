@@ -267,6 +267,18 @@ all_workers_done(const struct tally_app *app)
 	return 1;
 }
 
+/* Every partial merged, every merged window written. */
+static int
+all_written(const struct tally_app *app)
+{
+	uint32_t i;
+
+	for (i = 0; i < app->nworkers; i++)
+		if (app->stash[i] != NULL || rte_ring_count(app->workers[i].closed) != 0)
+			return 0;
+	return tally_merger_busy(&app->merger) == 0 && !tally_sink_busy(app->sink);
+}
+
 int
 tally_control_run(struct tally_app *app)
 {
@@ -299,7 +311,7 @@ tally_control_run(struct tally_app *app)
 		}
 		if (app->quit && deadline == 0)
 			deadline = now + SHUTDOWN_TIMEOUT_MS;
-		if (done && tally_merger_busy(&app->merger) == 0 && !tally_sink_busy(app->sink))
+		if (done && all_written(app))
 			break;
 		if (deadline != 0 && now >= deadline) {
 			CTL_LOG(app, ERR, "shutdown timed out with windows unwritten");

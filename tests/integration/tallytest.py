@@ -1,0 +1,551 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Shared helpers of tally's integration tests: Redis, tally runs, tools, cleanup, verdicts.
+
+A test script calls tallytest.main(body): body(ctx) gets a Context that owns every process,
+temporary directory and network namespace it creates, and undoes them all in a finally block,
+also when the test is interrupted by SIGTERM/SIGINT (meson's timeout) or fails.
+Exit status: 0 pass, 1 fail, 77 skip (the code meson and automake read as "skipped").
+"""
+
+import argparse
+import difflib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SKIP = 77
+DPDK_RUNTIME = '/var/run/dpdk'
+
+# The integer fields tally:self must always hold (a missing one is a schema break).
+SELF_FIELDS = ('datagrams', 'records', 'malformed', 'other', 'table_full', 'rx_missed',
+               'windows_flushed', 'redis_commands', 'redis_errors', 'flush_lag_ms',
+               'arp_replies', 'icmp_replies', 'rx_packets', 'workers')
+# Every reason of malformed:<reason>.
+MALFORMED_REASONS = ('short', 'magic', 'version', 'flags', 'reserved', 'count', 'length',
+                     'kind', 'value', 'truncated', 'fragment')
+
+WINDOW_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+)$')
+LATEST_KEY = re.compile(r'^tally:\{(\d+)\}:latest$')
+SERIES_FIELD = re.compile(r'^(\d+):(count|sum|min|max|last)$')
+
+
+class Skip(Exception):
+    """The test cannot run here (exit 77)."""
+
+
+class Failure(Exception):
+    """A check failed."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT reached the test: clean up and fail."""
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def check_eq(actual, expected, what):
+    if actual != expected:
+        raise Failure('%s: expected %r, got %r' % (what, expected, actual))
+
+
+def log(msg):
+    print('# [%7.2fs] %s' % (time.monotonic() - _T0, msg), flush=True)
+
+
+_T0 = time.monotonic()
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+
+class RedisError(Exception):
+    pass
+
+
+class Resp:
+    """A minimal RESP2 client: commands, pipelines, the replies tally's schema needs."""
+
+    def __init__(self, host, port, timeout=5.0):
+        self.addr = (host, port)
+        self.timeout = timeout
+        self.sock = None
+        self.rfile = None
+
+    def _connect(self):
+        if self.sock is None:
+            self.sock = socket.create_connection(self.addr, self.timeout)
+            self.rfile = self.sock.makefile('rb')
+
+    def close(self):
+        if self.sock is not None:
+            self.rfile.close()
+            self.sock.close()
+            self.sock = self.rfile = None
+
+    @staticmethod
+    def _encode(args):
+        out = bytearray(b'*%d\r\n' % len(args))
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            out += b'$%d\r\n%s\r\n' % (len(b), b)
+        return out
+
+    def _read(self):
+        line = self.rfile.readline()
+        if not line.endswith(b'\r\n'):
+            raise ConnectionError('redis closed the connection')
+        kind, rest = line[:1], line[1:-2]
+        if kind == b'+':
+            return rest.decode()
+        if kind == b'-':
+            return RedisError(rest.decode())
+        if kind == b':':
+            return int(rest)
+        if kind == b'$':
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.rfile.read(n + 2)
+            if len(data) != n + 2:
+                raise ConnectionError('redis closed the connection')
+            return data[:-2].decode()
+        if kind == b'*':
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise ConnectionError('bad RESP reply %r' % line)
+
+    def pipeline(self, cmds, chunk=1000):
+        """Send commands in chunks, one round trip each; raise on the first error reply."""
+        replies = []
+        try:
+            self._connect()
+            for i in range(0, len(cmds), chunk):
+                part = cmds[i:i + chunk]
+                self.sock.sendall(b''.join(self._encode(c) for c in part))
+                replies.extend(self._read() for _ in part)
+        except (OSError, ConnectionError):
+            self.close()
+            raise
+        for r in replies:
+            if isinstance(r, RedisError):
+                raise r
+        return replies
+
+    def call(self, *args):
+        return self.pipeline([args])[0]
+
+    def hgetall(self, key):
+        flat = self.call('HGETALL', key)
+        return dict(zip(flat[0::2], flat[1::2]))
+
+    def scan(self, pattern='*'):
+        keys, cursor = set(), '0'
+        while True:
+            cursor, part = self.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+            keys.update(part)
+            if cursor == '0':
+                return sorted(keys)
+
+
+class Redis:
+    """A private redis-server on a free loopback port, child of the test (not daemonized)."""
+
+    def __init__(self, ctx):
+        exe = shutil.which('redis-server')
+        if exe is None:
+            raise Skip('redis-server not found')
+        for attempt in range(5):
+            self.port = free_port()
+            logpath = os.path.join(ctx.tmp, 'redis-%d.log' % self.port)
+            self.logfile = open(logpath, 'wb')
+            self.proc = ctx.spawn([exe, '--port', str(self.port), '--bind', '127.0.0.1',
+                                   '--save', '', '--appendonly', 'no', '--dir', ctx.tmp],
+                                  stdout=self.logfile, name='redis-server')
+            ctx.logs.append(('redis-server :%d' % self.port, logpath))
+            self.client = Resp('127.0.0.1', self.port)
+            if self._wait_ready():
+                self.addr = '127.0.0.1:%d' % self.port
+                log('redis-server pid %d on %s' % (self.proc.pid, self.addr))
+                return
+            ctx.reap(self.proc)  # lost the port race: another process took it
+        raise Failure('cannot start redis-server')
+
+    def _wait_ready(self, timeout=10.0):
+        """PING answered by *our* server: a foreign one on a raced port must not count."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                info = self.client.call('INFO', 'server')
+                m = re.search(r'process_id:(\d+)', info)
+                if m and int(m.group(1)) == self.proc.pid:
+                    return self.client.call('PING') == 'PONG'
+                if m:
+                    self.client.close()
+                    return False
+            except (OSError, ConnectionError, RedisError):
+                pass
+            time.sleep(0.05)
+        return False
+
+    def flushall(self):
+        self.client.call('FLUSHALL')
+
+    def self_stats(self):
+        """tally:self as {name: int} (empty before the first write)."""
+        return {k: int(v) for k, v in self.client.hgetall('tally:self').items()}
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# tally
+
+
+def lcores_arg(workers):
+    """EAL lcore list for one control lcore and `workers` workers, over the CPUs we may use.
+
+    With fewer CPUs than lcores the extra workers share CPUs (round robin, the control lcore
+    doubles up first since it sleeps when idle); fine for functional tests."""
+    cpus = sorted(os.sched_getaffinity(0))
+    n = workers + 1
+    if len(cpus) >= n:
+        return ['-l', ','.join(str(c) for c in cpus[:n])]
+    return ['--lcores', ','.join('%d@%d' % (i, cpus[i % len(cpus)]) for i in range(n))]
+
+
+class Tally:
+    """One tally process; stdout+stderr go to a log file shown when the test fails."""
+
+    def __init__(self, ctx, vdevs, app_args, workers=1, redis=None, name='tally'):
+        self.ctx = ctx
+        self.redis = redis
+        ctx.ntally += 1
+        self.prefix = 'tally_it_%d_%d' % (os.getpid(), ctx.ntally)
+        self.logpath = os.path.join(ctx.tmp, '%s-%d.log' % (name, ctx.ntally))
+        argv = [ctx.args.tally] + lcores_arg(workers)
+        argv += ['--no-huge', '-m', '512', '--file-prefix', self.prefix, '--no-pci']
+        for v in vdevs:
+            argv += ['--vdev', v]
+        argv += ['--'] + list(app_args)
+        self.argv = argv
+        self.logfile = open(self.logpath, 'wb')
+        log('start: ' + ' '.join(argv))
+        self.proc = ctx.spawn(argv, stdout=self.logfile, name=name)
+        ctx.logs.append(('%s #%d' % (name, ctx.ntally), self.logpath))
+        ctx.dpdk_dirs.append(os.path.join(DPDK_RUNTIME, self.prefix))
+
+    @property
+    def runtime_dir(self):
+        return os.path.join(DPDK_RUNTIME, self.prefix)
+
+    def log_text(self):
+        with open(self.logpath, 'rb') as f:
+            return f.read().decode(errors='replace')
+
+    def stats(self):
+        return self.redis.self_stats()
+
+    def wait_stats(self, pred, timeout=20.0, what='tally:self condition'):
+        """Poll tally:self until pred(stats) holds; fail early if tally exits."""
+        deadline = time.monotonic() + timeout
+        st = {}
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise Failure('tally exited (rc %d) while waiting for %s' % (rc, what))
+            st = self.stats()
+            if st and pred(st):
+                return st
+            if time.monotonic() > deadline:
+                raise Failure('timed out after %.0fs waiting for %s; last tally:self: %s'
+                              % (timeout, what, fmt_stats(st)))
+            time.sleep(0.05)
+
+    def stop(self, sig=signal.SIGTERM, timeout=35.0):
+        """Signal tally and require exit status 0 within timeout; returns seconds taken."""
+        t = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise Failure('tally did not exit within %.0fs of %s' % (timeout, sig.name))
+        took = time.monotonic() - t
+        log('tally exited rc %d %.2fs after %s' % (rc, took, sig.name))
+        check_eq(rc, 0, 'tally exit status after %s' % sig.name)
+        return took
+
+    def telemetry(self, cmd):
+        """One command on DPDK's telemetry socket (dict), or None if unavailable."""
+        path = os.path.join(self.runtime_dir, 'dpdk_telemetry.v2')
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+                s.settimeout(2.0)
+                s.connect(path)
+                s.recv(16384)  # the greeting
+                s.send(cmd.encode())
+                return json.loads(s.recv(1 << 20).decode()).get(cmd)
+        except (OSError, ValueError):
+            return None
+
+
+def fmt_stats(st):
+    return ' '.join('%s=%s' % kv for kv in sorted(st.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+
+def run_tool(argv, timeout=60.0, ok=(0,), netns=None):
+    """Run a command to completion; returns (rc, stdout, stderr); fails on an unexpected rc."""
+    if netns is not None:
+        argv = ['ip', 'netns', 'exec', netns] + list(argv)
+    log('run: ' + ' '.join(argv))
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    out, err = p.stdout.decode(errors='replace'), p.stderr.decode(errors='replace')
+    if ok is not None and p.returncode not in ok:
+        raise Failure('%s exited %d\nstdout:\n%s\nstderr:\n%s'
+                      % (argv[0], p.returncode, out, err))
+    return p.returncode, out, err
+
+
+def parse_kv(text):
+    """key=value lines (tally-gen's summary) as {key: int or str}."""
+    kv = {}
+    for line in text.splitlines():
+        if '=' in line:
+            k, v = line.split('=', 1)
+            kv[k.strip()] = int(v) if re.fullmatch(r'-?\d+', v.strip()) else v.strip()
+    return kv
+
+
+def tally_gen(ctx, args, netns=None, timeout=60.0):
+    """Run tally-gen with args; returns its key=value summary."""
+    _, out, _ = run_tool([ctx.args.tally_gen] + list(args), timeout=timeout, netns=netns)
+    summary = parse_kv(out)
+    check('valid_datagrams' in summary, 'tally-gen printed no summary:\n' + out)
+    return summary
+
+
+def query_totals(ctx, redis):
+    _, out, _ = run_tool([ctx.args.tally_query, '--redis', redis.addr, 'totals'])
+    return out
+
+
+def compare_totals(expected_path, actual_text):
+    """tally-query totals must equal tally-gen --totals byte for byte."""
+    with open(expected_path) as f:
+        expected = f.read()
+    if expected == actual_text:
+        return
+    exp, act = expected.splitlines(), actual_text.splitlines()
+    diff = list(difflib.unified_diff(exp, act, 'tally-gen --totals', 'tally-query totals',
+                                     lineterm='', n=0))
+    raise Failure('totals differ (%d expected lines, %d in Redis):\n%s'
+                  % (len(exp), len(act), '\n'.join(diff[:40])))
+
+
+def check_self(st, gen, what='tally:self'):
+    """tally:self against a tally-gen summary: every datagram, record and reject counted."""
+    missing = [f for f in SELF_FIELDS if f not in st]
+    check(not missing, '%s lacks fields %s' % (what, missing))
+    check_eq(st['datagrams'], gen['valid_datagrams'], what + ' datagrams')
+    check_eq(st['records'], gen['records'], what + ' records')
+    check_eq(st['malformed'], gen.get('malformed', 0), what + ' malformed')
+    for r in MALFORMED_REASONS:
+        check_eq(st.get('malformed:' + r), gen.get('malformed:' + r, 0),
+                 '%s malformed:%s' % (what, r))
+    check_eq(st['table_full'], 0, what + ' table_full')
+    check_eq(st['redis_errors'], 0, what + ' redis_errors')
+
+
+def check_schema(redis, retention_s, window_ms):
+    """Keys and fields of schema v1; returns {device: [window starts]}."""
+    keys = redis.client.scan('tally:*')
+    windows, latest, other = {}, set(), []
+    for k in keys:
+        m = WINDOW_KEY.match(k)
+        if m:
+            windows.setdefault(int(m.group(1)), []).append(int(m.group(2)))
+        elif LATEST_KEY.match(k):
+            latest.add(int(LATEST_KEY.match(k).group(1)))
+        elif k != 'tally:self':
+            other.append(k)
+    check(not other, 'keys outside schema v1: %s' % other[:10])
+    check(windows, 'no window keys in Redis')
+    check_eq(sorted(latest), sorted(windows), 'devices with a latest key')
+
+    names = sorted('tally:{%d}:%d' % (d, w) for d, ws in windows.items() for w in ws)
+    names += sorted('tally:{%d}:latest' % d for d in latest)
+    ttls = redis.client.pipeline([('TTL', k) for k in names])
+    bad = [(k, t) for k, t in zip(names, ttls) if not 0 < t <= retention_s]
+    check(not bad, '%d keys with TTL outside (0, %d], e.g. %s' % (len(bad), retention_s, bad[:5]))
+
+    for d, ws in windows.items():
+        for w in ws:
+            check(w % window_ms == 0, 'window %d of device %d is not aligned to %d ms'
+                  % (w, d, window_ms))
+    hashes = redis.client.pipeline([('HGETALL', 'tally:{%d}:latest' % d) for d in sorted(latest)])
+    for d, flat in zip(sorted(latest), hashes):
+        h = dict(zip(flat[0::2], flat[1::2]))
+        check('window' in h, 'tally:{%d}:latest has no window field' % d)
+        check_eq(int(h['window']), max(windows[d]), 'tally:{%d}:latest window' % d)
+        bad = [f for f in h if f != 'window' and not SERIES_FIELD.match(f)]
+        check(not bad, 'tally:{%d}:latest has unexpected fields %s' % (d, bad[:5]))
+    sample = sorted(names)[:50]
+    for k, flat in zip(sample, redis.client.pipeline([('HGETALL', k) for k in sample])):
+        if k.endswith(':latest'):
+            continue
+        bad = [f for f in flat[0::2] if not SERIES_FIELD.match(f)]
+        check(not bad, '%s has unexpected fields %s' % (k, bad[:5]))
+    return windows
+
+
+# ---------------------------------------------------------------------------------------------
+# Context, cleanup and the entry point
+
+
+class Context:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix='tally-it-')
+        self.procs = []       # (name, Popen) to kill at cleanup
+        self.undo = []        # callables, run last-in first-out at cleanup
+        self.logs = []        # (title, path) printed on failure
+        self.dpdk_dirs = []   # EAL runtime directories to remove
+        self.ntally = 0
+        self.failed = False
+
+    def spawn(self, argv, stdout, name):
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout,
+                             stderr=subprocess.STDOUT)
+        self.procs.append((name, p))
+        return p
+
+    def reap(self, proc, sig=signal.SIGKILL):
+        if proc.poll() is None:
+            try:
+                proc.send_signal(sig)
+                proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+
+    def redis(self):
+        return Redis(self)
+
+    def tally(self, *a, **kw):
+        return Tally(self, *a, **kw)
+
+    def dump_logs(self):
+        for title, path in self.logs:
+            try:
+                with open(path, 'rb') as f:
+                    text = f.read().decode(errors='replace')
+            except OSError:
+                continue
+            lines = text.splitlines()
+            if title.startswith('redis'):
+                lines = lines[-15:]
+            print('----- log of %s (%s) -----' % (title, path))
+            print('\n'.join(lines[-200:]))
+        sys.stdout.flush()
+
+    def cleanup(self):
+        # Processes first: tally holds the interfaces and the runtime directory.
+        for name, p in reversed(self.procs):
+            if p.poll() is None:
+                log('cleanup: killing %s pid %d' % (name, p.pid))
+                self.reap(p)
+        for fn in reversed(self.undo):
+            try:
+                fn()
+            except Exception as e:  # keep undoing the rest
+                print('# cleanup step failed: %s' % e)
+        for d in self.dpdk_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        if self.failed and os.environ.get('TALLY_IT_KEEP'):
+            print('# kept %s' % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def remove_stale_runtime_dirs():
+    """EAL runtime dirs of earlier test processes that were killed before cleaning up."""
+    try:
+        names = os.listdir(DPDK_RUNTIME)
+    except OSError:
+        return
+    for n in names:
+        m = re.fullmatch(r'tally_it_(\d+)_\d+', n)
+        if m and not os.path.exists('/proc/%s' % m.group(1)):
+            shutil.rmtree(os.path.join(DPDK_RUNTIME, n), ignore_errors=True)
+
+
+def parse_args(extra=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--tally', default=os.environ.get('TALLY'))
+    ap.add_argument('--tally-gen', default=os.environ.get('TALLY_GEN'))
+    ap.add_argument('--tally-query', default=os.environ.get('TALLY_QUERY'))
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args()
+    for name in ('tally', 'tally_gen', 'tally_query'):
+        path = getattr(args, name)
+        if not path or not os.access(path, os.X_OK):
+            ap.error('--%s (or $%s): executable not found: %r'
+                     % (name.replace('_', '-'), name.upper(), path))
+    return args
+
+
+def main(body, extra_args=None):
+    """Run body(ctx) with cleanup on every path; exit 0 / 1 / 77."""
+    args = parse_args(extra_args)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, _on_signal)
+    remove_stale_runtime_dirs()
+    ctx = Context(args)
+    rc = 1
+    try:
+        body(ctx)
+        rc = 0
+        log('PASS')
+    except Skip as e:
+        rc = SKIP
+        log('SKIP: %s' % e)
+    except Interrupted as e:
+        ctx.failed = True
+        log('interrupted by %s: cleaning up' % e)
+    except Exception:
+        ctx.failed = True
+        print('FAIL:', file=sys.stdout)
+        traceback.print_exc(file=sys.stdout)
+        ctx.dump_logs()
+    finally:
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        ctx.cleanup()
+    sys.stdout.flush()
+    os._exit(rc)
