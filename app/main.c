@@ -59,8 +59,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "tally: EAL init failed: %s\n", rte_strerror(rte_errno));
 		return 1;
 	}
-	if (tally_app_init(&app, err, sizeof(err)) != 0)
-		rte_exit(EXIT_FAILURE, "tally: %s\n", err);
+	if (tally_app_init(&app, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tally: %s\n", err);
+		rte_eal_cleanup();
+		return 1;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	if (tally_app_launch(&app) != 0)

@@ -160,10 +160,12 @@ sample_ports(struct tally_app *app)
 	app->rx_nombuf = nombuf;
 }
 
+/* HSET tally:self <field> <value>...; names are copied (malformed:<reason> is built). */
 struct stats_cmd {
 	int argc;
 	const char *argv[2 + 2 * STATS_FIELDS_MAX];
 	size_t argvlen[2 + 2 * STATS_FIELDS_MAX];
+	char name[STATS_FIELDS_MAX][48];
 	char val[STATS_FIELDS_MAX][24];
 };
 
@@ -175,45 +177,26 @@ stats_field(void *ctx, const char *name, uint64_t value)
 
 	if (i >= STATS_FIELDS_MAX)
 		return;
-	c->argv[c->argc] = name; /* names live in static tables or the snapshot's buffer */
-	c->argvlen[c->argc++] = strlen(name);
+	c->argvlen[c->argc] = (size_t)snprintf(c->name[i], sizeof(c->name[i]), "%s", name);
+	c->argv[c->argc++] = c->name[i];
 	c->argvlen[c->argc] = (size_t)snprintf(c->val[i], sizeof(c->val[i]), "%" PRIu64, value);
 	c->argv[c->argc++] = c->val[i];
-}
-
-/* Field names are built into this buffer: malformed:<reason> needs storage. */
-struct stats_names {
-	struct stats_cmd cmd;
-	char names[STATS_FIELDS_MAX][48];
-};
-
-static void
-stats_named_field(void *ctx, const char *name, uint64_t value)
-{
-	struct stats_names *s = ctx;
-	int i = (s->cmd.argc - 2) / 2;
-
-	if (i >= STATS_FIELDS_MAX)
-		return;
-	snprintf(s->names[i], sizeof(s->names[i]), "%s", name);
-	stats_field(&s->cmd, s->names[i], value);
 }
 
 static void
 write_stats(struct tally_app *app)
 {
-	static struct stats_names s;
+	static struct stats_cmd c = {
+		.argv = {"HSET", "tally:self"},
+		.argvlen = {4, 10},
+	};
 	struct tally_stats_totals t;
 
 	sample_ports(app);
 	tally_app_totals(app, &t);
-	s.cmd.argc = 0;
-	s.cmd.argv[s.cmd.argc] = "HSET";
-	s.cmd.argvlen[s.cmd.argc++] = 4;
-	s.cmd.argv[s.cmd.argc] = "tally:self";
-	s.cmd.argvlen[s.cmd.argc++] = 10;
-	tally_stats_foreach(&t, stats_named_field, &s);
-	tally_sink_command(app->sink, s.cmd.argc, s.cmd.argv, s.cmd.argvlen);
+	c.argc = 2;
+	tally_stats_foreach(&t, stats_field, &c);
+	tally_sink_command(app->sink, c.argc, c.argv, c.argvlen);
 }
 
 static void
@@ -241,7 +224,8 @@ drive_sink(struct tally_app *app, int force, uint64_t now)
 	uint64_t start;
 	unsigned int work = 0;
 
-	if (!tally_sink_busy(app->sink)) {
+	/* Other commands (the stats write) may be pending: they go in the same batch. */
+	if (!tally_sink_writing(app->sink)) {
 		t = tally_merger_next(&app->merger, force, &start);
 		if (t != NULL) {
 			tally_sink_write_window(app->sink, t, start);
@@ -276,7 +260,8 @@ all_written(const struct tally_app *app)
 	for (i = 0; i < app->nworkers; i++)
 		if (app->stash[i] != NULL || rte_ring_count(app->workers[i].closed) != 0)
 			return 0;
-	return tally_merger_busy(&app->merger) == 0 && !tally_sink_busy(app->sink);
+	/* Pending stand-alone commands (stats) are flushed with the final stats write. */
+	return tally_merger_busy(&app->merger) == 0 && !tally_sink_writing(app->sink);
 }
 
 int

@@ -216,6 +216,12 @@ tally_sink_busy(const struct tally_sink *s)
 	return s->win != NULL || s->pending > 0;
 }
 
+int
+tally_sink_writing(const struct tally_sink *s)
+{
+	return s->win != NULL;
+}
+
 const struct tally_sink_stats *
 tally_sink_stats(const struct tally_sink *s)
 {

@@ -87,6 +87,9 @@ int tally_sink_sync(struct tally_sink *s, uint64_t now_ms);
 /* True while a window is being written or acknowledgements are outstanding. */
 int tally_sink_busy(const struct tally_sink *s);
 
+/* True while a window is being written: the next one must wait. */
+int tally_sink_writing(const struct tally_sink *s);
+
 const struct tally_sink_stats *tally_sink_stats(const struct tally_sink *s);
 
 #endif /* TALLY_SINK_H */

@@ -279,7 +279,7 @@ class Tally:
                               % (timeout, what, fmt_stats(st)))
             time.sleep(0.05)
 
-    def stop(self, sig=signal.SIGTERM, timeout=35.0):
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Signal tally and require exit status 0 within timeout; returns seconds taken."""
         t = time.monotonic()
         self.proc.send_signal(sig)
@@ -538,6 +538,7 @@ def main(body, extra_args=None):
     except Interrupted as e:
         ctx.failed = True
         log('interrupted by %s: cleaning up' % e)
+        ctx.dump_logs()
     except Exception:
         ctx.failed = True
         print('FAIL:', file=sys.stdout)
@@ -547,5 +548,4 @@ def main(body, extra_args=None):
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, signal.SIG_IGN)
         ctx.cleanup()
-    sys.stdout.flush()
-    os._exit(rc)
+    sys.exit(rc)

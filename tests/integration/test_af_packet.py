@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
-"""tally on a veth through net_af_packet: it answers ARP and ping, and counts what the kernel
-of another network namespace sends to it, spread over two workers."""
+"""tally on a veth through net_af_packet: it answers ARP, ping and ping6, and counts what the
+kernel of another network namespace sends to it, spread over two workers."""
 
 import os
 import re
 import shutil
-import subprocess
 
 import tallytest as tt
 
@@ -76,8 +75,8 @@ def body(ctx):
 
     redis = ctx.redis()
     tally = ctx.tally(['net_af_packet0,iface=%s,qpairs=2' % iface],
-                      ['--redis', redis.addr, '--ipv4', TALLY_IP, '--ipv6', TALLY_IP6, '--stats-ms', '100',
-                       '--table-series', '65536'],
+                      ['--redis', redis.addr, '--ipv4', TALLY_IP, '--ipv6', TALLY_IP6,
+                       '--stats-ms', '100', '--table-series', '65536'],
                       workers=2, redis=redis)
     tally.wait_stats(lambda s: s.get('workers') == 2, timeout=15, what='tally running')
 

@@ -166,7 +166,8 @@ def body(ctx):
              % (tt.fmt_stats(want), tt.fmt_stats(got)))
     tt.compare_totals(totals, tt.query_totals(ctx, redis))
     latest = redis.client.hgetall('tally:{7}:latest')
-    tt.check_eq(latest.get('1:last'), '31', 'tally:{7}:latest 1:last (newest time_ns, later record)')
+    tt.check_eq(latest.get('1:last'), '31',
+                'tally:{7}:latest 1:last (newest time_ns, later record on a tie)')
     tt.check_schema(redis, 86400, 1000)
 
 
