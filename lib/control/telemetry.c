@@ -10,10 +10,17 @@
 /* Telemetry callbacks take no context argument: the one running app. */
 static const struct tally_app *tel_app;
 
+/* Telemetry names allow no ':', so `malformed:short` becomes `malformed_short`. */
 static void
 add_u64(void *ctx, const char *name, uint64_t value)
 {
-	rte_tel_data_add_dict_u64(ctx, name, value);
+	char tel[64];
+	size_t i;
+
+	for (i = 0; name[i] != '\0' && i < sizeof(tel) - 1; i++)
+		tel[i] = name[i] == ':' ? '_' : name[i];
+	tel[i] = '\0';
+	rte_tel_data_add_dict_u64(ctx, tel, value);
 }
 
 static int
@@ -47,7 +54,7 @@ tel_workers(const char *cmd, const char *params, struct rte_tel_data *d)
 			rte_tel_data_add_dict_u64(c, tally_worker_counter_names[k], w->stats.c[k]);
 		for (k = 0; k < TALLY_MALFORMED_MAX; k++) {
 			snprintf(name, sizeof(name), "malformed:%s", tally_malformed_name(k));
-			rte_tel_data_add_dict_u64(c, name, w->stats.malformed[k]);
+			add_u64(c, name, w->stats.malformed[k]);
 		}
 		snprintf(name, sizeof(name), "w%u", i);
 		rte_tel_data_add_dict_container(d, name, c, 0);

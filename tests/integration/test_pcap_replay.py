@@ -40,6 +40,19 @@ def body(ctx):
                           s.get('malformed') == MALFORMED, timeout=30,
                           what='datagrams=%d malformed=%d' % (DATAGRAMS, MALFORMED))
     tt.log('counted: ' + tt.fmt_stats(st))
+    # The telemetry socket serves the same counters (':' becomes '_' in telemetry names).
+    tel = tally.telemetry('/tally/stats')
+    if tel is None:
+        raise tt.Failure('telemetry /tally/stats unavailable')
+    tt.check_eq(tel['datagrams'], DATAGRAMS, 'telemetry datagrams')
+    tt.check_eq(tel['malformed'], MALFORMED, 'telemetry malformed')
+    for reason in ('short', 'magic', 'version', 'flags', 'reserved', 'count', 'length', 'kind',
+                   'value'):
+        tt.check_eq(tel['malformed_' + reason], gen['malformed:' + reason],
+                    'telemetry malformed_' + reason)
+    workers = tally.telemetry('/tally/workers') or {}
+    tt.check_eq(sum(w['datagrams'] for w in workers.values()), DATAGRAMS,
+                'telemetry datagrams summed over workers')
     tally.stop()
 
     st = redis.self_stats()
