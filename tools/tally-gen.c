@@ -33,6 +33,7 @@
 
 /* Room in front of the payload for pcap record, Ethernet, 802.1Q, IPv6 and UDP headers. */
 #define GEN_HEADROOM 128
+#define GEN_MAX_QUEUES 16
 #define GEN_BUF_LEN (GEN_HEADROOM + GEN_MTU)
 
 /* devices x metrics bound, so the totals table stays below 512 MiB. */
@@ -66,6 +67,7 @@ struct gen_conf {
 	uint64_t dst_port;
 	uint64_t src_port;
 	uint64_t src_ports;
+	uint64_t queues;
 	uint64_t datagrams;
 	uint64_t devices;
 	uint64_t device_base;
@@ -118,6 +120,9 @@ static const struct gen_option gen_options[] = {
 	{"dst-ip6", GEN_OPT_STR, GEN_OFF(dst_ip6), 0, 0, "ADDR", "pcap IPv6 destination"},
 	{"dst-port", GEN_OPT_U64, GEN_OFF(dst_port), 1, 65535, "N", "pcap UDP destination port"},
 	{"src-port", GEN_OPT_U64, GEN_OFF(src_port), 1, 65535, "N", "first UDP source port"},
+	{"queues", GEN_OPT_U64, GEN_OFF(queues), 1, GEN_MAX_QUEUES, "N",
+	 "pcap: write N files FILE.0 .. FILE.N-1, a datagram to file (source port % N), as RSS "
+	 "on ports would spread them over N RX queues"},
 	{"src-ports", GEN_OPT_U64, GEN_OFF(src_ports), 1, 65535, "K",
 	 "source port is src-port + (seq % K): spreads a device over RSS queues"},
 	{"datagrams", GEN_OPT_U64, GEN_OFF(datagrams), 0, 1e12, "N", "valid datagrams"},
@@ -158,6 +163,7 @@ static const struct gen_conf gen_defaults = {
 	.dst_port = 9797,
 	.src_port = 40000,
 	.src_ports = 1,
+	.queues = 1,
 	.datagrams = 1000,
 	.devices = 1000,
 	.device_base = 1,
@@ -218,7 +224,8 @@ struct gen_state {
 	uint64_t pcap_us0;
 	uint16_t ip_id;
 	uint64_t nb_value_faults;
-	FILE *pcap;
+	FILE *pcap;                     /* the first of the queue files */
+	FILE *pcapq[GEN_MAX_QUEUES];
 	int *socks;
 	struct gen_counters cnt;
 	uint8_t buf[GEN_BUF_LEN];
@@ -798,7 +805,7 @@ emit(struct gen_state *st, uint32_t plen, uint64_t seq, uint64_t index)
 	if (st->pcap == NULL)
 		return send_payload(st, st->buf + GEN_HEADROOM, plen, seq);
 	rec = build_frame(st, plen, sport, index, &len);
-	if (fwrite(rec, len, 1, st->pcap) != 1)
+	if (fwrite(rec, len, 1, st->pcapq[sport % conf->queues]) != 1)
 		fail("cannot write %s: %s", conf->pcap_path, strerror(errno));
 	return 0;
 }
@@ -1024,7 +1031,8 @@ close_sockets(struct gen_state *st)
 static void
 open_pcap(struct gen_state *st)
 {
-	const char *path = st->conf->pcap_path;
+	char path[4096];
+	uint64_t q;
 	struct {
 		uint32_t magic;
 		uint16_t major;
@@ -1035,12 +1043,22 @@ open_pcap(struct gen_state *st)
 		uint32_t linktype;
 	} hdr = {0xa1b2c3d4, 2, 4, 0, 0, 65535, 1};
 
-	st->pcap = fopen(path, "wb");
-	if (st->pcap == NULL)
-		fail("cannot create %s: %s", path, strerror(errno));
-	setvbuf(st->pcap, NULL, _IOFBF, GEN_PCAP_BUF);
-	if (fwrite(&hdr, sizeof(hdr), 1, st->pcap) != 1)
-		fail("cannot write %s: %s", path, strerror(errno));
+	for (q = 0; q < st->conf->queues; q++) {
+		FILE *f;
+
+		if (st->conf->queues == 1)
+			snprintf(path, sizeof(path), "%s", st->conf->pcap_path);
+		else
+			snprintf(path, sizeof(path), "%s.%" PRIu64, st->conf->pcap_path, q);
+		f = fopen(path, "wb");
+		if (f == NULL)
+			fail("cannot create %s: %s", path, strerror(errno));
+		setvbuf(f, NULL, _IOFBF, GEN_PCAP_BUF);
+		if (fwrite(&hdr, sizeof(hdr), 1, f) != 1)
+			fail("cannot write %s: %s", path, strerror(errno));
+		st->pcapq[q] = f;
+	}
+	st->pcap = st->pcapq[0];
 }
 
 static void
@@ -1168,6 +1186,7 @@ main(int argc, char **argv)
 	bool seen[GEN_NB_OPTIONS] = {false};
 	struct gen_conf conf;
 	FILE *totals = NULL;
+	uint64_t i;
 
 	parse_args(argc, argv, &conf, &st.net, seen);
 	conf.vlan_set = opt_seen(seen, "vlan");
@@ -1181,8 +1200,9 @@ main(int argc, char **argv)
 	gen_init(&st, &conf, seen);
 	gen_run(&st);
 
-	if (st.pcap != NULL && fclose(st.pcap) != 0)
-		fail("cannot write %s: %s", conf.pcap_path, strerror(errno));
+	for (i = 0; st.pcap != NULL && i < conf.queues; i++)
+		if (fclose(st.pcapq[i]) != 0)
+			fail("cannot write %s: %s", conf.pcap_path, strerror(errno));
 	close_sockets(&st);
 	if (totals != NULL) {
 		write_totals(&st, totals);

@@ -977,11 +977,55 @@ cmd_totals(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 	return 0;
 }
 
+/* The heaviest devices of the last window written, from the `tally:top` sorted set. */
+static int
+cmd_top(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+{
+	static const char *const head[] = {"rank", "device", "records"};
+	uint64_t n = a->has_device ? a->device : 10;
+	redisReply *w, *r;
+	struct q_table t;
+	size_t i;
+
+	if (n == 0)
+		q_exit(Q_EXIT_USAGE, "top: N must be at least 1");
+	w = q_check(c, redisCommand(c, "GET tally:top:window"), "GET");
+	r = q_check(c, redisCommand(c, "ZREVRANGE tally:top 0 %" PRIu64 " WITHSCORES", n - 1),
+		    "ZREVRANGE");
+	if (w->type != REDIS_REPLY_STRING || r->type != REDIS_REPLY_ARRAY)
+		q_exit(Q_EXIT_ERROR, "no tally:top yet (has tally written a window?)");
+	if (conf->json) {
+		printf("{\"window\":%.*s,\"devices\":[", (int)w->len, w->str);
+		for (i = 0; i + 1 < r->elements; i += 2)
+			printf("%s{\"device\":%.*s,\"records\":%.*s}", i ? "," : "",
+			       (int)r->element[i]->len, r->element[i]->str,
+			       (int)r->element[i + 1]->len, r->element[i + 1]->str);
+		printf("]}\n");
+	} else {
+		printf("heaviest devices of window %.*s\n", (int)w->len, w->str);
+		table_init(&t, head, 3);
+		for (i = 0; i + 1 < r->elements; i += 2) {
+			char rank[24], *cells[3];
+
+			snprintf(rank, sizeof(rank), "%zu", i / 2 + 1);
+			cells[0] = q_strndup(rank, strlen(rank));
+			cells[1] = q_strndup(r->element[i]->str, r->element[i]->len);
+			cells[2] = q_strndup(r->element[i + 1]->str, r->element[i + 1]->len);
+			table_add(&t, cells);
+		}
+		table_print(&t);
+	}
+	freeReplyObject(w);
+	freeReplyObject(r);
+	return 0;
+}
+
 static const struct q_command q_commands[] = {
 	{"latest", "DEVICE", 1, 1, cmd_latest},
 	{"range", "DEVICE METRIC [FROM_MS [TO_MS]]", 2, 4, cmd_range},
 	{"self", "", 0, 0, cmd_self},
 	{"totals", "[DEVICE]", 0, 1, cmd_totals},
+	{"top", "[N]", 0, 1, cmd_top},
 };
 
 #define Q_NB_COMMANDS (sizeof(q_commands) / sizeof(q_commands[0]))
@@ -997,6 +1041,7 @@ usage(FILE *f)
 		   "  --redis HOST:PORT   Redis to read [" Q_DEFAULT_REDIS "]\n"
 		   "  --timeout-ms N      connect and reply timeout [%d]\n"
 		   "  --json              print JSON instead of tables\n"
+		   "  --top N             the N heaviest devices of the last window (= top N)\n"
 		   "  --help              show this help\n\n"
 		   "Commands:\n", Q_DEFAULT_TIMEOUT_MS);
 	for (i = 0; i < Q_NB_COMMANDS; i++)
@@ -1015,8 +1060,10 @@ parse_command_args(const struct q_command *cmd, char **argv, int argc, struct q_
 		       cmd->args[0] ? " (see --help)" : "");
 	memset(a, 0, sizeof(*a));
 	if (argc >= 1) {
+		/* top's only argument is a count; it shares the slot of DEVICE. */
 		a->has_device = true;
-		a->device = parse_arg_u64("DEVICE", argv[0], UINT64_MAX);
+		a->device = parse_arg_u64(cmd->run == cmd_top ? "N" : "DEVICE", argv[0],
+					  UINT64_MAX);
 	}
 	if (argc >= 2)
 		a->metric = (uint32_t)parse_arg_u64("METRIC", argv[1], UINT32_MAX);
@@ -1035,11 +1082,13 @@ main(int argc, char **argv)
 		{"redis", required_argument, NULL, 'r'},
 		{"timeout-ms", required_argument, NULL, 't'},
 		{"json", no_argument, NULL, 'j'},
+		{"top", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct q_conf conf = {.redis = Q_DEFAULT_REDIS, .timeout_ms = Q_DEFAULT_TIMEOUT_MS};
 	const struct q_command *cmd = NULL;
+	char *top_n = NULL;
 	struct q_args args;
 	redisContext *c;
 	size_t i;
@@ -1060,6 +1109,9 @@ main(int argc, char **argv)
 		case 'j':
 			conf.json = true;
 			break;
+		case 'T':
+			top_n = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -1070,15 +1122,22 @@ main(int argc, char **argv)
 		}
 	}
 	parse_redis_addr(&conf);
+	if (top_n != NULL) { /* --top N is the top command */
+		if (optind < argc)
+			q_exit(Q_EXIT_USAGE, "--top takes no COMMAND");
+		cmd = &q_commands[Q_NB_COMMANDS - 1];
+		parse_command_args(cmd, &top_n, 1, &args);
+		goto run;
+	}
 	if (optind >= argc)
-		q_exit(Q_EXIT_USAGE, "missing COMMAND (latest, range, self or totals; see --help)");
+		q_exit(Q_EXIT_USAGE, "missing COMMAND (latest, range, self, totals or top; see --help)");
 	for (i = 0; i < Q_NB_COMMANDS; i++)
 		if (strcmp(argv[optind], q_commands[i].name) == 0)
 			cmd = &q_commands[i];
 	if (cmd == NULL)
 		q_exit(Q_EXIT_USAGE, "%s: unknown command (see --help)", argv[optind]);
 	parse_command_args(cmd, argv + optind + 1, argc - optind - 1, &args);
-
+run:
 	c = q_connect(&conf);
 	rc = cmd->run(c, &conf, &args);
 	redisFree(c);

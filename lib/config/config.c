@@ -15,7 +15,17 @@
 
 #define INI_SECTION "tally"
 
-enum opt_type { OPT_U64, OPT_U16, OPT_HOSTPORT, OPT_IPV4, OPT_IPV6, OPT_PATH };
+enum opt_type {
+	OPT_U64,
+	OPT_U16,
+	OPT_HOSTPORT,
+	OPT_IPV4,
+	OPT_IPV6,
+	OPT_PATH,
+	OPT_ENUM,   /* one of choices[], stored as its index in a uint8_t */
+	OPT_SHARE,  /* a double in [0, 1] */
+	OPT_HEX,    /* hex bytes into rss_key / rss_key_len */
+};
 
 struct opt {
 	const char *name;
@@ -25,7 +35,11 @@ struct opt {
 	uint64_t min;
 	uint64_t max;
 	const char *help;
+	const char *const *choices; /* OPT_ENUM: NULL-terminated */
 };
+
+static const char *const partition_choices[] = {"nic", "device", NULL};
+static const char *const rss_choices[] = {"l3-l4", "l3", "l3-src", NULL};
 
 #define OFF(f) offsetof(struct tally_config, f)
 
@@ -56,6 +70,19 @@ static const struct opt opts[] = {
 	{"rx-desc", OPT_U64, OFF(rx_desc), "1024", 64, 32768, "RX descriptors per queue"},
 	{"redis-timeout-ms", OPT_U64, OFF(redis_timeout_ms), "2000", 10, 600000,
 	 "connect and command timeout toward Redis"},
+	{"partition", OPT_ENUM, OFF(partition), "nic", 0, 0,
+	 "nic: aggregate where RSS delivers; device: each device on its owner worker",
+	 partition_choices},
+	{"rss-fields", OPT_ENUM, OFF(rss_fields), "l3-l4", 0, 0,
+	 "RSS hash input: l3-l4 (addresses + UDP ports), l3, l3-src (source address)",
+	 rss_choices},
+	{"rss-key", OPT_HEX, OFF(rss_key), NULL, 0, 0,
+	 "RSS key in hex (the port's key size, usually 40 bytes); default: the port's"},
+	{"hot-share", OPT_SHARE, OFF(hot_share), "0.02", 0, 0,
+	 "device mode: a device above this share of a worker's records is hot and "
+	 "pre-aggregated where it arrives (0 = off)"},
+	{"fwd-ring", OPT_U64, OFF(fwd_ring), "16384", 64, 1u << 22,
+	 "device mode: records each worker-to-worker ring holds"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -119,6 +146,72 @@ parse_hostport(struct tally_config *c, const char *s)
 }
 
 static int
+parse_share(const char *s, double *v)
+{
+	char *end;
+
+	if (*s == '\0')
+		return -1;
+	errno = 0;
+	*v = strtod(s, &end);
+	return (errno != 0 || *end != '\0' || !(*v >= 0.0 && *v <= 1.0)) ? -1 : 0;
+}
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* "6d5a56da255b..." or with ':' separators, into rss_key. */
+static int
+parse_hex(struct tally_config *c, const char *s)
+{
+	uint8_t key[sizeof(c->rss_key)];
+	size_t n = 0;
+
+	while (*s != '\0') {
+		int hi, lo;
+
+		if (*s == ':') {
+			s++;
+			continue;
+		}
+		hi = hexval(s[0]);
+		lo = hi < 0 ? -1 : hexval(s[1]);
+		if (lo < 0 || n >= sizeof(key))
+			return -1;
+		key[n++] = (uint8_t)(hi << 4 | lo);
+		s += 2;
+	}
+	if (n == 0)
+		return -1;
+	memcpy(c->rss_key, key, n);
+	c->rss_key_len = (uint8_t)n;
+	return 0;
+}
+
+/* "a, b, c" for an error message. */
+static const char *
+join_choices(const char *const *choices)
+{
+	static char buf[128];
+	size_t len = 0, i;
+
+	buf[0] = '\0';
+	for (i = 0; choices[i] != NULL; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? ", " : "",
+					choices[i]);
+	return buf;
+}
+
+static int
 set_opt(struct tally_config *c, const struct opt *o, const char *val, char *err, size_t errlen)
 {
 	uint8_t *field = (uint8_t *)c + o->off;
@@ -154,6 +247,25 @@ set_opt(struct tally_config *c, const struct opt *o, const char *val, char *err,
 			return fail(err, errlen, "--%s: path is empty or too long", o->name);
 		strcpy((char *)field, val);
 		return 0;
+	case OPT_ENUM:
+		for (v = 0; o->choices[v] != NULL; v++) {
+			if (strcmp(o->choices[v], val) == 0) {
+				*field = (uint8_t)v;
+				return 0;
+			}
+		}
+		return fail(err, errlen, "--%s: '%s' is not one of %s", o->name, val,
+			    join_choices(o->choices));
+	case OPT_SHARE:
+		return parse_share(val, (double *)field) == 0
+			       ? 0
+			       : fail(err, errlen, "--%s: '%s' is not a number in [0, 1]", o->name,
+				      val);
+	case OPT_HEX:
+		return parse_hex(c, val) == 0
+			       ? 0
+			       : fail(err, errlen, "--%s: '%s' is not 1 to 64 hex bytes", o->name,
+				      val);
 	}
 	return fail(err, errlen, "--%s: unsupported option type", o->name);
 }
@@ -227,6 +339,11 @@ out:
 void
 tally_config_usage(FILE *f, const char *prog)
 {
+	static const char *const arg_names[] = {
+		[OPT_U64] = "N",     [OPT_U16] = "N",	   [OPT_HOSTPORT] = "HOST:PORT",
+		[OPT_IPV4] = "ADDR", [OPT_IPV6] = "ADDR",  [OPT_PATH] = "FILE",
+		[OPT_ENUM] = "MODE", [OPT_SHARE] = "F",	   [OPT_HEX] = "HEX",
+	};
 	size_t i;
 
 	fprintf(f, "usage: %s [EAL options] -- [options]\n\noptions (also keys of the INI file):\n",
@@ -235,11 +352,7 @@ tally_config_usage(FILE *f, const char *prog)
 		const struct opt *o = &opts[i];
 		char name[48];
 
-		snprintf(name, sizeof(name), "--%s %s", o->name,
-			 o->type == OPT_U64 || o->type == OPT_U16 ? "N"
-			 : o->type == OPT_HOSTPORT		  ? "HOST:PORT"
-			 : o->type == OPT_PATH			  ? "FILE"
-								  : "ADDR");
+		snprintf(name, sizeof(name), "--%s %s", o->name, arg_names[o->type]);
 		fprintf(f, "  %-28s %s", name, o->help);
 		if (o->def != NULL)
 			fprintf(f, " (default %s)", o->def);

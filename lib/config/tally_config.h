@@ -30,6 +30,18 @@ struct tally_config {
 	uint64_t burst;
 	uint64_t rx_desc;
 	uint64_t redis_timeout_ms;
+	uint8_t partition;        /* 0 nic, 1 device (enum tally_partition_mode) */
+	uint8_t rss_fields;       /* enum tally_rss_fields */
+	uint8_t rss_key_len;      /* 0: the port's default key */
+	uint8_t rss_key[64];
+	double hot_share;         /* 0 disables hot-key handling */
+	uint64_t fwd_ring;        /* records per worker-pair ring (device mode) */
+};
+
+enum tally_rss_fields {
+	TALLY_RSS_L3_L4 = 0, /* IP addresses and UDP ports (default) */
+	TALLY_RSS_L3,        /* IP addresses */
+	TALLY_RSS_L3_SRC,    /* source IP address only: one address per device keeps affinity */
 };
 
 /* Fill c with every option's default. */

@@ -16,10 +16,37 @@
 
 #define SHUTDOWN_TIMEOUT_MS 30000
 #define EXC_BURST 32
-#define STATS_FIELDS_MAX 96
+#define STATS_FIELDS_MAX (64 + 6 * TALLY_STATS_MAX_WORKERS)
 
 #define CTL_LOG(app, lvl, fmt, ...)                                                               \
 	rte_log(RTE_LOG_##lvl, (app)->logtype, "TALLY: " fmt "\n", ##__VA_ARGS__)
+
+/*
+ * Devices hot on any worker, each counted once. Reads the workers' hot sets while they
+ * change: a stat, not a decision, so a torn view only shifts it by one for a moment.
+ */
+static uint64_t
+hot_devices(const struct tally_app *app)
+{
+	uint64_t seen[TALLY_HOT_SET * 4];
+	uint32_t n = 0, i, k, j;
+
+	for (i = 0; i < app->nworkers; i++) {
+		const struct tally_hot *h = &app->workers[i].hot;
+
+		for (k = 0; k < TALLY_HOT_SET; k++) {
+			uint64_t dev = h->set[k].device_id;
+
+			if (!h->set[k].used)
+				continue;
+			for (j = 0; j < n && seen[j] != dev; j++)
+				;
+			if (j == n && n < RTE_DIM(seen))
+				seen[n++] = dev;
+		}
+	}
+	return n;
+}
 
 void
 tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
@@ -28,8 +55,11 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 	uint32_t i;
 
 	memset(t, 0, sizeof(*t));
-	for (i = 0; i < app->nworkers; i++)
+	for (i = 0; i < app->nworkers; i++) {
 		tally_worker_stats_add(&t->w, &app->workers[i].stats);
+		if (i < TALLY_STATS_MAX_WORKERS)
+			t->per_worker[i] = &app->workers[i].stats;
+	}
 	t->ctl = app->ctl;
 	if (ss != NULL) {
 		t->ctl.c[TALLY_CC_windows_flushed] = ss->windows_flushed;
@@ -39,6 +69,7 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_flush_lag_ms] = ss->flush_lag_ms;
 	}
 	t->ctl.c[TALLY_CC_merge_full] = app->merger.lost_records;
+	t->w.c[TALLY_WC_hot_keys] = hot_devices(app);
 	t->rx_missed = app->rx_missed;
 	t->rx_nombuf = app->rx_nombuf;
 	t->workers = app->nworkers;

@@ -16,6 +16,7 @@
 #include <rte_log.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_ring_elem.h>
 
 #include "tally_app.h"
 
@@ -101,21 +102,27 @@ ports_init(struct tally_app *app, char *err, size_t errlen)
 	uint16_t port;
 	int rc;
 
+	const struct tally_port_rss rss = {
+		.fields = app->cfg.rss_fields,
+		.key_len = app->cfg.rss_key_len,
+		.key = app->cfg.rss_key,
+	};
+
 	RTE_ETH_FOREACH_DEV(port) {
 		struct tally_port_info *p = &app->ports[app->nports];
 
 		if (app->nports >= TALLY_MAX_PORTS)
 			return fail(err, errlen, "more than %d ports", TALLY_MAX_PORTS);
 		rc = tally_port_init(port, (uint16_t)app->nworkers, (uint16_t)app->cfg.rx_desc,
-				     app->mp, p);
+				     app->mp, &rss, p, err, errlen);
 		if (rc != 0)
-			return fail(err, errlen, "port %u: cannot start: %s", port, strerror(-rc));
+			return -1;
 		app->nports++;
 		if (assign_queues(app, p, &next) != 0)
 			return fail(err, errlen, "port %u: too many RX queues per worker", port);
 		rte_log(RTE_LOG_INFO, app->logtype,
-			"TALLY: port %u (%s): %u RX queue(s), RSS %s\n", port, p->name, p->nb_rxq,
-			p->rss ? "on" : "off");
+			"TALLY: port %u (%s): %u RX queue(s), RSS %s, RETA %u entries\n", port,
+			p->name, p->nb_rxq, p->rss ? "on" : "off", p->reta_size);
 	}
 	if (app->nports == 0)
 		return fail(err, errlen, "no Ethernet port: give one with -a PCI_ADDR or --vdev");
@@ -131,6 +138,10 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 	uint32_t i;
 
 	w->id = id;
+	w->nworkers = app->nworkers;
+	w->mode = c->partition;
+	w->ntables = (w->mode == TALLY_PARTITION_DEVICE && app->nworkers > 1) ? 4 : 3;
+	tally_hot_init(&w->hot, w->mode == TALLY_PARTITION_DEVICE ? c->hot_share : 0);
 	w->burst = (uint16_t)c->burst;
 	w->window_ms = c->window_ms;
 	w->drain_max = (uint32_t)c->rx_desc * 2 * (w->nrxq ? w->nrxq : 1);
@@ -147,7 +158,7 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 	if (w->closed == NULL || w->free == NULL || w->exc == NULL)
 		return fail(err, errlen, "worker %u: cannot create rings: %s", id,
 			    rte_strerror(rte_errno));
-	for (i = 0; i < TALLY_WORKER_TABLES; i++) {
+	for (i = 0; i < w->ntables; i++) {
 		w->tables[i] = table_alloc(app, c->table_series, socket);
 		if (w->tables[i] == NULL)
 			return fail(err, errlen, "worker %u: cannot allocate a table of %lu series",
@@ -157,6 +168,37 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 	}
 	w->cur = w->tables[0];
 	w->cur_idx = 0;
+	return 0;
+}
+
+/* Device mode: one SP/SC ring of forwarded records per ordered worker pair. */
+static int
+fwd_rings_init(struct tally_app *app, char *err, size_t errlen)
+{
+	uint32_t i, j;
+
+	if (app->cfg.partition != TALLY_PARTITION_DEVICE || app->nworkers < 2)
+		return 0;
+	for (i = 0; i < app->nworkers; i++) {
+		for (j = 0; j < app->nworkers; j++) {
+			char name[RTE_RING_NAMESIZE];
+			struct rte_ring *r;
+
+			if (i == j)
+				continue;
+			snprintf(name, sizeof(name), "tfwd_%u_%u", i, j);
+			r = rte_ring_create_elem(name, sizeof(struct tally_fwd_rec),
+						 (unsigned int)app->cfg.fwd_ring,
+						 (int)rte_lcore_to_socket_id(app->lcores[j]),
+						 RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ);
+			if (r == NULL)
+				return fail(err, errlen, "cannot create ring %s of %lu records: %s",
+					    name, (unsigned long)app->cfg.fwd_ring,
+					    rte_strerror(rte_errno));
+			app->workers[i].to[j] = r;
+			app->workers[j].from[i] = r;
+		}
+	}
 	return 0;
 }
 
@@ -201,6 +243,8 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	for (i = 0; i < app->nworkers; i++)
 		if (worker_init(app, &app->workers[i], i, err, errlen) != 0)
 			goto undo;
+	if (fwd_rings_init(app, err, errlen) != 0)
+		goto undo;
 	for (i = 0; i < TALLY_MERGE_TABLES; i++) {
 		app->merge_tables[i] = table_alloc(app, c->table_series, (int)rte_socket_id());
 		if (app->merge_tables[i] == NULL) {
@@ -255,7 +299,7 @@ tally_app_launch(struct tally_app *app)
 void
 tally_app_free(struct tally_app *app)
 {
-	uint32_t i;
+	uint32_t i, j;
 
 	tally_sink_free(app->sink);
 	app->sink = NULL;
@@ -273,6 +317,8 @@ tally_app_free(struct tally_app *app)
 			rte_ring_free(w->closed);
 			rte_ring_free(w->free);
 			rte_ring_free(w->exc);
+			for (j = 0; j < app->nworkers; j++)
+				rte_ring_free(w->to[j]);
 		}
 		rte_free(app->workers);
 		app->workers = NULL;

@@ -119,3 +119,96 @@ tally_encode_device(struct tally_encoder *e, const struct tally_table *t, uint32
 	*pos = end;
 	return n;
 }
+
+void
+tally_top_reset(struct tally_top *top)
+{
+	top->n = 0;
+}
+
+static void
+top_swap(struct tally_top *top, uint32_t a, uint32_t b)
+{
+	struct tally_top_entry x = top->e[a];
+
+	top->e[a] = top->e[b];
+	top->e[b] = x;
+}
+
+static void
+top_sift_down(struct tally_top *top, uint32_t i)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < top->n && top->e[l].records < top->e[m].records)
+			m = l;
+		if (r < top->n && top->e[r].records < top->e[m].records)
+			m = r;
+		if (m == i)
+			return;
+		top_swap(top, i, m);
+		i = m;
+	}
+}
+
+void
+tally_top_add(struct tally_top *top, uint64_t device_id, uint64_t records)
+{
+	uint32_t i;
+
+	if (top->n < TALLY_TOP_N) {
+		i = top->n++;
+		top->e[i] = (struct tally_top_entry){device_id, records};
+		while (i > 0 && top->e[(i - 1) / 2].records > top->e[i].records) {
+			top_swap(top, i, (i - 1) / 2);
+			i = (i - 1) / 2;
+		}
+		return;
+	}
+	if (records <= top->e[0].records)
+		return;
+	top->e[0] = (struct tally_top_entry){device_id, records};
+	top_sift_down(top, 0);
+}
+
+static unsigned int
+enc_simple(struct tally_encoder *e, tally_emit_fn emit, void *ctx, const char *a0,
+	   const char *a1, const char *a2)
+{
+	enc_reset(e);
+	enc_arg(e, "%s", a0);
+	if (a1 != NULL)
+		enc_arg(e, "%s", a1);
+	if (a2 != NULL)
+		enc_arg(e, "%s", a2);
+	emit(ctx, e->argc, e->argv, e->argvlen);
+	return 1;
+}
+
+unsigned int
+tally_encode_top(struct tally_encoder *e, const struct tally_top *top, uint64_t start_ms,
+		 tally_emit_fn emit, void *ctx)
+{
+	char win[24];
+	unsigned int n = 0;
+	uint32_t i;
+
+	snprintf(win, sizeof(win), "%" PRIu64, start_ms);
+	n += enc_simple(e, emit, ctx, "MULTI", NULL, NULL);
+	n += enc_simple(e, emit, ctx, "DEL", "tally:top", NULL);
+	if (top->n > 0) {
+		enc_reset(e);
+		enc_arg(e, "ZADD");
+		enc_arg(e, "tally:top");
+		for (i = 0; i < top->n; i++) {
+			enc_arg(e, "%" PRIu64, top->e[i].records);
+			enc_arg(e, "%" PRIu64, top->e[i].device_id);
+		}
+		emit(ctx, e->argc, e->argv, e->argvlen);
+		n++;
+	}
+	n += enc_simple(e, emit, ctx, "SET", "tally:top:window", win);
+	n += enc_simple(e, emit, ctx, "EXEC", NULL, NULL);
+	return n;
+}

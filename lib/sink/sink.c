@@ -24,6 +24,7 @@ struct tally_sink {
 	struct tally_table *win;   /* window being written, or NULL */
 	uint64_t win_start;
 	uint32_t win_pos;          /* next series to encode */
+	struct tally_top top;      /* heaviest devices of the window being written */
 	struct tally_encoder enc;
 };
 
@@ -160,6 +161,7 @@ tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t st
 	s->win = t;
 	s->win_start = start_ms;
 	s->win_pos = 0;
+	tally_top_reset(&s->top);
 	return 0;
 }
 
@@ -184,9 +186,18 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 	sink_reconnect(s);
 	if (s->ctx == NULL)
 		return NULL;
-	while (s->win != NULL && s->win_pos < s->win->series && s->pending < s->conf.flush_batch)
+	while (s->win != NULL && s->win_pos < s->win->series && s->pending < s->conf.flush_batch) {
+		uint32_t first = s->win_pos, i;
+		uint64_t records = 0;
+
 		tally_encode_device(&s->enc, s->win, &s->win_pos, s->win_start,
 				    s->conf.retention_s, emit, s);
+		for (i = first; i < s->win_pos; i++)
+			records += tally_table_at(s->win, i)->count;
+		tally_top_add(&s->top, tally_table_at(s->win, first)->device_id, records);
+		if (s->win_pos == s->win->series)
+			tally_encode_top(&s->enc, &s->top, s->win_start, emit, s);
+	}
 	if (s->pending >= s->conf.flush_batch ||
 	    (s->pending > 0 && now_ms - s->first_pending_ms >= s->conf.flush_ms))
 		sink_flush(s);

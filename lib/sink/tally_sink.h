@@ -35,6 +35,32 @@ unsigned int tally_encode_device(struct tally_encoder *e, const struct tally_tab
 				 uint32_t *pos, uint64_t start_ms, uint64_t retention_s,
 				 tally_emit_fn emit, void *ctx);
 
+/* The heaviest devices of a window, by records. */
+#define TALLY_TOP_N 100
+
+struct tally_top_entry {
+	uint64_t device_id;
+	uint64_t records;
+};
+
+struct tally_top {
+	uint32_t n;
+	struct tally_top_entry e[TALLY_TOP_N]; /* a min-heap on records */
+};
+
+void tally_top_reset(struct tally_top *top);
+
+/* Offer a device; the TALLY_TOP_N heaviest stay. */
+void tally_top_add(struct tally_top *top, uint64_t device_id, uint64_t records);
+
+/*
+ * Replace `tally:top` (a sorted set: member device id, score records) with the window's
+ * heaviest devices and set `tally:top:window` to its start, in one MULTI/EXEC. Returns the
+ * number of commands emitted.
+ */
+unsigned int tally_encode_top(struct tally_encoder *e, const struct tally_top *top,
+			      uint64_t start_ms, tally_emit_fn emit, void *ctx);
+
 /* Format a double so that it reads back bit-exact (%.17g). Returns its length. */
 int tally_fmt_double(char *buf, size_t len, double v);
 

@@ -48,4 +48,23 @@ tally_stats_foreach(const struct tally_stats_totals *t,
 	fn(ctx, "rx_nombuf", t->rx_nombuf);
 	fn(ctx, "workers", t->workers);
 	fn(ctx, "uptime_s", t->uptime_s);
+	/* The balance between workers: w<i>:records is what worker i aggregated. */
+	for (i = 0; i < t->workers && i < TALLY_STATS_MAX_WORKERS; i++) {
+		static const struct {
+			const char *name;
+			unsigned int counter;
+		} per[] = {
+			{"records", TALLY_WC_aggregated},     {"series", TALLY_WC_series},
+			{"forwarded", TALLY_WC_forwarded},    {"received", TALLY_WC_received},
+			{"hot_records", TALLY_WC_hot_records}, {"ring_full", TALLY_WC_ring_full},
+		};
+		unsigned int k;
+
+		if (t->per_worker[i] == NULL)
+			continue;
+		for (k = 0; k < sizeof(per) / sizeof(per[0]); k++) {
+			snprintf(name, sizeof(name), "w%u:%s", i, per[k].name);
+			fn(ctx, name, t->per_worker[i]->c[per[k].counter]);
+		}
+	}
 }

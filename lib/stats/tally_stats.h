@@ -20,7 +20,15 @@
 	_(window_stall)    /* records dropped because no free table was ready at a boundary */ \
 	_(windows_closed)  /* windows handed to the final stage */                               \
 	_(busy_polls)      /* rx_burst calls that returned packets */                            \
-	_(idle_polls)      /* rx_burst calls that returned nothing */
+	_(idle_polls)      /* rx_burst calls that returned nothing */                            \
+	_(aggregated)      /* records aggregated in this worker's tables */                     \
+	_(series)          /* gauge: live series in the current table */                         \
+	_(forwarded)       /* device mode: records sent to their owner worker */                 \
+	_(received)        /* device mode: records received from other workers */               \
+	_(hot_records)     /* records of hot devices pre-aggregated here instead of forwarded */\
+	_(ring_full)       /* records pre-aggregated here because the owner's ring was full */ \
+	_(window_slip)     /* forwarded records that arrived after their window had closed */   \
+	_(hot_keys)        /* gauge: devices hot on this worker now */
 
 /* Counters of the control lcore (final stage, sink, exception path). */
 #define TALLY_FOREACH_CONTROL_COUNTER(_)                                                           \
@@ -64,9 +72,12 @@ extern const char *const tally_control_counter_names[TALLY_CC_MAX];
 /* dst += src, counter by counter (for totals over workers). */
 void tally_worker_stats_add(struct tally_worker_stats *dst, const struct tally_worker_stats *src);
 
+#define TALLY_STATS_MAX_WORKERS 64
+
 /* A snapshot of everything tally:self reports. */
 struct tally_stats_totals {
-	struct tally_worker_stats w;
+	struct tally_worker_stats w;       /* sum over workers */
+	const struct tally_worker_stats *per_worker[TALLY_STATS_MAX_WORKERS];
 	struct tally_control_stats ctl;
 	uint64_t rx_missed;   /* NIC imissed, all ports */
 	uint64_t rx_nombuf;

@@ -9,6 +9,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "tally_partition.h"
 #include "tally_stats.h"
 #include "tally_table.h"
 #include "tally_window.h"
@@ -17,7 +18,10 @@
 #define TALLY_MAX_WORKERS 64
 #define TALLY_MAX_PORTS 32
 #define TALLY_MAX_RXQ_PER_WORKER 64
-#define TALLY_WORKER_TABLES 3
+#define TALLY_WORKER_TABLES 4 /* current, previous (device mode), two with control */
+#define TALLY_FWD_STAGE 32     /* records staged per destination before a ring burst */
+#define TALLY_FWD_BURST 256    /* records dequeued per peer ring at once */
+#define TALLY_FWD_POLL 8       /* ... and at most this many bursts per peer per poll */
 #define TALLY_MAX_BURST 512
 
 /* Wall-clock time from the TSC, so workers never make a syscall to read the time. */
@@ -52,12 +56,20 @@ struct tally_worker_pub {
 	volatile int done;               /* drained and stopped */
 } __rte_cache_aligned;
 
+enum tally_partition_mode {
+	TALLY_PARTITION_NIC = 0, /* aggregate what this worker receives (RSS decides) */
+	TALLY_PARTITION_DEVICE,  /* forward each device's records to its owner worker */
+};
+
 /*
  * One worker lcore. Set up by the control lcore before launch, then written only by the
  * worker, except `pub` and `stats`, which the control lcore reads.
  */
 struct tally_worker {
 	uint32_t id;
+	uint32_t nworkers;
+	uint8_t mode;                /* enum tally_partition_mode */
+	uint8_t ntables;
 	uint16_t nrxq;
 	uint16_t burst;
 	struct tally_rxq rxq[TALLY_MAX_RXQ_PER_WORKER];
@@ -69,6 +81,8 @@ struct tally_worker {
 	struct rte_ring *closed;     /* to control: struct tally_window_msg * of full tables */
 	struct rte_ring *free;       /* from control: tables merged and reset, as pool index */
 	struct rte_ring *exc;        /* to control: ARP / ICMP mbufs */
+	struct rte_ring *to[TALLY_MAX_WORKERS];   /* device mode: records to each owner (SP/SC) */
+	struct rte_ring *from[TALLY_MAX_WORKERS]; /* device mode: records from each peer */
 	struct tally_table *tables[TALLY_WORKER_TABLES];
 	struct tally_window_msg msg[TALLY_WORKER_TABLES];
 
@@ -77,6 +91,18 @@ struct tally_worker {
 	uint32_t cur_idx;
 	uint64_t cur_start_ms;
 	uint64_t next_tsc;           /* TSC of the current window's end */
+	struct tally_table *prev;    /* device mode: closed here, still open for peers' records */
+	uint32_t prev_idx;
+	uint64_t prev_start_ms;
+	uint32_t nspare;             /* empty tables kept instead of a round trip to control */
+	uint32_t spare[TALLY_WORKER_TABLES];
+	uint64_t peer_closed[TALLY_MAX_WORKERS]; /* end of the last window each peer closed */
+	uint64_t peer_window[TALLY_MAX_WORKERS]; /* window each peer's records are now for */
+	uint8_t marker_pending[TALLY_MAX_WORKERS];
+	struct tally_fwd_rec marker[TALLY_MAX_WORKERS];
+	uint16_t nstage[TALLY_MAX_WORKERS];
+	struct tally_fwd_rec stage[TALLY_MAX_WORKERS][TALLY_FWD_STAGE];
+	struct tally_hot hot;
 
 	struct tally_worker_pub pub;
 	struct tally_worker_stats stats;

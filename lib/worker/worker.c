@@ -7,92 +7,367 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
+#include <rte_ring_elem.h>
 
 #include "tally_worker.h"
 
-/* Take a clean table back from the control lcore, if one is there. */
-static void
-worker_take_table(struct tally_worker *w)
-{
-	void *idx;
+#define WC(w, n) ((w)->stats.c[TALLY_WC_##n])
 
-	if (rte_ring_sc_dequeue(w->free, &idx) != 0)
-		return;
-	w->cur_idx = (uint32_t)(uintptr_t)idx;
-	w->cur = w->tables[w->cur_idx];
+/* Take a clean table: one kept here, else one back from the control lcore. */
+static struct tally_table *
+worker_take_table(struct tally_worker *w, uint32_t *idx)
+{
+	void *p;
+
+	if (w->nspare > 0) {
+		*idx = w->spare[--w->nspare];
+		return w->tables[*idx];
+	}
+	if (rte_ring_sc_dequeue(w->free, &p) != 0)
+		return NULL;
+	*idx = (uint32_t)(uintptr_t)p;
+	return w->tables[*idx];
 }
 
-/* Close the current window (if it holds anything) and start the one holding tsc. */
+/* Hand a closed window's table to control, or keep it when it holds nothing. */
+static void
+worker_hand_off(struct tally_worker *w, struct tally_table *t, uint32_t idx, uint64_t start)
+{
+	struct tally_window_msg *m = &w->msg[idx];
+
+	if (t->series == 0) {
+		w->spare[w->nspare++] = idx;
+		return;
+	}
+	m->start_ms = start;
+	m->table = t;
+	m->worker = w->id;
+	m->index = idx;
+	/* The ring holds every table of the pool, so this cannot fail. */
+	rte_ring_sp_enqueue(w->closed, m);
+	WC(w, windows_closed)++;
+}
+
+/* Everything of windows ending by end_ms has been handed to control. */
+static void
+worker_publish_closed(struct tally_worker *w, uint64_t end_ms)
+{
+	rte_smp_wmb();
+	w->pub.closed_end_ms = end_ms;
+}
+
+/* Aggregate one record into t, or count why it could not be. */
+static inline void
+worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t hash,
+	   uint32_t metric, uint8_t kind, double v, uint64_t ts)
+{
+	struct tally_slot *s;
+
+	if (unlikely(t == NULL)) {
+		WC(w, window_stall)++;
+		return;
+	}
+	s = tally_table_lookup(t, dev, hash, metric);
+	if (unlikely(s == NULL)) {
+		WC(w, table_full)++;
+		return;
+	}
+	tally_slot_add(s, kind, v, ts);
+	t->records++;
+	WC(w, aggregated)++;
+}
+
+/* Device mode ---------------------------------------------------------------------------- */
+
+/* Send the records staged for one owner; what its ring cannot take is aggregated here. */
+static void
+stage_flush(struct tally_worker *w, uint32_t dst)
+{
+	uint16_t n = w->nstage[dst], sent, i;
+
+	if (n == 0)
+		return;
+	sent = (uint16_t)rte_ring_sp_enqueue_burst_elem(w->to[dst], w->stage[dst],
+							 sizeof(struct tally_fwd_rec), n, NULL);
+	WC(w, forwarded) += sent;
+	for (i = sent; i < n; i++) {
+		const struct tally_fwd_rec *r = &w->stage[dst][i];
+
+		worker_add(w, w->cur, r->device_id, tally_hash_device(r->device_id), r->metric_id,
+			   r->kind, r->value, r->ts_ns);
+		WC(w, ring_full)++;
+	}
+	w->nstage[dst] = 0;
+}
+
+/* Queue a datagram's records for their owner. */
+static void
+forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_hdr *h,
+		 uint64_t hash, uint64_t ts)
+{
+	const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
+	uint16_t r;
+
+	for (r = 0; r < h->count; r++) {
+		struct tally_fwd_rec *f;
+
+		/* Records may not overtake a window marker that is still waiting for room. */
+		if (unlikely(w->marker_pending[dst])) {
+			worker_add(w, w->cur, h->device_id, hash, rec[r].metric_id, rec[r].kind,
+				   rec[r].value, ts);
+			WC(w, ring_full)++;
+			continue;
+		}
+		f = &w->stage[dst][w->nstage[dst]++];
+		f->device_id = h->device_id;
+		f->metric_id = rec[r].metric_id;
+		f->kind = rec[r].kind;
+		f->value = rec[r].value;
+		f->ts_ns = ts;
+		if (w->nstage[dst] == TALLY_FWD_STAGE)
+			stage_flush(w, dst);
+	}
+}
+
+static void
+send_markers(struct tally_worker *w)
+{
+	uint32_t p;
+
+	for (p = 0; p < w->nworkers; p++) {
+		if (p == w->id || !w->marker_pending[p])
+			continue;
+		if (rte_ring_sp_enqueue_elem(w->to[p], &w->marker[p],
+					     sizeof(struct tally_fwd_rec)) == 0)
+			w->marker_pending[p] = 0;
+	}
+}
+
+/* Tell every peer that this worker has closed `closed` and now sends for `next`. */
+static void
+queue_markers(struct tally_worker *w, uint64_t closed, uint64_t next)
+{
+	uint32_t p;
+
+	for (p = 0; p < w->nworkers; p++) {
+		if (p == w->id)
+			continue;
+		stage_flush(w, p);
+		/* A newer marker replaces one still waiting: it closes the older window too. */
+		w->marker[p] = (struct tally_fwd_rec){
+			.device_id = closed, .kind = TALLY_FWD_MARKER, .ts_ns = next};
+		w->marker_pending[p] = 1;
+	}
+	send_markers(w);
+}
+
+/* The previous window is complete once every peer has closed it. */
+static void
+try_close_prev(struct tally_worker *w, int force)
+{
+	uint64_t end;
+	uint32_t p;
+
+	if (w->prev == NULL)
+		return;
+	end = w->prev_start_ms + w->window_ms;
+	for (p = 0; p < w->nworkers && !force; p++)
+		if (p != w->id && w->peer_closed[p] < end)
+			return;
+	worker_hand_off(w, w->prev, w->prev_idx, w->prev_start_ms);
+	w->prev = NULL;
+	worker_publish_closed(w, end);
+}
+
+static void worker_roll_to(struct tally_worker *w, uint64_t start);
+
+/* The table for records a peer sends for window `win`. */
+static inline struct tally_table *
+table_for(struct tally_worker *w, uint64_t win)
+{
+	if (likely(win == w->cur_start_ms))
+		return w->cur;
+	if (w->prev != NULL && win == w->prev_start_ms)
+		return w->prev;
+	if (win > w->cur_start_ms && win != UINT64_MAX) {
+		/* The peer crossed the boundary a moment earlier: follow it. */
+		if (w->prev != NULL)
+			try_close_prev(w, 1);
+		worker_roll_to(w, win);
+		return w->cur;
+	}
+	WC(w, window_slip)++;
+	return w->cur;
+}
+
+/* Take the records one peer forwarded; returns how many (markers included). */
+static uint32_t
+receive_from(struct tally_worker *w, uint32_t p)
+{
+	struct tally_fwd_rec buf[TALLY_FWD_BURST];
+	uint32_t total = 0, n, i, k;
+
+	/* Drain more than a poll can bring in, so a busy sender does not fill the ring. */
+	for (k = 0; k < TALLY_FWD_POLL; k++) {
+		n = rte_ring_sc_dequeue_burst_elem(w->from[p], buf, sizeof(buf[0]), TALLY_FWD_BURST,
+						   NULL);
+		for (i = 0; i < n; i++) {
+			const struct tally_fwd_rec *r = &buf[i];
+
+			if (unlikely(r->kind == TALLY_FWD_MARKER)) {
+				/* The peer's last marker (next window "never") closes everything. */
+				w->peer_closed[p] = r->ts_ns == UINT64_MAX ? UINT64_MAX
+									 : r->device_id + w->window_ms;
+				w->peer_window[p] = r->ts_ns;
+				continue;
+			}
+			WC(w, received)++;
+			worker_add(w, table_for(w, w->peer_window[p]), r->device_id,
+				   tally_hash_device(r->device_id), r->metric_id, r->kind, r->value,
+				   r->ts_ns);
+		}
+		total += n;
+		if (n < TALLY_FWD_BURST)
+			break;
+	}
+	return total;
+}
+
+/* Take records forwarded by all peers, retry markers, close the previous window if done. */
+static uint32_t
+receive_forwarded(struct tally_worker *w)
+{
+	uint32_t p, total = 0;
+
+	for (p = 0; p < w->nworkers; p++)
+		if (p != w->id)
+			total += receive_from(w, p);
+	if (total > 0 && w->cur != NULL)
+		WC(w, series) = w->cur->series;
+	send_markers(w);
+	try_close_prev(w, 0);
+	return total;
+}
+
+/* Windows ------------------------------------------------------------------------------- */
+
+/* Close the current window and start the one beginning at start (ms). */
+static void
+worker_roll_to(struct tally_worker *w, uint64_t start)
+{
+	uint64_t closed = w->cur_start_ms;
+	struct tally_table *t = w->cur;
+	uint32_t idx = w->cur_idx;
+
+	if (w->mode == TALLY_PARTITION_DEVICE && w->nworkers > 1) {
+		queue_markers(w, closed, start);
+		if (w->prev != NULL) /* peers never closed it: their late records go to cur */
+			try_close_prev(w, 1);
+		if (t != NULL) {
+			w->prev = t;
+			w->prev_idx = idx;
+			w->prev_start_ms = closed;
+		}
+	} else {
+		if (t != NULL)
+			worker_hand_off(w, t, idx, closed);
+		worker_publish_closed(w, start);
+	}
+	w->cur = worker_take_table(w, &w->cur_idx);
+	w->cur_start_ms = start;
+	w->next_tsc = start == UINT64_MAX ? UINT64_MAX :
+		      tally_clock_tsc(w->clock, (start + w->window_ms) * 1000000u);
+	WC(w, hot_keys) = w->hot.nhot;
+	tally_hot_tick(&w->hot);
+}
+
 static void
 worker_roll(struct tally_worker *w, uint64_t tsc)
 {
 	uint64_t now_ms = tally_clock_ns(w->clock, tsc) / 1000000u;
-	uint64_t start = tally_window_start(now_ms, w->window_ms);
 
-	if (w->cur != NULL && w->cur->series > 0) {
-		struct tally_window_msg *m = &w->msg[w->cur_idx];
-
-		m->start_ms = w->cur_start_ms;
-		m->table = w->cur;
-		m->worker = w->id;
-		m->index = w->cur_idx;
-		/* The ring holds every table of the pool, so this cannot fail. */
-		rte_ring_sp_enqueue(w->closed, m);
-		w->cur = NULL;
-		w->stats.c[TALLY_WC_windows_closed]++;
-	}
-	if (w->cur == NULL)
-		worker_take_table(w);
-	rte_smp_wmb();
-	w->pub.closed_end_ms = start;
-	w->cur_start_ms = start;
-	w->next_tsc = tally_clock_tsc(w->clock, (start + w->window_ms) * 1000000u);
+	worker_roll_to(w, tally_window_start(now_ms, w->window_ms));
 }
+
+/* Receive path ---------------------------------------------------------------------------- */
 
 static inline void
 worker_exception(struct tally_worker *w, struct rte_mbuf *m)
 {
-	w->stats.c[TALLY_WC_exceptions]++;
+	WC(w, exceptions)++;
 	if (rte_ring_sp_enqueue(w->exc, m) != 0) {
-		w->stats.c[TALLY_WC_exception_drops]++;
+		WC(w, exception_drops)++;
 		rte_pktmbuf_free(m);
 	}
 }
 
-/* Aggregate the valid datagrams of a burst: hash and prefetch first, then update. */
+/*
+ * Aggregate the valid datagrams of a burst: decide where each goes and prefetch the home
+ * slots of the local ones first, then update.
+ */
 static inline void
 worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint16_t nd,
 		 uint64_t arrival_ns)
 {
 	struct tally_table *t = w->cur;
 	uint64_t hash[TALLY_MAX_BURST];
+	uint8_t local[TALLY_MAX_BURST];
 	uint64_t records = 0;
 	uint16_t i, r;
 
-	for (i = 0; i < nd; i++)
-		records += dg[i]->count;
-	w->stats.c[TALLY_WC_records] += records;
-	if (unlikely(t == NULL)) {
-		w->stats.c[TALLY_WC_window_stall] += records;
-		return;
-	}
 	for (i = 0; i < nd; i++) {
 		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(dg[i] + 1);
+		uint32_t owner;
+		int hot;
 
+		records += dg[i]->count;
 		hash[i] = tally_hash_device(dg[i]->device_id);
-		tally_table_prefetch(t, hash[i], rec[0].metric_id);
+		local[i] = 1;
+		if (w->mode == TALLY_PARTITION_DEVICE) {
+			hot = tally_hot_observe(&w->hot, dg[i]->device_id, hash[i], dg[i]->count);
+			owner = tally_owner(hash[i], w->nworkers);
+			if (owner != w->id) {
+				local[i] = hot;
+				if (!hot) {
+					forward_datagram(w, owner, dg[i], hash[i],
+							 dg[i]->time_ns ? dg[i]->time_ns
+									: arrival_ns);
+					continue;
+				}
+				WC(w, hot_records) += dg[i]->count;
+			}
+		}
+		if (likely(t != NULL))
+			tally_table_prefetch(t, hash[i], rec[0].metric_id);
 	}
+	WC(w, records) += records;
 	for (i = 0; i < nd; i++) {
 		const struct tally_wire_hdr *h = dg[i];
 		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
 		uint64_t ts = h->time_ns != 0 ? h->time_ns : arrival_ns;
 
+		if (!local[i])
+			continue;
+		if (unlikely(t == NULL)) {
+			WC(w, window_stall) += h->count;
+			continue;
+		}
 		for (r = 0; r < h->count; r++)
 			tally_table_add(t, h->device_id, hash[i], rec[r].metric_id, rec[r].kind,
 					rec[r].value, ts);
+		WC(w, aggregated) += h->count;
 	}
-	w->stats.c[TALLY_WC_table_full] += t->full;
-	t->full = 0;
+	if (likely(t != NULL)) {
+		WC(w, aggregated) -= t->full;
+		WC(w, table_full) += t->full;
+		t->full = 0;
+		WC(w, series) = t->series;
+	}
+	if (w->mode == TALLY_PARTITION_DEVICE) {
+		for (i = 0; i < w->nworkers; i++)
+			stage_flush(w, i);
+		WC(w, hot_keys) = w->hot.nhot;
+	}
 }
 
 void
@@ -116,7 +391,7 @@ tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 		}
 		switch (type) {
 		case TALLY_FRAME_MALFORMED:
-			w->stats.c[TALLY_WC_malformed]++;
+			WC(w, malformed)++;
 			w->stats.malformed[fr.reason]++;
 			done[nf++] = m;
 			break;
@@ -126,19 +401,19 @@ tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 			worker_exception(w, m);
 			break;
 		default:
-			w->stats.c[TALLY_WC_other]++;
+			WC(w, other)++;
 			done[nf++] = m;
 			break;
 		}
 	}
-	w->stats.c[TALLY_WC_rx_packets] += n;
-	w->stats.c[TALLY_WC_datagrams] += nd;
+	WC(w, rx_packets) += n;
+	WC(w, datagrams) += nd;
 	if (nd > 0)
 		worker_aggregate(w, dg, nd, tally_clock_ns(w->clock, rte_rdtsc()));
 	rte_pktmbuf_free_bulk(done, nf);
 }
 
-/* One pass over the worker's queues; returns the packets received. */
+/* One pass over the worker's queues (and peers' rings); returns the packets received. */
 static uint32_t
 worker_poll(struct tally_worker *w)
 {
@@ -149,14 +424,37 @@ worker_poll(struct tally_worker *w)
 	for (q = 0; q < w->nrxq; q++) {
 		n = rte_eth_rx_burst(w->rxq[q].port, w->rxq[q].queue, pkts, w->burst);
 		if (n == 0) {
-			w->stats.c[TALLY_WC_idle_polls]++;
+			WC(w, idle_polls)++;
 			continue;
 		}
-		w->stats.c[TALLY_WC_busy_polls]++;
+		WC(w, busy_polls)++;
 		tally_worker_burst(w, pkts, n);
 		total += n;
 	}
+	if (w->mode == TALLY_PARTITION_DEVICE && w->nworkers > 1)
+		receive_forwarded(w);
 	return total;
+}
+
+/* Device mode at stop: close the last window and wait until every peer has closed theirs. */
+static void
+worker_finish_device(struct tally_worker *w)
+{
+	uint64_t last = w->cur_start_ms;
+	uint32_t p;
+	int waiting;
+
+	worker_roll_to(w, UINT64_MAX);
+	do {
+		receive_forwarded(w);
+		waiting = w->prev != NULL;
+		for (p = 0; p < w->nworkers; p++)
+			waiting |= p != w->id && w->marker_pending[p];
+	} while (waiting);
+	/* Records that slipped past their window still count, in the last one. */
+	if (w->cur != NULL && w->cur->series > 0)
+		worker_hand_off(w, w->cur, w->cur_idx, last);
+	w->cur = NULL;
 }
 
 int
@@ -172,7 +470,7 @@ tally_worker_main(void *arg)
 		if (unlikely(tsc >= w->next_tsc))
 			worker_roll(w, tsc);
 		else if (unlikely(w->cur == NULL))
-			worker_take_table(w);
+			w->cur = worker_take_table(w, &w->cur_idx);
 		worker_poll(w);
 	}
 	/* Stop: read what the queues still hold (bounded: a replay may never run dry). */
@@ -184,10 +482,15 @@ tally_worker_main(void *arg)
 		drained += n;
 	}
 	if (w->cur == NULL)
-		worker_take_table(w);
-	worker_roll(w, rte_rdtsc());
-	rte_smp_wmb();
-	w->pub.closed_end_ms = UINT64_MAX;
+		w->cur = worker_take_table(w, &w->cur_idx);
+	if (w->mode == TALLY_PARTITION_DEVICE && w->nworkers > 1) {
+		worker_finish_device(w);
+	} else {
+		if (w->cur != NULL)
+			worker_hand_off(w, w->cur, w->cur_idx, w->cur_start_ms);
+		w->cur = NULL;
+	}
+	worker_publish_closed(w, UINT64_MAX);
 	w->pub.done = 1;
 	return 0;
 }

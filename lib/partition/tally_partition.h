@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Device-keyed partitioning: owner hash, compact forwarded records, heavy-hitter detection. */
+#ifndef TALLY_PARTITION_H
+#define TALLY_PARTITION_H
+
+#include <stdint.h>
+
+/*
+ * Owner worker of a device: floor(hi32(hash(device_id)) * nworkers / 2^32), where hash is
+ * tally_hash_device() (the murmur3 64-bit finalizer). Stable across versions and instances:
+ * the same device always maps to the same worker index for a given worker count. Uses the
+ * high hash bits; the table uses the low ones, so an owner's devices still spread over its
+ * whole table.
+ */
+static inline uint32_t
+tally_owner(uint64_t dev_hash, uint32_t nworkers)
+{
+	return (uint32_t)(((dev_hash >> 32) * nworkers) >> 32);
+}
+
+/* One record on its way to its owner worker (32 bytes, two per cache line). */
+struct tally_fwd_rec {
+	uint64_t device_id;
+	uint32_t metric_id;
+	uint8_t kind;      /* 0 marks a window marker, see below */
+	uint8_t pad[3];
+	double value;
+	uint64_t ts_ns;
+};
+
+_Static_assert(sizeof(struct tally_fwd_rec) == 32, "forwarded record is 32 bytes");
+
+/*
+ * A window marker (kind 0) tells the owner that the sender has closed the window starting at
+ * device_id (ms) and sends the records that follow for the window starting at ts_ns (ms).
+ */
+#define TALLY_FWD_MARKER 0
+
+/* Heavy hitters ------------------------------------------------------------------------- */
+
+#define TALLY_HOT_ROWS 2
+#define TALLY_HOT_COLS 4096 /* power of two */
+#define TALLY_HOT_SET 64    /* most devices hot at once on one worker (power of two) */
+#define TALLY_HOT_MIN_RECORDS 1024
+
+struct tally_hot_entry {
+	uint64_t device_id;
+	uint64_t records; /* in the current interval */
+	uint8_t used;
+};
+
+/*
+ * Per-worker heavy-hitter detector: a count-min sketch over the current interval finds
+ * candidates; a device whose estimate reaches `share` of the worker's records (of the last
+ * or the current interval, whichever is larger, and at least TALLY_HOT_MIN_RECORDS) becomes
+ * hot and is counted exactly from then on. At each interval end, hot devices whose count
+ * fell below the share stop being hot (decay). Memory is fixed (~33 KB); O(1) per datagram.
+ * Single-threaded: the worker that owns it.
+ */
+struct tally_hot {
+	uint32_t cms[TALLY_HOT_ROWS][TALLY_HOT_COLS];
+	struct tally_hot_entry set[TALLY_HOT_SET];
+	double share;            /* 0 disables detection */
+	uint64_t interval_records;
+	uint64_t prev_records;   /* records of the previous interval */
+	uint32_t nhot;
+	uint32_t set_full;       /* candidates refused because the set was full */
+};
+
+/* Start empty; share in [0, 1], 0 = never hot. */
+void tally_hot_init(struct tally_hot *h, double share);
+
+/* Account `records` of a device; returns 1 when the device is hot. */
+int tally_hot_observe(struct tally_hot *h, uint64_t device_id, uint64_t dev_hash,
+		      uint32_t records);
+
+/* Is this device hot now? */
+int tally_hot_is(const struct tally_hot *h, uint64_t device_id, uint64_t dev_hash);
+
+/* End of an interval: drop devices below the share, reset the counts and the sketch. */
+void tally_hot_tick(struct tally_hot *h);
+
+#endif /* TALLY_PARTITION_H */
