@@ -387,9 +387,13 @@ def check_schema(redis, retention_s, window_ms):
             windows.setdefault(int(m.group(1)), []).append(int(m.group(2)))
         elif LATEST_KEY.match(k):
             latest.add(int(LATEST_KEY.match(k).group(1)))
-        elif k != 'tally:self':
+        elif k not in ('tally:self', 'tally:top', 'tally:top:window'):
             other.append(k)
     check(not other, 'keys outside schema v1: %s' % other[:10])
+    if 'tally:top' in keys:
+        # The heaviest devices of the last window: every member is a device with a window key.
+        top = redis.client.call('ZRANGE', 'tally:top', '0', '-1')
+        check(all(int(d) in windows for d in top), 'tally:top members are devices')
     check(windows, 'no window keys in Redis')
     check_eq(sorted(latest), sorted(windows), 'devices with a latest key')
 
