@@ -60,6 +60,37 @@ test_values(void **state)
 }
 
 static void
+test_partition_options(void **state)
+{
+	struct tally_config c;
+	char *argv[] = {"tally", "--partition", "device", "--rss-fields", "l3-src", "--hot-share",
+			"0.05", "--rss-key", "6d:5a:56:da", "--fwd-ring", "4096", NULL};
+	char *bad_mode[] = {"tally", "--partition", "rss", NULL};
+	char *bad_share[] = {"tally", "--hot-share", "1.5", NULL};
+	char *bad_key[] = {"tally", "--rss-key", "6d5", NULL};
+
+	tally_config_defaults(&c);
+	assert_int_equal(c.partition, 0);
+	assert_int_equal(c.rss_fields, TALLY_RSS_L3_L4);
+	assert_true(c.hot_share == 0.02);
+	assert_int_equal(parse(&c, 11, argv), 0);
+	assert_int_equal(c.partition, 1);
+	assert_int_equal(c.rss_fields, TALLY_RSS_L3_SRC);
+	assert_true(c.hot_share == 0.05);
+	assert_int_equal(c.rss_key_len, 4);
+	assert_int_equal(c.rss_key[0], 0x6d);
+	assert_int_equal(c.rss_key[3], 0xda);
+	assert_int_equal(c.fwd_ring, 4096);
+	assert_int_equal(parse(&c, 3, bad_mode), -1);
+	assert_non_null(strstr(err, "--partition"));
+	assert_non_null(strstr(err, "nic, device"));
+	assert_int_equal(parse(&c, 3, bad_share), -1);
+	assert_non_null(strstr(err, "--hot-share"));
+	assert_int_equal(parse(&c, 3, bad_key), -1);
+	assert_non_null(strstr(err, "--rss-key"));
+}
+
+static void
 test_ipv6_redis(void **state)
 {
 	struct tally_config c;
@@ -190,6 +221,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_ipv6_redis),
+		cmocka_unit_test(test_partition_options),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_unknown_and_missing),
 		cmocka_unit_test(test_ini_and_precedence),

@@ -153,6 +153,44 @@ test_double_round_trip(void **state)
 	assert_string_equal(buf, "42");
 }
 
+static void
+test_top(void **state)
+{
+	static struct tally_encoder e;
+	struct tally_top top;
+	struct captured c = {0};
+	uint64_t d;
+	int i, found = 0;
+
+	tally_top_reset(&top);
+	for (d = 1; d <= 1000; d++)
+		tally_top_add(&top, d, d % 500); /* the heaviest: 499 and 999 with 499 records */
+	tally_top_add(&top, 5000, 100000);
+	assert_int_equal(top.n, TALLY_TOP_N);
+	for (i = 0; i < (int)top.n; i++) {
+		assert_true(top.e[i].records >= 450 || top.e[i].device_id == 5000);
+		found |= top.e[i].device_id == 5000;
+	}
+	assert_true(found);
+	assert_int_equal(top.e[0].records, 450); /* heap root: the lightest kept */
+
+	assert_int_equal(tally_encode_top(&e, &top, 60000, capture, &c), 5);
+	assert_string_equal(c.argv[0][0], "MULTI");
+	assert_string_equal(c.argv[1][0], "DEL");
+	assert_string_equal(c.argv[1][1], "tally:top");
+	assert_string_equal(c.argv[2][0], "ZADD");
+	assert_int_equal(c.argc[2], 2 + 2 * TALLY_TOP_N);
+	assert_string_equal(c.argv[3][0], "SET");
+	assert_string_equal(c.argv[3][1], "tally:top:window");
+	assert_string_equal(c.argv[3][2], "60000");
+	assert_string_equal(c.argv[4][0], "EXEC");
+	release(&c);
+
+	tally_top_reset(&top);
+	assert_int_equal(tally_encode_top(&e, &top, 0, capture, &c), 4); /* no ZADD when empty */
+	release(&c);
+}
+
 int
 main(void)
 {
@@ -160,6 +198,7 @@ main(void)
 		cmocka_unit_test(test_device_commands),
 		cmocka_unit_test(test_many_metrics_are_chunked),
 		cmocka_unit_test(test_double_round_trip),
+		cmocka_unit_test(test_top),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

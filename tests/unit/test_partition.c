@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Unit tests of device partitioning: owner hash, heavy hitters, ring hand-off and merge. */
+#include <stdlib.h>
+
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include "test.h"
+#include "tally_partition.h"
+#include "tally_window.h"
+
+static void
+test_owner_is_stable(void **state)
+{
+	/* Documented values: changing them would move every device to another worker. */
+	assert_int_equal(tally_owner(tally_hash_device(1), 2), 1);
+	assert_int_equal(tally_owner(tally_hash_device(1), 4), 2);
+	assert_int_equal(tally_owner(tally_hash_device(42), 4), tally_owner(tally_hash_device(42), 4));
+	assert_int_equal(tally_owner(0, 7), 0);
+	assert_int_equal(tally_owner(UINT64_MAX, 7), 6);
+	assert_int_equal(tally_owner(tally_hash_device(12345), 1), 0);
+}
+
+static void
+test_owner_spreads_evenly(void **state)
+{
+	uint32_t count[4] = {0};
+	uint64_t d;
+	int i;
+
+	for (d = 1; d <= 100000; d++)
+		count[tally_owner(tally_hash_device(d), 4)]++;
+	for (i = 0; i < 4; i++) {
+		assert_true(count[i] > 24000);
+		assert_true(count[i] < 26000);
+	}
+}
+
+static void
+test_hot_planted_device_is_found(void **state)
+{
+	struct tally_hot *h = test_malloc(sizeof(*h));
+	uint64_t d, hot = 777777, i;
+	int found = 0;
+
+	tally_hot_init(h, 0.02);
+	/* 10% of datagrams from one device, the rest over 5,000 devices, 8 records each. */
+	for (i = 0; i < 100000; i++) {
+		d = (i % 10 == 0) ? hot : 1 + (i * 7919) % 5000;
+		if (tally_hot_observe(h, d, tally_hash_device(d), 8) && d == hot)
+			found = 1;
+		else if (d != hot)
+			assert_false(tally_hot_is(h, d, tally_hash_device(d)));
+	}
+	assert_true(found);
+	assert_int_equal(h->nhot, 1);
+	assert_true(tally_hot_is(h, hot, tally_hash_device(hot)));
+	/* Still heavy over the next interval: stays hot. */
+	tally_hot_tick(h);
+	assert_true(tally_hot_is(h, hot, tally_hash_device(hot)));
+	/* Silent for an interval: decays. */
+	for (i = 0; i < 100000; i++) {
+		d = 1 + (i * 7919) % 5000;
+		tally_hot_observe(h, d, tally_hash_device(d), 8);
+	}
+	tally_hot_tick(h);
+	assert_false(tally_hot_is(h, hot, tally_hash_device(hot)));
+	assert_int_equal(h->nhot, 0);
+	test_free(h);
+}
+
+static void
+test_hot_uniform_stream_has_none(void **state)
+{
+	struct tally_hot *h = test_malloc(sizeof(*h));
+	uint64_t i, d;
+	int k;
+
+	tally_hot_init(h, 0.02);
+	for (k = 0; k < 3; k++) {
+		for (i = 0; i < 200000; i++) {
+			d = 1 + (i * 104729) % 20000;
+			assert_false(tally_hot_observe(h, d, tally_hash_device(d), 8));
+		}
+		tally_hot_tick(h);
+	}
+	assert_int_equal(h->nhot, 0);
+	/* share 0 turns detection off entirely */
+	tally_hot_init(h, 0);
+	for (i = 0; i < 10000; i++)
+		assert_false(tally_hot_observe(h, 5, tally_hash_device(5), 100));
+	test_free(h);
+}
+
+/*
+ * The device-mode path without EAL: a sender forwards records to the owner through an SP/SC
+ * ring of compact records and pre-aggregates a hot device itself; the owner aggregates what
+ * it receives; the final stage merges both partials. Totals are exact.
+ */
+static void
+test_ring_hand_off_and_merge(void **state)
+{
+	unsigned int cap = 1024;
+	ssize_t sz = rte_ring_get_memsize_elem(sizeof(struct tally_fwd_rec), cap);
+	struct rte_ring *r;
+	void *rraw, *raw_s, *raw_o, *raw_m;
+	struct tally_table *sender = test_table_new(64, &raw_s);
+	struct tally_table *owner = test_table_new(64, &raw_o);
+	struct tally_table *merged = test_table_new(64, &raw_m);
+	struct tally_table *pool[1] = {merged};
+	struct tally_fwd_rec out[32], in[64];
+	struct tally_merger m;
+	struct tally_table *done;
+	const struct tally_slot *s;
+	uint64_t start;
+	unsigned int n, i, k;
+
+	assert_true(sz > 0);
+	rraw = test_malloc((size_t)sz + 64);
+	r = (struct rte_ring *)(((uintptr_t)rraw + 63) & ~(uintptr_t)63);
+	assert_int_equal(rte_ring_init(r, "t", cap, RING_F_SP_ENQ | RING_F_SC_DEQ), 0);
+
+	for (k = 0; k < 4; k++) {
+		for (i = 0; i < 32; i++)
+			out[i] = (struct tally_fwd_rec){.device_id = 10 + i % 4, .metric_id = 1,
+							.kind = 1, .value = (double)i, .ts_ns = k};
+		n = rte_ring_sp_enqueue_burst_elem(r, out, sizeof(out[0]), 32, NULL);
+		assert_int_equal(n, 32);
+	}
+	/* the hot device 99 stays with the sender */
+	for (i = 0; i < 50; i++)
+		tally_table_add(sender, 99, tally_hash_device(99), 1, 2, 1.0, i);
+	tally_table_add(sender, 10, tally_hash_device(10), 1, 1, 1000.0, 9);
+
+	while ((n = rte_ring_sc_dequeue_burst_elem(r, in, sizeof(in[0]), 64, NULL)) > 0)
+		for (i = 0; i < n; i++)
+			tally_table_add(owner, in[i].device_id, tally_hash_device(in[i].device_id),
+					in[i].metric_id, in[i].kind, in[i].value, in[i].ts_ns);
+	assert_int_equal(owner->records, 128);
+
+	assert_int_equal(tally_merger_init(&m, 2, 1000, pool, 1), 0);
+	assert_int_equal(tally_merger_add(&m, 5000, owner), 0);
+	assert_int_equal(tally_merger_add(&m, 5000, sender), 0);
+	tally_merger_close(&m, 0, 6000);
+	tally_merger_close(&m, 1, 6000);
+	done = tally_merger_next(&m, 0, &start);
+	assert_non_null(done);
+	assert_int_equal(done->series, 5);
+	tally_table_sort(done);
+	s = tally_table_at(done, 0); /* device 10 */
+	assert_int_equal(s->device_id, 10);
+	assert_int_equal(s->count, 33);
+	/* 4 rounds of 0+4+...+28, plus 1000 from the sender */
+	assert_true(s->sum == 4 * (0 + 4 + 8 + 12 + 16 + 20 + 24 + 28) + 1000.0);
+	assert_true(s->last == 1000.0); /* newest time wins, whichever partial had it */
+	assert_true(s->max == 1000.0);
+	s = tally_table_at(done, 4);
+	assert_int_equal(s->device_id, 99);
+	assert_int_equal(s->count, 50);
+	test_free(rraw);
+	test_table_free(raw_s);
+	test_table_free(raw_o);
+	test_table_free(raw_m);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_owner_is_stable),
+		cmocka_unit_test(test_owner_spreads_evenly),
+		cmocka_unit_test(test_hot_planted_device_is_found),
+		cmocka_unit_test(test_hot_uniform_stream_has_none),
+		cmocka_unit_test(test_ring_hand_off_and_merge),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
