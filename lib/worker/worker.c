@@ -205,12 +205,24 @@ static uint32_t
 receive_from(struct tally_worker *w, uint32_t p)
 {
 	struct tally_fwd_rec buf[TALLY_FWD_BURST];
+	uint64_t hash[TALLY_FWD_BURST];
 	uint32_t total = 0, n, i, k;
 
 	/* Drain more than a poll can bring in, so a busy sender does not fill the ring. */
 	for (k = 0; k < TALLY_FWD_POLL; k++) {
+		struct tally_table *t;
+
 		n = rte_ring_sc_dequeue_burst_elem(w->from[p], buf, sizeof(buf[0]), TALLY_FWD_BURST,
 						   NULL);
+		if (n == 0)
+			break;
+		t = buf[0].kind == TALLY_FWD_MARKER ? w->cur : table_for(w, w->peer_window[p]);
+		/* As on the receive path: hash and prefetch the whole burst, then update. */
+		for (i = 0; i < n; i++) {
+			hash[i] = tally_hash_device(buf[i].device_id);
+			if (likely(t != NULL))
+				tally_table_prefetch(t, hash[i], buf[i].metric_id);
+		}
 		for (i = 0; i < n; i++) {
 			const struct tally_fwd_rec *r = &buf[i];
 
@@ -219,11 +231,12 @@ receive_from(struct tally_worker *w, uint32_t p)
 				w->peer_closed[p] = r->ts_ns == UINT64_MAX ? UINT64_MAX
 									 : r->device_id + w->window_ms;
 				w->peer_window[p] = r->ts_ns;
+				if (i + 1 < n)
+					t = table_for(w, w->peer_window[p]);
 				continue;
 			}
 			WC(w, received)++;
-			worker_add(w, table_for(w, w->peer_window[p]), r->device_id,
-				   tally_hash_device(r->device_id), r->metric_id, r->kind, r->value,
+			worker_add(w, t, r->device_id, hash[i], r->metric_id, r->kind, r->value,
 				   r->ts_ns);
 		}
 		total += n;
