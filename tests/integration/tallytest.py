@@ -310,6 +310,31 @@ def fmt_stats(st):
     return ' '.join('%s=%s' % kv for kv in sorted(st.items()))
 
 
+def per_worker(st, field):
+    """[w0:field, w1:field, ...] of a tally:self snapshot; fails if one is missing."""
+    n = st.get('workers', 0)
+    names = ['w%d:%s' % (i, field) for i in range(n)]
+    missing = [k for k in names if k not in st]
+    check(n > 0 and not missing, 'tally:self lacks per-worker fields %s (workers=%r)'
+          % (missing, n))
+    return [st[k] for k in names]
+
+
+def wait_window_margin(window_ms, margin_ms):
+    """Sleep into the next wall-clock window if fewer than margin_ms are left of this one;
+    returns the start (ms) of the window a run started now will be in."""
+    left = window_ms - int(time.time() * 1000) % window_ms
+    if left < margin_ms:
+        log('waiting %d ms for the next %d ms window' % (left + 50, window_ms))
+        time.sleep((left + 50) / 1000)
+    return int(time.time() * 1000) // window_ms * window_ms
+
+
+def count_lines(path):
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tools
 
