@@ -187,7 +187,7 @@ fwd_rings_init(struct tally_app *app, char *err, size_t errlen)
 			if (i == j)
 				continue;
 			snprintf(name, sizeof(name), "tfwd_%u_%u", i, j);
-			r = rte_ring_create_elem(name, sizeof(struct tally_fwd_rec),
+			r = rte_ring_create_elem(name, sizeof(union tally_fwd_slot),
 						 (unsigned int)app->cfg.fwd_ring,
 						 (int)rte_lcore_to_socket_id(app->lcores[j]),
 						 RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ);

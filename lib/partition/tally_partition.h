@@ -4,6 +4,9 @@
 #define TALLY_PARTITION_H
 
 #include <stdint.h>
+#include <string.h>
+
+#include "tally_wire.h"
 
 /*
  * Owner worker of a device: floor(hi32(hash(device_id)) * nworkers / 2^32), where hash is
@@ -18,23 +21,56 @@ tally_owner(uint64_t dev_hash, uint32_t nworkers)
 	return (uint32_t)(((dev_hash >> 32) * nworkers) >> 32);
 }
 
-/* One record on its way to its owner worker (32 bytes, two per cache line). */
-struct tally_fwd_rec {
+/*
+ * What travels between workers, in 32-byte ring slots. A datagram's records go to their
+ * owner as a chunk: a header slot (device, time, record count), then the v1 records exactly
+ * as they were on the wire, two per slot. A marker is a header slot alone: the sender has
+ * closed the window starting at device_id (ms) and now sends for the window starting at
+ * ts_ns (ms; UINT64_MAX: it has stopped).
+ */
+#define TALLY_FWD_CHUNK 1
+#define TALLY_FWD_MARKER 2
+
+struct tally_fwd_hdr {
 	uint64_t device_id;
-	uint32_t metric_id;
-	uint8_t kind;      /* 0 marks a window marker, see below */
+	uint32_t nrec;
+	uint8_t type;
 	uint8_t pad[3];
-	double value;
 	uint64_t ts_ns;
+	uint64_t reserved;
 };
 
-_Static_assert(sizeof(struct tally_fwd_rec) == 32, "forwarded record is 32 bytes");
+union tally_fwd_slot {
+	struct tally_fwd_hdr hdr;
+	struct tally_wire_rec rec[2];
+};
 
-/*
- * A window marker (kind 0) tells the owner that the sender has closed the window starting at
- * device_id (ms) and sends the records that follow for the window starting at ts_ns (ms).
- */
-#define TALLY_FWD_MARKER 0
+_Static_assert(sizeof(union tally_fwd_slot) == 32, "a forwarding slot is 32 bytes");
+
+/* Slots a chunk of nrec records takes (a marker, with none, takes one). */
+static inline uint32_t
+tally_fwd_slots(uint32_t nrec)
+{
+	return 1 + (nrec + 1) / 2;
+}
+
+/* Write a chunk at dst (tally_fwd_slots(nrec) slots); returns the slots used. */
+static inline uint32_t
+tally_fwd_put_chunk(union tally_fwd_slot *dst, uint64_t device_id, uint64_t ts_ns,
+		    const struct tally_wire_rec *recs, uint32_t nrec)
+{
+	dst->hdr = (struct tally_fwd_hdr){
+		.device_id = device_id, .nrec = nrec, .type = TALLY_FWD_CHUNK, .ts_ns = ts_ns};
+	memcpy(dst + 1, recs, (size_t)nrec * sizeof(*recs));
+	return tally_fwd_slots(nrec);
+}
+
+/* The records of a chunk whose header is at slot. */
+static inline const struct tally_wire_rec *
+tally_fwd_recs(const union tally_fwd_slot *slot)
+{
+	return slot[1].rec;
+}
 
 /* Heavy hitters ------------------------------------------------------------------------- */
 

@@ -19,8 +19,8 @@
 #define TALLY_MAX_PORTS 32
 #define TALLY_MAX_RXQ_PER_WORKER 64
 #define TALLY_WORKER_TABLES 4 /* current, previous (device mode), two with control */
-#define TALLY_FWD_STAGE 32     /* records staged per destination before a ring burst */
-#define TALLY_FWD_BURST 256    /* records dequeued per peer ring at once */
+#define TALLY_FWD_STAGE 128    /* slots staged per destination before a ring burst */
+#define TALLY_FWD_BURST 256    /* slots dequeued per peer ring at once */
 #define TALLY_FWD_POLL 8       /* ... and at most this many bursts per peer per poll */
 #define TALLY_MAX_BURST 512
 
@@ -99,9 +99,9 @@ struct tally_worker {
 	uint64_t peer_closed[TALLY_MAX_WORKERS]; /* end of the last window each peer closed */
 	uint64_t peer_window[TALLY_MAX_WORKERS]; /* window each peer's records are now for */
 	uint8_t marker_pending[TALLY_MAX_WORKERS];
-	struct tally_fwd_rec marker[TALLY_MAX_WORKERS];
+	union tally_fwd_slot marker[TALLY_MAX_WORKERS];
 	uint16_t nstage[TALLY_MAX_WORKERS];
-	struct tally_fwd_rec stage[TALLY_MAX_WORKERS][TALLY_FWD_STAGE];
+	union tally_fwd_slot stage[TALLY_MAX_WORKERS][TALLY_FWD_STAGE];
 	struct tally_hot hot;
 
 	struct tally_worker_pub pub;

@@ -79,53 +79,67 @@ worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t
 
 /* Device mode ---------------------------------------------------------------------------- */
 
-/* Send the records staged for one owner; what its ring cannot take is aggregated here. */
+/* Aggregate here a chunk that could not go to its owner. */
+static void
+spill_chunk(struct tally_worker *w, const union tally_fwd_slot *c)
+{
+	const struct tally_wire_rec *rec = tally_fwd_recs(c);
+	uint64_t hash = tally_hash_device(c->hdr.device_id);
+	uint32_t i;
+
+	for (i = 0; i < c->hdr.nrec; i++)
+		worker_add(w, w->cur, c->hdr.device_id, hash, rec[i].metric_id, rec[i].kind,
+			   rec[i].value, c->hdr.ts_ns);
+	WC(w, ring_full) += c->hdr.nrec;
+}
+
+/*
+ * Send the chunks staged for one owner in one ring operation. When the ring has no room for
+ * all of them, as many whole chunks as fit go, and the rest is aggregated here: a full ring
+ * never blocks a worker and loses nothing.
+ */
 static void
 stage_flush(struct tally_worker *w, uint32_t dst)
 {
-	uint16_t n = w->nstage[dst], sent, i;
+	union tally_fwd_slot *st = w->stage[dst];
+	uint32_t n = w->nstage[dst], i = 0;
 
 	if (n == 0)
 		return;
-	sent = (uint16_t)rte_ring_sp_enqueue_burst_elem(w->to[dst], w->stage[dst],
-							 sizeof(struct tally_fwd_rec), n, NULL);
-	WC(w, forwarded) += sent;
-	for (i = sent; i < n; i++) {
-		const struct tally_fwd_rec *r = &w->stage[dst][i];
+	if (rte_ring_sp_enqueue_bulk_elem(w->to[dst], st, sizeof(*st), n, NULL) == n) {
+		for (i = 0; i < n; i += tally_fwd_slots(st[i].hdr.nrec))
+			WC(w, forwarded) += st[i].hdr.nrec;
+	} else {
+		for (i = 0; i < n; i += tally_fwd_slots(st[i].hdr.nrec)) {
+			uint32_t k = tally_fwd_slots(st[i].hdr.nrec);
 
-		worker_add(w, w->cur, r->device_id, tally_hash_device(r->device_id), r->metric_id,
-			   r->kind, r->value, r->ts_ns);
-		WC(w, ring_full)++;
+			if (rte_ring_sp_enqueue_bulk_elem(w->to[dst], &st[i], sizeof(*st), k,
+							  NULL) == k)
+				WC(w, forwarded) += st[i].hdr.nrec;
+			else
+				spill_chunk(w, &st[i]);
+		}
 	}
 	w->nstage[dst] = 0;
 }
 
-/* Queue a datagram's records for their owner. */
+/* Queue a datagram's records for their owner, as one chunk. */
 static void
 forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_hdr *h,
-		 uint64_t hash, uint64_t ts)
+		 uint64_t ts)
 {
-	const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
-	uint16_t r;
+	uint32_t need = tally_fwd_slots(h->count);
 
-	for (r = 0; r < h->count; r++) {
-		struct tally_fwd_rec *f;
-
-		/* Records may not overtake a window marker that is still waiting for room. */
-		if (unlikely(w->marker_pending[dst])) {
-			worker_add(w, w->cur, h->device_id, hash, rec[r].metric_id, rec[r].kind,
-				   rec[r].value, ts);
-			WC(w, ring_full)++;
-			continue;
-		}
-		f = &w->stage[dst][w->nstage[dst]++];
-		f->device_id = h->device_id;
-		f->metric_id = rec[r].metric_id;
-		f->kind = rec[r].kind;
-		f->value = rec[r].value;
-		f->ts_ns = ts;
-		if (w->nstage[dst] == TALLY_FWD_STAGE)
-			stage_flush(w, dst);
+	if (w->nstage[dst] + need > TALLY_FWD_STAGE)
+		stage_flush(w, dst);
+	w->nstage[dst] += (uint16_t)tally_fwd_put_chunk(&w->stage[dst][w->nstage[dst]],
+							 h->device_id, ts,
+							 (const struct tally_wire_rec *)(h + 1),
+							 h->count);
+	/* Chunks may not overtake a window marker that is still waiting for room. */
+	if (unlikely(w->marker_pending[dst])) {
+		w->nstage[dst] -= (uint16_t)need;
+		spill_chunk(w, &w->stage[dst][w->nstage[dst]]);
 	}
 }
 
@@ -137,8 +151,7 @@ send_markers(struct tally_worker *w)
 	for (p = 0; p < w->nworkers; p++) {
 		if (p == w->id || !w->marker_pending[p])
 			continue;
-		if (rte_ring_sp_enqueue_elem(w->to[p], &w->marker[p],
-					     sizeof(struct tally_fwd_rec)) == 0)
+		if (rte_ring_sp_enqueue_elem(w->to[p], &w->marker[p], sizeof(w->marker[p])) == 0)
 			w->marker_pending[p] = 0;
 	}
 }
@@ -154,8 +167,8 @@ queue_markers(struct tally_worker *w, uint64_t closed, uint64_t next)
 			continue;
 		stage_flush(w, p);
 		/* A newer marker replaces one still waiting: it closes the older window too. */
-		w->marker[p] = (struct tally_fwd_rec){
-			.device_id = closed, .kind = TALLY_FWD_MARKER, .ts_ns = next};
+		w->marker[p].hdr = (struct tally_fwd_hdr){
+			.device_id = closed, .type = TALLY_FWD_MARKER, .ts_ns = next};
 		w->marker_pending[p] = 1;
 	}
 	send_markers(w);
@@ -200,46 +213,76 @@ table_for(struct tally_worker *w, uint64_t win)
 	return w->cur;
 }
 
-/* Take the records one peer forwarded; returns how many (markers included). */
+/* Aggregate one chunk a peer forwarded. */
+static inline void
+receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_fwd_slot *c,
+	      uint64_t hash)
+{
+	const struct tally_wire_rec *rec = tally_fwd_recs(c);
+	uint32_t i;
+
+	WC(w, received) += c->hdr.nrec;
+	for (i = 0; i < c->hdr.nrec; i++)
+		worker_add(w, t, c->hdr.device_id, hash, rec[i].metric_id, rec[i].kind,
+			   rec[i].value, c->hdr.ts_ns);
+}
+
+/* Take the chunks and markers one peer forwarded; returns the slots taken. */
 static uint32_t
 receive_from(struct tally_worker *w, uint32_t p)
 {
-	struct tally_fwd_rec buf[TALLY_FWD_BURST];
-	uint64_t hash[TALLY_FWD_BURST];
+	union tally_fwd_slot buf[TALLY_FWD_BURST + TALLY_FWD_STAGE];
+	uint64_t hash[TALLY_FWD_BURST + TALLY_FWD_STAGE];
 	uint32_t total = 0, n, i, k;
 
 	/* Drain more than a poll can bring in, so a busy sender does not fill the ring. */
 	for (k = 0; k < TALLY_FWD_POLL; k++) {
-		struct tally_table *t;
+		struct tally_table *t = NULL;
+		int have_t = 0;
 
 		n = rte_ring_sc_dequeue_burst_elem(w->from[p], buf, sizeof(buf[0]), TALLY_FWD_BURST,
 						   NULL);
 		if (n == 0)
 			break;
-		t = buf[0].kind == TALLY_FWD_MARKER ? w->cur : table_for(w, w->peer_window[p]);
-		/* As on the receive path: hash and prefetch the whole burst, then update. */
-		for (i = 0; i < n; i++) {
-			hash[i] = tally_hash_device(buf[i].device_id);
+		/*
+		 * Complete a chunk cut by the burst: it was enqueued whole, so it is there.
+		 * (A marker has no records and takes one slot.)
+		 */
+		for (i = 0; i < n; i += tally_fwd_slots(buf[i].hdr.nrec))
+			;
+		if (i > n && rte_ring_sc_dequeue_bulk_elem(w->from[p], &buf[n], sizeof(buf[0]),
+							   i - n, NULL) == i - n)
+			n = i;
+		total += n;
+		/* As on the receive path: hash and prefetch every chunk's home slot first. */
+		t = w->cur;
+		for (i = 0; i < n; i += tally_fwd_slots(buf[i].hdr.nrec)) {
+			if (buf[i].hdr.type == TALLY_FWD_MARKER)
+				continue;
+			hash[i] = tally_hash_device(buf[i].hdr.device_id);
 			if (likely(t != NULL))
-				tally_table_prefetch(t, hash[i], buf[i].metric_id);
+				tally_table_prefetch(t, hash[i], tally_fwd_recs(&buf[i])[0].metric_id);
 		}
-		for (i = 0; i < n; i++) {
-			const struct tally_fwd_rec *r = &buf[i];
+		for (i = 0; i < n;) {
+			const union tally_fwd_slot *c = &buf[i];
 
-			if (unlikely(r->kind == TALLY_FWD_MARKER)) {
+			if (unlikely(c->hdr.type == TALLY_FWD_MARKER)) {
 				/* The peer's last marker (next window "never") closes everything. */
-				w->peer_closed[p] = r->ts_ns == UINT64_MAX ? UINT64_MAX
-									 : r->device_id + w->window_ms;
-				w->peer_window[p] = r->ts_ns;
-				if (i + 1 < n)
-					t = table_for(w, w->peer_window[p]);
+				w->peer_closed[p] = c->hdr.ts_ns == UINT64_MAX
+							    ? UINT64_MAX
+							    : c->hdr.device_id + w->window_ms;
+				w->peer_window[p] = c->hdr.ts_ns;
+				have_t = 0;
+				i += tally_fwd_slots(0);
 				continue;
 			}
-			WC(w, received)++;
-			worker_add(w, t, r->device_id, hash[i], r->metric_id, r->kind, r->value,
-				   r->ts_ns);
+			if (!have_t) {
+				t = table_for(w, w->peer_window[p]);
+				have_t = 1;
+			}
+			receive_chunk(w, t, c, hash[i]);
+			i += tally_fwd_slots(c->hdr.nrec);
 		}
-		total += n;
 		if (n < TALLY_FWD_BURST)
 			break;
 	}
@@ -342,7 +385,7 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 			if (owner != w->id) {
 				local[i] = hot;
 				if (!hot) {
-					forward_datagram(w, owner, dg[i], hash[i],
+					forward_datagram(w, owner, dg[i],
 							 dg[i]->time_ns ? dg[i]->time_ns
 									: arrival_ns);
 					continue;
