@@ -83,6 +83,14 @@ static const struct opt opts[] = {
 	 "pre-aggregated where it arrives (0 = off)"},
 	{"fwd-ring", OPT_U64, OFF(fwd_ring), "16384", 64, 1u << 22,
 	 "device mode: records each worker-to-worker ring holds"},
+	{"dlq", OPT_PATH, OFF(dlq_path), NULL, 0, 0,
+	 "dead-letter capture: malformed datagrams to this pcapng file, reason as comment"},
+	{"dlq-max-mb", OPT_U64, OFF(dlq_max_mb), "64", 1, 1u << 20,
+	 "rotate the capture (FILE -> FILE.1) at this size"},
+	{"dlq-burst", OPT_U64, OFF(dlq_burst), "1000", 1, 1u << 24,
+	 "capture at most this many malformed datagrams at once ..."},
+	{"dlq-rate", OPT_U64, OFF(dlq_rate), "1000", 1, 1u << 24,
+	 "... then this many a second; the rest are counted only"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -325,7 +333,7 @@ tally_config_load_file(struct tally_config *c, const char *path, char *err, size
 	for (i = 0; i < n && rc == 0; i++) {
 		const struct opt *o = find_opt(entries[i].name);
 
-		if (o == NULL || o->type == OPT_PATH)
+		if (o == NULL || strcmp(o->name, "config") == 0)
 			rc = fail(err, errlen, "%s: unknown key '%s'", path, entries[i].name);
 		else if (set_opt(c, o, entries[i].value, err, errlen) != 0)
 			rc = -1;
@@ -397,7 +405,8 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 			return fail(err, errlen, "unknown option '%s' (see --help)", argv[optind - 1]);
 		if (opt == ':')
 			return fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
-		if (opt >= 0 && (size_t)opt < NOPTS && opts[opt].type != OPT_PATH &&
+		/* --config was read first, above */
+		if (opt >= 0 && (size_t)opt < NOPTS && strcmp(opts[opt].name, "config") != 0 &&
 		    set_opt(c, &opts[opt], optarg, err, errlen) != 0)
 			return -1;
 	}

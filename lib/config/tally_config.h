@@ -36,6 +36,10 @@ struct tally_config {
 	uint8_t rss_key[64];
 	double hot_share;         /* 0 disables hot-key handling */
 	uint64_t fwd_ring;        /* records per worker-pair ring (device mode) */
+	char dlq_path[TALLY_PATH_MAX]; /* empty: no dead-letter capture */
+	uint64_t dlq_max_mb;
+	uint64_t dlq_burst;
+	uint64_t dlq_rate;
 };
 
 enum tally_rss_fields {

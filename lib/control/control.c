@@ -69,6 +69,9 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_flush_lag_ms] = ss->flush_lag_ms;
 	}
 	t->ctl.c[TALLY_CC_merge_full] = app->merger.lost_records;
+	t->ctl.c[TALLY_CC_dlq_written] = app->dlq.written;
+	t->ctl.c[TALLY_CC_dlq_errors] = app->dlq.errors;
+	t->ctl.c[TALLY_CC_dlq_rotations] = app->dlq.pcap.rotations;
 	t->w.c[TALLY_WC_hot_keys] = hot_devices(app);
 	t->rx_missed = app->rx_missed;
 	t->rx_nombuf = app->rx_nombuf;
@@ -336,6 +339,8 @@ tally_control_run(struct tally_app *app)
 		if (work == 0)
 			usleep(done ? 1000 : 100);
 	}
+	/* Every malformed frame the workers handed over is in the capture before the last stats. */
+	tally_dlq_stop(&app->dlq);
 	/* Final stats, acknowledged before exit. */
 	errors_before = ss->errors;
 	write_stats(app);

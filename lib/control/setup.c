@@ -22,6 +22,8 @@
 
 #define MBUF_CACHE 256
 #define EXC_RING_SIZE 1024
+#define DLQ_RING_MIN UINT64_C(1024)
+#define DLQ_RING_MAX UINT64_C(65536)
 #define TABLE_RING_SIZE 8 /* more than TALLY_WORKER_TABLES: enqueues never fail */
 
 static int
@@ -158,6 +160,22 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 	if (w->closed == NULL || w->free == NULL || w->exc == NULL)
 		return fail(err, errlen, "worker %u: cannot create rings: %s", id,
 			    rte_strerror(rte_errno));
+	if (c->dlq_path[0] != '\0') {
+		/* The capture rate is shared out evenly between the workers. */
+		uint64_t n = app->nworkers, burst = (c->dlq_burst + n - 1) / n;
+
+		/* Room for a whole burst, so one arriving at line rate is captured entire. */
+		w->dlq = ring_create("dlq", id,
+				     (unsigned int)RTE_MIN(rte_align64pow2(RTE_MAX(burst + 1,
+									DLQ_RING_MIN)),
+							   DLQ_RING_MAX),
+				     socket);
+		if (w->dlq == NULL)
+			return fail(err, errlen, "worker %u: cannot create the DLQ ring: %s", id,
+				    rte_strerror(rte_errno));
+		tally_dlq_bucket_init(&w->dlq_bucket, burst, (c->dlq_rate + n - 1) / n,
+				      app->clock.hz, app->clock.base_tsc);
+	}
 	for (i = 0; i < w->ntables; i++) {
 		w->tables[i] = table_alloc(app, c->table_series, socket);
 		if (w->tables[i] == NULL)
@@ -245,6 +263,15 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 			goto undo;
 	if (fwd_rings_init(app, err, errlen) != 0)
 		goto undo;
+	if (c->dlq_path[0] != '\0') {
+		struct rte_ring *rings[TALLY_MAX_WORKERS];
+
+		for (i = 0; i < app->nworkers; i++)
+			rings[i] = app->workers[i].dlq;
+		if (tally_dlq_start(&app->dlq, c->dlq_path, c->dlq_max_mb << 20, rings,
+				    app->nworkers, err, errlen) != 0)
+			goto undo;
+	}
 	for (i = 0; i < TALLY_MERGE_TABLES; i++) {
 		app->merge_tables[i] = table_alloc(app, c->table_series, (int)rte_socket_id());
 		if (app->merge_tables[i] == NULL) {
@@ -303,6 +330,7 @@ tally_app_free(struct tally_app *app)
 
 	tally_sink_free(app->sink);
 	app->sink = NULL;
+	tally_dlq_stop(&app->dlq);
 	for (i = 0; i < app->nports; i++)
 		tally_port_close(app->ports[i].port_id);
 	app->nports = 0;
@@ -314,6 +342,7 @@ tally_app_free(struct tally_app *app)
 			if (w->exc != NULL)
 				while (rte_ring_sc_dequeue(w->exc, &m) == 0)
 					rte_pktmbuf_free(m);
+			rte_ring_free(w->dlq);
 			rte_ring_free(w->closed);
 			rte_ring_free(w->free);
 			rte_ring_free(w->exc);

@@ -9,6 +9,7 @@
 #include <rte_mempool.h>
 
 #include "tally_config.h"
+#include "tally_dlq.h"
 #include "tally_port.h"
 #include "tally_sink.h"
 #include "tally_stats.h"
@@ -38,6 +39,7 @@ struct tally_app {
 	struct tally_merger merger;
 	struct tally_table *merge_tables[TALLY_MERGE_TABLES];
 	struct tally_sink *sink;
+	struct tally_dlq dlq;
 	struct tally_control_stats ctl;
 	struct tally_window_msg *stash[TALLY_MAX_WORKERS]; /* partials waiting for a merge table */
 	struct tally_mem mem[TALLY_MAX_TABLES];

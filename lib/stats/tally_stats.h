@@ -28,7 +28,10 @@
 	_(hot_records)     /* records of hot devices pre-aggregated here instead of forwarded */\
 	_(ring_full)       /* records pre-aggregated here because the owner's ring was full */ \
 	_(window_slip)     /* forwarded records that arrived after their window had closed */   \
-	_(hot_keys)        /* gauge: devices hot on this worker now */
+	_(hot_keys)        /* gauge: devices hot on this worker now */                          \
+	_(dlq_queued)      /* malformed frames handed to the dead-letter writer */              \
+	_(dlq_dropped)     /* malformed frames over the capture rate, counted only */          \
+	_(dlq_ring_full)   /* malformed frames dropped because the writer's ring was full */
 
 /* Counters of the control lcore (final stage, sink, exception path). */
 #define TALLY_FOREACH_CONTROL_COUNTER(_)                                                           \
@@ -39,6 +42,9 @@
 	_(flush_lag_ms)     /* last window end -> its last Redis ack */                         \
 	_(merge_full)       /* records lost because a merged window table was full */           \
 	_(merge_late)       /* records of a window already written (should stay 0) */           \
+	_(dlq_written)      /* frames in the dead-letter capture */                             \
+	_(dlq_errors)       /* frames that could not be written to it */                        \
+	_(dlq_rotations)    /* capture files rotated at --dlq-max-mb */                         \
 	_(arp_replies)                                                                             \
 	_(icmp_replies)                                                                            \
 	_(exception_tx_drops)

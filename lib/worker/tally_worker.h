@@ -9,6 +9,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "tally_dlq.h"
 #include "tally_partition.h"
 #include "tally_stats.h"
 #include "tally_table.h"
@@ -81,6 +82,8 @@ struct tally_worker {
 	struct rte_ring *closed;     /* to control: struct tally_window_msg * of full tables */
 	struct rte_ring *free;       /* from control: tables merged and reset, as pool index */
 	struct rte_ring *exc;        /* to control: ARP / ICMP mbufs */
+	struct rte_ring *dlq;        /* to the dead-letter writer (NULL: no capture) */
+	struct tally_dlq_bucket dlq_bucket;
 	struct rte_ring *to[TALLY_MAX_WORKERS];   /* device mode: records to each owner (SP/SC) */
 	struct rte_ring *from[TALLY_MAX_WORKERS]; /* device mode: records from each peer */
 	struct tally_table *tables[TALLY_WORKER_TABLES];

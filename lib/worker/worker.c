@@ -357,6 +357,23 @@ worker_exception(struct tally_worker *w, struct rte_mbuf *m)
 	}
 }
 
+/* Hand a malformed frame to the dead-letter writer, within the capture rate. */
+static inline int
+worker_dead_letter(struct tally_worker *w, struct rte_mbuf *m, uint8_t reason)
+{
+	if (!tally_dlq_bucket_take(&w->dlq_bucket, rte_rdtsc())) {
+		WC(w, dlq_dropped)++;
+		return -1;
+	}
+	m->hash.usr = reason;
+	if (rte_ring_sp_enqueue(w->dlq, m) != 0) {
+		WC(w, dlq_ring_full)++;
+		return -1;
+	}
+	WC(w, dlq_queued)++;
+	return 0;
+}
+
 /*
  * Aggregate the valid datagrams of a burst: decide where each goes and prefetch the home
  * slots of the local ones first, then update.
@@ -449,6 +466,8 @@ tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 		case TALLY_FRAME_MALFORMED:
 			WC(w, malformed)++;
 			w->stats.malformed[fr.reason]++;
+			if (w->dlq != NULL && worker_dead_letter(w, m, fr.reason) == 0)
+				break; /* the writer frees it */
 			done[nf++] = m;
 			break;
 		case TALLY_FRAME_ARP:

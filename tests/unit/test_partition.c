@@ -92,50 +92,85 @@ test_hot_uniform_stream_has_none(void **state)
 	test_free(h);
 }
 
+static void
+test_chunk_layout(void **state)
+{
+	union tally_fwd_slot slots[4];
+	struct tally_wire_rec recs[3] = {
+		{.metric_id = 1, .kind = 1, .value = 1.5},
+		{.metric_id = 2, .kind = 2, .value = -2.0},
+		{.metric_id = 3, .kind = 3, .value = 7.0},
+	};
+
+	assert_int_equal(tally_fwd_slots(1), 2);
+	assert_int_equal(tally_fwd_slots(2), 2);
+	assert_int_equal(tally_fwd_slots(3), 3);
+	assert_int_equal(tally_fwd_slots(90), 46);
+	assert_int_equal(tally_fwd_put_chunk(slots, 42, 1000, recs, 3), 3);
+	assert_int_equal(slots[0].hdr.type, TALLY_FWD_CHUNK);
+	assert_int_equal(slots[0].hdr.device_id, 42);
+	assert_int_equal(slots[0].hdr.nrec, 3);
+	assert_int_equal(slots[0].hdr.ts_ns, 1000);
+	/* the records are the wire records, unchanged */
+	assert_memory_equal(tally_fwd_recs(slots), recs, sizeof(recs));
+}
+
 /*
- * The device-mode path without EAL: a sender forwards records to the owner through an SP/SC
- * ring of compact records and pre-aggregates a hot device itself; the owner aggregates what
+ * The device-mode path without EAL: a sender forwards chunks to the owner through an SP/SC
+ * ring of 32-byte slots and pre-aggregates a hot device itself; the owner aggregates what
  * it receives; the final stage merges both partials. Totals are exact.
  */
 static void
 test_ring_hand_off_and_merge(void **state)
 {
 	unsigned int cap = 1024;
-	ssize_t sz = rte_ring_get_memsize_elem(sizeof(struct tally_fwd_rec), cap);
+	ssize_t sz = rte_ring_get_memsize_elem(sizeof(union tally_fwd_slot), cap);
 	struct rte_ring *r;
 	void *rraw, *raw_s, *raw_o, *raw_m;
 	struct tally_table *sender = test_table_new(64, &raw_s);
 	struct tally_table *owner = test_table_new(64, &raw_o);
 	struct tally_table *merged = test_table_new(64, &raw_m);
 	struct tally_table *pool[1] = {merged};
-	struct tally_fwd_rec out[32], in[64];
+	union tally_fwd_slot out[64], in[64];
+	struct tally_wire_rec recs[8];
 	struct tally_merger m;
 	struct tally_table *done;
 	const struct tally_slot *s;
 	uint64_t start;
-	unsigned int n, i, k;
+	unsigned int n, i, k, used;
 
 	assert_true(sz > 0);
 	rraw = test_malloc((size_t)sz + 64);
 	r = (struct rte_ring *)(((uintptr_t)rraw + 63) & ~(uintptr_t)63);
 	assert_int_equal(rte_ring_init(r, "t", cap, RING_F_SP_ENQ | RING_F_SC_DEQ), 0);
 
+	/* 4 rounds: each of devices 10..13 sends 8 records of metric 1, values 0..7 */
 	for (k = 0; k < 4; k++) {
-		for (i = 0; i < 32; i++)
-			out[i] = (struct tally_fwd_rec){.device_id = 10 + i % 4, .metric_id = 1,
-							.kind = 1, .value = (double)i, .ts_ns = k};
-		n = rte_ring_sp_enqueue_burst_elem(r, out, sizeof(out[0]), 32, NULL);
-		assert_int_equal(n, 32);
+		used = 0;
+		for (i = 0; i < 8; i++)
+			recs[i] = (struct tally_wire_rec){.metric_id = 1, .kind = 1, .value = i};
+		for (i = 0; i < 4; i++)
+			used += tally_fwd_put_chunk(&out[used], 10 + i, k, recs, 8);
+		assert_int_equal(rte_ring_sp_enqueue_bulk_elem(r, out, sizeof(out[0]), used, NULL),
+				 used);
 	}
-	/* the hot device 99 stays with the sender */
+	/* the hot device 99 stays with the sender, and so does one late record of device 10 */
 	for (i = 0; i < 50; i++)
 		tally_table_add(sender, 99, tally_hash_device(99), 1, 2, 1.0, i);
 	tally_table_add(sender, 10, tally_hash_device(10), 1, 1, 1000.0, 9);
 
-	while ((n = rte_ring_sc_dequeue_burst_elem(r, in, sizeof(in[0]), 64, NULL)) > 0)
-		for (i = 0; i < n; i++)
-			tally_table_add(owner, in[i].device_id, tally_hash_device(in[i].device_id),
-					in[i].metric_id, in[i].kind, in[i].value, in[i].ts_ns);
+	while ((n = rte_ring_sc_dequeue_burst_elem(r, in, sizeof(in[0]), 5 * 4, NULL)) > 0) {
+		for (i = 0; i < n; i += tally_fwd_slots(in[i].hdr.nrec)) {
+			const struct tally_wire_rec *rec = tally_fwd_recs(&in[i]);
+
+			assert_int_equal(in[i].hdr.type, TALLY_FWD_CHUNK);
+			for (k = 0; k < in[i].hdr.nrec; k++)
+				tally_table_add(owner, in[i].hdr.device_id,
+						tally_hash_device(in[i].hdr.device_id),
+						rec[k].metric_id, rec[k].kind, rec[k].value,
+						in[i].hdr.ts_ns);
+		}
+	}
 	assert_int_equal(owner->records, 128);
 
 	assert_int_equal(tally_merger_init(&m, 2, 1000, pool, 1), 0);
@@ -150,8 +185,7 @@ test_ring_hand_off_and_merge(void **state)
 	s = tally_table_at(done, 0); /* device 10 */
 	assert_int_equal(s->device_id, 10);
 	assert_int_equal(s->count, 33);
-	/* 4 rounds of 0+4+...+28, plus 1000 from the sender */
-	assert_true(s->sum == 4 * (0 + 4 + 8 + 12 + 16 + 20 + 24 + 28) + 1000.0);
+	assert_true(s->sum == 4 * (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7) + 1000.0);
 	assert_true(s->last == 1000.0); /* newest time wins, whichever partial had it */
 	assert_true(s->max == 1000.0);
 	s = tally_table_at(done, 4);
@@ -171,6 +205,7 @@ main(void)
 		cmocka_unit_test(test_owner_spreads_evenly),
 		cmocka_unit_test(test_hot_planted_device_is_found),
 		cmocka_unit_test(test_hot_uniform_stream_has_none),
+		cmocka_unit_test(test_chunk_layout),
 		cmocka_unit_test(test_ring_hand_off_and_merge),
 	};
 

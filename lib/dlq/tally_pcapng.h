@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* A minimal pcapng writer: one Ethernet interface, packets with a comment, size-capped files. */
+#ifndef TALLY_PCAPNG_H
+#define TALLY_PCAPNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct tally_pcapng {
+	FILE *f;
+	char path[1024];
+	uint64_t bytes;      /* written to the current file */
+	uint64_t max_bytes;  /* rotate when a packet would take the file past this; 0 = never */
+	uint64_t packets;    /* written, all files */
+	uint64_t rotations;
+};
+
+/*
+ * Create (truncate) path and write the section header and interface description. Returns 0
+ * or -errno. With max_bytes, a full file is renamed to path.1 (replacing an older one) and a
+ * new one started, so at most about twice max_bytes are kept.
+ */
+int tally_pcapng_open(struct tally_pcapng *p, const char *path, uint64_t max_bytes);
+
+/* Append one Ethernet frame with its capture time (ns) and a comment. 0 or -errno. */
+int tally_pcapng_write(struct tally_pcapng *p, const uint8_t *frame, uint32_t len,
+		       uint64_t time_ns, const char *comment);
+
+/* Flush buffered blocks to the file. */
+int tally_pcapng_flush(struct tally_pcapng *p);
+
+void tally_pcapng_close(struct tally_pcapng *p);
+
+#endif /* TALLY_PCAPNG_H */

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Unit tests of the pcapng writer and the dead-letter token bucket. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "tally_dlq.h"
+#include "tally_pcapng.h"
+
+static uint32_t
+rd32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static void
+test_blocks(void **state)
+{
+	char path[] = "/tmp/tally_pcapng_XXXXXX";
+	struct tally_pcapng p;
+	uint8_t frame[61], buf[1024];
+	size_t n, off;
+	int fd = mkstemp(path);
+	FILE *f;
+
+	assert_true(fd >= 0);
+	close(fd);
+	memset(frame, 0xab, sizeof(frame));
+	assert_int_equal(tally_pcapng_open(&p, path, 0), 0);
+	assert_int_equal(tally_pcapng_write(&p, frame, sizeof(frame), 1234567890123ULL,
+					    "malformed: kind"), 0);
+	tally_pcapng_close(&p);
+	f = fopen(path, "rb");
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	unlink(path);
+	/* SHB */
+	assert_int_equal(rd32(buf), 0x0A0D0D0A);
+	assert_int_equal(rd32(buf + 8), 0x1A2B3C4D);
+	off = rd32(buf + 4);
+	assert_int_equal(rd32(buf + off - 4), off);
+	/* IDB with if_tsresol = 9 */
+	assert_int_equal(rd32(buf + off), 1);
+	assert_int_equal(buf[off + 8], 1);
+	assert_int_equal(buf[off + 16], 9);
+	assert_int_equal(buf[off + 20], 9);
+	off += rd32(buf + off + 4);
+	/* EPB: 61 bytes padded to 64, comment of 15 padded to 16, end of options */
+	assert_int_equal(rd32(buf + off), 6);
+	assert_int_equal(rd32(buf + off + 4), 28 + 64 + 4 + 16 + 4 + 4);
+	assert_int_equal(rd32(buf + off + 12), (uint32_t)(1234567890123ULL >> 32));
+	assert_int_equal(rd32(buf + off + 16), (uint32_t)1234567890123ULL);
+	assert_int_equal(rd32(buf + off + 20), 61);
+	assert_int_equal(rd32(buf + off + 24), 61);
+	assert_memory_equal(buf + off + 28, frame, 61);
+	assert_int_equal(rd32(buf + off + 92), 1 | (15u << 16));
+	assert_memory_equal(buf + off + 96, "malformed: kind", 15);
+	assert_int_equal(rd32(buf + off + 112), 0);
+	off += rd32(buf + off + 4);
+	assert_int_equal(off, n);
+}
+
+static void
+test_rotation(void **state)
+{
+	char path[] = "/tmp/tally_pcapng_XXXXXX", old[64];
+	struct tally_pcapng p;
+	uint8_t frame[100] = {0};
+	int fd = mkstemp(path), i;
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(tally_pcapng_open(&p, path, 1000), 0);
+	for (i = 0; i < 30; i++)
+		assert_int_equal(tally_pcapng_write(&p, frame, sizeof(frame), i, "c"), 0);
+	assert_true(p.rotations >= 2);
+	assert_true(p.bytes <= 1000);
+	assert_int_equal(p.packets, 30);
+	tally_pcapng_close(&p);
+	snprintf(old, sizeof(old), "%s.1", path);
+	assert_int_equal(access(old, F_OK), 0);
+	unlink(path);
+	unlink(old);
+}
+
+static void
+test_bucket(void **state)
+{
+	struct tally_dlq_bucket b;
+	uint64_t hz = 1000000, t = 5;
+	int i, n = 0;
+
+	tally_dlq_bucket_init(&b, 10, 100, hz, t);
+	for (i = 0; i < 50; i++)
+		n += tally_dlq_bucket_take(&b, t);
+	assert_int_equal(n, 10); /* the burst */
+	t += hz / 10;            /* 0.1 s later: 10 more */
+	for (i = 0, n = 0; i < 50; i++)
+		n += tally_dlq_bucket_take(&b, t);
+	assert_int_equal(n, 10);
+	t += 1000 * hz; /* a long quiet spell refills to the burst, no more */
+	for (i = 0, n = 0; i < 50; i++)
+		n += tally_dlq_bucket_take(&b, t);
+	assert_int_equal(n, 10);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_blocks),
+		cmocka_unit_test(test_rotation),
+		cmocka_unit_test(test_bucket),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
