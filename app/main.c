@@ -55,6 +55,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "tally: %s\n", err);
 		return 2;
 	}
+	/* From here a stop request is honoured: whatever has started is drained and written. */
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
 	if (rte_eal_init(sep, argv) < 0) {
 		fprintf(stderr, "tally: EAL init failed: %s\n", rte_strerror(rte_errno));
 		return 1;
@@ -64,8 +67,6 @@ main(int argc, char **argv)
 		rte_eal_cleanup();
 		return 1;
 	}
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
 	if (tally_app_launch(&app) != 0)
 		rte_exit(EXIT_FAILURE, "tally: cannot launch workers\n");
 	rc = tally_control_run(&app);

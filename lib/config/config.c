@@ -40,6 +40,7 @@ struct opt {
 
 static const char *const partition_choices[] = {"nic", "device", NULL};
 static const char *const rss_choices[] = {"l3-l4", "l3", "l3-src", NULL};
+static const char *const write_choices[] = {"merge", "hset", NULL};
 
 #define OFF(f) offsetof(struct tally_config, f)
 
@@ -83,6 +84,12 @@ static const struct opt opts[] = {
 	 "pre-aggregated where it arrives (0 = off)"},
 	{"fwd-ring", OPT_U64, OFF(fwd_ring), "16384", 64, 1u << 22,
 	 "device mode: records each worker-to-worker ring holds"},
+	{"redis-write", OPT_ENUM, OFF(redis_write), "merge", 0, 0,
+	 "merge: exactly-once merge into what Redis holds (a Redis 7 Function); "
+	 "hset: plain overwrite, faster, not restart- or multi-instance-safe",
+	 write_choices},
+	{"instance", OPT_PATH, OFF(instance), NULL, 0, 0,
+	 "this instance's name in merge ids (default: the host name)"},
 	{"dlq", OPT_PATH, OFF(dlq_path), NULL, 0, 0,
 	 "dead-letter capture: malformed datagrams to this pcapng file, reason as comment"},
 	{"dlq-max-mb", OPT_U64, OFF(dlq_max_mb), "64", 1, 1u << 20,

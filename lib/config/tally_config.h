@@ -37,6 +37,8 @@ struct tally_config {
 	double hot_share;         /* 0 disables hot-key handling */
 	uint64_t fwd_ring;        /* records per worker-pair ring (device mode) */
 	char dlq_path[TALLY_PATH_MAX]; /* empty: no dead-letter capture */
+	uint8_t redis_write;      /* 0 merge (FCALL, exactly once), 1 hset */
+	char instance[TALLY_HOST_MAX]; /* empty: the host name */
 	uint64_t dlq_max_mb;
 	uint64_t dlq_burst;
 	uint64_t dlq_rate;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_errno.h>
@@ -285,6 +286,11 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		fail(err, errlen, "cannot set up the final stage");
 		goto undo;
 	}
+	if (c->instance[0] == '\0' && gethostname(app->cfg.instance, sizeof(c->instance) - 1) != 0)
+		strcpy(app->cfg.instance, "tally");
+	/* A partial's id: this instance and this run, so a restart never reuses one. */
+	snprintf(app->partial_id, sizeof(app->partial_id), "%s:%" PRIu64, c->instance,
+		 app->start_ms);
 	sc = (struct tally_sink_conf){
 		.host = c->redis_host,
 		.port = c->redis_port,
@@ -293,6 +299,8 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		.timeout_ms = c->redis_timeout_ms,
 		.retention_s = c->retention_s,
 		.window_ms = c->window_ms,
+		.merge = c->redis_write == 0,
+		.partial_id = app->partial_id,
 	};
 	app->sink = tally_sink_create(&sc, err, errlen);
 	if (app->sink == NULL)

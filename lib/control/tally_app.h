@@ -40,6 +40,7 @@ struct tally_app {
 	struct tally_table *merge_tables[TALLY_MERGE_TABLES];
 	struct tally_sink *sink;
 	struct tally_dlq dlq;
+	char partial_id[TALLY_HOST_MAX + 32];
 	struct tally_control_stats ctl;
 	struct tally_window_msg *stash[TALLY_MAX_WORKERS]; /* partials waiting for a merge table */
 	struct tally_mem mem[TALLY_MAX_TABLES];

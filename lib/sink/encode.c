@@ -120,6 +120,53 @@ tally_encode_device(struct tally_encoder *e, const struct tally_table *t, uint32
 	return n;
 }
 
+unsigned int
+tally_encode_device_merge(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
+			  uint64_t start_ms, uint64_t retention_s, const char *partial_id,
+			  tally_emit_fn emit, void *ctx)
+{
+	uint32_t first = *pos, end = first, i, k = 0;
+	unsigned int n = 0;
+	uint64_t dev;
+
+	if (first >= t->series)
+		return 0;
+	dev = tally_table_at(t, first)->device_id;
+	while (end < t->series && tally_table_at(t, end)->device_id == dev)
+		end++;
+	for (i = first; i < end; k++) {
+		uint32_t stop = end - i > TALLY_ENC_METRICS_PER_CMD ? i + TALLY_ENC_METRICS_PER_CMD
+								     : end;
+
+		enc_reset(e);
+		enc_arg(e, "FCALL");
+		enc_arg(e, "tally_merge");
+		enc_arg(e, "3");
+		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64, dev, start_ms);
+		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64 ":meta", dev, start_ms);
+		enc_arg(e, "tally:{%" PRIu64 "}:latest", dev);
+		enc_arg(e, "%s:%" PRIu32, partial_id, k);
+		enc_arg(e, "%" PRIu64, retention_s);
+		enc_arg(e, "%" PRIu64, start_ms);
+		for (; i < stop; i++) {
+			const struct tally_slot *s = tally_table_at(t, i);
+
+			enc_arg(e, "%" PRIu32, s->metric_id);
+			enc_arg(e, "%" PRIu64, s->count);
+			enc_double(e, s->sum);
+			enc_double(e, s->min);
+			enc_double(e, s->max);
+			enc_double(e, s->last);
+			/* zero-padded: the Lua side orders times as strings */
+			enc_arg(e, "%020" PRIu64, s->last_ns);
+		}
+		emit(ctx, e->argc, e->argv, e->argvlen);
+		n++;
+	}
+	*pos = end;
+	return n;
+}
+
 void
 tally_top_reset(struct tally_top *top)
 {

@@ -15,6 +15,7 @@
 struct tally_sink {
 	struct tally_sink_conf conf;
 	char host[256];
+	char partial_id[128];
 	redisContext *ctx;
 	struct tally_sink_stats st;
 	uint64_t pending;          /* commands appended whose replies are not read yet */
@@ -57,6 +58,20 @@ sink_connect(const struct tally_sink_conf *c, char *err, size_t errlen)
 		goto fail;
 	}
 	freeReplyObject(r);
+	if (c->merge) {
+		/* Loaded at every connect: a restarted Redis may have lost it. */
+		r = redisCommand(ctx, "FUNCTION LOAD REPLACE %s", tally_merge_lua);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			snprintf(err, errlen,
+				 "Redis at %s:%u cannot load the tally_merge function (Redis 7 "
+				 "needed, or --redis-write hset): %s",
+				 c->host, c->port, r ? r->str : ctx->errstr);
+			if (r != NULL)
+				freeReplyObject(r);
+			goto fail;
+		}
+		freeReplyObject(r);
+	}
 	return ctx;
 fail:
 	if (ctx != NULL)
@@ -81,6 +96,9 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	s->conf = *conf;
 	snprintf(s->host, sizeof(s->host), "%s", conf->host);
 	s->conf.host = s->host;
+	snprintf(s->partial_id, sizeof(s->partial_id), "%s",
+		 conf->partial_id ? conf->partial_id : "tally");
+	s->conf.partial_id = s->partial_id;
 	s->ctx = sink_connect(&s->conf, err, errlen);
 	if (s->ctx == NULL) {
 		free(s);
@@ -190,8 +208,12 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 		uint32_t first = s->win_pos, i;
 		uint64_t records = 0;
 
-		tally_encode_device(&s->enc, s->win, &s->win_pos, s->win_start,
-				    s->conf.retention_s, emit, s);
+		if (s->conf.merge)
+			tally_encode_device_merge(&s->enc, s->win, &s->win_pos, s->win_start,
+						  s->conf.retention_s, s->partial_id, emit, s);
+		else
+			tally_encode_device(&s->enc, s->win, &s->win_pos, s->win_start,
+					    s->conf.retention_s, emit, s);
 		for (i = first; i < s->win_pos; i++)
 			records += tally_table_at(s->win, i)->count;
 		tally_top_add(&s->top, tally_table_at(s->win, first)->device_id, records);

@@ -11,7 +11,8 @@
 /* Metrics per HSET command; a device with more gets several commands. */
 #define TALLY_ENC_METRICS_PER_CMD 64
 #define TALLY_ENC_FIELDS_PER_METRIC 5
-#define TALLY_ENC_MAX_ARGS (4 + 2 * TALLY_ENC_FIELDS_PER_METRIC * TALLY_ENC_METRICS_PER_CMD)
+#define TALLY_ENC_MERGE_ARGS_PER_METRIC 7
+#define TALLY_ENC_MAX_ARGS (9 + 2 * TALLY_ENC_FIELDS_PER_METRIC * TALLY_ENC_METRICS_PER_CMD)
 #define TALLY_ENC_ARG_LEN 48
 
 /* Receives one encoded command; argv is valid only during the call. */
@@ -61,6 +62,19 @@ void tally_top_add(struct tally_top *top, uint64_t device_id, uint64_t records);
 unsigned int tally_encode_top(struct tally_encoder *e, const struct tally_top *top,
 			      uint64_t start_ms, tally_emit_fn emit, void *ctx);
 
+/*
+ * The same, as merge-safe writes: one `FCALL tally_merge` per device (per 64 metrics), which
+ * adds the partial to what the window key holds (count, sum add; min, max fold; last by time)
+ * and records `applied:<partial_id>:<k>` in `tally:{dev}:<start>:meta`, so the same partial
+ * applied twice counts once. partial_id must be unique per process run (instance:epoch).
+ */
+unsigned int tally_encode_device_merge(struct tally_encoder *e, const struct tally_table *t,
+				       uint32_t *pos, uint64_t start_ms, uint64_t retention_s,
+				       const char *partial_id, tally_emit_fn emit, void *ctx);
+
+/* The Redis Function library (Lua) that tally_encode_device_merge() calls. */
+extern const char tally_merge_lua[];
+
 /* Format a double so that it reads back bit-exact (%.17g). Returns its length. */
 int tally_fmt_double(char *buf, size_t len, double v);
 
@@ -74,6 +88,8 @@ struct tally_sink_conf {
 	uint64_t timeout_ms;   /* connect and reply timeout */
 	uint64_t retention_s;
 	uint64_t window_ms;
+	int merge;               /* merge-safe FCALL writes (else plain HSET) */
+	const char *partial_id;  /* merge: unique per process run */
 };
 
 /* What the sink has done; plain counters, read by the control lcore only. */

@@ -33,6 +33,7 @@ MALFORMED_REASONS = ('short', 'magic', 'version', 'flags', 'reserved', 'count', 
                      'kind', 'value', 'truncated', 'fragment')
 
 WINDOW_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+)$')
+META_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+):meta$')
 LATEST_KEY = re.compile(r'^tally:\{(\d+)\}:latest$')
 SERIES_FIELD = re.compile(r'^(\d+):(count|sum|min|max|last)$')
 
@@ -405,16 +406,21 @@ def check_self(st, gen, what='tally:self'):
 def check_schema(redis, retention_s, window_ms):
     """Keys and fields of schema v1; returns {device: [window starts]}."""
     keys = redis.client.scan('tally:*')
-    windows, latest, other = {}, set(), []
+    windows, latest, other, meta = {}, set(), [], []
     for k in keys:
         m = WINDOW_KEY.match(k)
         if m:
             windows.setdefault(int(m.group(1)), []).append(int(m.group(2)))
         elif LATEST_KEY.match(k):
             latest.add(int(LATEST_KEY.match(k).group(1)))
+        elif META_KEY.match(k):
+            meta.append(k)
         elif k not in ('tally:self', 'tally:top', 'tally:top:window'):
             other.append(k)
     check(not other, 'keys outside schema v1: %s' % other[:10])
+    for k in meta:  # merge bookkeeping of a window key: same device and window, same TTL
+        m = META_KEY.match(k)
+        check(int(m.group(2)) in windows.get(int(m.group(1)), []), '%s without its window' % k)
     if 'tally:top' in keys:
         # The heaviest devices of the last window: every member is a device with a window key.
         top = redis.client.call('ZRANGE', 'tally:top', '0', '-1')

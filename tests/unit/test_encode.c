@@ -154,6 +154,51 @@ test_double_round_trip(void **state)
 }
 
 static void
+test_merge_commands(void **state)
+{
+	static struct tally_encoder e;
+	struct captured c = {0};
+	void *raw;
+	struct tally_table *t = test_table_new(256, &raw);
+	uint32_t pos = 0, m;
+
+	tally_table_add(t, 7, tally_hash_device(7), 3, 1, 0.1, 42);
+	tally_table_add(t, 7, tally_hash_device(7), 3, 1, 2.5, 41);
+	for (m = 10; m < 10 + TALLY_ENC_METRICS_PER_CMD; m++)
+		tally_table_add(t, 7, tally_hash_device(7), m, 2, m, 5);
+	tally_table_sort(t);
+	/* 65 metrics: two FCALLs, the second with one metric */
+	assert_int_equal(tally_encode_device_merge(&e, t, &pos, 60000, 3600, "east:1700", capture,
+						   &c), 2);
+	assert_int_equal(pos, t->series);
+	assert_string_equal(c.argv[0][0], "FCALL");
+	assert_string_equal(c.argv[0][1], "tally_merge");
+	assert_string_equal(c.argv[0][2], "3");
+	assert_string_equal(c.argv[0][3], "tally:{7}:60000");
+	assert_string_equal(c.argv[0][4], "tally:{7}:60000:meta");
+	assert_string_equal(c.argv[0][5], "tally:{7}:latest");
+	assert_string_equal(c.argv[0][6], "east:1700:0");
+	assert_string_equal(c.argv[1][6], "east:1700:1");
+	assert_string_equal(c.argv[0][7], "3600");
+	assert_string_equal(c.argv[0][8], "60000");
+	assert_int_equal(c.argc[0], 9 + 7 * TALLY_ENC_METRICS_PER_CMD);
+	assert_int_equal(c.argc[1], 9 + 7);
+	/* metric 3 first: id, count, sum, min, max, last, time of last (20 digits) */
+	assert_string_equal(c.argv[0][9], "3");
+	assert_string_equal(c.argv[0][10], "2");
+	assert_string_equal(c.argv[0][11], "2.6000000000000001");
+	assert_string_equal(c.argv[0][12], "0.10000000000000001");
+	assert_string_equal(c.argv[0][13], "2.5");
+	assert_string_equal(c.argv[0][14], "0.10000000000000001");
+	assert_string_equal(c.argv[0][15], "00000000000000000042");
+	release(&c);
+	test_table_free(raw);
+	/* the function library is embedded and declares itself */
+	assert_memory_equal(tally_merge_lua, "#!lua name=tally\n", 17);
+	assert_non_null(strstr(tally_merge_lua, "register_function('tally_merge'"));
+}
+
+static void
 test_top(void **state)
 {
 	static struct tally_encoder e;
@@ -198,6 +243,7 @@ main(void)
 		cmocka_unit_test(test_device_commands),
 		cmocka_unit_test(test_many_metrics_are_chunked),
 		cmocka_unit_test(test_double_round_trip),
+		cmocka_unit_test(test_merge_commands),
 		cmocka_unit_test(test_top),
 	};
 
