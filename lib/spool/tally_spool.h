@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The spool: window aggregates Redis could not take yet, in checksummed append-only files. */
+#ifndef TALLY_SPOOL_H
+#define TALLY_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally_table.h"
+
+#define TALLY_SPOOL_SEGMENTS 8       /* the size cap is shared by this many segment files */
+#define TALLY_SPOOL_SERIES_PER_REC 1024
+
+/* What to do when the spool reaches its size cap. */
+enum tally_spool_policy {
+	TALLY_SPOOL_DROP_NEW = 0, /* stop spooling: new windows are counted and dropped */
+	TALLY_SPOOL_DROP_OLDEST,  /* delete the oldest segment to make room */
+};
+
+/* One series as spooled (64 bytes, little-endian, as in memory). */
+struct tally_spool_series {
+	uint64_t device_id;
+	uint32_t metric_id;
+	uint8_t kind;
+	uint8_t pad[3];
+	uint64_t count;
+	double sum;
+	double min;
+	double max;
+	double last;
+	uint64_t last_ns;
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct tally_spool_series) == 64, "spooled series layout");
+
+struct tally_spool_stats {
+	uint64_t windows;       /* windows (or parts) appended */
+	uint64_t records;       /* records (chunks of up to 1024 series) appended */
+	uint64_t bytes;         /* bytes in the spool now */
+	uint64_t dropped_new;   /* windows not spooled: cap reached, policy drop-new */
+	uint64_t dropped_old;   /* segments deleted: cap reached, policy drop-oldest */
+	uint64_t replayed;      /* records read back and handed on */
+	uint64_t corrupt;       /* records skipped: torn or failing their checksum */
+	uint64_t write_errors;
+};
+
+/*
+ * The spool directory: segment files spool-<seq>.tsp, appended in order. Single-threaded
+ * (the control lcore).
+ */
+struct tally_spool {
+	char dir[1024];
+	uint64_t max_bytes;
+	uint64_t seg_max;       /* max_bytes / TALLY_SPOOL_SEGMENTS */
+	int policy;
+	int fd;                 /* the segment being appended, or -1 */
+	uint64_t seq;           /* its sequence number */
+	uint64_t seg_bytes;
+	uint64_t first_seq;     /* oldest segment present */
+	struct tally_spool_stats st;
+};
+
+/*
+ * Open (create) the spool directory and take stock of segments left by an earlier run.
+ * Returns 0 or -1 with a one-line reason in err.
+ */
+int tally_spool_open(struct tally_spool *s, const char *dir, uint64_t max_bytes, int policy,
+		     char *err, size_t errlen);
+
+/* Segments present (left by an earlier run or written by this one). */
+uint64_t tally_spool_segments(const struct tally_spool *s);
+
+/*
+ * Append a window's aggregates (written to disk before this returns: fdatasync), tagged
+ * with the id its Redis merge will use. Returns 0, -ENOSPC when the cap refused it (counted),
+ * or -EIO.
+ */
+int tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *partial_id,
+		       const struct tally_table *t);
+
+/* One record read back: a window part with its partial id and series. */
+struct tally_spool_rec {
+	uint64_t window_start;
+	char partial_id[256];
+	uint32_t nseries;
+	const struct tally_spool_series *series; /* valid during the callback */
+};
+
+/*
+ * Read the oldest closed segment (the one being appended is closed first) and call fn for
+ * every intact record, in order; damaged ones are skipped and counted. fn returns 0 to go
+ * on, <0 to stop (the segment is kept). Returns the records handed on, or -errno; -ENOENT
+ * when the spool is empty. tally_spool_remove_oldest() deletes the segment once its records
+ * are safely elsewhere.
+ */
+int tally_spool_read_oldest(struct tally_spool *s,
+			    int (*fn)(void *ctx, const struct tally_spool_rec *rec), void *ctx);
+
+/* Delete the oldest segment (after its records have been acknowledged). */
+int tally_spool_remove_oldest(struct tally_spool *s);
+
+void tally_spool_close(struct tally_spool *s);
+
+/* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). */
+uint32_t tally_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif /* TALLY_SPOOL_H */
