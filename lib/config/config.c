@@ -41,6 +41,7 @@ struct opt {
 static const char *const partition_choices[] = {"nic", "device", NULL};
 static const char *const rss_choices[] = {"l3-l4", "l3", "l3-src", NULL};
 static const char *const write_choices[] = {"merge", "hset", NULL};
+static const char *const spool_choices[] = {"drop-new", "drop-oldest", NULL};
 
 #define OFF(f) offsetof(struct tally_config, f)
 
@@ -90,6 +91,23 @@ static const struct opt opts[] = {
 	 write_choices},
 	{"instance", OPT_PATH, OFF(instance), NULL, 0, 0,
 	 "this instance's name in merge ids (default: the host name)"},
+	{"spool-dir", OPT_PATH, OFF(spool_dir), NULL, 0, 0,
+	 "spool windows Redis cannot take (outage, full queue, shutdown) to this directory; "
+	 "replayed on recovery and at the next start. Also lets tally start with Redis down"},
+	{"spool-max-mb", OPT_U64, OFF(spool_max_mb), "1024", 1, 1u << 24, "spool size cap"},
+	{"spool-policy", OPT_ENUM, OFF(spool_policy), "drop-new", 0, 0,
+	 "at the cap: drop-new (keep what is spooled, count new windows) or drop-oldest",
+	 spool_choices},
+	{"sink-queue-mb", OPT_U64, OFF(sink_queue_mb), "256", 1, 1u << 20,
+	 "memory for closed windows waiting for Redis (merged tables); beyond it they spool"},
+	{"shutdown-timeout-s", OPT_U64, OFF(shutdown_timeout_s), "30", 1, 3600,
+	 "at SIGTERM, how long to keep writing to Redis before spooling the rest"},
+	{"breaker-failures", OPT_U64, OFF(breaker_failures), "3", 1, 1000,
+	 "consecutive Redis failures that open the circuit breaker"},
+	{"breaker-backoff-ms", OPT_U64, OFF(breaker_backoff_ms), "100", 1, 600000,
+	 "first open period of the breaker; doubles (with jitter) up to --breaker-max-ms"},
+	{"breaker-max-ms", OPT_U64, OFF(breaker_max_ms), "5000", 1, 3600000,
+	 "longest open period of the breaker"},
 	{"dlq", OPT_PATH, OFF(dlq_path), NULL, 0, 0,
 	 "dead-letter capture: malformed datagrams to this pcapng file, reason as comment"},
 	{"dlq-max-mb", OPT_U64, OFF(dlq_max_mb), "64", 1, 1u << 20,

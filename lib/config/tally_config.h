@@ -38,6 +38,14 @@ struct tally_config {
 	uint64_t fwd_ring;        /* records per worker-pair ring (device mode) */
 	char dlq_path[TALLY_PATH_MAX]; /* empty: no dead-letter capture */
 	uint8_t redis_write;      /* 0 merge (FCALL, exactly once), 1 hset */
+	char spool_dir[TALLY_PATH_MAX]; /* empty: no spool */
+	uint64_t spool_max_mb;
+	uint8_t spool_policy;     /* enum tally_spool_policy */
+	uint64_t sink_queue_mb;
+	uint64_t shutdown_timeout_s;
+	uint64_t breaker_failures;
+	uint64_t breaker_backoff_ms;
+	uint64_t breaker_max_ms;
 	char instance[TALLY_HOST_MAX]; /* empty: the host name */
 	uint64_t dlq_max_mb;
 	uint64_t dlq_burst;

@@ -14,7 +14,6 @@
 #include "tally_app.h"
 #include "tally_reply.h"
 
-#define SHUTDOWN_TIMEOUT_MS 30000
 #define EXC_BURST 32
 #define STATS_FIELDS_MAX (64 + 6 * TALLY_STATS_MAX_WORKERS)
 
@@ -69,6 +68,20 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_flush_lag_ms] = ss->flush_lag_ms;
 	}
 	t->ctl.c[TALLY_CC_merge_full] = app->merger.lost_records;
+	if (ss != NULL) {
+		t->ctl.c[TALLY_CC_breaker_state] = ss->breaker_state;
+		t->ctl.c[TALLY_CC_breaker_opens] = ss->breaker_opens;
+		t->ctl.c[TALLY_CC_redis_failures] = ss->failures;
+		t->ctl.c[TALLY_CC_window_retries] = ss->window_retries;
+	}
+	t->ctl.c[TALLY_CC_sink_queue] = tally_merger_busy(&app->merger);
+	t->ctl.c[TALLY_CC_spool_windows] = app->spool.st.windows;
+	t->ctl.c[TALLY_CC_spool_bytes] = app->spool.st.bytes;
+	t->ctl.c[TALLY_CC_spool_replayed] = app->spool.st.replayed;
+	t->ctl.c[TALLY_CC_spool_corrupt] = app->spool.st.corrupt;
+	t->ctl.c[TALLY_CC_spool_dropped] = app->spool.st.dropped_new;
+	t->ctl.c[TALLY_CC_spool_dropped_segments] = app->spool.st.dropped_old;
+	t->ctl.c[TALLY_CC_spool_lost_records] = app->spool_lost;
 	t->ctl.c[TALLY_CC_dlq_written] = app->dlq.written;
 	t->ctl.c[TALLY_CC_dlq_errors] = app->dlq.errors;
 	t->ctl.c[TALLY_CC_dlq_rotations] = app->dlq.pcap.rotations;
@@ -250,7 +263,82 @@ log_stats(struct tally_app *app)
 		t.ctl.c[TALLY_CC_redis_errors], t.ctl.c[TALLY_CC_flush_lag_ms]);
 }
 
-/* Hand complete windows to the sink and collect the ones Redis has acknowledged. */
+/* Put a merged window in the spool; what the spool refuses is counted as lost. */
+static void
+spool_window(struct tally_app *app, struct tally_table *t, uint64_t start, const char *id)
+{
+	tally_table_sort(t);
+	if (tally_spool_append(&app->spool, start, id, t) != 0) {
+		app->spool_lost += t->records;
+		CTL_LOG(app, WARNING, "window %" PRIu64 ": %u series not spooled", start, t->series);
+	}
+}
+
+/* The sink gave a table back (done, or taken back): return it where it belongs. */
+static void
+table_done(struct tally_app *app, struct tally_table *t, int written)
+{
+	if (t != app->replay) {
+		tally_merger_release(&app->merger, t);
+		return;
+	}
+	tally_table_reset(t);
+	if (!written && app->replaying) {
+		/* Replayed from the start of the segment next time: merges are idempotent. */
+		tally_spool_iter_close(&app->replay_it);
+		app->replaying = 0;
+	}
+}
+
+/* Next spooled record to Redis, when the sink has nothing newer to write. */
+static unsigned int
+replay_step(struct tally_app *app)
+{
+	struct tally_spool_rec rec;
+	uint32_t i;
+	int rc;
+
+	if (!app->replaying) {
+		if (tally_spool_iter_open(&app->spool, &app->replay_it) != 0)
+			return 0;
+		app->replaying = 1;
+	}
+	rc = tally_spool_iter_next(&app->spool, &app->replay_it, &rec);
+	if (rc != 1) {
+		/* Every record of the segment is acknowledged (or was damaged): remove it. */
+		tally_spool_iter_close(&app->replay_it);
+		app->replaying = 0;
+		if (rc == 0)
+			tally_spool_remove_oldest(&app->spool);
+		return 1;
+	}
+	tally_table_reset(app->replay);
+	for (i = 0; i < rec.nseries; i++) {
+		const struct tally_spool_series *x = &rec.series[i];
+		struct tally_slot from = {.device_id = x->device_id, .metric_id = x->metric_id,
+					  .kind = x->kind, .used = 1, .count = x->count,
+					  .sum = x->sum, .min = x->min, .max = x->max,
+					  .last = x->last, .last_ns = x->last_ns};
+		struct tally_slot *to = tally_table_lookup(app->replay, x->device_id,
+							   tally_hash_device(x->device_id),
+							   x->metric_id);
+
+		if (to == NULL) {
+			app->spool_lost += x->count;
+			continue;
+		}
+		tally_slot_merge(to, &from);
+		app->replay->records += x->count;
+	}
+	tally_sink_write_window(app->sink, app->replay, rec.window_start, rec.partial_id);
+	return 1;
+}
+
+/*
+ * Move windows toward Redis. Breaker closed: complete windows first, then the spool; when
+ * every merged table waits for the sink, the oldest complete window goes to the spool. Breaker
+ * open: everything complete goes to the spool (when there is one), so memory stays flat.
+ */
 static unsigned int
 drive_sink(struct tally_app *app, int force, uint64_t now)
 {
@@ -258,20 +346,67 @@ drive_sink(struct tally_app *app, int force, uint64_t now)
 	uint64_t start;
 	unsigned int work = 0;
 
+	if (!tally_sink_available(app->sink)) {
+		if (app->spool_on) {
+			t = tally_sink_take_back(app->sink, &start);
+			if (t != NULL) {
+				if (t != app->replay)
+					spool_window(app, t, start, app->partial_id);
+				table_done(app, t, 0);
+				work++;
+			}
+			while ((t = tally_merger_next(&app->merger, force, &start)) != NULL) {
+				spool_window(app, t, start, app->partial_id);
+				tally_merger_release(&app->merger, t);
+				work++;
+			}
+		}
+		tally_sink_poll(app->sink, now); /* the breaker's probe */
+		return work;
+	}
 	/* Other commands (the stats write) may be pending: they go in the same batch. */
 	if (!tally_sink_writing(app->sink)) {
 		t = tally_merger_next(&app->merger, force, &start);
 		if (t != NULL) {
-			tally_sink_write_window(app->sink, t, start);
+			tally_sink_write_window(app->sink, t, start, NULL);
+			work++;
+		} else if (app->spool_on && !app->quit) {
+			work += replay_step(app);
+		}
+	} else if (app->spool_on && tally_merger_busy(&app->merger) == app->nmerge) {
+		/* The queue is full: the oldest complete window waits on disk instead. */
+		t = tally_merger_next(&app->merger, force, &start);
+		if (t != NULL) {
+			spool_window(app, t, start, app->partial_id);
+			tally_merger_release(&app->merger, t);
 			work++;
 		}
 	}
 	t = tally_sink_poll(app->sink, now);
 	if (t != NULL) {
-		tally_merger_release(&app->merger, t);
+		table_done(app, t, 1);
 		work++;
 	}
 	return work;
+}
+
+/* Shutdown ran out of time, or Redis is down at the end: spool what is left. */
+static void
+spool_everything(struct tally_app *app)
+{
+	struct tally_table *t;
+	uint64_t start;
+
+	t = tally_sink_take_back(app->sink, &start);
+	if (t != NULL) {
+		if (t != app->replay)
+			spool_window(app, t, start, app->partial_id);
+		table_done(app, t, 0);
+	}
+	while ((t = tally_merger_next(&app->merger, 1, &start)) != NULL) {
+		spool_window(app, t, start, app->partial_id);
+		tally_merger_release(&app->merger, t);
+	}
 }
 
 static int
@@ -296,6 +431,13 @@ all_written(const struct tally_app *app)
 			return 0;
 	/* Pending stand-alone commands (stats) are flushed with the final stats write. */
 	return tally_merger_busy(&app->merger) == 0 && !tally_sink_writing(app->sink);
+}
+
+/* Redis is down and there is a spool: nothing left to wait for. */
+static int
+spool_instead(const struct tally_app *app)
+{
+	return app->spool_on && !tally_sink_available(app->sink);
 }
 
 int
@@ -329,11 +471,21 @@ tally_control_run(struct tally_app *app)
 			app->next_log_ms = now + app->cfg.log_ms;
 		}
 		if (app->quit && deadline == 0)
-			deadline = now + SHUTDOWN_TIMEOUT_MS;
-		if (done && all_written(app))
+			deadline = now + app->cfg.shutdown_timeout_s * 1000u;
+		if (done && (all_written(app) || spool_instead(app))) {
+			if (app->spool_on)
+				spool_everything(app);
 			break;
+		}
 		if (deadline != 0 && now >= deadline) {
-			CTL_LOG(app, ERR, "shutdown timed out with windows unwritten");
+			if (!done)
+				continue; /* workers drain in bounded time; wait for them */
+			if (app->spool_on) {
+				CTL_LOG(app, WARNING, "shutdown timeout: spooling what Redis did not take");
+				spool_everything(app);
+			} else {
+				CTL_LOG(app, ERR, "shutdown timed out with windows unwritten");
+			}
 			break;
 		}
 		if (work == 0)
@@ -346,7 +498,10 @@ tally_control_run(struct tally_app *app)
 	write_stats(app);
 	tally_sink_sync(app->sink, tally_now_ms());
 	log_stats(app);
-	if (tally_merger_busy(&app->merger) != 0 || ss->errors != errors_before)
+	if (tally_merger_busy(&app->merger) != 0 || app->spool_lost != 0)
+		return -EIO;
+	/* With a spool, Redis being down at the end loses nothing: the next start replays. */
+	if (ss->errors != errors_before && !app->spool_on)
 		return -EIO;
 	return 0;
 }

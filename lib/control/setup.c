@@ -273,7 +273,12 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 				    app->nworkers, err, errlen) != 0)
 			goto undo;
 	}
-	for (i = 0; i < TALLY_MERGE_TABLES; i++) {
+	/* The sink queue: as many merged tables as --sink-queue-mb holds (at least 2). */
+	app->nmerge = (uint32_t)RTE_MIN((c->sink_queue_mb << 20) /
+					 tally_table_memsize((uint32_t)c->table_series),
+				 (uint64_t)TALLY_MERGE_TABLES);
+	app->nmerge = RTE_MAX(app->nmerge, 2u);
+	for (i = 0; i < app->nmerge; i++) {
 		app->merge_tables[i] = table_alloc(app, c->table_series, (int)rte_socket_id());
 		if (app->merge_tables[i] == NULL) {
 			fail(err, errlen, "cannot allocate merge tables of %lu series",
@@ -281,8 +286,23 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 			goto undo;
 		}
 	}
+	if (c->spool_dir[0] != '\0') {
+		if (tally_spool_open(&app->spool, c->spool_dir, c->spool_max_mb << 20,
+				     c->spool_policy, err, errlen) != 0)
+			goto undo;
+		app->spool_on = 1;
+		app->replay = table_alloc(app, c->table_series, (int)rte_socket_id());
+		if (app->replay == NULL) {
+			fail(err, errlen, "cannot allocate the spool replay table");
+			goto undo;
+		}
+		if (tally_spool_segments(&app->spool) > 0)
+			rte_log(RTE_LOG_INFO, app->logtype,
+				"TALLY: spool %s holds %" PRIu64 " segment(s) to replay\n",
+				c->spool_dir, tally_spool_segments(&app->spool));
+	}
 	if (tally_merger_init(&app->merger, app->nworkers, c->window_ms, app->merge_tables,
-			      TALLY_MERGE_TABLES) != 0) {
+			      app->nmerge) != 0) {
 		fail(err, errlen, "cannot set up the final stage");
 		goto undo;
 	}
@@ -301,6 +321,10 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		.window_ms = c->window_ms,
 		.merge = c->redis_write == 0,
 		.partial_id = app->partial_id,
+		.start_open = app->spool_on,
+		.breaker_failures = (uint32_t)c->breaker_failures,
+		.backoff_ms = c->breaker_backoff_ms,
+		.backoff_max_ms = c->breaker_max_ms,
 	};
 	app->sink = tally_sink_create(&sc, err, errlen);
 	if (app->sink == NULL)
@@ -338,6 +362,12 @@ tally_app_free(struct tally_app *app)
 
 	tally_sink_free(app->sink);
 	app->sink = NULL;
+	if (app->replaying)
+		tally_spool_iter_close(&app->replay_it);
+	app->replaying = 0;
+	if (app->spool_on)
+		tally_spool_close(&app->spool);
+	app->spool_on = 0;
 	tally_dlq_stop(&app->dlq);
 	for (i = 0; i < app->nports; i++)
 		tally_port_close(app->ports[i].port_id);

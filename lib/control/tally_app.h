@@ -12,12 +12,13 @@
 #include "tally_dlq.h"
 #include "tally_port.h"
 #include "tally_sink.h"
+#include "tally_spool.h"
 #include "tally_stats.h"
 #include "tally_window.h"
 #include "tally_worker.h"
 
-#define TALLY_MERGE_TABLES 4
-#define TALLY_MAX_TABLES (TALLY_MAX_WORKERS * TALLY_WORKER_TABLES + TALLY_MERGE_TABLES)
+#define TALLY_MERGE_TABLES TALLY_MERGER_MAX_TABLES /* at most; --sink-queue-mb decides */
+#define TALLY_MAX_TABLES (TALLY_MAX_WORKERS * TALLY_WORKER_TABLES + TALLY_MERGE_TABLES + 1)
 
 /* Memory of one table: hugepages from EAL when it has them, else anonymous pages. */
 struct tally_mem {
@@ -38,6 +39,13 @@ struct tally_app {
 	struct rte_mempool *mp;
 	struct tally_merger merger;
 	struct tally_table *merge_tables[TALLY_MERGE_TABLES];
+	uint32_t nmerge;
+	int spool_on;
+	struct tally_spool spool;
+	struct tally_spool_iter replay_it;
+	int replaying;                 /* replay_it is open */
+	struct tally_table *replay;    /* one spooled record at a time, on its way to Redis */
+	uint64_t spool_lost;           /* records lost: spool refused or failed */
 	struct tally_sink *sink;
 	struct tally_dlq dlq;
 	char partial_id[TALLY_HOST_MAX + 32];

@@ -10,7 +10,6 @@
 
 #include "tally_sink.h"
 
-#define RECONNECT_MS 1000
 
 struct tally_sink {
 	struct tally_sink_conf conf;
@@ -21,8 +20,12 @@ struct tally_sink {
 	uint64_t pending;          /* commands appended whose replies are not read yet */
 	uint64_t first_pending_ms; /* when the oldest of them was appended */
 	uint64_t now_ms;           /* time of the current poll, for emit() */
-	uint64_t next_connect_ms;
+	uint64_t retry_at_ms;      /* open breaker: when the next probe may go */
+	uint64_t backoff_ms;       /* the next open period, before jitter */
+	uint32_t failures;         /* consecutive */
+	uint64_t rng;
 	struct tally_table *win;   /* window being written, or NULL */
+	char win_id[128];          /* its partial id */
 	uint64_t win_start;
 	uint32_t win_pos;          /* next series to encode */
 	struct tally_top top;      /* heaviest devices of the window being written */
@@ -99,10 +102,17 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	snprintf(s->partial_id, sizeof(s->partial_id), "%s",
 		 conf->partial_id ? conf->partial_id : "tally");
 	s->conf.partial_id = s->partial_id;
+	s->backoff_ms = s->conf.backoff_ms ? s->conf.backoff_ms : 100;
+	s->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)s;
 	s->ctx = sink_connect(&s->conf, err, errlen);
 	if (s->ctx == NULL) {
-		free(s);
-		return NULL;
+		if (!s->conf.start_open) {
+			free(s);
+			return NULL;
+		}
+		/* Start with the breaker open: the first probe goes after one backoff. */
+		s->st.breaker_state = TALLY_BREAKER_OPEN;
+		s->st.breaker_opens++;
 	}
 	return s;
 }
@@ -117,14 +127,52 @@ tally_sink_free(struct tally_sink *s)
 	free(s);
 }
 
+/* Next open period: the backoff with +-50% jitter, then double it up to the cap. */
+static uint64_t
+next_backoff(struct tally_sink *s)
+{
+	uint64_t b = s->backoff_ms, j;
+
+	s->rng ^= s->rng << 13;
+	s->rng ^= s->rng >> 7;
+	s->rng ^= s->rng << 17;
+	j = b / 2 + s->rng % (b + 1);
+	s->backoff_ms = b * 2 > s->conf.backoff_max_ms ? s->conf.backoff_max_ms : b * 2;
+	if (s->backoff_ms == 0)
+		s->backoff_ms = 1;
+	return j;
+}
+
 static void
-sink_disconnect(struct tally_sink *s)
+breaker_open(struct tally_sink *s)
+{
+	if (s->st.breaker_state != TALLY_BREAKER_OPEN)
+		s->st.breaker_opens++;
+	s->st.breaker_state = TALLY_BREAKER_OPEN;
+	s->retry_at_ms = s->now_ms + next_backoff(s);
+}
+
+/*
+ * A flush or connect failed: drop the connection, count the commands lost with it, and
+ * start the window being written over (its merges are idempotent) once Redis is back.
+ */
+static void
+sink_fail(struct tally_sink *s)
 {
 	s->st.errors += s->pending;
+	s->st.failures++;
 	s->pending = 0;
-	redisFree(s->ctx);
+	if (s->ctx != NULL)
+		redisFree(s->ctx);
 	s->ctx = NULL;
-	s->next_connect_ms = s->now_ms + RECONNECT_MS;
+	if (s->win != NULL && s->win_pos > 0) {
+		s->win_pos = 0;
+		tally_top_reset(&s->top);
+		s->st.window_retries++;
+	}
+	if (++s->failures >= s->conf.breaker_failures ||
+	    s->st.breaker_state == TALLY_BREAKER_HALF_OPEN)
+		breaker_open(s);
 }
 
 static void
@@ -132,7 +180,8 @@ emit(void *arg, int argc, const char **argv, const size_t *argvlen)
 {
 	struct tally_sink *s = arg;
 
-	if (s->ctx == NULL || redisAppendCommandArgv(s->ctx, argc, argv, argvlen) != REDIS_OK) {
+	if (s->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED ||
+	    redisAppendCommandArgv(s->ctx, argc, argv, argvlen) != REDIS_OK) {
 		s->st.errors++;
 		return;
 	}
@@ -157,7 +206,7 @@ sink_flush(struct tally_sink *s)
 		redisReply *r = NULL;
 
 		if (redisGetReply(s->ctx, (void **)&r) != REDIS_OK || r == NULL) {
-			sink_disconnect(s);
+			sink_fail(s);
 			return -EIO;
 		}
 		s->pending--;
@@ -167,11 +216,13 @@ sink_flush(struct tally_sink *s)
 			s->st.commands++;
 		freeReplyObject(r);
 	}
+	s->failures = 0;
 	return 0;
 }
 
 int
-tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t start_ms)
+tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t start_ms,
+			const char *partial_id)
 {
 	if (s->win != NULL)
 		return -EBUSY;
@@ -179,20 +230,54 @@ tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t st
 	s->win = t;
 	s->win_start = start_ms;
 	s->win_pos = 0;
+	snprintf(s->win_id, sizeof(s->win_id), "%s", partial_id ? partial_id : s->partial_id);
 	tally_top_reset(&s->top);
 	return 0;
 }
 
+struct tally_table *
+tally_sink_take_back(struct tally_sink *s, uint64_t *start_ms)
+{
+	struct tally_table *t = s->win;
+
+	if (t == NULL)
+		return NULL;
+	*start_ms = s->win_start;
+	s->win = NULL;
+	s->win_pos = 0;
+	return t;
+}
+
+int
+tally_sink_available(const struct tally_sink *s)
+{
+	return s->st.breaker_state == TALLY_BREAKER_CLOSED;
+}
+
+/* Closed: reconnect at once after a failure. Open: probe once the backoff is over. */
 static void
 sink_reconnect(struct tally_sink *s)
 {
 	char err[256];
 
-	if (s->ctx != NULL || s->now_ms < s->next_connect_ms)
+	if (s->ctx != NULL)
 		return;
+	if (s->st.breaker_state == TALLY_BREAKER_OPEN) {
+		if (s->now_ms < s->retry_at_ms)
+			return;
+		s->st.breaker_state = TALLY_BREAKER_HALF_OPEN;
+	}
 	s->ctx = sink_connect(&s->conf, err, sizeof(err));
-	if (s->ctx == NULL)
-		s->next_connect_ms = s->now_ms + RECONNECT_MS;
+	if (s->ctx == NULL) {
+		s->st.failures++;
+		if (++s->failures >= s->conf.breaker_failures ||
+		    s->st.breaker_state == TALLY_BREAKER_HALF_OPEN)
+			breaker_open(s);
+		return;
+	}
+	s->st.breaker_state = TALLY_BREAKER_CLOSED;
+	s->failures = 0;
+	s->backoff_ms = s->conf.backoff_ms ? s->conf.backoff_ms : 100;
 }
 
 struct tally_table *
@@ -202,7 +287,7 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 
 	s->now_ms = now_ms;
 	sink_reconnect(s);
-	if (s->ctx == NULL)
+	if (s->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED)
 		return NULL;
 	while (s->win != NULL && s->win_pos < s->win->series && s->pending < s->conf.flush_batch) {
 		uint32_t first = s->win_pos, i;
@@ -210,7 +295,7 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 
 		if (s->conf.merge)
 			tally_encode_device_merge(&s->enc, s->win, &s->win_pos, s->win_start,
-						  s->conf.retention_s, s->partial_id, emit, s);
+						  s->conf.retention_s, s->win_id, emit, s);
 		else
 			tally_encode_device(&s->enc, s->win, &s->win_pos, s->win_start,
 					    s->conf.retention_s, emit, s);

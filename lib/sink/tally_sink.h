@@ -90,6 +90,17 @@ struct tally_sink_conf {
 	uint64_t window_ms;
 	int merge;               /* merge-safe FCALL writes (else plain HSET) */
 	const char *partial_id;  /* merge: unique per process run */
+	int start_open;          /* a Redis that is down at start opens the breaker, no error */
+	uint32_t breaker_failures; /* consecutive failures that open the breaker */
+	uint64_t backoff_ms;     /* first wait of an open breaker; doubles, with jitter ... */
+	uint64_t backoff_max_ms; /* ... up to this */
+};
+
+/* Circuit breaker states (tally:self breaker_state). */
+enum tally_breaker {
+	TALLY_BREAKER_CLOSED = 0, /* writing */
+	TALLY_BREAKER_OPEN,       /* no attempts until the backoff ends */
+	TALLY_BREAKER_HALF_OPEN,  /* one probe: connect, PING, load the function */
 };
 
 /* What the sink has done; plain counters, read by the control lcore only. */
@@ -99,6 +110,10 @@ struct tally_sink_stats {
 	uint64_t batches;
 	uint64_t windows_flushed;
 	uint64_t flush_lag_ms;
+	uint64_t breaker_state;   /* enum tally_breaker */
+	uint64_t breaker_opens;
+	uint64_t failures;        /* failed flushes and connects */
+	uint64_t window_retries;  /* windows started again after a failure */
 };
 
 /*
@@ -109,8 +124,22 @@ struct tally_sink *tally_sink_create(const struct tally_sink_conf *conf, char *e
 				     size_t errlen);
 void tally_sink_free(struct tally_sink *s);
 
-/* Queue a whole window for writing; 0, or -EBUSY while the previous one is still going. */
-int tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t start_ms);
+/*
+ * Queue a whole window for writing under partial_id (NULL: this run's); 0, or -EBUSY while
+ * another one is being written. The table is sorted by device here.
+ */
+int tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t start_ms,
+			    const char *partial_id);
+
+/* True when the breaker is closed: windows may be given to the sink. */
+int tally_sink_available(const struct tally_sink *s);
+
+/*
+ * Take back the window being written (to spool it while the breaker is open); its writes
+ * so far are idempotent merges, so writing it again later is safe. Returns the table and its
+ * start, or NULL.
+ */
+struct tally_table *tally_sink_take_back(struct tally_sink *s, uint64_t *start_ms);
 
 /*
  * Do a slice of work: encode up to one batch of the current window, flush a full batch or

@@ -315,16 +315,13 @@ resync(const uint8_t *p, size_t off, size_t len)
 }
 
 int
-tally_spool_read_oldest(struct tally_spool *s,
-			int (*fn)(void *ctx, const struct tally_spool_rec *rec), void *ctx)
+tally_spool_iter_open(struct tally_spool *s, struct tally_spool_iter *it)
 {
-	struct tally_spool_series *aligned = NULL;
 	char path[2048];
 	struct stat sb;
-	uint8_t *p;
-	size_t off = 0, len;
-	int fd, n = 0;
+	int fd;
 
+	memset(it, 0, sizeof(*it));
 	if (s->first_seq == UINT64_MAX)
 		return -ENOENT;
 	if (s->fd >= 0 && s->first_seq == s->seq)
@@ -337,21 +334,32 @@ tally_spool_read_oldest(struct tally_spool *s,
 		close(fd);
 		return -errno;
 	}
-	len = (size_t)sb.st_size;
-	if (len == 0) {
-		close(fd);
-		return 0;
+	it->len = (size_t)sb.st_size;
+	if (it->len > 0) {
+		it->map = mmap(NULL, it->len, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (it->map == MAP_FAILED) {
+			it->map = NULL;
+			close(fd);
+			return -errno;
+		}
 	}
-	p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
-	if (p == MAP_FAILED)
-		return -errno;
-	while (off < len) {
-		struct tally_spool_rec rec;
-		struct spool_hdr h;
+	return 0;
+}
 
-		if (len - off < sizeof(h)) { /* torn header at the end */
+int
+tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
+		      struct tally_spool_rec *rec)
+{
+	const uint8_t *p = it->map;
+
+	while (it->off < it->len) {
+		struct spool_hdr h;
+		size_t off = it->off;
+
+		if (it->len - off < sizeof(h)) { /* torn header at the end */
 			s->st.corrupt++;
+			it->off = it->len;
 			break;
 		}
 		memcpy(&h, p + off, sizeof(h));
@@ -359,44 +367,68 @@ tally_spool_read_oldest(struct tally_spool *s,
 		    h.hdr_crc != tally_crc32c(0, &h, offsetof(struct spool_hdr, hdr_crc))) {
 			/* A damaged header: skip to the next record that checks out. */
 			s->st.corrupt++;
-			off = resync(p, off + 1, len);
+			it->off = resync(p, off + 1, it->len);
 			continue;
 		}
-		if (h.payload_len > len - off - sizeof(h)) { /* torn record at the end */
+		if (h.payload_len > it->len - off - sizeof(h)) { /* torn record at the end */
 			s->st.corrupt++;
+			it->off = it->len;
 			break;
 		}
-		if (h.payload_len != h.id_len + (uint64_t)h.nseries * sizeof(*rec.series) ||
-		    h.id_len >= sizeof(rec.partial_id) ||
+		it->off = off + sizeof(h) + h.payload_len;
+		if (h.payload_len != h.id_len + (uint64_t)h.nseries * sizeof(*rec->series) ||
+		    h.id_len >= sizeof(rec->partial_id) ||
 		    tally_crc32c(0, p + off + sizeof(h), h.payload_len) != h.payload_crc) {
 			s->st.corrupt++;
-			off += sizeof(h) + h.payload_len;
 			continue;
 		}
-		rec.window_start = h.window_start;
-		memcpy(rec.partial_id, p + off + sizeof(h), h.id_len);
-		rec.partial_id[h.id_len] = '\0';
-		rec.nseries = h.nseries;
+		rec->window_start = h.window_start;
+		memcpy(rec->partial_id, p + off + sizeof(h), h.id_len);
+		rec->partial_id[h.id_len] = '\0';
+		rec->nseries = h.nseries;
 		/* The series follow an id of any length: copy them to aligned memory. */
-		free(aligned);
-		aligned = malloc((size_t)h.nseries * sizeof(*aligned) + 1);
-		if (aligned == NULL) {
-			n = -ENOMEM;
-			break;
-		}
-		memcpy(aligned, p + off + sizeof(h) + h.id_len, (size_t)h.nseries * sizeof(*aligned));
-		rec.series = aligned;
+		free(it->aligned);
+		it->aligned = malloc((size_t)h.nseries * sizeof(*rec->series) + 1);
+		if (it->aligned == NULL)
+			return -ENOMEM;
+		memcpy(it->aligned, p + off + sizeof(h) + h.id_len,
+		       (size_t)h.nseries * sizeof(*rec->series));
+		rec->series = it->aligned;
 		s->st.replayed++;
+		return 1;
+	}
+	return 0;
+}
+
+void
+tally_spool_iter_close(struct tally_spool_iter *it)
+{
+	if (it->map != NULL)
+		munmap(it->map, it->len);
+	free(it->aligned);
+	memset(it, 0, sizeof(*it));
+}
+
+int
+tally_spool_read_oldest(struct tally_spool *s,
+			int (*fn)(void *ctx, const struct tally_spool_rec *rec), void *ctx)
+{
+	struct tally_spool_iter it;
+	struct tally_spool_rec rec;
+	int n = 0, rc;
+
+	rc = tally_spool_iter_open(s, &it);
+	if (rc != 0)
+		return rc;
+	while ((rc = tally_spool_iter_next(s, &it, &rec)) == 1) {
 		if (fn(ctx, &rec) < 0) {
-			n = -EAGAIN;
+			rc = -EAGAIN;
 			break;
 		}
 		n++;
-		off += sizeof(h) + h.payload_len;
 	}
-	free(aligned);
-	munmap(p, len);
-	return n;
+	tally_spool_iter_close(&it);
+	return rc < 0 ? rc : n;
 }
 
 int

@@ -96,6 +96,23 @@ struct tally_spool_rec {
 int tally_spool_read_oldest(struct tally_spool *s,
 			    int (*fn)(void *ctx, const struct tally_spool_rec *rec), void *ctx);
 
+/* Reading the oldest segment one record at a time (the control loop's replay). */
+struct tally_spool_iter {
+	uint8_t *map;
+	size_t len;
+	size_t off;
+	void *aligned;
+};
+
+/* Open the oldest segment for reading; 0, -ENOENT when the spool is empty, or -errno. */
+int tally_spool_iter_open(struct tally_spool *s, struct tally_spool_iter *it);
+
+/* The next intact record (damaged ones are skipped and counted): 1, 0 at the end, -errno. */
+int tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
+			  struct tally_spool_rec *rec);
+
+void tally_spool_iter_close(struct tally_spool_iter *it);
+
 /* Delete the oldest segment (after its records have been acknowledged). */
 int tally_spool_remove_oldest(struct tally_spool *s);
 
