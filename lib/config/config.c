@@ -83,6 +83,9 @@ static const struct opt opts[] = {
 	{"hot-share", OPT_SHARE, OFF(hot_share), "0.02", 0, 0,
 	 "device mode: a device above this share of a worker's records is hot and "
 	 "pre-aggregated where it arrives (0 = off)"},
+	{"hot-flush-ms", OPT_U64, OFF(hot_flush_ms), "0", 0, 86400000,
+	 "device mode: hand hot devices' partials to the final stage this often, not only at "
+	 "window close (0 = at close)"},
 	{"fwd-ring", OPT_U64, OFF(fwd_ring), "16384", 64, 1u << 22,
 	 "device mode: records each worker-to-worker ring holds"},
 	{"redis-write", OPT_ENUM, OFF(redis_write), "merge", 0, 0,

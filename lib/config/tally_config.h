@@ -35,6 +35,7 @@ struct tally_config {
 	uint8_t rss_key_len;      /* 0: the port's default key */
 	uint8_t rss_key[64];
 	double hot_share;         /* 0 disables hot-key handling */
+	uint64_t hot_flush_ms;    /* hand pre-aggregated partials over this often (0: at close) */
 	uint64_t fwd_ring;        /* records per worker-pair ring (device mode) */
 	char dlq_path[TALLY_PATH_MAX]; /* empty: no dead-letter capture */
 	uint8_t redis_write;      /* 0 merge (FCALL, exactly once), 1 hset */

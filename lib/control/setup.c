@@ -145,6 +145,8 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 	w->mode = c->partition;
 	w->ntables = (w->mode == TALLY_PARTITION_DEVICE && app->nworkers > 1) ? 4 : 3;
 	tally_hot_init(&w->hot, w->mode == TALLY_PARTITION_DEVICE ? c->hot_share : 0);
+	if (w->mode == TALLY_PARTITION_DEVICE && c->hot_flush_ms > 0)
+		w->hot_flush_tsc = c->hot_flush_ms * (rte_get_tsc_hz() / 1000u);
 	w->burst = (uint16_t)c->burst;
 	w->window_ms = c->window_ms;
 	w->drain_max = (uint32_t)c->rx_desc * 2 * (w->nrxq ? w->nrxq : 1);

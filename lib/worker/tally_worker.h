@@ -106,6 +106,9 @@ struct tally_worker {
 	uint16_t nstage[TALLY_MAX_WORKERS];
 	union tally_fwd_slot stage[TALLY_MAX_WORKERS][TALLY_FWD_STAGE];
 	struct tally_hot hot;
+	uint64_t hot_flush_tsc;      /* 0: partials only at window close */
+	uint64_t next_hot_flush;
+	uint64_t hot_in_cur;         /* hot records in the current table since it was taken */
 
 	struct tally_worker_pub pub;
 	struct tally_worker_stats stats;

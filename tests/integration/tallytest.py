@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -163,18 +164,24 @@ class Resp:
 class Redis:
     """A private redis-server on a free loopback port, child of the test (not daemonized)."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, port=None, extra=()):
+        """port: this one (e.g. a restart after an outage; one try), else a free one.
+        extra: more redis-server arguments; they win over the defaults (e.g. --appendonly)."""
         exe = shutil.which('redis-server')
         if exe is None:
             raise Skip('redis-server not found')
-        for attempt in range(5):
-            self.port = free_port()
-            logpath = os.path.join(ctx.tmp, 'redis-%d.log' % self.port)
+        self.ctx = ctx
+        self.extra = list(extra)
+        for attempt in range(5 if port is None else 1):
+            self.port = free_port() if port is None else port
+            ctx.nredis += 1
+            tag = '%d' % self.port if port is None else '%d-%d' % (self.port, ctx.nredis)
+            logpath = os.path.join(ctx.tmp, 'redis-%s.log' % tag)
             self.logfile = open(logpath, 'wb')
             self.proc = ctx.spawn([exe, '--port', str(self.port), '--bind', '127.0.0.1',
-                                   '--save', '', '--appendonly', 'no', '--dir', ctx.tmp],
-                                  stdout=self.logfile, name='redis-server')
-            ctx.logs.append(('redis-server :%d' % self.port, logpath))
+                                   '--save', '', '--appendonly', 'no', '--dir', ctx.tmp]
+                                  + self.extra, stdout=self.logfile, name='redis-server')
+            ctx.logs.append(('redis-server :%s' % tag, logpath))
             self.client = Resp('127.0.0.1', self.port)
             if self._wait_ready():
                 self.addr = '127.0.0.1:%d' % self.port
@@ -204,6 +211,21 @@ class Redis:
 
     def flushall(self):
         self.client.call('FLUSHALL')
+
+    def signal(self, sig):
+        """Send sig (SIGKILL: an outage, SIGSTOP/SIGCONT: a hung server); waits for a kill."""
+        log('redis-server pid %d: %s' % (self.proc.pid, signal.Signals(sig).name))
+        self.client.close()
+        self.proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            self.proc.wait(10)
+
+    def restart(self, extra=None):
+        """A new redis-server on the same port (after signal(SIGKILL)); same extra arguments
+        unless given. Returns the new Redis."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGKILL)
+        return Redis(self.ctx, port=self.port, extra=self.extra if extra is None else extra)
 
     def self_stats(self):
         """tally:self as {name: int} (empty before the first write)."""
@@ -293,6 +315,27 @@ class Tally:
         check_eq(rc, 0, 'tally exit status after %s' % sig.name)
         return took
 
+    def wait_telemetry(self, pred, timeout=20.0, what='telemetry condition'):
+        """Poll this process's own counters (/tally/stats, ':' read as '_') until pred holds;
+        they answer while Redis is down. Fails early if tally exits."""
+        deadline = time.monotonic() + timeout
+        st = {}
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise Failure('tally exited (rc %d) while waiting for %s' % (rc, what))
+            st = self.telemetry('/tally/stats') or {}
+            if st and pred(st):
+                return st
+            if time.monotonic() > deadline:
+                raise Failure('timed out after %.0fs waiting for %s; last telemetry: %s'
+                              % (timeout, what, fmt_stats(st)))
+            time.sleep(0.05)
+
+    def rss_kb(self):
+        """VmRSS of the process (kB), None once it has gone."""
+        return rss_kb(self.proc.pid)
+
     def telemetry(self, cmd):
         """One command on DPDK's telemetry socket (dict), or None if unavailable."""
         path = os.path.join(self.runtime_dir, 'dpdk_telemetry.v2')
@@ -329,6 +372,30 @@ def wait_window_margin(window_ms, margin_ms):
         log('waiting %d ms for the next %d ms window' % (left + 50, window_ms))
         time.sleep((left + 50) / 1000)
     return int(time.time() * 1000) // window_ms * window_ms
+
+
+def rss_kb(pid):
+    """VmRSS of a process (kB), or None if it has gone."""
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def wait_until(pred, timeout, what, interval=0.05):
+    """Poll pred() until it returns something true (returned); fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Failure('timed out after %.0fs waiting for %s' % (timeout, what))
+        time.sleep(interval)
 
 
 def count_lines(path):
@@ -374,6 +441,51 @@ def tally_gen(ctx, args, netns=None, timeout=60.0):
 def query_totals(ctx, redis):
     _, out, _ = run_tool([ctx.args.tally_query, '--redis', redis.addr, 'totals'])
     return out
+
+
+def read_totals(path):
+    """tally-gen --totals as {(device, metric): (count, sum, min, max)}."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            d, m, c, s, mn, mx = line.split()
+            out[(int(d), int(m))] = (int(c), float(s), float(mn), float(mx))
+    return out
+
+
+def format_totals(acc):
+    """{(device, metric): (count, sum, min, max)} in tally-gen's --totals format."""
+    return ''.join('%d %d %d %.17g %.17g %.17g\n' % (k[0], k[1], *v)
+                   for k, v in sorted(acc.items()))
+
+
+def fold_series(acc, key, count, total, mn, mx):
+    """Add one series' (count, sum, min, max) into acc[key] (counts and sums add)."""
+    if key in acc:
+        c0, s0, mn0, mx0 = acc[key]
+        acc[key] = (c0 + count, s0 + total, min(mn0, mn), max(mx0, mx))
+    else:
+        acc[key] = (count, total, mn, mx)
+
+
+def combine_totals(*paths):
+    """Per-series totals of several tally-gen runs, in tally-gen's --totals format."""
+    acc = {}
+    for p in paths:
+        for k, v in read_totals(p).items():
+            fold_series(acc, k, *v)
+    return format_totals(acc)
+
+
+def compare_totals_text(expected, actual_text, what='totals'):
+    """Like compare_totals, with the expected text given."""
+    if expected == actual_text:
+        return
+    exp, act = expected.splitlines(), actual_text.splitlines()
+    diff = list(difflib.unified_diff(exp, act, 'expected', 'tally-query totals',
+                                     lineterm='', n=0))
+    raise Failure('%s differ (%d expected lines, %d in Redis):\n%s'
+                  % (what, len(exp), len(act), '\n'.join(diff[:40])))
 
 
 def compare_totals(expected_path, actual_text):
@@ -455,6 +567,83 @@ def check_schema(redis, retention_s, window_ms):
 
 
 # ---------------------------------------------------------------------------------------------
+# Spool segments (--spool-dir): records of a 32-byte header, the partial id, 64-byte series
+
+
+SPOOL_MAGIC = 0x31505354  # 'TSP1'
+SPOOL_HDR = struct.Struct('<IIQIIHHI')
+SPOOL_SERIES = struct.Struct('<QIB3xQdddd Q'.replace(' ', ''))
+_CRC32C = []
+
+
+def crc32c(data, crc=0):
+    """CRC-32C (Castagnoli), as the spool's checksums."""
+    if not _CRC32C:
+        for n in range(256):
+            c = n
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            _CRC32C.append(c)
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = _CRC32C[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def spool_segments(spool_dir):
+    """Paths of the segment files in a spool directory, oldest first."""
+    try:
+        names = os.listdir(spool_dir)
+    except FileNotFoundError:
+        return []
+    return [os.path.join(spool_dir, n) for n in sorted(names)
+            if re.fullmatch(r'spool-\d+\.tsp', n)]
+
+
+def read_spool_segment(path):
+    """The records of one segment, checking magic, lengths and both CRCs: a list of dicts
+    (offset, length, window, id, series: [(device, metric, kind, count, sum, min, max)])."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    off, recs = 0, []
+    while off < len(data):
+        check(len(data) - off >= SPOOL_HDR.size, '%s: torn header at %d' % (path, off))
+        magic, plen, window, nseries, pcrc, id_len, reserved, hcrc = \
+            SPOOL_HDR.unpack_from(data, off)
+        check_eq(magic, SPOOL_MAGIC, '%s @%d: record magic' % (path, off))
+        check_eq(hcrc, crc32c(data[off:off + 28]), '%s @%d: header CRC' % (path, off))
+        check_eq(plen, id_len + nseries * SPOOL_SERIES.size, '%s @%d: payload length'
+                 % (path, off))
+        payload = data[off + SPOOL_HDR.size:off + SPOOL_HDR.size + plen]
+        check_eq(len(payload), plen, '%s @%d: payload present' % (path, off))
+        check_eq(pcrc, crc32c(payload), '%s @%d: payload CRC' % (path, off))
+        series = []
+        for i in range(nseries):
+            dev, met, kind, cnt, sm, mn, mx, _last, _last_ns = \
+                SPOOL_SERIES.unpack_from(payload, id_len + i * SPOOL_SERIES.size)
+            series.append((dev, met, kind, cnt, sm, mn, mx))
+        recs.append({'path': path, 'offset': off, 'length': SPOOL_HDR.size + plen,
+                     'window': window, 'id': payload[:id_len].decode(), 'series': series,
+                     'series_offset': off + SPOOL_HDR.size + id_len})
+        off += SPOOL_HDR.size + plen
+    return recs
+
+
+def read_spool(spool_dir):
+    """Every record of every segment of a spool directory, in replay order."""
+    return [r for p in spool_segments(spool_dir) for r in read_spool_segment(p)]
+
+
+def spool_totals(records):
+    """What replaying these records adds to Redis, in tally-gen's --totals format."""
+    acc = {}
+    for r in records:
+        for dev, met, _kind, cnt, sm, mn, mx in r['series']:
+            fold_series(acc, (dev, met), cnt, sm, mn, mx)
+    return format_totals(acc)
+
+
+# ---------------------------------------------------------------------------------------------
 # Context, cleanup and the entry point
 
 
@@ -467,6 +656,7 @@ class Context:
         self.logs = []        # (title, path) printed on failure
         self.dpdk_dirs = []   # EAL runtime directories to remove
         self.ntally = 0
+        self.nredis = 0
         self.failed = False
 
     def spawn(self, argv, stdout, name):
@@ -484,8 +674,8 @@ class Context:
                 proc.kill()
                 proc.wait()
 
-    def redis(self):
-        return Redis(self)
+    def redis(self, port=None, extra=()):
+        return Redis(self, port=port, extra=extra)
 
     def tally(self, *a, **kw):
         return Tally(self, *a, **kw)
