@@ -12,9 +12,7 @@
 #include <rte_mbuf.h>
 
 #include "tally_app.h"
-#include "tally_reply.h"
 
-#define EXC_BURST 32
 #define STATS_FIELDS_MAX (64 + 6 * TALLY_STATS_MAX_WORKERS)
 
 #define CTL_LOG(app, lvl, fmt, ...)                                                               \
@@ -60,6 +58,10 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 			t->per_worker[i] = &app->workers[i].stats;
 	}
 	t->ctl = app->ctl;
+	/* The exception thread's counters (it is their only writer). */
+	t->ctl.c[TALLY_CC_arp_replies] = app->exc.arp_replies;
+	t->ctl.c[TALLY_CC_icmp_replies] = app->exc.icmp_replies;
+	t->ctl.c[TALLY_CC_exception_tx_drops] = app->exc.tx_drops;
 	if (ss != NULL) {
 		t->ctl.c[TALLY_CC_windows_flushed] = ss->windows_flushed;
 		t->ctl.c[TALLY_CC_redis_commands] = ss->commands;
@@ -138,55 +140,6 @@ drain_worker(struct tally_app *app, uint32_t id)
 		n++;
 	}
 	tally_merger_close(&app->merger, id, closed);
-	return n;
-}
-
-static const struct tally_port_info *
-find_port(const struct tally_app *app, uint16_t port_id)
-{
-	uint16_t i;
-
-	for (i = 0; i < app->nports; i++)
-		if (app->ports[i].port_id == port_id)
-			return &app->ports[i];
-	return NULL;
-}
-
-/* Answer ARP / ICMP / ICMPv6 the workers handed over, on the port's TX queue. */
-static unsigned int
-serve_exceptions(struct tally_app *app, struct tally_worker *w)
-{
-	struct rte_mbuf *pkts[EXC_BURST];
-	unsigned int n, i;
-
-	n = rte_ring_sc_dequeue_burst(w->exc, (void **)pkts, EXC_BURST, NULL);
-	for (i = 0; i < n; i++) {
-		struct rte_mbuf *m = pkts[i];
-		const struct tally_port_info *p = find_port(app, m->port);
-		uint8_t *data = rte_pktmbuf_mtod(m, uint8_t *);
-		struct tally_frame fr;
-		int type, len;
-
-		type = tally_wire_parse(data, rte_pktmbuf_data_len(m), &w->filter, &fr);
-		len = p ? tally_reply_build(data, rte_pktmbuf_data_len(m), type, &fr, p->mac,
-					   &w->filter)
-			: -1;
-		if (len <= 0 || m->nb_segs != 1) {
-			rte_pktmbuf_free(m);
-			continue;
-		}
-		m->data_len = (uint16_t)len;
-		m->pkt_len = (uint32_t)len;
-		m->ol_flags = 0;
-		if (rte_eth_tx_burst(p->port_id, 0, &m, 1) != 1) {
-			app->ctl.c[TALLY_CC_exception_tx_drops]++;
-			rte_pktmbuf_free(m);
-		} else if (type == TALLY_FRAME_ARP) {
-			app->ctl.c[TALLY_CC_arp_replies]++;
-		} else {
-			app->ctl.c[TALLY_CC_icmp_replies]++;
-		}
-	}
 	return n;
 }
 
@@ -457,10 +410,8 @@ tally_control_run(struct tally_app *app)
 		now = tally_now_ms();
 		if (!done)
 			done = all_workers_done(app);
-		for (i = 0; i < app->nworkers; i++) {
+		for (i = 0; i < app->nworkers; i++)
 			work += drain_worker(app, i);
-			work += serve_exceptions(app, &app->workers[i]);
-		}
 		work += drive_sink(app, done, now);
 		if (now >= app->next_stats_ms) {
 			write_stats(app);

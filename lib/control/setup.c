@@ -331,6 +331,10 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	app->sink = tally_sink_create(&sc, err, errlen);
 	if (app->sink == NULL)
 		goto undo;
+	if (tally_exception_start(app) != 0) {
+		fail(err, errlen, "cannot start the exception thread");
+		goto undo;
+	}
 	if (tally_telemetry_register(app) != 0)
 		rte_log(RTE_LOG_WARNING, app->logtype, "TALLY: telemetry commands not registered\n");
 	return 0;
@@ -362,6 +366,7 @@ tally_app_free(struct tally_app *app)
 {
 	uint32_t i, j;
 
+	tally_exception_stop(app);
 	tally_sink_free(app->sink);
 	app->sink = NULL;
 	if (app->replaying)

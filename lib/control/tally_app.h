@@ -4,6 +4,7 @@
 #define TALLY_APP_H
 
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include <rte_mempool.h>
@@ -48,6 +49,14 @@ struct tally_app {
 	uint64_t spool_lost;           /* records lost: spool refused or failed */
 	struct tally_sink *sink;
 	struct tally_dlq dlq;
+	struct {                       /* the exception thread: ARP / ICMP replies */
+		pthread_t tid;
+		volatile int stop;
+		int running;
+		uint64_t arp_replies;
+		uint64_t icmp_replies;
+		uint64_t tx_drops;
+	} exc;
 	char partial_id[TALLY_HOST_MAX + 32];
 	struct tally_control_stats ctl;
 	struct tally_window_msg *stash[TALLY_MAX_WORKERS]; /* partials waiting for a merge table */
@@ -77,6 +86,10 @@ int tally_app_launch(struct tally_app *app);
  * window was acknowledged by Redis, -EIO when something could not be written.
  */
 int tally_control_run(struct tally_app *app);
+
+/* Start / stop the thread answering ARP and ICMP (off the control lcore). */
+int tally_exception_start(struct tally_app *app);
+void tally_exception_stop(struct tally_app *app);
 
 /* Release everything tally_app_init() built. */
 void tally_app_free(struct tally_app *app);

@@ -164,8 +164,8 @@ def veth(ctx):
             raise tt.Skip(tool + ' not found')
     import test_af_packet as afp
     ns, iface, peer, mac = afp.setup_veth(ctx)
-    # A permanent neighbour: no ARP (answered by the control lcore, which blocks on a hung
-    # Redis for up to --redis-timeout-ms) can fail and make the kernel drop what it sends.
+    # A permanent neighbour keeps the sender independent of ARP; that tally still answers
+    # ARP and ping while Redis hangs is checked in case_pause.
     afp.ip('-n', ns, 'neigh', 'replace', afp.TALLY_IP, 'lladdr', mac, 'dev', peer,
            'nud', 'permanent')
     tt.log('veth %s (%s) <-> %s in netns %s' % (iface, mac, peer, ns))
@@ -245,8 +245,14 @@ def case_pause(ctx):
     time.sleep(4)
     redis.signal(signal.SIGSTOP)
     paused_at = time.monotonic()
-    seen_open, samples = False, []
+    seen_open, samples, pinged = False, [], False
     while time.monotonic() - paused_at < 10:
+        if not pinged and time.monotonic() - paused_at > 3:
+            # The exception path has its own thread: a hung Redis does not stall replies.
+            rc, out, _ = tt.run_tool(['ping', '-c', '3', '-i', '0.2', '-W', '1',
+                                      afp.TALLY_IP], netns=ns, ok=None, timeout=10)
+            tt.check_eq(rc, 0, 'ping tally while Redis hangs (%s)' % out.strip()[-80:])
+            pinged = True
         st = t.telemetry('/tally/stats') or {}
         if st:
             seen_open |= st['breaker_state'] == 1
