@@ -29,6 +29,7 @@ struct tally_sink {
 	uint64_t win_start;
 	uint32_t win_pos;          /* next series to encode */
 	struct tally_top top;      /* heaviest devices of the window being written */
+	uint64_t top_window;       /* the window tally:top describes */
 	struct tally_encoder enc;
 };
 
@@ -302,8 +303,11 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 		for (i = first; i < s->win_pos; i++)
 			records += tally_table_at(s->win, i)->count;
 		tally_top_add(&s->top, tally_table_at(s->win, first)->device_id, records);
-		if (s->win_pos == s->win->series)
+		/* A replayed older window must not replace the newest window's top. */
+		if (s->win_pos == s->win->series && s->win_start >= s->top_window) {
 			tally_encode_top(&s->enc, &s->top, s->win_start, emit, s);
+			s->top_window = s->win_start;
+		}
 	}
 	if (s->pending >= s->conf.flush_batch ||
 	    (s->pending > 0 && now_ms - s->first_pending_ms >= s->conf.flush_ms))
@@ -326,12 +330,6 @@ tally_sink_sync(struct tally_sink *s, uint64_t now_ms)
 	if (s->ctx == NULL)
 		return -EIO;
 	return sink_flush(s);
-}
-
-int
-tally_sink_busy(const struct tally_sink *s)
-{
-	return s->win != NULL || s->pending > 0;
 }
 
 int

@@ -155,9 +155,6 @@ void tally_sink_command(struct tally_sink *s, int argc, const char **argv,
 /* Flush everything pending and wait for the acknowledgements; 0 or -EIO. */
 int tally_sink_sync(struct tally_sink *s, uint64_t now_ms);
 
-/* True while a window is being written or acknowledgements are outstanding. */
-int tally_sink_busy(const struct tally_sink *s);
-
 /* True while a window is being written: the next one must wait. */
 int tally_sink_writing(const struct tally_sink *s);
 
