@@ -30,14 +30,16 @@ tally_owner(uint64_t dev_hash, uint32_t nworkers)
  */
 #define TALLY_FWD_CHUNK 1
 #define TALLY_FWD_MARKER 2
+#define TALLY_FWD_SINGLE 3 /* a chunk of one record, all in the header slot */
 
 struct tally_fwd_hdr {
 	uint64_t device_id;
-	uint32_t nrec;
+	uint32_t nrec;     /* SINGLE: the record's metric_id */
 	uint8_t type;
-	uint8_t pad[3];
+	uint8_t kind;      /* SINGLE: the record's kind */
+	uint8_t pad[2];
 	uint64_t ts_ns;
-	uint64_t reserved;
+	double value;      /* SINGLE: the record's value */
 };
 
 union tally_fwd_slot {
@@ -47,11 +49,26 @@ union tally_fwd_slot {
 
 _Static_assert(sizeof(union tally_fwd_slot) == 32, "a forwarding slot is 32 bytes");
 
-/* Slots a chunk of nrec records takes (a marker, with none, takes one). */
+/* Slots a chunk of nrec records takes: one alone fits in its header slot. */
 static inline uint32_t
 tally_fwd_slots(uint32_t nrec)
 {
-	return 1 + (nrec + 1) / 2;
+	return nrec <= 1 ? 1 : 1 + (nrec + 1) / 2;
+}
+
+/* Slots taken by what starts at slot (a chunk, a single record or a marker). */
+static inline uint32_t
+tally_fwd_span(const union tally_fwd_slot *slot)
+{
+	return slot->hdr.type == TALLY_FWD_CHUNK ? tally_fwd_slots(slot->hdr.nrec) : 1;
+}
+
+/* Records in what starts at slot. */
+static inline uint32_t
+tally_fwd_nrec(const union tally_fwd_slot *slot)
+{
+	return slot->hdr.type == TALLY_FWD_CHUNK ? slot->hdr.nrec
+	       : slot->hdr.type == TALLY_FWD_SINGLE ? 1 : 0;
 }
 
 /* Write a chunk at dst (tally_fwd_slots(nrec) slots); returns the slots used. */
@@ -59,17 +76,28 @@ static inline uint32_t
 tally_fwd_put_chunk(union tally_fwd_slot *dst, uint64_t device_id, uint64_t ts_ns,
 		    const struct tally_wire_rec *recs, uint32_t nrec)
 {
+	if (nrec == 1) {
+		dst->hdr = (struct tally_fwd_hdr){
+			.device_id = device_id, .nrec = recs[0].metric_id,
+			.type = TALLY_FWD_SINGLE, .kind = recs[0].kind, .ts_ns = ts_ns,
+			.value = recs[0].value};
+		return 1;
+	}
 	dst->hdr = (struct tally_fwd_hdr){
 		.device_id = device_id, .nrec = nrec, .type = TALLY_FWD_CHUNK, .ts_ns = ts_ns};
 	memcpy(dst + 1, recs, (size_t)nrec * sizeof(*recs));
 	return tally_fwd_slots(nrec);
 }
 
-/* The records of a chunk whose header is at slot. */
-static inline const struct tally_wire_rec *
-tally_fwd_recs(const union tally_fwd_slot *slot)
+/* Record i of what starts at slot (i < tally_fwd_nrec(slot)). */
+static inline struct tally_wire_rec
+tally_fwd_rec(const union tally_fwd_slot *slot, uint32_t i)
 {
-	return slot[1].rec;
+	if (slot->hdr.type == TALLY_FWD_SINGLE)
+		return (struct tally_wire_rec){.metric_id = slot->hdr.nrec,
+					       .kind = slot->hdr.kind,
+					       .value = slot->hdr.value};
+	return slot[1].rec[i];
 }
 
 /* Heavy hitters ------------------------------------------------------------------------- */

@@ -104,6 +104,7 @@ struct tally_worker {
 	uint8_t marker_pending[TALLY_MAX_WORKERS];
 	union tally_fwd_slot marker[TALLY_MAX_WORKERS];
 	uint16_t nstage[TALLY_MAX_WORKERS];
+	uint32_t stage_recs[TALLY_MAX_WORKERS]; /* records in those staged slots */
 	union tally_fwd_slot stage[TALLY_MAX_WORKERS][TALLY_FWD_STAGE];
 	struct tally_hot hot;
 	uint64_t hot_flush_tsc;      /* 0: partials only at window close */

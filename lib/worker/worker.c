@@ -83,14 +83,16 @@ worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t
 static void
 spill_chunk(struct tally_worker *w, const union tally_fwd_slot *c)
 {
-	const struct tally_wire_rec *rec = tally_fwd_recs(c);
 	uint64_t hash = tally_hash_device(c->hdr.device_id);
-	uint32_t i;
+	uint32_t i, n = tally_fwd_nrec(c);
 
-	for (i = 0; i < c->hdr.nrec; i++)
-		worker_add(w, w->cur, c->hdr.device_id, hash, rec[i].metric_id, rec[i].kind,
-			   rec[i].value, c->hdr.ts_ns);
-	WC(w, ring_full) += c->hdr.nrec;
+	for (i = 0; i < n; i++) {
+		struct tally_wire_rec r = tally_fwd_rec(c, i);
+
+		worker_add(w, w->cur, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
+			   c->hdr.ts_ns);
+	}
+	WC(w, ring_full) += n;
 }
 
 /*
@@ -107,20 +109,20 @@ stage_flush(struct tally_worker *w, uint32_t dst)
 	if (n == 0)
 		return;
 	if (rte_ring_sp_enqueue_bulk_elem(w->to[dst], st, sizeof(*st), n, NULL) == n) {
-		for (i = 0; i < n; i += tally_fwd_slots(st[i].hdr.nrec))
-			WC(w, forwarded) += st[i].hdr.nrec;
+		WC(w, forwarded) += w->stage_recs[dst];
 	} else {
-		for (i = 0; i < n; i += tally_fwd_slots(st[i].hdr.nrec)) {
-			uint32_t k = tally_fwd_slots(st[i].hdr.nrec);
+		for (i = 0; i < n; i += tally_fwd_span(&st[i])) {
+			uint32_t k = tally_fwd_span(&st[i]);
 
 			if (rte_ring_sp_enqueue_bulk_elem(w->to[dst], &st[i], sizeof(*st), k,
 							  NULL) == k)
-				WC(w, forwarded) += st[i].hdr.nrec;
+				WC(w, forwarded) += tally_fwd_nrec(&st[i]);
 			else
 				spill_chunk(w, &st[i]);
 		}
 	}
 	w->nstage[dst] = 0;
+	w->stage_recs[dst] = 0;
 }
 
 /* Queue a datagram's records for their owner, as one chunk. */
@@ -136,9 +138,11 @@ forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_h
 							 h->device_id, ts,
 							 (const struct tally_wire_rec *)(h + 1),
 							 h->count);
+	w->stage_recs[dst] += h->count;
 	/* Chunks may not overtake a window marker that is still waiting for room. */
 	if (unlikely(w->marker_pending[dst])) {
 		w->nstage[dst] -= (uint16_t)need;
+		w->stage_recs[dst] -= h->count;
 		spill_chunk(w, &w->stage[dst][w->nstage[dst]]);
 	}
 }
@@ -218,13 +222,15 @@ static inline void
 receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_fwd_slot *c,
 	      uint64_t hash)
 {
-	const struct tally_wire_rec *rec = tally_fwd_recs(c);
-	uint32_t i;
+	uint32_t i, n = tally_fwd_nrec(c);
 
-	WC(w, received) += c->hdr.nrec;
-	for (i = 0; i < c->hdr.nrec; i++)
-		worker_add(w, t, c->hdr.device_id, hash, rec[i].metric_id, rec[i].kind,
-			   rec[i].value, c->hdr.ts_ns);
+	WC(w, received) += n;
+	for (i = 0; i < n; i++) {
+		struct tally_wire_rec r = tally_fwd_rec(c, i);
+
+		worker_add(w, t, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
+			   c->hdr.ts_ns);
+	}
 }
 
 /* Take the chunks and markers one peer forwarded; returns the slots taken. */
@@ -244,11 +250,8 @@ receive_from(struct tally_worker *w, uint32_t p)
 						   NULL);
 		if (n == 0)
 			break;
-		/*
-		 * Complete a chunk cut by the burst: it was enqueued whole, so it is there.
-		 * (A marker has no records and takes one slot.)
-		 */
-		for (i = 0; i < n; i += tally_fwd_slots(buf[i].hdr.nrec))
+		/* Complete a chunk cut by the burst: it was enqueued whole, so it is there. */
+		for (i = 0; i < n; i += tally_fwd_span(&buf[i]))
 			;
 		if (i > n && rte_ring_sc_dequeue_bulk_elem(w->from[p], &buf[n], sizeof(buf[0]),
 							   i - n, NULL) == i - n)
@@ -256,12 +259,12 @@ receive_from(struct tally_worker *w, uint32_t p)
 		total += n;
 		/* As on the receive path: hash and prefetch every chunk's home slot first. */
 		t = w->cur;
-		for (i = 0; i < n; i += tally_fwd_slots(buf[i].hdr.nrec)) {
+		for (i = 0; i < n; i += tally_fwd_span(&buf[i])) {
 			if (buf[i].hdr.type == TALLY_FWD_MARKER)
 				continue;
 			hash[i] = tally_hash_device(buf[i].hdr.device_id);
 			if (likely(t != NULL))
-				tally_table_prefetch(t, hash[i], tally_fwd_recs(&buf[i])[0].metric_id);
+				tally_table_prefetch(t, hash[i], tally_fwd_rec(&buf[i], 0).metric_id);
 		}
 		for (i = 0; i < n;) {
 			const union tally_fwd_slot *c = &buf[i];
@@ -273,7 +276,7 @@ receive_from(struct tally_worker *w, uint32_t p)
 							    : c->hdr.device_id + w->window_ms;
 				w->peer_window[p] = c->hdr.ts_ns;
 				have_t = 0;
-				i += tally_fwd_slots(0);
+				i++;
 				continue;
 			}
 			if (!have_t) {
@@ -281,7 +284,7 @@ receive_from(struct tally_worker *w, uint32_t p)
 				have_t = 1;
 			}
 			receive_chunk(w, t, c, hash[i]);
-			i += tally_fwd_slots(c->hdr.nrec);
+			i += tally_fwd_span(c);
 		}
 		if (n < TALLY_FWD_BURST)
 			break;

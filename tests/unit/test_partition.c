@@ -102,7 +102,7 @@ test_chunk_layout(void **state)
 		{.metric_id = 3, .kind = 3, .value = 7.0},
 	};
 
-	assert_int_equal(tally_fwd_slots(1), 2);
+	assert_int_equal(tally_fwd_slots(1), 1); /* one record fits in the header slot */
 	assert_int_equal(tally_fwd_slots(2), 2);
 	assert_int_equal(tally_fwd_slots(3), 3);
 	assert_int_equal(tally_fwd_slots(90), 46);
@@ -111,8 +111,21 @@ test_chunk_layout(void **state)
 	assert_int_equal(slots[0].hdr.device_id, 42);
 	assert_int_equal(slots[0].hdr.nrec, 3);
 	assert_int_equal(slots[0].hdr.ts_ns, 1000);
+	assert_int_equal(tally_fwd_span(slots), 3);
+	assert_int_equal(tally_fwd_nrec(slots), 3);
 	/* the records are the wire records, unchanged */
-	assert_memory_equal(tally_fwd_recs(slots), recs, sizeof(recs));
+	assert_memory_equal(&slots[1], recs, sizeof(recs));
+	assert_true(tally_fwd_rec(slots, 2).value == 7.0);
+
+	/* a single record travels in one slot */
+	assert_int_equal(tally_fwd_put_chunk(slots, 43, 2000, &recs[1], 1), 1);
+	assert_int_equal(slots[0].hdr.type, TALLY_FWD_SINGLE);
+	assert_int_equal(tally_fwd_span(slots), 1);
+	assert_int_equal(tally_fwd_nrec(slots), 1);
+	assert_int_equal(tally_fwd_rec(slots, 0).metric_id, 2);
+	assert_int_equal(tally_fwd_rec(slots, 0).kind, 2);
+	assert_true(tally_fwd_rec(slots, 0).value == -2.0);
+	assert_int_equal(slots[0].hdr.ts_ns, 2000);
 }
 
 /*
@@ -160,15 +173,15 @@ test_ring_hand_off_and_merge(void **state)
 	tally_table_add(sender, 10, tally_hash_device(10), 1, 1, 1000.0, 9);
 
 	while ((n = rte_ring_sc_dequeue_burst_elem(r, in, sizeof(in[0]), 5 * 4, NULL)) > 0) {
-		for (i = 0; i < n; i += tally_fwd_slots(in[i].hdr.nrec)) {
-			const struct tally_wire_rec *rec = tally_fwd_recs(&in[i]);
-
+		for (i = 0; i < n; i += tally_fwd_span(&in[i])) {
 			assert_int_equal(in[i].hdr.type, TALLY_FWD_CHUNK);
-			for (k = 0; k < in[i].hdr.nrec; k++)
+			for (k = 0; k < tally_fwd_nrec(&in[i]); k++) {
+				struct tally_wire_rec rec = tally_fwd_rec(&in[i], k);
+
 				tally_table_add(owner, in[i].hdr.device_id,
 						tally_hash_device(in[i].hdr.device_id),
-						rec[k].metric_id, rec[k].kind, rec[k].value,
-						in[i].hdr.ts_ns);
+						rec.metric_id, rec.kind, rec.value, in[i].hdr.ts_ns);
+			}
 		}
 	}
 	assert_int_equal(owner->records, 128);
