@@ -286,21 +286,25 @@ class Tally:
     def stats(self):
         return self.redis.self_stats()
 
-    def wait_stats(self, pred, timeout=20.0, what='tally:self condition'):
-        """Poll tally:self until pred(stats) holds; fail early if tally exits."""
+    def _wait(self, read, source, pred, timeout, what):
+        """Poll read() until pred holds on it; fail early if tally exits."""
         deadline = time.monotonic() + timeout
         st = {}
         while True:
             rc = self.proc.poll()
             if rc is not None:
                 raise Failure('tally exited (rc %d) while waiting for %s' % (rc, what))
-            st = self.stats()
+            st = read() or {}
             if st and pred(st):
                 return st
             if time.monotonic() > deadline:
-                raise Failure('timed out after %.0fs waiting for %s; last tally:self: %s'
-                              % (timeout, what, fmt_stats(st)))
+                raise Failure('timed out after %.0fs waiting for %s; last %s: %s'
+                              % (timeout, what, source, fmt_stats(st)))
             time.sleep(0.05)
+
+    def wait_stats(self, pred, timeout=20.0, what='tally:self condition'):
+        """Poll tally:self until pred(stats) holds; fail early if tally exits."""
+        return self._wait(self.stats, 'tally:self', pred, timeout, what)
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Signal tally and require exit status 0 within timeout; returns seconds taken."""
@@ -318,19 +322,8 @@ class Tally:
     def wait_telemetry(self, pred, timeout=20.0, what='telemetry condition'):
         """Poll this process's own counters (/tally/stats, ':' read as '_') until pred holds;
         they answer while Redis is down. Fails early if tally exits."""
-        deadline = time.monotonic() + timeout
-        st = {}
-        while True:
-            rc = self.proc.poll()
-            if rc is not None:
-                raise Failure('tally exited (rc %d) while waiting for %s' % (rc, what))
-            st = self.telemetry('/tally/stats') or {}
-            if st and pred(st):
-                return st
-            if time.monotonic() > deadline:
-                raise Failure('timed out after %.0fs waiting for %s; last telemetry: %s'
-                              % (timeout, what, fmt_stats(st)))
-            time.sleep(0.05)
+        return self._wait(lambda: self.telemetry('/tally/stats'), 'telemetry', pred, timeout,
+                          what)
 
     def rss_kb(self):
         """VmRSS of the process (kB), None once it has gone."""
@@ -428,6 +421,16 @@ def parse_kv(text):
             k, v = line.split('=', 1)
             kv[k.strip()] = int(v) if re.fullmatch(r'-?\d+', v.strip()) else v.strip()
     return kv
+
+
+def gen_capture(ctx, name, datagrams, devices=300, base=1, seed=1, records=8):
+    """A pcap of tally-gen with its totals file: (pcap path, totals path, summary)."""
+    pcap = os.path.join(ctx.tmp, name + '.pcap')
+    totals = os.path.join(ctx.tmp, name + '.totals')
+    g = tally_gen(ctx, ['--pcap', pcap, '--datagrams', str(datagrams), '--records',
+                        str(records), '--devices', str(devices), '--device-base', str(base),
+                        '--seed', str(seed), '--totals', totals])
+    return pcap, totals, g
 
 
 def tally_gen(ctx, args, netns=None, timeout=60.0):

@@ -2,8 +2,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """Merge-safe writes: a window written in parts (tally restarted mid-window, two instances
 seeing the same devices) adds up exactly, and the same partial applied twice counts once."""
-import os
-import time
 
 import tallytest as tt
 
@@ -32,11 +30,7 @@ def combine(*paths):
 
 
 def gen(ctx, name, seed, datagrams=4000):
-    pcap = os.path.join(ctx.tmp, name + '.pcap')
-    totals = os.path.join(ctx.tmp, name + '.totals')
-    g = tt.tally_gen(ctx, ['--pcap', pcap, '--datagrams', str(datagrams), '--records', '8',
-                           '--devices', '300', '--seed', str(seed), '--totals', totals])
-    return pcap, totals, g
+    return tt.gen_capture(ctx, name, datagrams, seed=seed)
 
 
 def run_once(ctx, redis, pcap, datagrams, extra=(), name='tally'):
@@ -48,13 +42,8 @@ def run_once(ctx, redis, pcap, datagrams, extra=(), name='tally'):
 
 def wait_counted(tally, datagrams):
     """Wait on this process's own counters (telemetry): tally:self is shared by instances."""
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        st = tally.telemetry('/tally/stats')
-        if st and st.get('datagrams') == datagrams:
-            return
-        time.sleep(0.05)
-    raise tt.Failure('%s did not count %d datagrams' % (tally.logpath, datagrams))
+    tally.wait_telemetry(lambda s: s.get('datagrams') == datagrams, timeout=30,
+                         what='datagrams=%d' % datagrams)
 
 
 def expect_totals(ctx, redis, text, what):

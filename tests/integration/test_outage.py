@@ -28,12 +28,7 @@ INSTANCE = 'outage'
 
 
 def gen_pcap(ctx, name, datagrams, seed, devices=300, base=1):
-    pcap = os.path.join(ctx.tmp, name + '.pcap')
-    totals = os.path.join(ctx.tmp, name + '.totals')
-    g = tt.tally_gen(ctx, ['--pcap', pcap, '--datagrams', str(datagrams), '--records', '8',
-                           '--devices', str(devices), '--device-base', str(base),
-                           '--seed', str(seed), '--totals', totals])
-    return pcap, totals, g
+    return tt.gen_capture(ctx, name, datagrams, devices=devices, base=base, seed=seed)
 
 
 def pcap_tally(ctx, redis, pcap, spool, name):

@@ -21,12 +21,7 @@ RUNS = ((60, 1), (300, 1001), (60, 2001))
 
 
 def gen(ctx, name, datagrams, devices, base, seed):
-    pcap = os.path.join(ctx.tmp, name + '.pcap')
-    totals = os.path.join(ctx.tmp, name + '.totals')
-    g = tt.tally_gen(ctx, ['--pcap', pcap, '--datagrams', str(datagrams), '--records', '8',
-                           '--devices', str(devices), '--device-base', str(base),
-                           '--seed', str(seed), '--totals', totals])
-    return pcap, totals, g
+    return tt.gen_capture(ctx, name, datagrams, devices=devices, base=base, seed=seed)
 
 
 def run_tally(ctx, redis, pcap, spool, name):
