@@ -343,6 +343,16 @@ class Tally:
             return None
 
 
+def all_aggregated(datagrams, records, workers):
+    """Predicate on tally:self: every datagram counted where it arrived, every record
+    aggregated by some worker, every forwarded record received by its owner."""
+    def done(s):
+        return (s.get('datagrams') == datagrams and s.get('workers') == workers and
+                sum(per_worker(s, 'records')) == records and
+                sum(per_worker(s, 'received')) == sum(per_worker(s, 'forwarded')))
+    return done
+
+
 def fmt_stats(st):
     return ' '.join('%s=%s' % kv for kv in sorted(st.items()))
 

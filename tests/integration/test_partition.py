@@ -72,11 +72,8 @@ def run(ctx, redis, files, gen, mode, extra=()):
                       + [str(a) for a in extra], workers=WORKERS, redis=redis, name='tally-' + mode)
     total, records = gen['valid_datagrams'], gen['records']
 
-    def done(s):
-        # Datagrams are counted where they arrive; forwarded records a moment later.
-        return (s.get('datagrams') == total and s.get('workers') == WORKERS and
-                sum(tt.per_worker(s, 'records')) == records and
-                sum(tt.per_worker(s, 'received')) == sum(tt.per_worker(s, 'forwarded')))
+    # Datagrams are counted where they arrive; forwarded records a moment later.
+    done = tt.all_aggregated(total, records, WORKERS)
 
     tally.wait_stats(done, timeout=20, what='datagrams=%d, %d records aggregated, every '
                      'forwarded record received' % (total, records))
