@@ -97,7 +97,8 @@ tally_fwd_rec(const union tally_fwd_slot *slot, uint32_t i)
 		return (struct tally_wire_rec){.metric_id = slot->hdr.nrec,
 					       .kind = slot->hdr.kind,
 					       .value = slot->hdr.value};
-	return slot[1].rec[i];
+	/* The records run on over the slots that follow the header, two per slot. */
+	return ((const struct tally_wire_rec *)(slot + 1))[i];
 }
 
 /* Heavy hitters ------------------------------------------------------------------------- */
