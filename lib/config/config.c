@@ -440,5 +440,8 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 	}
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (strlen(c->instance) > TALLY_INSTANCE_MAX)
+		return fail(err, errlen, "--instance: '%s' is longer than %d characters",
+			    c->instance, TALLY_INSTANCE_MAX);
 	return 0;
 }

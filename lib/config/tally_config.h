@@ -9,6 +9,7 @@
 
 #define TALLY_HOST_MAX 256
 #define TALLY_PATH_MAX 1024
+#define TALLY_INSTANCE_MAX 64
 
 struct tally_config {
 	char config_file[TALLY_PATH_MAX];

@@ -310,6 +310,12 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	}
 	if (c->instance[0] == '\0' && gethostname(app->cfg.instance, sizeof(c->instance) - 1) != 0)
 		strcpy(app->cfg.instance, "tally");
+	/* Partial ids must stay whole: they are what makes a merge apply once. */
+	if (strlen(c->instance) > TALLY_INSTANCE_MAX) {
+		fail(err, errlen, "--instance: '%s' is longer than %d characters", c->instance,
+		     TALLY_INSTANCE_MAX);
+		goto undo;
+	}
 	/* A partial's id: this instance and this run, so a restart never reuses one. */
 	snprintf(app->partial_id, sizeof(app->partial_id), "%s:%" PRIu64, c->instance,
 		 app->start_ms);

@@ -28,6 +28,9 @@ enc_arg(struct tally_encoder *e, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(e->buf[e->argc], TALLY_ENC_ARG_LEN, fmt, ap);
 	va_end(ap);
+	/* Arguments are short by construction; never send bytes past the slot. */
+	if (n < 0 || n >= TALLY_ENC_ARG_LEN)
+		n = n < 0 ? 0 : TALLY_ENC_ARG_LEN - 1;
 	e->argv[e->argc] = e->buf[e->argc];
 	e->argvlen[e->argc] = (size_t)n;
 	e->argc++;
@@ -145,7 +148,12 @@ tally_encode_device_merge(struct tally_encoder *e, const struct tally_table *t, 
 		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64, dev, start_ms);
 		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64 ":meta", dev, start_ms);
 		enc_arg(e, "tally:{%" PRIu64 "}:latest", dev);
-		enc_arg(e, "%s:%" PRIu32, partial_id, k);
+		/* The id is long (instance, run, chunk): it has a buffer of its own. */
+		e->argvlen[e->argc] = (size_t)snprintf(e->id, sizeof(e->id), "%s:%" PRIu32,
+							partial_id, k);
+		if (e->argvlen[e->argc] >= sizeof(e->id))
+			e->argvlen[e->argc] = sizeof(e->id) - 1;
+		e->argv[e->argc++] = e->id;
 		enc_arg(e, "%" PRIu64, retention_s);
 		enc_arg(e, "%" PRIu64, start_ms);
 		for (; i < stop; i++) {

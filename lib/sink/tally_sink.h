@@ -14,6 +14,7 @@
 #define TALLY_ENC_MERGE_ARGS_PER_METRIC 7
 #define TALLY_ENC_MAX_ARGS (9 + 2 * TALLY_ENC_FIELDS_PER_METRIC * TALLY_ENC_METRICS_PER_CMD)
 #define TALLY_ENC_ARG_LEN 48
+#define TALLY_ENC_ID_LEN 160 /* a partial id: <instance (<= 64)>:<run start ms>:<chunk> */
 
 /* Receives one encoded command; argv is valid only during the call. */
 typedef void (*tally_emit_fn)(void *ctx, int argc, const char **argv, const size_t *argvlen);
@@ -24,6 +25,7 @@ struct tally_encoder {
 	const char *argv[TALLY_ENC_MAX_ARGS];
 	size_t argvlen[TALLY_ENC_MAX_ARGS];
 	char buf[TALLY_ENC_MAX_ARGS][TALLY_ENC_ARG_LEN];
+	char id[TALLY_ENC_ID_LEN];
 };
 
 /*

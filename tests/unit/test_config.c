@@ -88,6 +88,14 @@ test_partition_options(void **state)
 	assert_non_null(strstr(err, "--hot-share"));
 	assert_int_equal(parse(&c, 3, bad_key), -1);
 	assert_non_null(strstr(err, "--rss-key"));
+	{
+		char *long_instance[] = {"tally", "--instance",
+					 "a-name-that-is-much-longer-than-sixty-four-characters-"
+					 "for-sure-0123456789", NULL};
+
+		assert_int_equal(parse(&c, 3, long_instance), -1);
+		assert_non_null(strstr(err, "--instance"));
+	}
 }
 
 static void

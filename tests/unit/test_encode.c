@@ -192,6 +192,14 @@ test_merge_commands(void **state)
 	assert_string_equal(c.argv[0][14], "0.10000000000000001");
 	assert_string_equal(c.argv[0][15], "00000000000000000042");
 	release(&c);
+	/* A long instance name keeps the whole id, run start and chunk included. */
+	pos = 0;
+	assert_int_equal(tally_encode_device_merge(&e, t, &pos, 60000, 3600,
+						   "ip-10-0-12-34.eu-west-1.compute.internal:1795798480123",
+						   capture, &c), 2);
+	assert_string_equal(c.argv[1][6],
+			    "ip-10-0-12-34.eu-west-1.compute.internal:1795798480123:1");
+	release(&c);
 	test_table_free(raw);
 	/* the function library is embedded and declares itself */
 	assert_memory_equal(tally_merge_lua, "#!lua name=tally\n", 17);
