@@ -116,29 +116,35 @@ merge_partial(struct tally_app *app, struct tally_worker *w, struct tally_window
 	return 0;
 }
 
-/* Take a worker's closed windows; returns how many partials were merged. */
+/*
+ * Take every partial a worker has handed over and merge what finds a merge table. Partials
+ * that do not wait in order; their windows are not complete yet, so the worker counts as
+ * having closed only the windows before the oldest of them. Returns the partials merged.
+ */
 static unsigned int
 drain_worker(struct tally_app *app, uint32_t id)
 {
 	struct tally_worker *w = &app->workers[id];
+	struct tally_window_msg **st = app->stash[id];
 	uint64_t closed = w->pub.closed_end_ms;
 	unsigned int n = 0;
+	uint32_t i, k;
 	void *m;
 
 	rte_smp_rmb(); /* partials of every window ending by `closed` are in the ring now */
-	if (app->stash[id] != NULL) {
-		if (merge_partial(app, w, app->stash[id]) != 0)
-			return 0;
-		app->stash[id] = NULL;
-		n++;
+	/* At most one message per table of the worker's pool: the stash always has room. */
+	while (app->nstash[id] < TALLY_WORKER_TABLES && rte_ring_sc_dequeue(w->closed, &m) == 0)
+		st[app->nstash[id]++] = m;
+	for (i = 0, k = 0; i < app->nstash[id]; i++) {
+		if (merge_partial(app, w, st[i]) == 0)
+			n++;
+		else
+			st[k++] = st[i];
 	}
-	while (rte_ring_sc_dequeue(w->closed, &m) == 0) {
-		if (merge_partial(app, w, m) != 0) {
-			app->stash[id] = m;
-			return n;
-		}
-		n++;
-	}
+	app->nstash[id] = k;
+	for (i = 0; i < k; i++)
+		if (st[i]->start_ms < closed)
+			closed = st[i]->start_ms;
 	tally_merger_close(&app->merger, id, closed);
 	return n;
 }
@@ -343,12 +349,16 @@ drive_sink(struct tally_app *app, int force, uint64_t now)
 	return work;
 }
 
-/* Shutdown ran out of time, or Redis is down at the end: spool what is left. */
+/*
+ * Shutdown ran out of time, or Redis is down at the end: spool what is left, including
+ * partials still waiting for a merge table (spooling frees the tables they wait for).
+ */
 static void
 spool_everything(struct tally_app *app)
 {
 	struct tally_table *t;
 	uint64_t start;
+	uint32_t i, round, waiting;
 
 	t = tally_sink_take_back(app->sink, &start);
 	if (t != NULL) {
@@ -356,10 +366,21 @@ spool_everything(struct tally_app *app)
 			spool_window(app, t, start, app->partial_id);
 		table_done(app, t, 0);
 	}
-	while ((t = tally_merger_next(&app->merger, 1, &start)) != NULL) {
-		spool_window(app, t, start, app->partial_id);
-		tally_merger_release(&app->merger, t);
+	for (round = 0; round <= TALLY_WORKER_TABLES * TALLY_MERGE_TABLES; round++) {
+		for (i = 0; i < app->nworkers; i++)
+			drain_worker(app, i);
+		while ((t = tally_merger_next(&app->merger, 1, &start)) != NULL) {
+			spool_window(app, t, start, app->partial_id);
+			tally_merger_release(&app->merger, t);
+		}
+		for (i = 0, waiting = 0; i < app->nworkers; i++)
+			waiting += app->nstash[i] + rte_ring_count(app->workers[i].closed);
+		if (waiting == 0)
+			return;
 	}
+	for (i = 0; i < app->nworkers; i++)
+		for (round = 0; round < app->nstash[i]; round++)
+			app->spool_lost += app->stash[i][round]->table->records;
 }
 
 static int
@@ -380,7 +401,7 @@ all_written(const struct tally_app *app)
 	uint32_t i;
 
 	for (i = 0; i < app->nworkers; i++)
-		if (app->stash[i] != NULL || rte_ring_count(app->workers[i].closed) != 0)
+		if (app->nstash[i] != 0 || rte_ring_count(app->workers[i].closed) != 0)
 			return 0;
 	/* Pending stand-alone commands (stats) are flushed with the final stats write. */
 	return tally_merger_busy(&app->merger) == 0 && !tally_sink_writing(app->sink);

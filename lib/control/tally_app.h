@@ -59,7 +59,9 @@ struct tally_app {
 	} exc;
 	char partial_id[TALLY_HOST_MAX + 32];
 	struct tally_control_stats ctl;
-	struct tally_window_msg *stash[TALLY_MAX_WORKERS]; /* partials waiting for a merge table */
+	/* Partials taken from a worker that found no free merge table yet, oldest first. */
+	struct tally_window_msg *stash[TALLY_MAX_WORKERS][TALLY_WORKER_TABLES];
+	uint32_t nstash[TALLY_MAX_WORKERS];
 	struct tally_mem mem[TALLY_MAX_TABLES];
 	uint32_t nmem;
 	uint64_t rx_missed;

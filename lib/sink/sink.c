@@ -200,6 +200,8 @@ tally_sink_command(struct tally_sink *s, int argc, const char **argv, const size
 static int
 sink_flush(struct tally_sink *s)
 {
+	uint64_t refused = 0;
+
 	if (s->pending == 0 || s->ctx == NULL)
 		return 0;
 	s->st.batches++;
@@ -212,10 +214,20 @@ sink_flush(struct tally_sink *s)
 		}
 		s->pending--;
 		if (r->type == REDIS_REPLY_ERROR)
-			s->st.errors++;
+			refused++;
 		else
 			s->st.commands++;
 		freeReplyObject(r);
+	}
+	if (refused > 0) {
+		/*
+		 * Redis refused commands (-OOM, -READONLY, ...): the window is not written. It is
+		 * kept and written again (merges are idempotent) once the breaker lets it, or
+		 * spooled meanwhile.
+		 */
+		s->st.errors += refused;
+		sink_fail(s);
+		return -EIO;
 	}
 	s->failures = 0;
 	return 0;
