@@ -101,9 +101,15 @@ rotate(struct tally_pcapng *p)
 	char old[sizeof(p->path) + 2];
 
 	fclose(p->f);
+	p->f = NULL;
 	snprintf(old, sizeof(old), "%s.1", p->path);
-	if (rename(p->path, old) != 0)
-		return -errno;
+	if (rename(p->path, old) != 0) {
+		int rc = -errno;
+
+		/* Keep writing to the same file rather than losing the capture. */
+		p->f = fopen(p->path, "ab");
+		return p->f == NULL ? -errno : rc;
+	}
 	p->f = fopen(p->path, "wb");
 	if (p->f == NULL)
 		return -errno;

@@ -43,8 +43,8 @@ tally_dlq_bucket_take(struct tally_dlq_bucket *b, uint64_t now)
 
 	b->last_tsc = now;
 	/* A long quiet spell refills the bucket; cap dt first so the product cannot overflow. */
-	if (dt > b->cap)
-		dt = b->cap;
+	if (dt > b->cap / b->per_sec + 1)
+		dt = b->cap / b->per_sec + 1;
 	b->tokens += dt * b->per_sec;
 	if (b->tokens > b->cap)
 		b->tokens = b->cap;

@@ -114,6 +114,7 @@ tally_spool_open(struct tally_spool *s, const char *dir, uint64_t max_bytes, int
 
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
+	s->reading_seq = UINT64_MAX;
 	if (strlen(dir) >= sizeof(s->dir) - 40) {
 		snprintf(err, errlen, "--spool-dir: path too long");
 		return -1;
@@ -212,9 +213,12 @@ rec_end(const struct tally_table *t, uint32_t first)
 static int
 make_room(struct tally_spool *s, uint64_t need)
 {
+	if (need > s->max_bytes)
+		return -ENOSPC; /* never fits: delete nothing for it */
 	while (s->st.bytes + need > s->max_bytes) {
+		/* Never the segment being appended, nor the one being replayed. */
 		if (s->policy != TALLY_SPOOL_DROP_OLDEST || s->first_seq == UINT64_MAX ||
-		    (s->fd >= 0 && s->first_seq == s->seq))
+		    (s->fd >= 0 && s->first_seq == s->seq) || s->first_seq == s->reading_seq)
 			return -ENOSPC;
 		if (tally_spool_remove_oldest(s) != 0)
 			return -EIO;
@@ -228,7 +232,7 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 		   const struct tally_table *t)
 {
 	size_t id_len = strlen(partial_id);
-	uint64_t total = 0;
+	uint64_t total = 0, start_off;
 	uint32_t first, end;
 	int rc;
 
@@ -249,6 +253,7 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 		s->st.write_errors++;
 		return rc;
 	}
+	start_off = s->seg_bytes;
 	for (first = 0; first < t->series; first = end) {
 		struct tally_spool_series *ser;
 		struct spool_hdr *h;
@@ -295,6 +300,9 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 	s->st.windows++;
 	return 0;
 fail:
+	/* No torn record in the middle of a segment: cut the failed append off again. */
+	if (ftruncate(s->fd, (off_t)start_off) != 0)
+		seg_finish(s);
 	s->st.write_errors++;
 	return -EIO;
 }
@@ -324,6 +332,7 @@ tally_spool_iter_open(struct tally_spool *s, struct tally_spool_iter *it)
 	memset(it, 0, sizeof(*it));
 	if (s->first_seq == UINT64_MAX)
 		return -ENOENT;
+	it->spool = s;
 	if (s->fd >= 0 && s->first_seq == s->seq)
 		seg_finish(s); /* appends go to the next segment from now on */
 	seg_path(s, s->first_seq, path, sizeof(path));
@@ -335,6 +344,7 @@ tally_spool_iter_open(struct tally_spool *s, struct tally_spool_iter *it)
 		return -errno;
 	}
 	it->len = (size_t)sb.st_size;
+	s->reading_seq = s->first_seq;
 	if (it->len > 0) {
 		it->map = mmap(NULL, it->len, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (it->map == MAP_FAILED) {
@@ -403,6 +413,8 @@ tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 void
 tally_spool_iter_close(struct tally_spool_iter *it)
 {
+	if (it->spool != NULL)
+		it->spool->reading_seq = UINT64_MAX;
 	if (it->map != NULL)
 		munmap(it->map, it->len);
 	free(it->aligned);

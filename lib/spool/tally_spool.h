@@ -57,6 +57,7 @@ struct tally_spool {
 	uint64_t seq;           /* its sequence number */
 	uint64_t seg_bytes;
 	uint64_t first_seq;     /* oldest segment present */
+	uint64_t reading_seq;   /* segment open for replay (never deleted to make room) */
 	struct tally_spool_stats st;
 };
 
@@ -98,6 +99,7 @@ int tally_spool_read_oldest(struct tally_spool *s,
 
 /* Reading the oldest segment one record at a time (the control loop's replay). */
 struct tally_spool_iter {
+	struct tally_spool *spool;
 	uint8_t *map;
 	size_t len;
 	size_t off;

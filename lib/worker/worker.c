@@ -132,6 +132,18 @@ forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_h
 {
 	uint32_t need = tally_fwd_slots(h->count);
 
+	if (unlikely(need > TALLY_FWD_STAGE)) {
+		/* Bigger than a stage (jumbo datagrams): aggregate it here, counted. */
+		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
+		uint64_t hash = tally_hash_device(h->device_id);
+		uint16_t i;
+
+		for (i = 0; i < h->count; i++)
+			worker_add(w, w->cur, h->device_id, hash, rec[i].metric_id, rec[i].kind,
+				   rec[i].value, ts);
+		WC(w, ring_full) += h->count;
+		return;
+	}
 	if (w->nstage[dst] + need > TALLY_FWD_STAGE)
 		stage_flush(w, dst);
 	w->nstage[dst] += (uint16_t)tally_fwd_put_chunk(&w->stage[dst][w->nstage[dst]],
@@ -361,7 +373,8 @@ worker_hot_flush(struct tally_worker *w, uint64_t tsc)
 	uint32_t idx = w->cur_idx;
 
 	w->next_hot_flush = tsc + w->hot_flush_tsc;
-	if (t == NULL || w->hot_in_cur == 0 || (w->nspare == 0 && rte_ring_empty(w->free)))
+	/* Keep a clean table for the next window boundary: flush only with two at hand. */
+	if (t == NULL || w->hot_in_cur == 0 || w->nspare + rte_ring_count(w->free) < 2)
 		return;
 	worker_hand_off(w, t, idx, w->cur_start_ms);
 	w->cur = worker_take_table(w, &w->cur_idx);
