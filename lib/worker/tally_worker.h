@@ -110,6 +110,7 @@ struct tally_worker {
 	uint64_t hot_flush_tsc;      /* 0: partials only at window close */
 	uint64_t next_hot_flush;
 	uint64_t hot_in_cur;         /* hot records in the current table since it was taken */
+	int finishing;               /* stopping: the last window waits for every peer's end */
 
 	struct tally_worker_pub pub;
 	struct tally_worker_stats stats;

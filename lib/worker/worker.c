@@ -200,9 +200,18 @@ try_close_prev(struct tally_worker *w, int force)
 	if (w->prev == NULL)
 		return;
 	end = w->prev_start_ms + w->window_ms;
+	/* Stopping, the last window stays open until every peer has sent all it ever will. */
 	for (p = 0; p < w->nworkers && !force; p++)
-		if (p != w->id && w->peer_closed[p] < end)
+		if (p != w->id && w->peer_closed[p] < (w->finishing ? UINT64_MAX : end))
 			return;
+	if (w->finishing && w->cur != NULL && w->cur->series > 0) {
+		/* Records that slipped past their window count in the last one, before it goes. */
+		uint64_t full = w->prev->full;
+
+		tally_table_merge(w->prev, w->cur);
+		WC(w, table_full) += w->prev->full - full;
+		tally_table_reset(w->cur);
+	}
 	worker_hand_off(w, w->prev, w->prev_idx, w->prev_start_ms);
 	w->prev = NULL;
 	worker_publish_closed(w, end);
@@ -556,14 +565,16 @@ worker_finish_device(struct tally_worker *w)
 	uint32_t p;
 	int waiting;
 
+	w->finishing = 1;
 	worker_roll_to(w, UINT64_MAX);
 	do {
 		receive_forwarded(w);
 		waiting = w->prev != NULL;
 		for (p = 0; p < w->nworkers; p++)
-			waiting |= p != w->id && w->marker_pending[p];
+			waiting |= p != w->id &&
+				   (w->marker_pending[p] || w->peer_closed[p] != UINT64_MAX);
 	} while (waiting);
-	/* Records that slipped past their window still count, in the last one. */
+	/* Without a last table (none was free), what slipped in is handed over before the end. */
 	if (w->cur != NULL && w->cur->series > 0)
 		worker_hand_off(w, w->cur, w->cur_idx, last);
 	w->cur = NULL;
