@@ -54,7 +54,7 @@ int tally_merger_init(struct tally_merger *m, uint32_t nworkers, uint64_t window
 /*
  * Merge one worker's partial of a window. Returns 0 when merged (the partial may be reused
  * at once), -ENOSPC when no merge table is free (retry later, after handing windows out),
- * -EINVAL for a window that was already handed out (its records go to lost_records).
+ * -EINVAL for a window that was already handed out (the caller counts it as late).
  */
 int tally_merger_add(struct tally_merger *m, uint64_t start_ms, const struct tally_table *part);
 

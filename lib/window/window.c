@@ -60,10 +60,9 @@ tally_merger_add(struct tally_merger *m, uint64_t start_ms, const struct tally_t
 		return 0;
 	i = find_window(m, start_ms, SLOT_MERGING);
 	if (i < 0) {
-		if (find_window(m, start_ms, SLOT_OUT) >= 0 || start_ms + m->window_ms <= m->done) {
-			m->lost_records += part->records;
+		/* Already handed out: the caller counts these records as late. */
+		if (find_window(m, start_ms, SLOT_OUT) >= 0 || start_ms + m->window_ms <= m->done)
 			return -EINVAL;
-		}
 		i = find_free(m);
 		if (i < 0)
 			return -ENOSPC;

@@ -226,6 +226,23 @@ test_cap_policies(void **state)
 	teardown(state);
 	setup(state);
 
+	/* drop-oldest never deletes the segment being replayed */
+	{
+		struct tally_spool_iter it;
+
+		assert_int_equal(tally_spool_open(&s, dir, 100 << 10, TALLY_SPOOL_DROP_OLDEST, err,
+						  sizeof(err)), 0);
+		for (i = 0; i < 5; i++)
+			assert_int_equal(tally_spool_append(&s, i, "r:1", t), 0);
+		assert_int_equal(tally_spool_iter_open(&s, &it), 0);
+		assert_int_equal(tally_spool_append(&s, 99, "r:1", t), -ENOSPC);
+		assert_int_equal(s.st.dropped_old, 0);
+		tally_spool_iter_close(&it);
+		tally_spool_close(&s);
+	}
+	teardown(state);
+	setup(state);
+
 	/* drop-oldest: old segments go, the newest windows stay */
 	assert_int_equal(tally_spool_open(&s, dir, 100 << 10, TALLY_SPOOL_DROP_OLDEST, err,
 					  sizeof(err)), 0);
