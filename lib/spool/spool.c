@@ -151,10 +151,18 @@ seg_start(struct tally_spool *s)
 {
 	char path[2048];
 
+	int dfd;
+
 	seg_path(s, s->seq, path, sizeof(path));
 	s->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (s->fd < 0)
 		return -errno;
+	/* The new name must survive a power loss too, not only the data written to it. */
+	dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
 	s->seg_bytes = 0;
 	if (s->first_seq == UINT64_MAX)
 		s->first_seq = s->seq;
