@@ -353,6 +353,18 @@ def all_aggregated(datagrams, records, workers):
     return done
 
 
+def wait_all_aggregated(tally, datagrams, records, workers):
+    """Wait until all_aggregated() holds, then check that no counter moves any more;
+    returns that settled tally:self."""
+    done = all_aggregated(datagrams, records, workers)
+    tally.wait_stats(done, timeout=20, what='datagrams=%d, %d records aggregated, every '
+                     'forwarded record received' % (datagrams, records))
+    time.sleep(0.3)  # a few more stats writes: no counter may move any more
+    st = tally.stats()
+    check(done(st), 'counters moved after all was counted: ' + fmt_stats(st))
+    return st
+
+
 def fmt_stats(st):
     return ' '.join('%s=%s' % kv for kv in sorted(st.items()))
 
@@ -490,13 +502,12 @@ def combine_totals(*paths):
     return format_totals(acc)
 
 
-def compare_totals_text(expected, actual_text, what='totals'):
-    """Like compare_totals, with the expected text given."""
+def compare_totals_text(expected, actual_text, what='totals', label='expected'):
+    """tally-query totals must equal the expected text byte for byte."""
     if expected == actual_text:
         return
     exp, act = expected.splitlines(), actual_text.splitlines()
-    diff = list(difflib.unified_diff(exp, act, 'expected', 'tally-query totals',
-                                     lineterm='', n=0))
+    diff = list(difflib.unified_diff(exp, act, label, 'tally-query totals', lineterm='', n=0))
     raise Failure('%s differ (%d expected lines, %d in Redis):\n%s'
                   % (what, len(exp), len(act), '\n'.join(diff[:40])))
 
@@ -504,14 +515,7 @@ def compare_totals_text(expected, actual_text, what='totals'):
 def compare_totals(expected_path, actual_text):
     """tally-query totals must equal tally-gen --totals byte for byte."""
     with open(expected_path) as f:
-        expected = f.read()
-    if expected == actual_text:
-        return
-    exp, act = expected.splitlines(), actual_text.splitlines()
-    diff = list(difflib.unified_diff(exp, act, 'tally-gen --totals', 'tally-query totals',
-                                     lineterm='', n=0))
-    raise Failure('totals differ (%d expected lines, %d in Redis):\n%s'
-                  % (len(exp), len(act), '\n'.join(diff[:40])))
+        compare_totals_text(f.read(), actual_text, label='tally-gen --totals')
 
 
 def check_self(st, gen, what='tally:self'):

@@ -8,27 +8,6 @@ import tallytest as tt
 WINDOW_MS = 60000
 
 
-def read_totals(path):
-    out = {}
-    for line in open(path):
-        d, m, c, s, mn, mx = line.split()
-        out[(int(d), int(m))] = (int(c), float(s), float(mn), float(mx))
-    return out
-
-
-def combine(*paths):
-    """Per-series totals of several tally-gen runs, in tally-gen's --totals format."""
-    acc = {}
-    for p in paths:
-        for k, (c, s, mn, mx) in read_totals(p).items():
-            if k in acc:
-                c0, s0, mn0, mx0 = acc[k]
-                acc[k] = (c0 + c, s0 + s, min(mn0, mn), max(mx0, mx))
-            else:
-                acc[k] = (c, s, mn, mx)
-    return ''.join('%d %d %d %.17g %.17g %.17g\n' % (k[0], k[1], *v) for k, v in sorted(acc.items()))
-
-
 def gen(ctx, name, seed, datagrams=4000):
     return tt.gen_capture(ctx, name, datagrams, seed=seed)
 
@@ -47,14 +26,14 @@ def wait_counted(tally, datagrams):
 
 
 def expect_totals(ctx, redis, text, what):
-    got = tt.query_totals(ctx, redis)
-    tt.check(got == text, '%s: Redis totals differ from the sum of what was sent' % what)
+    tt.compare_totals_text(text, tt.query_totals(ctx, redis), '%s: totals' % what,
+                           'sum of what was sent')
 
 
 def body(ctx):
     a, ta, _ = gen(ctx, 'a', 1)
     b, tb, _ = gen(ctx, 'b', 2)
-    both = combine(ta, tb)
+    both = tt.combine_totals(ta, tb)
     redis = ctx.redis()
 
     # 1. Restarted in the middle of a window: the window gets a partial from each run.

@@ -46,13 +46,7 @@ def run(ctx, redis, files, gen, totals, hot_share):
     total, records = gen['valid_datagrams'], gen['records']
 
     # Datagrams are counted where they arrive; forwarded records a moment later.
-    done = tt.all_aggregated(total, records, WORKERS)
-
-    tally.wait_stats(done, timeout=20, what='datagrams=%d, %d records aggregated, every '
-                     'forwarded record received' % (total, records))
-    time.sleep(0.3)  # a few more stats writes: no counter may move any more
-    st = tally.stats()
-    tt.check(done(st), 'counters moved after all was counted: ' + tt.fmt_stats(st))
+    st = tt.wait_all_aggregated(tally, total, records, WORKERS)
     tt.check_eq(int(time.time() * 1000) // WINDOW_MS * WINDOW_MS, window,
                 'wall-clock window before SIGTERM (the test itself was too slow)')
     tt.check_eq(st['windows_flushed'], 0, 'windows_flushed before SIGTERM')

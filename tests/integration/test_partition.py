@@ -73,13 +73,7 @@ def run(ctx, redis, files, gen, mode, extra=()):
     total, records = gen['valid_datagrams'], gen['records']
 
     # Datagrams are counted where they arrive; forwarded records a moment later.
-    done = tt.all_aggregated(total, records, WORKERS)
-
-    tally.wait_stats(done, timeout=20, what='datagrams=%d, %d records aggregated, every '
-                     'forwarded record received' % (total, records))
-    time.sleep(0.3)  # a few more stats writes: no counter may move any more
-    st = tally.stats()
-    tt.check(done(st), 'counters moved after all was counted: ' + tt.fmt_stats(st))
+    st = tt.wait_all_aggregated(tally, total, records, WORKERS)
     tt.log('%s mode, before SIGTERM: %s' % (mode, tt.fmt_stats(
         {k: v for k, v in st.items() if k.startswith('w') or k in (
             'series', 'forwarded', 'received', 'hot_keys', 'hot_records', 'ring_full',
