@@ -21,7 +21,6 @@ tally_window_start(uint64_t t_ms, uint64_t window_ms)
 struct tally_window_msg {
 	uint64_t start_ms;
 	struct tally_table *table;
-	uint32_t worker;
 	uint32_t index; /* the table's place in the worker's pool */
 };
 

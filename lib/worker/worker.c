@@ -41,7 +41,6 @@ worker_hand_off(struct tally_worker *w, struct tally_table *t, uint32_t idx, uin
 	}
 	m->start_ms = start;
 	m->table = t;
-	m->worker = w->id;
 	m->index = idx;
 	/* The ring holds every table of the pool, so this cannot fail. */
 	rte_ring_sp_enqueue(w->closed, m);
