@@ -89,6 +89,71 @@ tally_fwd_put_chunk(union tally_fwd_slot *dst, uint64_t device_id, uint64_t ts_n
 	return tally_fwd_slots(nrec);
 }
 
+/*
+ * A stretch of ring slots taken for a zero-copy enqueue or dequeue (from rte_ring_zc_data):
+ * slot i is a[i], or past the ring's wrap, b[i - na]. Chunks are written straight into the
+ * ring and read where they lie, so a forwarded record is copied once, into the ring.
+ */
+struct tally_fwd_area {
+	union tally_fwd_slot *a, *b;
+	uint32_t na;   /* slots before the wrap */
+	uint32_t n;    /* slots taken */
+	uint32_t used; /* slots written so far (enqueue) */
+	uint32_t recs; /* records in them */
+};
+
+static inline union tally_fwd_slot *
+tally_fwd_at(const struct tally_fwd_area *z, uint32_t i)
+{
+	return i < z->na ? z->a + i : z->b + (i - z->na);
+}
+
+/* Does the chunk of `span` slots at slot i run over the wrap? */
+static inline int
+tally_fwd_area_split(const struct tally_fwd_area *z, uint32_t i, uint32_t span)
+{
+	return i < z->na && i + span > z->na;
+}
+
+/* Append a chunk to z (the caller checked the room): used and recs move on. */
+static inline void
+tally_fwd_area_put(struct tally_fwd_area *z, uint64_t device_id, uint64_t ts_ns,
+		   const struct tally_wire_rec *recs, uint32_t nrec)
+{
+	uint32_t need = tally_fwd_slots(nrec), k;
+
+	if (__builtin_expect(!tally_fwd_area_split(z, z->used, need), 1)) {
+		tally_fwd_put_chunk(tally_fwd_at(z, z->used), device_id, ts_ns, recs, nrec);
+	} else {
+		/* The ring wraps inside this chunk: header, then two records per slot. */
+		tally_fwd_at(z, z->used)->hdr = (struct tally_fwd_hdr){
+			.device_id = device_id, .nrec = nrec, .type = TALLY_FWD_CHUNK,
+			.ts_ns = ts_ns};
+		for (k = 0; 2 * k < nrec; k++)
+			memcpy(tally_fwd_at(z, z->used + 1 + k), &recs[2 * k],
+			       (nrec - 2 * k >= 2 ? 2 : 1) * sizeof(*recs));
+	}
+	z->used += need;
+	z->recs += nrec;
+}
+
+/*
+ * The chunk at slot i of z as one contiguous run: in place, or copied to tmp (room for the
+ * largest chunk) when the ring wraps inside it.
+ */
+static inline const union tally_fwd_slot *
+tally_fwd_area_chunk(const struct tally_fwd_area *z, uint32_t i, union tally_fwd_slot *tmp)
+{
+	const union tally_fwd_slot *c = tally_fwd_at(z, i);
+	uint32_t span = tally_fwd_span(c), k;
+
+	if (__builtin_expect(!tally_fwd_area_split(z, i, span), 1))
+		return c;
+	for (k = 0; k < span; k++)
+		tmp[k] = *tally_fwd_at(z, i + k);
+	return tmp;
+}
+
 /* Record i of what starts at slot (i < tally_fwd_nrec(slot)). */
 static inline struct tally_wire_rec
 tally_fwd_rec(const union tally_fwd_slot *slot, uint32_t i)
@@ -103,8 +168,7 @@ tally_fwd_rec(const union tally_fwd_slot *slot, uint32_t i)
 
 /* Heavy hitters ------------------------------------------------------------------------- */
 
-#define TALLY_HOT_ROWS 2
-#define TALLY_HOT_COLS 4096 /* power of two */
+#define TALLY_HOT_LINES 128 /* sketch cache lines of 16 counters (power of two) */
 #define TALLY_HOT_SET 64    /* most devices hot at once on one worker (power of two) */
 #define TALLY_HOT_MIN_RECORDS 1024
 
@@ -119,15 +183,16 @@ struct tally_hot_entry {
  * candidates; a device whose estimate reaches `share` of the worker's records (of the last
  * or the current interval, whichever is larger, and at least TALLY_HOT_MIN_RECORDS) becomes
  * hot and is counted exactly from then on. At each interval end, hot devices whose count
- * fell below the share stop being hot (decay). Memory is fixed (~33 KB); O(1) per datagram.
+ * fell below the share stop being hot (decay). Memory is fixed (~10 KB); O(1) per datagram.
  * Single-threaded: the worker that owns it.
  */
 struct tally_hot {
-	uint32_t cms[TALLY_HOT_ROWS][TALLY_HOT_COLS];
+	uint32_t cms[TALLY_HOT_LINES][16] __attribute__((aligned(64)));
 	struct tally_hot_entry set[TALLY_HOT_SET];
-	double share;            /* 0 disables detection */
+	uint64_t share_q32;      /* share x 2^32; 0 disables detection */
 	uint64_t interval_records;
 	uint64_t prev_records;   /* records of the previous interval */
+	uint64_t filter;         /* bit (hash >> 58) of every hot device: most lookups end here */
 	uint32_t nhot;
 	uint32_t set_full;       /* candidates refused because the set was full */
 };
@@ -135,12 +200,82 @@ struct tally_hot {
 /* Start empty; share in [0, 1], 0 = never hot. */
 void tally_hot_init(struct tally_hot *h, double share);
 
+/* Records a device needs to be hot when the interval's base is `base` records. */
+static inline uint64_t
+tally_hot_threshold(const struct tally_hot *h, uint64_t base)
+{
+	uint64_t t = (uint64_t)(((__uint128_t)base * h->share_q32) >> 32);
+
+	return t < TALLY_HOT_MIN_RECORDS ? TALLY_HOT_MIN_RECORDS : t;
+}
+
+static inline uint64_t
+tally_hot_bit(uint64_t dev_hash)
+{
+	return (uint64_t)1 << (dev_hash >> 58);
+}
+
+static inline struct tally_hot_entry *
+tally_hot_find(struct tally_hot *h, uint64_t dev, uint64_t dev_hash)
+{
+	uint32_t i = (uint32_t)(dev_hash >> 20) & (TALLY_HOT_SET - 1), n;
+
+	if (!(h->filter & tally_hot_bit(dev_hash)))
+		return NULL;
+
+	for (n = 0; n < TALLY_HOT_SET; n++, i = (i + 1) & (TALLY_HOT_SET - 1)) {
+		if (!h->set[i].used)
+			return NULL;
+		if (h->set[i].device_id == dev)
+			return &h->set[i];
+	}
+	return NULL;
+}
+
+/* A candidate reached the threshold: make it hot; returns 1, or 0 when the set is full. */
+int tally_hot_promote(struct tally_hot *h, uint64_t dev, uint64_t dev_hash, uint32_t est);
+
 /* Account `records` of a device; returns 1 when the device is hot. */
-int tally_hot_observe(struct tally_hot *h, uint64_t device_id, uint64_t dev_hash,
-		      uint32_t records);
+static inline int
+tally_hot_observe(struct tally_hot *h, uint64_t dev, uint64_t dev_hash, uint32_t records)
+{
+	struct tally_hot_entry *e;
+	uint32_t c0, c1, est, *line;
+	uint64_t base;
+
+	if (h->share_q32 == 0)
+		return 0;
+	h->interval_records += records;
+	e = tally_hot_find(h, dev, dev_hash);
+	if (e != NULL) {
+		e->records += records;
+		return 1;
+	}
+	/*
+	 * Blocked count-min: both counters of a device lie in one cache line (chosen by the
+	 * low hash bits), at two different offsets taken from higher bits, so an update costs
+	 * one line, not one per row.
+	 */
+	line = h->cms[dev_hash & (TALLY_HOT_LINES - 1)];
+	c0 = (uint32_t)(dev_hash >> 40) & 15;
+	c1 = (c0 + 1 + ((uint32_t)(dev_hash >> 44) & 7)) & 15;
+	line[c0] += records;
+	line[c1] += records;
+	est = line[c0] < line[c1] ? line[c0] : line[c1];
+	if (__builtin_expect(est < TALLY_HOT_MIN_RECORDS, 1))
+		return 0;
+	base = h->prev_records > h->interval_records ? h->prev_records : h->interval_records;
+	if (est < tally_hot_threshold(h, base))
+		return 0;
+	return tally_hot_promote(h, dev, dev_hash, est);
+}
 
 /* Is this device hot now? */
-int tally_hot_is(const struct tally_hot *h, uint64_t device_id, uint64_t dev_hash);
+static inline int
+tally_hot_is(struct tally_hot *h, uint64_t device_id, uint64_t dev_hash)
+{
+	return tally_hot_find(h, device_id, dev_hash) != NULL;
+}
 
 /* End of an interval: drop devices below the share, reset the counts and the sketch. */
 void tally_hot_tick(struct tally_hot *h);
