@@ -20,9 +20,10 @@
 #define TALLY_MAX_PORTS 32
 #define TALLY_MAX_RXQ_PER_WORKER 64
 #define TALLY_WORKER_TABLES 4 /* current, previous (device mode), two with control */
-#define TALLY_FWD_STAGE 128    /* slots staged per destination before a ring burst */
+#define TALLY_FWD_STAGE 128    /* slots reserved in an owner's ring at once (largest chunk) */
 #define TALLY_FWD_BURST 256    /* slots dequeued per peer ring at once */
 #define TALLY_FWD_POLL 8       /* ... and at most this many bursts per peer per poll */
+#define TALLY_FWD_AHEAD 16     /* ring slots prefetched ahead of a write or a read */
 #define TALLY_MAX_BURST 512
 
 /* Wall-clock time from the TSC, so workers never make a syscall to read the time. */
@@ -103,9 +104,7 @@ struct tally_worker {
 	uint64_t peer_window[TALLY_MAX_WORKERS]; /* window each peer's records are now for */
 	uint8_t marker_pending[TALLY_MAX_WORKERS];
 	union tally_fwd_slot marker[TALLY_MAX_WORKERS];
-	uint16_t nstage[TALLY_MAX_WORKERS];
-	uint32_t stage_recs[TALLY_MAX_WORKERS]; /* records in those staged slots */
-	union tally_fwd_slot stage[TALLY_MAX_WORKERS][TALLY_FWD_STAGE];
+	struct tally_fwd_area out[TALLY_MAX_WORKERS]; /* reserved in each owner's ring (burst) */
 	struct tally_hot hot;
 	uint64_t hot_flush_tsc;      /* 0: partials only at window close */
 	uint64_t next_hot_flush;

@@ -78,84 +78,79 @@ worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t
 
 /* Device mode ---------------------------------------------------------------------------- */
 
-/* Aggregate here a chunk that could not go to its owner. */
+/* Aggregate here a datagram that could not go to its owner, counted. */
 static void
-spill_chunk(struct tally_worker *w, const union tally_fwd_slot *c)
+spill_datagram(struct tally_worker *w, const struct tally_wire_hdr *h, uint64_t hash,
+	       uint64_t ts)
 {
-	uint64_t hash = tally_hash_device(c->hdr.device_id);
-	uint32_t i, n = tally_fwd_nrec(c);
+	const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
+	uint16_t i;
 
-	for (i = 0; i < n; i++) {
-		struct tally_wire_rec r = tally_fwd_rec(c, i);
+	for (i = 0; i < h->count; i++)
+		worker_add(w, w->cur, h->device_id, hash, rec[i].metric_id, rec[i].kind,
+			   rec[i].value, ts);
+	WC(w, ring_full) += h->count;
+}
 
-		worker_add(w, w->cur, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
-			   c->hdr.ts_ns);
-	}
-	WC(w, ring_full) += n;
+/* Publish the chunks written into dst's ring and give back the slots reserved but unused. */
+static void
+fwd_commit(struct tally_worker *w, uint32_t dst)
+{
+	struct tally_fwd_area *z = &w->out[dst];
+
+	if (z->n == 0)
+		return;
+	rte_ring_enqueue_zc_elem_finish(w->to[dst], z->used);
+	WC(w, forwarded) += z->recs;
+	z->n = z->used = z->recs = 0;
+}
+
+/* Reserve up to a stage of slots on dst's ring for writing in place; returns how many. */
+static uint32_t
+fwd_reserve(struct tally_worker *w, uint32_t dst)
+{
+	struct tally_fwd_area *z = &w->out[dst];
+	struct rte_ring_zc_data zcd;
+	uint32_t n;
+
+	n = rte_ring_enqueue_zc_burst_elem_start(w->to[dst], sizeof(union tally_fwd_slot),
+						 TALLY_FWD_STAGE, &zcd, NULL);
+	if (n > 0)
+		*z = (struct tally_fwd_area){.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
+	return n;
 }
 
 /*
- * Send the chunks staged for one owner in one ring operation. When the ring has no room for
- * all of them, as many whole chunks as fit go, and the rest is aggregated here: a full ring
- * never blocks a worker and loses nothing.
+ * Write a datagram's records into its owner's ring, as one chunk. The burst's chunks for an
+ * owner go into one reservation, published at the end of the burst (fwd_commit). When the
+ * ring has no room, or a window marker for that owner still waits for room (chunks may not
+ * overtake it), the records are aggregated here: a full ring never blocks a worker and
+ * loses nothing.
  */
 static void
-stage_flush(struct tally_worker *w, uint32_t dst)
-{
-	union tally_fwd_slot *st = w->stage[dst];
-	uint32_t n = w->nstage[dst], i = 0;
-
-	if (n == 0)
-		return;
-	if (rte_ring_sp_enqueue_bulk_elem(w->to[dst], st, sizeof(*st), n, NULL) == n) {
-		WC(w, forwarded) += w->stage_recs[dst];
-	} else {
-		for (i = 0; i < n; i += tally_fwd_span(&st[i])) {
-			uint32_t k = tally_fwd_span(&st[i]);
-
-			if (rte_ring_sp_enqueue_bulk_elem(w->to[dst], &st[i], sizeof(*st), k,
-							  NULL) == k)
-				WC(w, forwarded) += tally_fwd_nrec(&st[i]);
-			else
-				spill_chunk(w, &st[i]);
-		}
-	}
-	w->nstage[dst] = 0;
-	w->stage_recs[dst] = 0;
-}
-
-/* Queue a datagram's records for their owner, as one chunk. */
-static void
 forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_hdr *h,
-		 uint64_t ts)
+		 uint64_t hash, uint64_t ts)
 {
+	struct tally_fwd_area *z = &w->out[dst];
 	uint32_t need = tally_fwd_slots(h->count);
 
-	if (unlikely(need > TALLY_FWD_STAGE)) {
-		/* Bigger than a stage (jumbo datagrams): aggregate it here, counted. */
-		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
-		uint64_t hash = tally_hash_device(h->device_id);
-		uint16_t i;
-
-		for (i = 0; i < h->count; i++)
-			worker_add(w, w->cur, h->device_id, hash, rec[i].metric_id, rec[i].kind,
-				   rec[i].value, ts);
-		WC(w, ring_full) += h->count;
+	if (unlikely(w->marker_pending[dst] || need > TALLY_FWD_STAGE)) {
+		spill_datagram(w, h, hash, ts);
 		return;
 	}
-	if (w->nstage[dst] + need > TALLY_FWD_STAGE)
-		stage_flush(w, dst);
-	w->nstage[dst] += (uint16_t)tally_fwd_put_chunk(&w->stage[dst][w->nstage[dst]],
-							 h->device_id, ts,
-							 (const struct tally_wire_rec *)(h + 1),
-							 h->count);
-	w->stage_recs[dst] += h->count;
-	/* Chunks may not overtake a window marker that is still waiting for room. */
-	if (unlikely(w->marker_pending[dst])) {
-		w->nstage[dst] -= (uint16_t)need;
-		w->stage_recs[dst] -= h->count;
-		spill_chunk(w, &w->stage[dst][w->nstage[dst]]);
+	if (unlikely(z->used + need > z->n)) {
+		fwd_commit(w, dst);
+		if (fwd_reserve(w, dst) < need) {
+			fwd_commit(w, dst);
+			spill_datagram(w, h, hash, ts);
+			return;
+		}
 	}
+	tally_fwd_area_put(z, h->device_id, ts, (const struct tally_wire_rec *)(h + 1),
+			   h->count);
+	/* Take the lines ahead for writing now, so the stores to come do not wait for them. */
+	if (z->used + TALLY_FWD_AHEAD < z->n)
+		__builtin_prefetch(tally_fwd_at(z, z->used + TALLY_FWD_AHEAD), 1, 3);
 }
 
 static void
@@ -180,7 +175,7 @@ queue_markers(struct tally_worker *w, uint64_t closed, uint64_t next)
 	for (p = 0; p < w->nworkers; p++) {
 		if (p == w->id)
 			continue;
-		stage_flush(w, p);
+		fwd_commit(w, p);
 		/* A newer marker replaces one still waiting: it closes the older window too. */
 		w->marker[p].hdr = (struct tally_fwd_hdr){
 			.device_id = closed, .type = TALLY_FWD_MARKER, .ts_ns = next};
@@ -237,78 +232,99 @@ table_for(struct tally_worker *w, uint64_t win)
 	return w->cur;
 }
 
-/* Aggregate one chunk a peer forwarded. */
-static inline void
+/* Aggregate one chunk a peer forwarded; returns its records. */
+static inline uint32_t
 receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_fwd_slot *c,
 	      uint64_t hash)
 {
 	uint32_t i, n = tally_fwd_nrec(c);
 
-	WC(w, received) += n;
+	if (unlikely(t == NULL)) {
+		WC(w, window_stall) += n;
+		return n;
+	}
 	for (i = 0; i < n; i++) {
 		struct tally_wire_rec r = tally_fwd_rec(c, i);
 
-		worker_add(w, t, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
-			   c->hdr.ts_ns);
+		tally_table_add(t, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
+				c->hdr.ts_ns);
 	}
+	WC(w, aggregated) += n;
+	if (unlikely(t->full != 0)) {
+		WC(w, aggregated) -= t->full;
+		WC(w, table_full) += t->full;
+		t->full = 0;
+	}
+	return n;
 }
 
-/* Take the chunks and markers one peer forwarded; returns the slots taken. */
+/* Take the chunks and markers one peer forwarded, reading them in place; returns slots. */
 static uint32_t
 receive_from(struct tally_worker *w, uint32_t p)
 {
-	union tally_fwd_slot buf[TALLY_FWD_BURST + TALLY_FWD_STAGE];
-	uint64_t hash[TALLY_FWD_BURST + TALLY_FWD_STAGE];
-	uint32_t total = 0, n, i, k;
+	const union tally_fwd_slot *c[TALLY_FWD_BURST];
+	uint64_t hash[TALLY_FWD_BURST];
+	union tally_fwd_slot tmp[TALLY_FWD_STAGE];
+	uint32_t total = 0, recs = 0, n, i, j, nc, k;
 
 	/* Drain more than a poll can bring in, so a busy sender does not fill the ring. */
 	for (k = 0; k < TALLY_FWD_POLL; k++) {
-		struct tally_table *t = NULL;
+		struct rte_ring_zc_data zcd;
+		struct tally_fwd_area z;
+		struct tally_table *t;
 		int have_t = 0;
 
-		n = rte_ring_sc_dequeue_burst_elem(w->from[p], buf, sizeof(buf[0]), TALLY_FWD_BURST,
-						   NULL);
+		n = rte_ring_dequeue_zc_burst_elem_start(w->from[p], sizeof(union tally_fwd_slot),
+							 TALLY_FWD_BURST, &zcd, NULL);
 		if (n == 0)
 			break;
-		/* Complete a chunk cut by the burst: it was enqueued whole, so it is there. */
-		for (i = 0; i < n; i += tally_fwd_span(&buf[i]))
-			;
-		if (i > n && rte_ring_sc_dequeue_bulk_elem(w->from[p], &buf[n], sizeof(buf[0]),
-							   i - n, NULL) == i - n)
-			n = i;
-		total += n;
-		/* As on the receive path: hash and prefetch every chunk's home slot first. */
+		z = (struct tally_fwd_area){.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
+		/* The slots were just written on the peer's core: ask for them ahead of the walk. */
+		for (i = 0; i < n && i < TALLY_FWD_AHEAD; i += 2)
+			rte_prefetch0(tally_fwd_at(&z, i));
+		/*
+		 * Chunks were published whole, but the burst may cut the last one: it stays for
+		 * the next round. As on the receive path, hash and prefetch every chunk's home
+		 * slot before any update. At most one chunk runs over the ring's wrap (tmp).
+		 */
 		t = w->cur;
-		for (i = 0; i < n; i += tally_fwd_span(&buf[i])) {
-			if (buf[i].hdr.type == TALLY_FWD_MARKER)
-				continue;
-			hash[i] = tally_hash_device(buf[i].hdr.device_id);
-			if (likely(t != NULL))
-				tally_table_prefetch(t, hash[i], tally_fwd_rec(&buf[i], 0).metric_id);
-		}
-		for (i = 0; i < n;) {
-			const union tally_fwd_slot *c = &buf[i];
+		for (i = 0, nc = 0; i < n; nc++) {
+			uint32_t span = tally_fwd_span(tally_fwd_at(&z, i));
 
-			if (unlikely(c->hdr.type == TALLY_FWD_MARKER)) {
+			if (i + span > n)
+				break;
+			if (i + TALLY_FWD_AHEAD < n)
+				rte_prefetch0(tally_fwd_at(&z, i + TALLY_FWD_AHEAD));
+			c[nc] = tally_fwd_area_chunk(&z, i, tmp);
+			i += span;
+			if (c[nc]->hdr.type == TALLY_FWD_MARKER)
+				continue;
+			hash[nc] = tally_hash_device(c[nc]->hdr.device_id);
+			if (likely(t != NULL))
+				tally_table_prefetch(t, hash[nc], tally_fwd_rec(c[nc], 0).metric_id);
+		}
+		for (j = 0; j < nc; j++) {
+			if (unlikely(c[j]->hdr.type == TALLY_FWD_MARKER)) {
 				/* The peer's last marker (next window "never") closes everything. */
-				w->peer_closed[p] = c->hdr.ts_ns == UINT64_MAX
+				w->peer_closed[p] = c[j]->hdr.ts_ns == UINT64_MAX
 							    ? UINT64_MAX
-							    : c->hdr.device_id + w->window_ms;
-				w->peer_window[p] = c->hdr.ts_ns;
+							    : c[j]->hdr.device_id + w->window_ms;
+				w->peer_window[p] = c[j]->hdr.ts_ns;
 				have_t = 0;
-				i++;
 				continue;
 			}
 			if (!have_t) {
 				t = table_for(w, w->peer_window[p]);
 				have_t = 1;
 			}
-			receive_chunk(w, t, c, hash[i]);
-			i += tally_fwd_span(c);
+			recs += receive_chunk(w, t, c[j], hash[j]);
 		}
+		rte_ring_dequeue_zc_elem_finish(w->from[p], i);
+		total += i;
 		if (n < TALLY_FWD_BURST)
 			break;
 	}
+	WC(w, received) += recs;
 	return total;
 }
 
@@ -419,6 +435,50 @@ worker_dead_letter(struct tally_worker *w, struct rte_mbuf *m, uint8_t reason)
 }
 
 /*
+ * Device mode: send each datagram of another worker's device to its owner, unless that
+ * device is hot here (then it is pre-aggregated here, a partial). Leaves in loc[] the
+ * datagrams to aggregate here and returns how many. Which worker owns a device is a coin
+ * toss, so the split is made without branching on it: the CPU keeps running ahead across
+ * the burst instead of stopping at every mispredicted owner test.
+ */
+static inline uint16_t
+worker_steer(struct tally_worker *w, const struct tally_wire_hdr **dg, uint16_t nd,
+	     const uint64_t *hash, uint16_t *loc, uint64_t arrival_ns)
+{
+	uint32_t owner[TALLY_MAX_BURST];
+	uint16_t fw[TALLY_MAX_BURST];
+	uint64_t hot_records = 0;
+	uint16_t i, nl = 0, nf = 0;
+
+	for (i = 0; i < nd; i++)
+		owner[i] = tally_owner(hash[i], w->nworkers);
+	for (i = 0; i < nd; i++) {
+		uint32_t hot = (uint32_t)tally_hot_observe(&w->hot, dg[i]->device_id, hash[i],
+							   dg[i]->count);
+		uint32_t remote = owner[i] != w->id;
+		uint32_t here = (remote ^ 1) | hot;
+
+		loc[nl] = i;
+		nl += here;
+		fw[nf] = i;
+		nf += !here;
+		hot_records += (remote & hot) * dg[i]->count;
+	}
+	WC(w, hot_records) += hot_records;
+	w->hot_in_cur += hot_records;
+	for (i = 0; i < nf; i++) {
+		const struct tally_wire_hdr *h = dg[fw[i]];
+
+		forward_datagram(w, owner[fw[i]], h, hash[fw[i]],
+				 h->time_ns != 0 ? h->time_ns : arrival_ns);
+	}
+	for (i = 0; i < w->nworkers; i++)
+		fwd_commit(w, i);
+	WC(w, hot_keys) = w->hot.nhot;
+	return nl;
+}
+
+/*
  * Aggregate the valid datagrams of a burst: decide where each goes and prefetch the home
  * slots of the local ones first, then update.
  */
@@ -428,64 +488,46 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 {
 	struct tally_table *t = w->cur;
 	uint64_t hash[TALLY_MAX_BURST];
-	uint8_t local[TALLY_MAX_BURST];
+	uint16_t loc[TALLY_MAX_BURST];
 	uint64_t records = 0;
-	uint16_t i, r;
+	uint16_t i, j, r, nl;
 
 	for (i = 0; i < nd; i++) {
-		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(dg[i] + 1);
-		uint32_t owner;
-		int hot;
-
 		records += dg[i]->count;
 		hash[i] = tally_hash_device(dg[i]->device_id);
-		local[i] = 1;
-		if (w->mode == TALLY_PARTITION_DEVICE) {
-			hot = tally_hot_observe(&w->hot, dg[i]->device_id, hash[i], dg[i]->count);
-			owner = tally_owner(hash[i], w->nworkers);
-			if (owner != w->id) {
-				local[i] = hot;
-				if (!hot) {
-					forward_datagram(w, owner, dg[i],
-							 dg[i]->time_ns ? dg[i]->time_ns
-									: arrival_ns);
-					continue;
-				}
-				WC(w, hot_records) += dg[i]->count;
-				w->hot_in_cur += dg[i]->count;
-			}
-		}
-		if (likely(t != NULL))
-			tally_table_prefetch(t, hash[i], rec[0].metric_id);
 	}
 	WC(w, records) += records;
-	for (i = 0; i < nd; i++) {
-		const struct tally_wire_hdr *h = dg[i];
+	if (w->mode == TALLY_PARTITION_DEVICE) {
+		nl = worker_steer(w, dg, nd, hash, loc, arrival_ns);
+	} else {
+		for (i = 0; i < nd; i++)
+			loc[i] = i;
+		nl = nd;
+	}
+	if (unlikely(t == NULL)) {
+		for (j = 0; j < nl; j++)
+			WC(w, window_stall) += dg[loc[j]]->count;
+		return;
+	}
+	for (j = 0; j < nl; j++) {
+		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(dg[loc[j]] + 1);
+
+		tally_table_prefetch(t, hash[loc[j]], rec[0].metric_id);
+	}
+	for (j = 0; j < nl; j++) {
+		const struct tally_wire_hdr *h = dg[loc[j]];
 		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
 		uint64_t ts = h->time_ns != 0 ? h->time_ns : arrival_ns;
 
-		if (!local[i])
-			continue;
-		if (unlikely(t == NULL)) {
-			WC(w, window_stall) += h->count;
-			continue;
-		}
 		for (r = 0; r < h->count; r++)
-			tally_table_add(t, h->device_id, hash[i], rec[r].metric_id, rec[r].kind,
-					rec[r].value, ts);
+			tally_table_add(t, h->device_id, hash[loc[j]], rec[r].metric_id,
+					rec[r].kind, rec[r].value, ts);
 		WC(w, aggregated) += h->count;
 	}
-	if (likely(t != NULL)) {
-		WC(w, aggregated) -= t->full;
-		WC(w, table_full) += t->full;
-		t->full = 0;
-		WC(w, series) = t->series;
-	}
-	if (w->mode == TALLY_PARTITION_DEVICE) {
-		for (i = 0; i < w->nworkers; i++)
-			stage_flush(w, i);
-		WC(w, hot_keys) = w->hot.nhot;
-	}
+	WC(w, aggregated) -= t->full;
+	WC(w, table_full) += t->full;
+	t->full = 0;
+	WC(w, series) = t->series;
 }
 
 void
