@@ -235,17 +235,35 @@ tally_hot_find(struct tally_hot *h, uint64_t dev, uint64_t dev_hash)
 /* A candidate reached the threshold: make it hot; returns 1, or 0 when the set is full. */
 int tally_hot_promote(struct tally_hot *h, uint64_t dev, uint64_t dev_hash, uint32_t est);
 
-/* Account `records` of a device; returns 1 when the device is hot. */
-static inline int
-tally_hot_observe(struct tally_hot *h, uint64_t dev, uint64_t dev_hash, uint32_t records)
+/*
+ * Start a burst of `records` records: they count in the interval at once, and the burst's
+ * devices are measured against one threshold, returned here (0: detection is off).
+ */
+static inline uint64_t
+tally_hot_begin(struct tally_hot *h, uint64_t records)
 {
-	struct tally_hot_entry *e;
-	uint32_t c0, c1, est, *line;
 	uint64_t base;
 
 	if (h->share_q32 == 0)
 		return 0;
 	h->interval_records += records;
+	base = h->prev_records > h->interval_records ? h->prev_records : h->interval_records;
+	return tally_hot_threshold(h, base);
+}
+
+/*
+ * Account `records` of a device of the burst begun with threshold `thr`; returns 1 when the
+ * device is hot.
+ */
+static inline int
+tally_hot_account(struct tally_hot *h, uint64_t thr, uint64_t dev, uint64_t dev_hash,
+		  uint32_t records)
+{
+	struct tally_hot_entry *e;
+	uint32_t c0, c1, est, *line;
+
+	if (thr == 0)
+		return 0;
 	e = tally_hot_find(h, dev, dev_hash);
 	if (e != NULL) {
 		e->records += records;
@@ -262,12 +280,16 @@ tally_hot_observe(struct tally_hot *h, uint64_t dev, uint64_t dev_hash, uint32_t
 	line[c0] += records;
 	line[c1] += records;
 	est = line[c0] < line[c1] ? line[c0] : line[c1];
-	if (__builtin_expect(est < TALLY_HOT_MIN_RECORDS, 1))
-		return 0;
-	base = h->prev_records > h->interval_records ? h->prev_records : h->interval_records;
-	if (est < tally_hot_threshold(h, base))
+	if (__builtin_expect(est < thr, 1))
 		return 0;
 	return tally_hot_promote(h, dev, dev_hash, est);
+}
+
+/* Account `records` of one device (a burst of one); returns 1 when the device is hot. */
+static inline int
+tally_hot_observe(struct tally_hot *h, uint64_t dev, uint64_t dev_hash, uint32_t records)
+{
+	return tally_hot_account(h, tally_hot_begin(h, records), dev, dev_hash, records);
 }
 
 /* Is this device hot now? */

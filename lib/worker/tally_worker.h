@@ -23,7 +23,6 @@
 #define TALLY_FWD_STAGE 128    /* slots reserved in an owner's ring at once (largest chunk) */
 #define TALLY_FWD_BURST 256    /* slots dequeued per peer ring at once */
 #define TALLY_FWD_POLL 8       /* ... and at most this many bursts per peer per poll */
-#define TALLY_FWD_AHEAD 16     /* ring slots prefetched ahead of a write or a read */
 #define TALLY_MAX_BURST 512
 
 /* Wall-clock time from the TSC, so workers never make a syscall to read the time. */

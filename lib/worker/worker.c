@@ -148,9 +148,6 @@ forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_h
 	}
 	tally_fwd_area_put(z, h->device_id, ts, (const struct tally_wire_rec *)(h + 1),
 			   h->count);
-	/* Take the lines ahead for writing now, so the stores to come do not wait for them. */
-	if (z->used + TALLY_FWD_AHEAD < z->n)
-		__builtin_prefetch(tally_fwd_at(z, z->used + TALLY_FWD_AHEAD), 1, 3);
 }
 
 static void
@@ -279,9 +276,6 @@ receive_from(struct tally_worker *w, uint32_t p)
 		if (n == 0)
 			break;
 		z = (struct tally_fwd_area){.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
-		/* The slots were just written on the peer's core: ask for them ahead of the walk. */
-		for (i = 0; i < n && i < TALLY_FWD_AHEAD; i += 2)
-			rte_prefetch0(tally_fwd_at(&z, i));
 		/*
 		 * Chunks were published whole, but the burst may cut the last one: it stays for
 		 * the next round. As on the receive path, hash and prefetch every chunk's home
@@ -293,8 +287,6 @@ receive_from(struct tally_worker *w, uint32_t p)
 
 			if (i + span > n)
 				break;
-			if (i + TALLY_FWD_AHEAD < n)
-				rte_prefetch0(tally_fwd_at(&z, i + TALLY_FWD_AHEAD));
 			c[nc] = tally_fwd_area_chunk(&z, i, tmp);
 			i += span;
 			if (c[nc]->hdr.type == TALLY_FWD_MARKER)
@@ -439,37 +431,47 @@ worker_dead_letter(struct tally_worker *w, struct rte_mbuf *m, uint8_t reason)
  * device is hot here (then it is pre-aggregated here, a partial). Leaves in loc[] the
  * datagrams to aggregate here and returns how many. Which worker owns a device is a coin
  * toss, so the split is made without branching on it: the CPU keeps running ahead across
- * the burst instead of stopping at every mispredicted owner test.
+ * the burst instead of stopping at every mispredicted owner test. Only other workers'
+ * devices are measured for heat (a device that lives here is never forwarded anyway); the
+ * share is of all the records this worker receives.
  */
 static inline uint16_t
 worker_steer(struct tally_worker *w, const struct tally_wire_hdr **dg, uint16_t nd,
-	     const uint64_t *hash, uint16_t *loc, uint64_t arrival_ns)
+	     const uint64_t *hash, uint64_t records, uint16_t *loc, uint64_t arrival_ns)
 {
 	uint32_t owner[TALLY_MAX_BURST];
-	uint16_t fw[TALLY_MAX_BURST];
-	uint64_t hot_records = 0;
-	uint16_t i, nl = 0, nf = 0;
+	uint16_t rem[TALLY_MAX_BURST];
+	uint64_t hot_records = 0, thr = tally_hot_begin(&w->hot, records);
+	uint16_t i, nl = 0, nr = 0, nf = 0;
 
-	for (i = 0; i < nd; i++)
-		owner[i] = tally_owner(hash[i], w->nworkers);
 	for (i = 0; i < nd; i++) {
-		uint32_t hot = (uint32_t)tally_hot_observe(&w->hot, dg[i]->device_id, hash[i],
-							   dg[i]->count);
-		uint32_t remote = owner[i] != w->id;
-		uint32_t here = (remote ^ 1) | hot;
+		uint32_t remote;
 
+		owner[i] = tally_owner(hash[i], w->nworkers);
+		remote = owner[i] != w->id;
 		loc[nl] = i;
-		nl += here;
-		fw[nf] = i;
-		nf += !here;
-		hot_records += (remote & hot) * dg[i]->count;
+		nl += remote ^ 1;
+		rem[nr] = i;
+		nr += remote;
+	}
+	/* Hot remote datagrams join the local ones; the rest are forwarded (rem[0..nf)). */
+	for (i = 0; i < nr; i++) {
+		const struct tally_wire_hdr *h = dg[rem[i]];
+		uint32_t hot = (uint32_t)tally_hot_account(&w->hot, thr, h->device_id,
+							   hash[rem[i]], h->count);
+
+		loc[nl] = rem[i];
+		nl += hot;
+		rem[nf] = rem[i];
+		nf += hot ^ 1;
+		hot_records += hot * h->count;
 	}
 	WC(w, hot_records) += hot_records;
 	w->hot_in_cur += hot_records;
 	for (i = 0; i < nf; i++) {
-		const struct tally_wire_hdr *h = dg[fw[i]];
+		const struct tally_wire_hdr *h = dg[rem[i]];
 
-		forward_datagram(w, owner[fw[i]], h, hash[fw[i]],
+		forward_datagram(w, owner[rem[i]], h, hash[rem[i]],
 				 h->time_ns != 0 ? h->time_ns : arrival_ns);
 	}
 	for (i = 0; i < w->nworkers; i++)
@@ -498,7 +500,7 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 	}
 	WC(w, records) += records;
 	if (w->mode == TALLY_PARTITION_DEVICE) {
-		nl = worker_steer(w, dg, nd, hash, loc, arrival_ns);
+		nl = worker_steer(w, dg, nd, hash, records, loc, arrival_ns);
 	} else {
 		for (i = 0; i < nd; i++)
 			loc[i] = i;
