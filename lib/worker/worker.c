@@ -229,16 +229,34 @@ table_for(struct tally_worker *w, uint64_t win)
 	return w->cur;
 }
 
-/* Aggregate one chunk a peer forwarded; returns its records. */
-static inline uint32_t
+/* Aggregate one chunk a peer forwarded: *recs counts what came, *agg what went into t. */
+static inline void
 receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_fwd_slot *c,
-	      uint64_t hash)
+	      uint64_t hash, uint32_t *recs, uint32_t *agg)
 {
-	uint32_t i, n = tally_fwd_nrec(c);
+	uint32_t i, n;
 
+	if (likely(c->hdr.type == TALLY_FWD_SINGLE)) {
+		/* The common case of small datagrams: the record is in the header slot. */
+		*recs += 1;
+		if (unlikely(t == NULL)) {
+			WC(w, window_stall)++;
+			return;
+		}
+		if (likely(tally_table_add(t, c->hdr.device_id, hash, c->hdr.nrec, c->hdr.kind,
+					   c->hdr.value, c->hdr.ts_ns) == 0)) {
+			*agg += 1;
+		} else {
+			t->full = 0;
+			WC(w, table_full)++;
+		}
+		return;
+	}
+	n = tally_fwd_nrec(c);
+	*recs += n;
 	if (unlikely(t == NULL)) {
 		WC(w, window_stall) += n;
-		return n;
+		return;
 	}
 	for (i = 0; i < n; i++) {
 		struct tally_wire_rec r = tally_fwd_rec(c, i);
@@ -246,13 +264,9 @@ receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_f
 		tally_table_add(t, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
 				c->hdr.ts_ns);
 	}
-	WC(w, aggregated) += n;
-	if (unlikely(t->full != 0)) {
-		WC(w, aggregated) -= t->full;
-		WC(w, table_full) += t->full;
-		t->full = 0;
-	}
-	return n;
+	*agg += n - (uint32_t)t->full;
+	WC(w, table_full) += t->full;
+	t->full = 0;
 }
 
 /* Take the chunks and markers one peer forwarded, reading them in place; returns slots. */
@@ -262,7 +276,7 @@ receive_from(struct tally_worker *w, uint32_t p)
 	const union tally_fwd_slot *c[TALLY_FWD_BURST];
 	uint64_t hash[TALLY_FWD_BURST];
 	union tally_fwd_slot tmp[TALLY_FWD_STAGE];
-	uint32_t total = 0, recs = 0, n, i, j, nc, k;
+	uint32_t total = 0, recs = 0, agg = 0, n, i, j, nc, k;
 
 	/* Drain more than a poll can bring in, so a busy sender does not fill the ring. */
 	for (k = 0; k < TALLY_FWD_POLL; k++) {
@@ -309,7 +323,7 @@ receive_from(struct tally_worker *w, uint32_t p)
 				t = table_for(w, w->peer_window[p]);
 				have_t = 1;
 			}
-			recs += receive_chunk(w, t, c[j], hash[j]);
+			receive_chunk(w, t, c[j], hash[j], &recs, &agg);
 		}
 		rte_ring_dequeue_zc_elem_finish(w->from[p], i);
 		total += i;
@@ -317,6 +331,7 @@ receive_from(struct tally_worker *w, uint32_t p)
 			break;
 	}
 	WC(w, received) += recs;
+	WC(w, aggregated) += agg;
 	return total;
 }
 
