@@ -20,10 +20,15 @@
 #define TALLY_MAX_PORTS 32
 #define TALLY_MAX_RXQ_PER_WORKER 64
 #define TALLY_WORKER_TABLES 4 /* current, previous (device mode), two with control */
-#define TALLY_FWD_STAGE 128    /* slots reserved in an owner's ring at once (largest chunk) */
-#define TALLY_FWD_BURST 256    /* slots dequeued per peer ring at once */
+#define TALLY_FWD_RESERVE 512  /* slots reserved in an owner's ring at once */
+#define TALLY_FWD_CHUNK_MAX 128 /* slots of the largest chunk forwarded (254 records) */
+#define TALLY_FWD_BURST 256    /* slots dequeued per peer ring at once (>= a chunk) */
 #define TALLY_FWD_POLL 8       /* ... and at most this many bursts per peer per poll */
+#define TALLY_FWD_PUBLISH 8    /* busy polls between publications of forwarded chunks */
 #define TALLY_MAX_BURST 512
+
+_Static_assert(TALLY_FWD_BURST >= TALLY_FWD_CHUNK_MAX && TALLY_FWD_RESERVE >= TALLY_FWD_CHUNK_MAX,
+	       "a whole chunk fits in a reservation and in a dequeue burst");
 
 /* Wall-clock time from the TSC, so workers never make a syscall to read the time. */
 struct tally_clock {
@@ -103,7 +108,8 @@ struct tally_worker {
 	uint64_t peer_window[TALLY_MAX_WORKERS]; /* window each peer's records are now for */
 	uint8_t marker_pending[TALLY_MAX_WORKERS];
 	union tally_fwd_slot marker[TALLY_MAX_WORKERS];
-	struct tally_fwd_area out[TALLY_MAX_WORKERS]; /* reserved in each owner's ring (burst) */
+	struct tally_fwd_area out[TALLY_MAX_WORKERS]; /* reserved in each owner's ring */
+	uint32_t fwd_passes;         /* busy polls since the reservations were published */
 	struct tally_hot hot;
 	uint64_t hot_flush_tsc;      /* 0: partials only at window close */
 	uint64_t next_hot_flush;

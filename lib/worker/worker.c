@@ -105,7 +105,7 @@ fwd_commit(struct tally_worker *w, uint32_t dst)
 	z->n = z->used = z->recs = 0;
 }
 
-/* Reserve up to a stage of slots on dst's ring for writing in place; returns how many. */
+/* Reserve up to TALLY_FWD_RESERVE slots of dst's ring to write in place; returns how many. */
 static uint32_t
 fwd_reserve(struct tally_worker *w, uint32_t dst)
 {
@@ -114,18 +114,18 @@ fwd_reserve(struct tally_worker *w, uint32_t dst)
 	uint32_t n;
 
 	n = rte_ring_enqueue_zc_burst_elem_start(w->to[dst], sizeof(union tally_fwd_slot),
-						 TALLY_FWD_STAGE, &zcd, NULL);
+						 TALLY_FWD_RESERVE, &zcd, NULL);
 	if (n > 0)
 		*z = (struct tally_fwd_area){.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
 	return n;
 }
 
 /*
- * Write a datagram's records into its owner's ring, as one chunk. The burst's chunks for an
- * owner go into one reservation, published at the end of the burst (fwd_commit). When the
- * ring has no room, or a window marker for that owner still waits for room (chunks may not
- * overtake it), the records are aggregated here: a full ring never blocks a worker and
- * loses nothing.
+ * Write a datagram's records into its owner's ring, as one chunk. Chunks for an owner go
+ * into one reservation, published (fwd_commit) when it is full, every TALLY_FWD_PUBLISH busy
+ * polls, when the worker is idle, and before a window marker. When the ring has no room, or
+ * a marker for that owner still waits for room (chunks may not overtake it), the records
+ * are aggregated here: a full ring never blocks a worker and loses nothing.
  */
 static void
 forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_hdr *h,
@@ -134,7 +134,7 @@ forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_h
 	struct tally_fwd_area *z = &w->out[dst];
 	uint32_t need = tally_fwd_slots(h->count);
 
-	if (unlikely(w->marker_pending[dst] || need > TALLY_FWD_STAGE)) {
+	if (unlikely(w->marker_pending[dst] || need > TALLY_FWD_CHUNK_MAX)) {
 		spill_datagram(w, h, hash, ts);
 		return;
 	}
@@ -275,7 +275,7 @@ receive_from(struct tally_worker *w, uint32_t p)
 {
 	const union tally_fwd_slot *c[TALLY_FWD_BURST];
 	uint64_t hash[TALLY_FWD_BURST];
-	union tally_fwd_slot tmp[TALLY_FWD_STAGE];
+	union tally_fwd_slot tmp[TALLY_FWD_CHUNK_MAX];
 	uint32_t total = 0, recs = 0, agg = 0, n, i, j, nc, k;
 
 	/* Drain more than a poll can bring in, so a busy sender does not fill the ring. */
@@ -489,8 +489,6 @@ worker_steer(struct tally_worker *w, const struct tally_wire_hdr **dg, uint16_t 
 		forward_datagram(w, owner[rem[i]], h, hash[rem[i]],
 				 h->time_ns != 0 ? h->time_ns : arrival_ns);
 	}
-	for (i = 0; i < w->nworkers; i++)
-		fwd_commit(w, i);
 	WC(w, hot_keys) = w->hot.nhot;
 	return nl;
 }
@@ -610,8 +608,19 @@ worker_poll(struct tally_worker *w)
 		tally_worker_burst(w, pkts, n);
 		total += n;
 	}
-	if (w->mode == TALLY_PARTITION_DEVICE && w->nworkers > 1)
+	if (w->mode == TALLY_PARTITION_DEVICE && w->nworkers > 1) {
+		/*
+		 * Publish what was written into the owners' rings every few busy passes (at once
+		 * when idle): each publication moves the rings' head and tail lines between
+		 * cores, so fewer of them carry more records each.
+		 */
+		if (total == 0 || ++w->fwd_passes >= TALLY_FWD_PUBLISH) {
+			for (q = 0; q < w->nworkers; q++)
+				fwd_commit(w, q);
+			w->fwd_passes = 0;
+		}
 		receive_forwarded(w);
+	}
 	return total;
 }
 
