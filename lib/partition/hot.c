@@ -10,8 +10,9 @@ tally_hot_init(struct tally_hot *h, double share)
 {
 	memset(h, 0, sizeof(*h));
 	/* Integer arithmetic per record: the share as a 32-bit binary fraction. */
-	h->share_q32 = share <= 0 ? 0 : share >= 1 ? (uint64_t)1 << 32
-						   : (uint64_t)(share * 4294967296.0);
+	h->share_q32 = share <= 0   ? 0
+		       : share >= 1 ? (uint64_t)1 << 32
+				    : (uint64_t)(share * 4294967296.0);
 }
 
 static struct tally_hot_entry *

@@ -80,8 +80,7 @@ worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t
 
 /* Aggregate here a datagram that could not go to its owner, counted. */
 static void
-spill_datagram(struct tally_worker *w, const struct tally_wire_hdr *h, uint64_t hash,
-	       uint64_t ts)
+spill_datagram(struct tally_worker *w, const struct tally_wire_hdr *h, uint64_t hash, uint64_t ts)
 {
 	const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
 	uint16_t i;
@@ -146,8 +145,7 @@ forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_h
 			return;
 		}
 	}
-	tally_fwd_area_put(z, h->device_id, ts, (const struct tally_wire_rec *)(h + 1),
-			   h->count);
+	tally_fwd_area_put(z, h->device_id, ts, (const struct tally_wire_rec *)(h + 1), h->count);
 }
 
 static void
@@ -307,11 +305,12 @@ receive_from(struct tally_worker *w, uint32_t p)
 				continue;
 			hash[nc] = tally_hash_device(c[nc]->hdr.device_id);
 			if (likely(t != NULL))
-				tally_table_prefetch(t, hash[nc], tally_fwd_rec(c[nc], 0).metric_id);
+				tally_table_prefetch(t, hash[nc],
+						     tally_fwd_rec(c[nc], 0).metric_id);
 		}
 		for (j = 0; j < nc; j++) {
 			if (unlikely(c[j]->hdr.type == TALLY_FWD_MARKER)) {
-				/* The peer's last marker (next window "never") closes everything. */
+				/* The peer's last marker (next window "never") closes all. */
 				w->peer_closed[p] = c[j]->hdr.ts_ns == UINT64_MAX
 							    ? UINT64_MAX
 							    : c[j]->hdr.device_id + w->window_ms;
@@ -378,8 +377,9 @@ worker_roll_to(struct tally_worker *w, uint64_t start)
 	w->cur = worker_take_table(w, &w->cur_idx);
 	w->hot_in_cur = 0;
 	w->cur_start_ms = start;
-	w->next_tsc = start == UINT64_MAX ? UINT64_MAX :
-		      tally_clock_tsc(w->clock, (start + w->window_ms) * 1000000u);
+	w->next_tsc = start == UINT64_MAX
+			      ? UINT64_MAX
+			      : tally_clock_tsc(w->clock, (start + w->window_ms) * 1000000u);
 	WC(w, hot_keys) = w->hot.nhot;
 	tally_hot_tick(&w->hot);
 }
@@ -472,8 +472,8 @@ worker_steer(struct tally_worker *w, const struct tally_wire_hdr **dg, uint16_t 
 	/* Hot remote datagrams join the local ones; the rest are forwarded (rem[0..nf)). */
 	for (i = 0; i < nr; i++) {
 		const struct tally_wire_hdr *h = dg[rem[i]];
-		uint32_t hot = (uint32_t)tally_hot_account(&w->hot, thr, h->device_id,
-							   hash[rem[i]], h->count);
+		uint32_t hot = (uint32_t)tally_hot_account(&w->hot, thr, h->device_id, hash[rem[i]],
+							   h->count);
 
 		loc[nl] = rem[i];
 		nl += hot;

@@ -15,7 +15,8 @@ test_owner_is_stable(void **state)
 	/* Documented values: changing them would move every device to another worker. */
 	assert_int_equal(tally_owner(tally_hash_device(1), 2), 1);
 	assert_int_equal(tally_owner(tally_hash_device(1), 4), 2);
-	assert_int_equal(tally_owner(tally_hash_device(42), 4), tally_owner(tally_hash_device(42), 4));
+	assert_int_equal(tally_owner(tally_hash_device(42), 4),
+			 tally_owner(tally_hash_device(42), 4));
 	assert_int_equal(tally_owner(0, 7), 0);
 	assert_int_equal(tally_owner(UINT64_MAX, 7), 6);
 	assert_int_equal(tally_owner(tally_hash_device(12345), 1), 0);
@@ -180,7 +181,8 @@ test_ring_hand_off_and_merge(void **state)
 
 				tally_table_add(owner, in[i].hdr.device_id,
 						tally_hash_device(in[i].hdr.device_id),
-						rec.metric_id, rec.kind, rec.value, in[i].hdr.ts_ns);
+						rec.metric_id, rec.kind, rec.value,
+						in[i].hdr.ts_ns);
 			}
 		}
 	}
@@ -247,8 +249,10 @@ test_ring_zero_copy_wrap(void **state)
 				break;
 			wraps_w += tally_fwd_area_split(&z, z.used, tally_fwd_slots(nrec));
 			for (k = 0; k < nrec; k++) {
-				recs[k] = (struct tally_wire_rec){.metric_id = k + 1, .kind = 1,
-								  .value = (double)(next_dev * 10 + k)};
+				recs[k] = (struct tally_wire_rec){
+					.metric_id = k + 1,
+					.kind = 1,
+					.value = (double)(next_dev * 10 + k)};
 				sum_sent += next_dev * 10 + k;
 			}
 			tally_fwd_area_put(&z, next_dev++, round, recs, nrec);
@@ -259,9 +263,9 @@ test_ring_zero_copy_wrap(void **state)
 
 		/* Read at most 7 slots at a time: bursts cut chunks, which wait for the next. */
 		while ((n = rte_ring_dequeue_zc_burst_elem_start(r, sizeof(union tally_fwd_slot), 7,
-								  &zcd, NULL)) > 0) {
-			z = (struct tally_fwd_area){.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1,
-						    .n = n};
+								 &zcd, NULL)) > 0) {
+			z = (struct tally_fwd_area){
+				.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
 			for (i = 0; i < n;) {
 				const union tally_fwd_slot *c;
 				uint32_t span = tally_fwd_span(tally_fwd_at(&z, i));
@@ -295,8 +299,8 @@ test_ring_zero_copy_wrap(void **state)
 		struct tally_fwd_area z;
 		unsigned int n, i;
 
-		n = rte_ring_dequeue_zc_burst_elem_start(r, sizeof(union tally_fwd_slot), cap,
-							 &zcd, NULL);
+		n = rte_ring_dequeue_zc_burst_elem_start(r, sizeof(union tally_fwd_slot), cap, &zcd,
+							 NULL);
 		z = (struct tally_fwd_area){.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
 		for (i = 0; i < n;) {
 			const union tally_fwd_slot *c = tally_fwd_area_chunk(&z, i, tmp);
