@@ -192,7 +192,7 @@ struct tally_hot {
 	uint64_t share_q32;      /* share x 2^32; 0 disables detection */
 	uint64_t interval_records;
 	uint64_t prev_records;   /* records of the previous interval */
-	uint64_t filter;         /* bit (hash >> 58) of every hot device: most lookups end here */
+	uint64_t filter;         /* bit (hash >> 26) % 64 of every hot device: most lookups end here */
 	uint32_t nhot;
 	uint32_t set_full;       /* candidates refused because the set was full */
 };
@@ -212,7 +212,7 @@ tally_hot_threshold(const struct tally_hot *h, uint64_t base)
 static inline uint64_t
 tally_hot_bit(uint64_t dev_hash)
 {
-	return (uint64_t)1 << (dev_hash >> 58);
+	return (uint64_t)1 << ((dev_hash >> 26) & 63);
 }
 
 static inline struct tally_hot_entry *
