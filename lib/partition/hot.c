@@ -18,7 +18,7 @@ tally_hot_init(struct tally_hot *h, double share)
 static struct tally_hot_entry *
 set_insert(struct tally_hot *h, uint64_t dev, uint64_t dev_hash)
 {
-	uint32_t i = (uint32_t)(dev_hash >> 20) & (TALLY_HOT_SET - 1), n;
+	uint32_t i = tally_hot_home(dev_hash), n;
 
 	/* Keep the set at most 3/4 full so lookups of absent devices stay short. */
 	if (h->nhot >= TALLY_HOT_SET * 3 / 4)

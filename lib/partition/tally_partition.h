@@ -215,10 +215,17 @@ tally_hot_bit(uint64_t dev_hash)
 	return (uint64_t)1 << ((dev_hash >> 26) & 63);
 }
 
+/* Home slot of a device in the hot set (linear probing from there). */
+static inline uint32_t
+tally_hot_home(uint64_t dev_hash)
+{
+	return (uint32_t)(dev_hash >> 20) & (TALLY_HOT_SET - 1);
+}
+
 static inline struct tally_hot_entry *
 tally_hot_find(struct tally_hot *h, uint64_t dev, uint64_t dev_hash)
 {
-	uint32_t i = (uint32_t)(dev_hash >> 20) & (TALLY_HOT_SET - 1), n;
+	uint32_t i = tally_hot_home(dev_hash), n;
 
 	if (!(h->filter & tally_hot_bit(dev_hash)))
 		return NULL;
