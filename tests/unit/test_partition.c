@@ -212,6 +212,54 @@ test_ring_hand_off_and_merge(void **state)
 	test_table_free(raw_m);
 }
 
+/* What the reading side of the zero-copy test has seen so far. */
+struct zc_reader {
+	uint64_t expect_dev; /* chunks arrive in device order */
+	uint64_t got, sum;
+	unsigned int wraps; /* chunks read across the ring's wrap */
+	union tally_fwd_slot tmp[64];
+};
+
+/*
+ * Take up to `burst` slots of r in place, as the owner does: whole chunks only (one cut by the
+ * burst stays for the next call), each checked record by record. Returns the slots taken.
+ */
+static unsigned int
+zc_read(struct rte_ring *r, unsigned int burst, struct zc_reader *rd)
+{
+	struct rte_ring_zc_data zcd = {0};
+	struct tally_fwd_area z;
+	unsigned int n, i, k;
+
+	n = rte_ring_dequeue_zc_burst_elem_start(r, sizeof(union tally_fwd_slot), burst, &zcd,
+						 NULL);
+	if (n == 0)
+		return 0;
+	z = (struct tally_fwd_area){.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
+	for (i = 0; i < n;) {
+		const union tally_fwd_slot *c;
+		uint32_t span = tally_fwd_span(tally_fwd_at(&z, i));
+
+		if (i + span > n)
+			break;
+		rd->wraps += tally_fwd_area_split(&z, i, span);
+		c = tally_fwd_area_chunk(&z, i, rd->tmp);
+		assert_int_equal(c->hdr.device_id, rd->expect_dev);
+		for (k = 0; k < tally_fwd_nrec(c); k++) {
+			struct tally_wire_rec rec = tally_fwd_rec(c, k);
+
+			assert_int_equal(rec.metric_id, k + 1);
+			assert_true(rec.value == (double)(rd->expect_dev * 10 + k));
+			rd->sum += (uint64_t)rec.value;
+			rd->got++;
+		}
+		rd->expect_dev++;
+		i += span;
+	}
+	rte_ring_dequeue_zc_elem_finish(r, i);
+	return i;
+}
+
 /*
  * Zero-copy hand-off as the workers do it: chunks written straight into reserved ring slots
  * and read where they lie. A small ring makes chunks run over its wrap on both sides; every
@@ -222,10 +270,10 @@ test_ring_zero_copy_wrap(void **state)
 {
 	unsigned int cap = 64;
 	ssize_t sz = rte_ring_get_memsize_elem(sizeof(union tally_fwd_slot), cap);
-	union tally_fwd_slot tmp[64];
+	struct zc_reader rd = {.expect_dev = 1};
 	struct tally_wire_rec recs[8];
-	uint64_t sent = 0, got = 0, sum_sent = 0, sum_got = 0, next_dev = 1, expect_dev = 1;
-	unsigned int wraps_w = 0, wraps_r = 0;
+	uint64_t sent = 0, sum_sent = 0, next_dev = 1;
+	unsigned int wraps_w = 0, left;
 	struct rte_ring *r;
 	void *rraw;
 	unsigned int round, k;
@@ -236,7 +284,7 @@ test_ring_zero_copy_wrap(void **state)
 	for (round = 0; round < 200; round++) {
 		struct rte_ring_zc_data zcd = {0};
 		struct tally_fwd_area z;
-		unsigned int n, i;
+		unsigned int n;
 
 		/* Write chunks of 1..8 records while they fit in what the reservation gave. */
 		n = rte_ring_enqueue_zc_burst_elem_start(r, sizeof(union tally_fwd_slot), 40, &zcd,
@@ -262,63 +310,17 @@ test_ring_zero_copy_wrap(void **state)
 			rte_ring_enqueue_zc_elem_finish(r, z.used);
 
 		/* Read at most 7 slots at a time: bursts cut chunks, which wait for the next. */
-		while ((n = rte_ring_dequeue_zc_burst_elem_start(r, sizeof(union tally_fwd_slot), 7,
-								 &zcd, NULL)) > 0) {
-			z = (struct tally_fwd_area){
-				.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
-			for (i = 0; i < n;) {
-				const union tally_fwd_slot *c;
-				uint32_t span = tally_fwd_span(tally_fwd_at(&z, i));
-
-				if (i + span > n)
-					break;
-				wraps_r += tally_fwd_area_split(&z, i, span);
-				c = tally_fwd_area_chunk(&z, i, tmp);
-				assert_int_equal(c->hdr.device_id, expect_dev);
-				for (k = 0; k < tally_fwd_nrec(c); k++) {
-					struct tally_wire_rec rec = tally_fwd_rec(c, k);
-
-					assert_int_equal(rec.metric_id, k + 1);
-					assert_true(rec.value == (double)(expect_dev * 10 + k));
-					sum_got += (uint64_t)rec.value;
-					got++;
-				}
-				expect_dev++;
-				i += span;
-			}
-			rte_ring_dequeue_zc_elem_finish(r, i);
-			if (i == 0)
-				break; /* the next chunk is longer than this burst may take */
-		}
+		while (zc_read(r, 7, &rd) > 0)
+			;
 	}
 	assert_true(sent > 1000);
-	assert_true(wraps_w > 0 && wraps_r > 0); /* chunks did run over the wrap */
-	/* Anything still in the ring was cut by the 7-slot bursts; drain it in one go. */
-	{
-		struct rte_ring_zc_data zcd = {0};
-		struct tally_fwd_area z;
-		unsigned int n, i;
-
-		n = rte_ring_dequeue_zc_burst_elem_start(r, sizeof(union tally_fwd_slot), cap, &zcd,
-							 NULL);
-		z = (struct tally_fwd_area){.a = zcd.ptr1, .b = zcd.ptr2, .na = zcd.n1, .n = n};
-		for (i = 0; i < n;) {
-			const union tally_fwd_slot *c = tally_fwd_area_chunk(&z, i, tmp);
-
-			assert_int_equal(c->hdr.device_id, expect_dev++);
-			for (k = 0; k < tally_fwd_nrec(c); k++) {
-				sum_got += (uint64_t)tally_fwd_rec(c, k).value;
-				got++;
-			}
-			i += tally_fwd_span(c);
-		}
-		assert_int_equal(i, n);
-		if (n > 0)
-			rte_ring_dequeue_zc_elem_finish(r, n);
-	}
-	assert_int_equal(got, sent);
-	assert_int_equal(sum_got, sum_sent);
-	assert_int_equal(expect_dev, next_dev);
+	assert_true(wraps_w > 0 && rd.wraps > 0); /* chunks did run over the wrap */
+	/* Anything still in the ring was cut by the 7-slot bursts; it all comes in one go. */
+	left = rte_ring_count(r);
+	assert_int_equal(zc_read(r, cap, &rd), left);
+	assert_int_equal(rd.got, sent);
+	assert_int_equal(rd.sum, sum_sent);
+	assert_int_equal(rd.expect_dev, next_dev);
 	test_free(rraw);
 }
 
