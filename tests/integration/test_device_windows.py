@@ -7,7 +7,6 @@ while traffic flows. Every record is aggregated exactly once (Redis totals equal
 sent), none arrives after its window closed (window_slip), none after its window was written
 (merge_late), and everything forwarded is received."""
 import os
-import time
 
 import tallytest as tt
 
@@ -31,25 +30,18 @@ def body(ctx):
                    '--stats-ms', '100', '--window-ms', str(WINDOW_MS),
                    '--table-series', '65536'], workers=2, redis=redis)
     t.wait_telemetry(lambda s: s.get('workers') == 2, timeout=15, what='tally running')
-    argv = ['ip', 'netns', 'exec', ns, ctx.args.tally_gen, '--send', '%s:9797' % afp.TALLY_IP,
-            '--datagrams', str(datagrams), '--rate', str(RATE), '--records', '8',
-            '--devices', '2000', '--zipf', '0.9', '--src-ports', '16', '--seed', '5',
-            '--totals', totals]
-    out = open(os.path.join(ctx.tmp, 'sender.out'), 'wb')
-    tt.log('start: ' + ' '.join(argv))
-    sender = ctx.spawn(argv, stdout=out, name='tally-gen --send')
-    t0 = time.monotonic()
-    while sender.poll() is None and time.monotonic() - t0 < SECONDS + 30:
-        st = t.telemetry('/tally/stats') or {}
-        if st.get('rx_missed', 0) > 0:
-            raise tt.Failure('AF_PACKET dropped %d frames at %d datagrams/s: lower RATE'
-                             % (st['rx_missed'], RATE))
-        time.sleep(0.5)
-    tt.check_eq(sender.wait(5), 0, 'tally-gen --send exit status')
-    g = tt.parse_kv(open(out.name).read())
+    g = tt.tally_gen(ctx, ['--send', '%s:9797' % afp.TALLY_IP, '--datagrams', str(datagrams),
+                           '--rate', str(RATE), '--records', '8', '--devices', '2000',
+                           '--zipf', '0.9', '--src-ports', '16', '--seed', '5',
+                           '--totals', totals], netns=ns, timeout=SECONDS + 30)
     tt.check_eq(g['send_errors'], 0, 'send_errors')
-    t.wait_telemetry(lambda s: s['datagrams'] == datagrams, timeout=20,
-                     what='datagrams=%d' % datagrams)
+
+    def all_counted(s):
+        if s.get('rx_missed', 0) > 0:
+            raise tt.Failure('AF_PACKET dropped %d frames at %d datagrams/s: lower RATE'
+                             % (s['rx_missed'], RATE))
+        return s.get('datagrams') == datagrams
+    t.wait_telemetry(all_counted, timeout=20, what='datagrams=%d' % datagrams)
     t.stop()
 
     st = redis.self_stats()
