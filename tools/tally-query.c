@@ -15,6 +15,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "tally_auth.h"
+
 #define Q_NAME "tally-query"
 #define Q_DEFAULT_REDIS "127.0.0.1:6379"
 #define Q_DEFAULT_TIMEOUT_MS 5000
@@ -31,6 +33,8 @@ struct q_conf {
 	int port;
 	uint64_t timeout_ms;
 	bool json;
+	const char *user;	   /* NULL: the default user */
+	const char *password_file; /* NULL: no AUTH */
 };
 
 /* The five per-metric fields of a window hash, in output order. */
@@ -228,14 +232,28 @@ q_connect(const struct q_conf *conf)
 		.tv_sec = (time_t)(conf->timeout_ms / 1000),
 		.tv_usec = (suseconds_t)(conf->timeout_ms % 1000) * 1000,
 	};
-	redisContext *c = redisConnectWithTimeout(conf->host, conf->port, tv);
+	char password[TALLY_AUTH_PASSWORD_SIZE] = "";
+	redisContext *c;
+	char err[512];
+	int rc = -1;
 
+	/* The file first: an unsafe one is refused before anything is sent. */
+	if (conf->password_file != NULL &&
+	    tally_password_file_read(conf->password_file, password, sizeof(password), err,
+				     sizeof(err)) != 0)
+		q_exit(Q_EXIT_ERROR, "%s", err);
+	c = redisConnectWithTimeout(conf->host, conf->port, tv);
 	if (c == NULL)
-		q_exit(Q_EXIT_ERROR, "cannot connect to %s: out of memory", conf->redis);
-	if (c->err != 0)
-		q_exit(Q_EXIT_ERROR, "cannot connect to %s: %s", conf->redis, c->errstr);
-	if (redisSetTimeout(c, tv) != REDIS_OK)
-		q_exit(Q_EXIT_ERROR, "cannot set timeout on %s: %s", conf->redis, c->errstr);
+		snprintf(err, sizeof(err), "cannot connect to %s: out of memory", conf->redis);
+	else if (c->err != 0)
+		snprintf(err, sizeof(err), "cannot connect to %s: %s", conf->redis, c->errstr);
+	else if (redisSetTimeout(c, tv) != REDIS_OK)
+		snprintf(err, sizeof(err), "cannot set timeout on %s: %s", conf->redis, c->errstr);
+	else
+		rc = tally_redis_auth(c, conf->user, password, err, sizeof(err));
+	explicit_bzero(password, sizeof(password));
+	if (rc != 0)
+		q_exit(Q_EXIT_ERROR, "%s", err);
 	return c;
 }
 
@@ -1039,6 +1057,10 @@ usage(FILE *f)
 		   "Read what tally wrote to Redis.\n\n"
 		   "Options:\n"
 		   "  --redis HOST:PORT   Redis to read [" Q_DEFAULT_REDIS "]\n"
+		   "  --redis-user NAME   Redis ACL user to authenticate as [the default user]\n"
+		   "  --redis-password-file FILE\n"
+		   "                      file holding the Redis password on one line, not\n"
+		   "                      readable by others (never the password itself)\n"
 		   "  --timeout-ms N      connect and reply timeout [%d]\n"
 		   "  --json              print JSON instead of tables\n"
 		   "  --top N             the N heaviest devices of the last window (= top N)\n"
@@ -1049,6 +1071,26 @@ usage(FILE *f)
 			q_commands[i].args);
 	fprintf(f, "\n'totals' prints 'device metric count sum min max' lines, as "
 		   "tally-gen --totals does.\n");
+}
+
+/*
+ * True for an option that would carry a password itself (`--password`, `--redis-password` or
+ * one of its abbreviations, which getopt_long would take for --redis-password-file): a
+ * password on the command line shows in ps and shell history.
+ */
+static bool
+is_password_opt(const char *arg)
+{
+	static const char full[] = "redis-password";
+	size_t len;
+
+	if (strncmp(arg, "--", 2) != 0)
+		return false;
+	arg += 2;
+	len = strcspn(arg, "=");
+	if (len == strlen("password") && strncmp(arg, "password", len) == 0)
+		return true;
+	return len > strlen("redis-") && len < sizeof(full) && strncmp(arg, full, len) == 0;
 }
 
 static void
@@ -1080,6 +1122,8 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"redis", required_argument, NULL, 'r'},
+		{"redis-user", required_argument, NULL, 'u'},
+		{"redis-password-file", required_argument, NULL, 'p'},
 		{"timeout-ms", required_argument, NULL, 't'},
 		{"json", no_argument, NULL, 'j'},
 		{"top", required_argument, NULL, 'T'},
@@ -1095,11 +1139,26 @@ main(int argc, char **argv)
 	int rc;
 	int o;
 
+	for (i = 1; i < (size_t)argc; i++)
+		if (is_password_opt(argv[i]))
+			q_exit(Q_EXIT_USAGE, "%.*s: %s", (int)strcspn(argv[i], "="), argv[i],
+			       "a password is never given on the command line; put it in a file "
+			       "(chmod 600) and give --redis-password-file FILE");
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
 		switch (o) {
 		case 'r':
 			conf.redis = optarg;
+			break;
+		case 'u':
+			if (*optarg == '\0' || strlen(optarg) > TALLY_AUTH_USER_MAX)
+				q_exit(Q_EXIT_USAGE,
+				       "--redis-user: '%s' is empty or longer than %d characters",
+				       optarg, TALLY_AUTH_USER_MAX);
+			conf.user = optarg;
+			break;
+		case 'p':
+			conf.password_file = optarg;
 			break;
 		case 't':
 			conf.timeout_ms = parse_arg_u64("--timeout-ms", optarg, 3600000);
@@ -1122,6 +1181,9 @@ main(int argc, char **argv)
 		}
 	}
 	parse_redis_addr(&conf);
+	if (conf.user != NULL && conf.password_file == NULL)
+		q_exit(Q_EXIT_USAGE, "--redis-user %s needs a password: give --redis-password-file",
+		       conf.user);
 	if (top_n != NULL) { /* --top N is the top command */
 		if (optind < argc)
 			q_exit(Q_EXIT_USAGE, "--top takes no COMMAND");

@@ -25,6 +25,7 @@ enum opt_type {
 	OPT_ENUM,   /* one of choices[], stored as its index in a uint8_t */
 	OPT_SHARE,  /* a double in [0, 1] */
 	OPT_HEX,    /* hex bytes into rss_key / rss_key_len */
+	OPT_STR,    /* text of 1 to max characters */
 };
 
 struct opt {
@@ -49,6 +50,11 @@ static const struct opt opts[] = {
 	{"config", OPT_PATH, OFF(config_file), NULL, 0, 0,
 	 "INI file with these keys in a [tally] section; the command line wins"},
 	{"redis", OPT_HOSTPORT, 0, "127.0.0.1:6379", 0, 0, "Redis server HOST:PORT"},
+	{"redis-user", OPT_STR, OFF(redis_user), NULL, 0, TALLY_REDIS_USER_MAX,
+	 "Redis ACL user to authenticate as; unset: the default user"},
+	{"redis-password-file", OPT_PATH, OFF(redis_password_file), NULL, 0, 0,
+	 "file holding the Redis password on one line, not readable by others (never the "
+	 "password itself on the command line or here)"},
 	{"udp-port", OPT_U16, OFF(udp_port), "9797", 1, 65535, "UDP port of telemetry"},
 	{"ipv4", OPT_IPV4, OFF(ipv4), NULL, 0, 0,
 	 "own IPv4 address: answers ARP and ping, other destinations count as `other`"},
@@ -143,6 +149,23 @@ find_opt(const char *name)
 		if (strcmp(opts[i].name, name) == 0)
 			return &opts[i];
 	return NULL;
+}
+
+/*
+ * True for an option or key that would carry a password itself: `password`, `redis-password`
+ * and its abbreviations (which getopt_long would otherwise take for --redis-password-file).
+ * A password on the command line shows in ps and shell history; in the INI file it lies
+ * next to settings that are shared and copied around.
+ */
+static int
+is_password_opt(const char *name)
+{
+	static const char full[] = "redis-password";
+	size_t len = strcspn(name, "=");
+
+	if (len == strlen("password") && strncmp(name, "password", len) == 0)
+		return 1;
+	return len > strlen("redis-") && len < sizeof(full) && strncmp(name, full, len) == 0;
 }
 
 static int
@@ -302,6 +325,13 @@ set_opt(struct tally_config *c, const struct opt *o, const char *val, char *err,
 			       ? 0
 			       : fail(err, errlen, "--%s: '%s' is not 1 to 64 hex bytes", o->name,
 				      val);
+	case OPT_STR:
+		if (*val == '\0' || strlen(val) > o->max)
+			return fail(err, errlen,
+				    "--%s: '%s' is empty or longer than %" PRIu64 " characters",
+				    o->name, val, o->max);
+		strcpy((char *)field, val);
+		return 0;
 	}
 	return fail(err, errlen, "--%s: unsupported option type", o->name);
 }
@@ -361,7 +391,11 @@ tally_config_load_file(struct tally_config *c, const char *path, char *err, size
 	for (i = 0; i < n && rc == 0; i++) {
 		const struct opt *o = find_opt(entries[i].name);
 
-		if (o == NULL || strcmp(o->name, "config") == 0)
+		if (is_password_opt(entries[i].name))
+			rc = fail(err, errlen, "%s: key '%s': %s", path, entries[i].name,
+				  "a password is never kept in the INI file; put it in a file of "
+				  "its own (chmod 600) and set redis-password-file");
+		else if (o == NULL || strcmp(o->name, "config") == 0)
 			rc = fail(err, errlen, "%s: unknown key '%s'", path, entries[i].name);
 		else if (set_opt(c, o, entries[i].value, err, errlen) != 0)
 			rc = -1;
@@ -379,6 +413,7 @@ tally_config_usage(FILE *f, const char *prog)
 		[OPT_U64] = "N",     [OPT_U16] = "N",	   [OPT_HOSTPORT] = "HOST:PORT",
 		[OPT_IPV4] = "ADDR", [OPT_IPV6] = "ADDR",  [OPT_PATH] = "FILE",
 		[OPT_ENUM] = "MODE", [OPT_SHARE] = "F",	   [OPT_HEX] = "HEX",
+		[OPT_STR] = "NAME",
 	};
 	size_t i;
 
@@ -417,6 +452,10 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 			tally_config_usage(stdout, argv[0]);
 			return 1;
 		}
+		if (strncmp(a, "--", 2) == 0 && is_password_opt(a + 2))
+			return fail(err, errlen, "--%.*s: %s", (int)strcspn(a + 2, "="), a + 2,
+				    "a password is never given on the command line; put it in a "
+				    "file (chmod 600) and give --redis-password-file FILE");
 		if (strncmp(a, "--config=", 9) == 0 || (strcmp(a, "--config") == 0 && idx + 1 < argc)) {
 			const char *path = a[8] == '=' ? a + 9 : argv[idx + 1];
 
@@ -443,5 +482,9 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 	if (strlen(c->instance) > TALLY_INSTANCE_MAX)
 		return fail(err, errlen, "--instance: '%s' is longer than %d characters",
 			    c->instance, TALLY_INSTANCE_MAX);
+	if (c->redis_user[0] != '\0' && c->redis_password_file[0] == '\0')
+		return fail(err, errlen,
+			    "--redis-user %s needs a password: give --redis-password-file",
+			    c->redis_user);
 	return 0;
 }

@@ -10,11 +10,14 @@
 #define TALLY_HOST_MAX 256
 #define TALLY_PATH_MAX 1024
 #define TALLY_INSTANCE_MAX 64
+#define TALLY_REDIS_USER_MAX 64
 
 struct tally_config {
 	char config_file[TALLY_PATH_MAX];
 	char redis_host[TALLY_HOST_MAX];
 	uint16_t redis_port;
+	char redis_user[TALLY_REDIS_USER_MAX + 1]; /* empty: the default user */
+	char redis_password_file[TALLY_PATH_MAX];  /* empty: no AUTH */
 	uint16_t udp_port;
 	uint8_t has_ipv4;
 	uint8_t has_ipv6;

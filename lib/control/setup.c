@@ -20,6 +20,7 @@
 #include <rte_ring_elem.h>
 
 #include "tally_app.h"
+#include "tally_auth.h"
 
 #define MBUF_CACHE 256
 #define EXC_RING_SIZE 1024
@@ -227,6 +228,7 @@ int
 tally_app_init(struct tally_app *app, char *err, size_t errlen)
 {
 	const struct tally_config *c = &app->cfg;
+	char password[TALLY_AUTH_PASSWORD_SIZE] = "";
 	struct tally_sink_conf sc;
 	struct timespec ts;
 	unsigned int lcore;
@@ -319,6 +321,10 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	/* A partial's id: this instance and this run, so a restart never reuses one. */
 	snprintf(app->partial_id, sizeof(app->partial_id), "%s:%" PRIu64, c->instance,
 		 app->start_ms);
+	if (c->redis_password_file[0] != '\0' &&
+	    tally_password_file_read(c->redis_password_file, password, sizeof(password), err,
+				     errlen) != 0)
+		goto undo;
 	sc = (struct tally_sink_conf){
 		.host = c->redis_host,
 		.port = c->redis_port,
@@ -333,8 +339,12 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		.breaker_failures = (uint32_t)c->breaker_failures,
 		.backoff_ms = c->breaker_backoff_ms,
 		.backoff_max_ms = c->breaker_max_ms,
+		.user = c->redis_user,
+		.password = password,
 	};
 	app->sink = tally_sink_create(&sc, err, errlen);
+	/* The sink keeps its own copy for reconnects. */
+	explicit_bzero(password, sizeof(password));
 	if (app->sink == NULL)
 		goto undo;
 	if (tally_exception_start(app) != 0) {

@@ -8,12 +8,15 @@
 
 #include <hiredis/hiredis.h>
 
+#include "tally_auth.h"
 #include "tally_sink.h"
 
 
 struct tally_sink {
 	struct tally_sink_conf conf;
 	char host[256];
+	char user[TALLY_AUTH_USER_MAX + 1];
+	char password[TALLY_AUTH_PASSWORD_SIZE]; /* AUTH again at every reconnect; zeroed at free */
 	char partial_id[128];
 	redisContext *ctx;
 	struct tally_sink_stats st;
@@ -53,6 +56,8 @@ sink_connect(const struct tally_sink_conf *c, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set Redis timeout: %s", ctx->errstr);
 		goto fail;
 	}
+	if (tally_redis_auth(ctx, c->user, c->password, err, errlen) != 0)
+		goto fail;
 	r = redisCommand(ctx, "PING");
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		snprintf(err, errlen, "Redis at %s:%u does not answer PING: %s", c->host, c->port,
@@ -100,6 +105,16 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	s->conf = *conf;
 	snprintf(s->host, sizeof(s->host), "%s", conf->host);
 	s->conf.host = s->host;
+	if ((conf->user && strlen(conf->user) >= sizeof(s->user)) ||
+	    (conf->password && strlen(conf->password) >= sizeof(s->password))) {
+		snprintf(err, errlen, "Redis user or password too long");
+		free(s);
+		return NULL;
+	}
+	snprintf(s->user, sizeof(s->user), "%s", conf->user ? conf->user : "");
+	snprintf(s->password, sizeof(s->password), "%s", conf->password ? conf->password : "");
+	s->conf.user = s->user;
+	s->conf.password = s->password;
 	snprintf(s->partial_id, sizeof(s->partial_id), "%s",
 		 conf->partial_id ? conf->partial_id : "tally");
 	s->conf.partial_id = s->partial_id;
@@ -108,6 +123,7 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	s->ctx = sink_connect(&s->conf, err, errlen);
 	if (s->ctx == NULL) {
 		if (!s->conf.start_open) {
+			explicit_bzero(s->password, sizeof(s->password));
 			free(s);
 			return NULL;
 		}
@@ -125,6 +141,7 @@ tally_sink_free(struct tally_sink *s)
 		return;
 	if (s->ctx != NULL)
 		redisFree(s->ctx);
+	explicit_bzero(s->password, sizeof(s->password));
 	free(s);
 }
 

@@ -96,6 +96,8 @@ struct tally_sink_conf {
 	uint32_t breaker_failures; /* consecutive failures that open the breaker */
 	uint64_t backoff_ms;     /* first wait of an open breaker; doubles, with jitter ... */
 	uint64_t backoff_max_ms; /* ... up to this */
+	const char *user;        /* Redis ACL user, or NULL/empty: the default user */
+	const char *password;    /* AUTH at every connect, or NULL/empty: none; copied */
 };
 
 /* Circuit breaker states (tally:self breaker_state). */

@@ -213,6 +213,96 @@ test_ini_errors(void **state)
 }
 
 static void
+test_redis_auth_options(void **state)
+{
+	struct tally_config c;
+	char user64[TALLY_REDIS_USER_MAX + 1];
+	char user65[TALLY_REDIS_USER_MAX + 2];
+	char *argv[] = {"tally", "--redis-user", "tally", "--redis-password-file", "/etc/tally/pw",
+			NULL};
+	char *abbrev[] = {"tally", "--redis-password-f=/etc/tally/pw", NULL};
+	char *long_user[] = {"tally", "--redis-user", user65, "--redis-password-file", "/pw", NULL};
+	char *max_user[] = {"tally", "--redis-user", user64, "--redis-password-file", "/pw", NULL};
+	char *empty_user[] = {"tally", "--redis-user", "", NULL};
+	char *no_password[] = {"tally", "--redis-user", "tally", NULL};
+	char *ini = write_ini("[tally]\nredis-user = ops\nredis-password-file = /run/pw\n");
+	char *ini_argv[] = {"tally", "--config", ini, "--redis-user", "tally", NULL};
+
+	tally_config_defaults(&c);
+	assert_string_equal(c.redis_user, "");
+	assert_string_equal(c.redis_password_file, "");
+	assert_int_equal(parse(&c, 5, argv), 0);
+	assert_string_equal(c.redis_user, "tally");
+	assert_string_equal(c.redis_password_file, "/etc/tally/pw");
+	/* An abbreviation that goes past "redis-password" can only mean the file. */
+	assert_int_equal(parse(&c, 2, abbrev), 0);
+	assert_string_equal(c.redis_password_file, "/etc/tally/pw");
+
+	memset(user64, 'u', sizeof(user64) - 1);
+	user64[sizeof(user64) - 1] = '\0';
+	memset(user65, 'u', sizeof(user65) - 1);
+	user65[sizeof(user65) - 1] = '\0';
+	assert_int_equal(parse(&c, 5, max_user), 0);
+	assert_string_equal(c.redis_user, user64);
+	assert_int_equal(parse(&c, 5, long_user), -1);
+	assert_non_null(strstr(err, "--redis-user"));
+	assert_int_equal(parse(&c, 3, empty_user), -1);
+	assert_non_null(strstr(err, "--redis-user"));
+	/* A user needs a password: AUTH user would be refused at every connect. */
+	assert_int_equal(parse(&c, 3, no_password), -1);
+	assert_non_null(strstr(err, "--redis-password-file"));
+
+	/* Both are INI keys too; the command line wins. */
+	assert_int_equal(parse(&c, 5, ini_argv), 0);
+	assert_string_equal(c.redis_user, "tally");
+	assert_string_equal(c.redis_password_file, "/run/pw");
+	unlink(ini);
+	test_free(ini);
+}
+
+/* A password itself, on the command line or in the INI file, is refused in one line. */
+static void
+test_password_refused(void **state)
+{
+	static const char *const bad[][2] = {
+		{"--redis-password", "hunter2"}, {"--redis-password=hunter2", NULL},
+		{"--password", "hunter2"},	 {"--password=hunter2", NULL},
+		{"--redis-pass", "hunter2"},	 {"--redis-p=hunter2", NULL},
+	};
+	static const char *const keys[] = {"redis-password", "password"};
+	struct tally_config c;
+	char text[128];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *argv[] = {"tally", "--udp-port", "9000", NULL, NULL, NULL};
+
+		argv[3] = (char *)bad[i][0];
+		argv[4] = (char *)bad[i][1];
+		assert_int_equal(parse(&c, bad[i][1] ? 5 : 4, argv), -1);
+		assert_non_null(strstr(err, "--redis-password-file"));
+		assert_non_null(strstr(err, "command line"));
+		assert_null(strstr(err, "hunter2"));
+		assert_null(strchr(err, '\n'));
+	}
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char *path;
+		char *argv[] = {"tally", "--config", NULL, NULL};
+
+		snprintf(text, sizeof(text), "[tally]\nstats-ms = 100\n%s = hunter2\n", keys[i]);
+		path = write_ini(text);
+		argv[2] = path;
+		assert_int_equal(parse(&c, 3, argv), -1);
+		assert_non_null(strstr(err, keys[i]));
+		assert_non_null(strstr(err, "redis-password-file"));
+		assert_null(strstr(err, "hunter2"));
+		assert_null(strchr(err, '\n'));
+		unlink(path);
+		test_free(path);
+	}
+}
+
+static void
 test_shipped_sample_parses(void **state)
 {
 	struct tally_config c;
@@ -234,6 +324,8 @@ main(void)
 		cmocka_unit_test(test_unknown_and_missing),
 		cmocka_unit_test(test_ini_and_precedence),
 		cmocka_unit_test(test_ini_errors),
+		cmocka_unit_test(test_redis_auth_options),
+		cmocka_unit_test(test_password_refused),
 		cmocka_unit_test(test_shipped_sample_parses),
 	};
 
