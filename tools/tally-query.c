@@ -268,13 +268,24 @@ q_check(redisContext *c, redisReply *r, const char *what)
 	return r;
 }
 
+/*
+ * The reply to a read of one window key, or NULL when that key is not a hash (someone else's
+ * key with a window key's name): skipped with a warning, the rest is still read.
+ */
 static redisReply *
-q_get_reply(redisContext *c, const char *what)
+q_get_key_reply(redisContext *c, const char *what, const char *key, size_t keylen)
 {
 	void *r = NULL;
 
 	if (redisGetReply(c, &r) != REDIS_OK)
 		r = NULL;
+	if (r != NULL && ((redisReply *)r)->type == REDIS_REPLY_ERROR &&
+	    strncmp(((redisReply *)r)->str, "WRONGTYPE", 9) == 0) {
+		fprintf(stderr, Q_NAME ": skipping %.*s: %s\n", (int)keylen, key,
+			((redisReply *)r)->str);
+		freeReplyObject(r);
+		return NULL;
+	}
 	return q_check(c, r, what);
 }
 
@@ -603,40 +614,80 @@ keys_free(struct q_keys *keys)
 	free(keys->v);
 }
 
-static int
-cmd_latest(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+/* Fold every <metric>:<field> pair of an HGETALL reply into metrics; other fields are skipped. */
+static void
+fold_metric_pairs(const redisReply *r, struct q_metric **metrics, size_t *nb)
 {
-	static const char *const head[] = {"metric", "count", "sum", "min", "max", "last"};
-	redisReply *r = q_check(c, redisCommand(c, "HGETALL tally:{%" PRIu64 "}:latest",
-					       a->device), "HGETALL");
-	struct q_metric *metrics = NULL;
-	const char *window = NULL;
-	size_t window_len = 0;
-	size_t nb = 0;
-	struct q_table t;
 	size_t i;
 
-	if (!reply_is_pairs(r))
-		q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
-	if (r->elements == 0)
-		q_exit(Q_EXIT_ERROR, "no data for device %" PRIu64, a->device);
 	for (i = 0; i < r->elements; i += 2) {
-		const redisReply *field = r->element[i];
 		struct q_stats st = {0};
 		enum q_field f;
 		uint32_t metric;
 		struct q_metric *m;
 
-		if (field->len == 6 && memcmp(field->str, "window", 6) == 0) {
-			window = r->element[i + 1]->str;
-			window_len = r->element[i + 1]->len;
+		if (parse_metric_pair(r->element[i], r->element[i + 1], &metric, &f, &st) != 0)
 			continue;
-		}
-		if (parse_metric_pair(field, r->element[i + 1], &metric, &f, &st) != 0)
-			continue;
-		m = metric_find_or_add(&metrics, &nb, metric);
+		m = metric_find_or_add(metrics, nb, metric);
 		stats_fold(&m->st, &st, f);
 	}
+}
+
+static int
+cmd_latest(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+{
+	static const char *const head[] = {"metric", "count", "sum", "min", "max", "last"};
+	redisReply *r =
+		q_check(c, redisCommand(c, "TYPE tally:{%" PRIu64 "}:latest", a->device), "TYPE");
+	struct q_metric *metrics = NULL;
+	const char *window = NULL;
+	redisReply *wr = NULL;
+	size_t window_len = 0;
+	uint64_t wstart;
+	size_t nb = 0;
+	struct q_table t;
+	size_t i;
+	int v2;
+
+	if (r->type != REDIS_REPLY_STATUS)
+		q_exit(Q_EXIT_ERROR, "redis TYPE: unexpected reply");
+	if (strcmp(r->str, "none") == 0)
+		q_exit(Q_EXIT_ERROR, "no data for device %" PRIu64, a->device);
+	/* Schema v2: a string naming the newest window; v1: a hash with `window` and the fields. */
+	v2 = strcmp(r->str, "string") == 0;
+	freeReplyObject(r);
+	r = q_check(c,
+		    redisCommand(c,
+				 v2 ? "GET tally:{%" PRIu64 "}:latest"
+				    : "HGETALL tally:{%" PRIu64 "}:latest",
+				 a->device),
+		    v2 ? "GET" : "HGETALL");
+	if (r->type == REDIS_REPLY_STRING) {
+		window = r->str;
+		window_len = r->len;
+	} else if (reply_is_pairs(r)) {
+		for (i = 0; i < r->elements; i += 2) {
+			const redisReply *field = r->element[i];
+
+			if (field->len == 6 && memcmp(field->str, "window", 6) == 0) {
+				window = r->element[i + 1]->str;
+				window_len = r->element[i + 1]->len;
+			}
+		}
+		fold_metric_pairs(r, &metrics, &nb);
+	} else {
+		q_exit(Q_EXIT_ERROR, "tally:{%" PRIu64 "}:latest is not tally's", a->device);
+	}
+	if (nb == 0 && window != NULL && parse_u64(window, window_len, UINT64_MAX, &wstart) == 0) {
+		wr = q_check(
+			c,
+			redisCommand(c, "HGETALL tally:{%" PRIu64 "}:%" PRIu64, a->device, wstart),
+			"HGETALL");
+		if (!reply_is_pairs(wr))
+			q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
+	}
+	if (nb == 0 && wr != NULL)
+		fold_metric_pairs(wr, &metrics, &nb);
 	qsort(metrics, nb, sizeof(*metrics), metric_cmp);
 
 	if (conf->json) {
@@ -670,6 +721,8 @@ cmd_latest(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 		table_print(&t);
 	}
 	free(metrics);
+	if (wr != NULL)
+		freeReplyObject(wr);
 	freeReplyObject(r);
 	return 0;
 }
@@ -717,10 +770,12 @@ cmd_range(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 				q_exit(Q_EXIT_ERROR, "redis HMGET: %s", c->errstr);
 		}
 		for (i = start; i < end; i++) {
-			redisReply *r = q_get_reply(c, "HMGET");
+			redisReply *r = q_get_key_reply(c, "HMGET", keys.v[i].name, keys.v[i].len);
 			struct q_stats st = {0};
 			int f;
 
+			if (r == NULL)
+				continue;
 			if (r->type != REDIS_REPLY_ARRAY || r->elements != Q_NB_FIELDS)
 				q_exit(Q_EXIT_ERROR, "redis HMGET: unexpected reply");
 			for (f = 0; f < Q_NB_FIELDS; f++) {
@@ -957,8 +1012,11 @@ cmd_totals(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 					       keys.v[i].len) != REDIS_OK)
 				q_exit(Q_EXIT_ERROR, "redis HGETALL: %s", c->errstr);
 		for (i = start; i < end; i++) {
-			redisReply *r = q_get_reply(c, "HGETALL");
+			redisReply *r =
+				q_get_key_reply(c, "HGETALL", keys.v[i].name, keys.v[i].len);
 
+			if (r == NULL)
+				continue;
 			if (!reply_is_pairs(r))
 				q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
 			totals_add_window(&map, keys.v[i].device, r);

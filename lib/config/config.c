@@ -64,7 +64,7 @@ static const struct opt opts[] = {
 	 "tumbling window length, aligned to wall-clock multiples"},
 	{"mbufs", OPT_U64, OFF(mbufs), "16383", 1023, 1u << 24, "mbuf pool size"},
 	{"flush-batch", OPT_U64, OFF(flush_batch), "5000", 1, 1000000,
-	 "Redis micro-batch: most commands per pipelined flush"},
+	 "Redis micro-batch: most device chunks (or other commands) per pipelined flush"},
 	{"flush-ms", OPT_U64, OFF(flush_ms), "50", 1, 60000,
 	 "Redis micro-batch: longest wait before a partial batch is flushed"},
 	{"retention-s", OPT_U64, OFF(retention_s), "86400", 1, 1u << 31,

@@ -13,7 +13,9 @@
 
 #include "tally_app.h"
 
-#define STATS_FIELDS_MAX (64 + 6 * TALLY_STATS_MAX_WORKERS)
+/* Every field tally_stats_foreach() gives: the counter lists, 4 more, 6 per worker. */
+#define STATS_FIELDS_MAX                                                                           \
+	(TALLY_WC_MAX + TALLY_MALFORMED_MAX + TALLY_CC_MAX + 4 + 6 * TALLY_STATS_MAX_WORKERS)
 
 #define CTL_LOG(app, lvl, fmt, ...)                                                               \
 	rte_log(RTE_LOG_##lvl, (app)->logtype, "TALLY: " fmt "\n", ##__VA_ARGS__)
@@ -75,6 +77,9 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_breaker_opens] = ss->breaker_opens;
 		t->ctl.c[TALLY_CC_redis_failures] = ss->failures;
 		t->ctl.c[TALLY_CC_window_retries] = ss->window_retries;
+		t->ctl.c[TALLY_CC_redis_refused] = ss->refused;
+		t->ctl.c[TALLY_CC_redis_refused_records] = ss->refused_records;
+		t->ctl.c[TALLY_CC_redis_refused_lost] = ss->refused_lost;
 	}
 	t->ctl.c[TALLY_CC_sink_queue] = tally_merger_busy(&app->merger);
 	t->ctl.c[TALLY_CC_spool_windows] = app->spool.st.windows;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,15 @@ tally_now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The sink's own lines (refused writes), through tally's log type. */
+static void
+sink_log(void *arg, int warning, const char *line)
+{
+	const struct tally_app *app = arg;
+
+	rte_log(warning ? RTE_LOG_WARNING : RTE_LOG_INFO, app->logtype, "TALLY: %s\n", line);
 }
 
 static struct tally_table *
@@ -231,6 +241,7 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	char password[TALLY_AUTH_PASSWORD_SIZE] = "";
 	struct tally_sink_conf sc;
 	struct timespec ts;
+	uint64_t rnd;
 	unsigned int lcore;
 	uint32_t i;
 
@@ -318,9 +329,15 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		     TALLY_INSTANCE_MAX);
 		goto undo;
 	}
-	/* A partial's id: this instance and this run, so a restart never reuses one. */
-	snprintf(app->partial_id, sizeof(app->partial_id), "%s:%" PRIu64, c->instance,
-		 app->start_ms);
+	/*
+	 * A partial's id: this instance and this run, so a restart never reuses one; the pid and
+	 * a random part keep it unique for two instances of one host name started in the same
+	 * millisecond, and across a clock stepped back.
+	 */
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+		rnd = rte_rdtsc() ^ ((uint64_t)getpid() << 32);
+	snprintf(app->partial_id, sizeof(app->partial_id), "%s:%" PRIu64 ":%d:%016" PRIx64,
+		 c->instance, app->start_ms, (int)getpid(), rnd);
 	if (c->redis_password_file[0] != '\0' &&
 	    tally_password_file_read(c->redis_password_file, password, sizeof(password), err,
 				     errlen) != 0)
@@ -339,6 +356,8 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		.breaker_failures = (uint32_t)c->breaker_failures,
 		.backoff_ms = c->breaker_backoff_ms,
 		.backoff_max_ms = c->breaker_max_ms,
+		.log = sink_log,
+		.log_arg = app,
 		.user = c->redis_user,
 		.password = password,
 	};

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Redis schema v1: the commands that write one device of one closed window. */
+/* Redis schema v2: the commands that write the devices of one closed window. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,10 +61,10 @@ enc_series(struct tally_encoder *e, const struct tally_slot *s)
 	enc_double(e, s->last);
 }
 
-/* HSET key [window W] <series first..end>, in chunks; returns commands emitted. */
+/* HSET `tally:{dev}:<start>` <series first..end>, in chunks of TALLY_ENC_METRICS_PER_CMD. */
 static unsigned int
 enc_hset(struct tally_encoder *e, const struct tally_table *t, uint32_t first, uint32_t end,
-	 uint64_t dev, const char *suffix, const uint64_t *window, tally_emit_fn emit, void *ctx)
+	 uint64_t dev, uint64_t start_ms, tally_emit_fn emit, void *ctx)
 {
 	unsigned int ncmd = 0;
 	uint32_t i = first;
@@ -72,106 +72,142 @@ enc_hset(struct tally_encoder *e, const struct tally_table *t, uint32_t first, u
 	while (i < end) {
 		uint32_t stop = end - i > TALLY_ENC_METRICS_PER_CMD ? i + TALLY_ENC_METRICS_PER_CMD
 								     : end;
+		struct tally_enc_ref ref = {.first = i, .entries = 1};
 
 		enc_reset(e);
 		enc_arg(e, "HSET");
-		enc_arg(e, "tally:{%" PRIu64 "}:%s", dev, suffix);
-		if (window != NULL && i == first) {
-			enc_arg(e, "window");
-			enc_arg(e, "%" PRIu64, *window);
-		}
+		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64, dev, start_ms);
 		for (; i < stop; i++)
 			enc_series(e, tally_table_at(t, i));
-		emit(ctx, e->argc, e->argv, e->argvlen);
+		emit(ctx, e->argc, e->argv, e->argvlen, &ref);
 		ncmd++;
 	}
 	return ncmd;
 }
 
 static unsigned int
-enc_expire(struct tally_encoder *e, uint64_t dev, const char *suffix, uint64_t retention_s,
-	   tally_emit_fn emit, void *ctx)
+enc_expire(struct tally_encoder *e, const char *key, uint64_t retention_s, tally_emit_fn emit,
+	   void *ctx)
 {
 	enc_reset(e);
 	enc_arg(e, "EXPIRE");
-	enc_arg(e, "tally:{%" PRIu64 "}:%s", dev, suffix);
+	enc_arg(e, "%s", key);
 	enc_arg(e, "%" PRIu64, retention_s);
-	emit(ctx, e->argc, e->argv, e->argvlen);
+	emit(ctx, e->argc, e->argv, e->argvlen, NULL);
 	return 1;
+}
+
+/* One past the last series of the device whose series start at or before i. */
+static uint32_t
+device_end(const struct tally_table *t, uint32_t i)
+{
+	uint64_t dev = tally_table_at(t, i)->device_id;
+
+	while (i < t->series && tally_table_at(t, i)->device_id == dev)
+		i++;
+	return i;
 }
 
 unsigned int
 tally_encode_device(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
 		    uint64_t start_ms, uint64_t retention_s, tally_emit_fn emit, void *ctx)
 {
-	uint32_t first = *pos, end = first;
+	uint32_t first = *pos, end;
 	uint64_t dev;
-	char win[24];
+	char key[TALLY_ENC_ARG_LEN];
 	unsigned int n = 0;
 
 	if (first >= t->series)
 		return 0;
 	dev = tally_table_at(t, first)->device_id;
-	while (end < t->series && tally_table_at(t, end)->device_id == dev)
-		end++;
-	snprintf(win, sizeof(win), "%" PRIu64, start_ms);
-	n += enc_hset(e, t, first, end, dev, win, NULL, emit, ctx);
-	n += enc_expire(e, dev, win, retention_s, emit, ctx);
-	n += enc_hset(e, t, first, end, dev, "latest", &start_ms, emit, ctx);
-	n += enc_expire(e, dev, "latest", retention_s, emit, ctx);
+	end = device_end(t, first);
+	n += enc_hset(e, t, first, end, dev, start_ms, emit, ctx);
+	snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, dev, start_ms);
+	n += enc_expire(e, key, retention_s, emit, ctx);
+	/* latest names the window (schema v2: no second copy of the fields) */
+	enc_reset(e);
+	enc_arg(e, "SET");
+	enc_arg(e, "tally:{%" PRIu64 "}:latest", dev);
+	enc_arg(e, "%" PRIu64, start_ms);
+	enc_arg(e, "EX");
+	enc_arg(e, "%" PRIu64, retention_s);
+	emit(ctx, e->argc, e->argv, e->argvlen, NULL);
+	n++;
 	*pos = end;
 	return n;
 }
 
-unsigned int
-tally_encode_device_merge(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
-			  uint64_t start_ms, uint64_t retention_s, const char *partial_id,
-			  tally_emit_fn emit, void *ctx)
+void
+tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out)
 {
-	uint32_t first = *pos, end = first, i, k = 0;
-	unsigned int n = 0;
-	uint64_t dev;
+	uint64_t dev = tally_table_at(t, pos)->device_id;
+	uint32_t start = pos, end = device_end(t, pos);
 
-	if (first >= t->series)
-		return 0;
-	dev = tally_table_at(t, first)->device_id;
-	while (end < t->series && tally_table_at(t, end)->device_id == dev)
-		end++;
-	for (i = first; i < end; k++) {
-		uint32_t stop = end - i > TALLY_ENC_METRICS_PER_CMD ? i + TALLY_ENC_METRICS_PER_CMD
-								     : end;
+	/* Entries start at a chunk boundary of their device: its chunk index from the start. */
+	while (start > 0 && tally_table_at(t, start - 1)->device_id == dev)
+		start--;
+	out->device_id = dev;
+	out->first = pos;
+	out->chunk = (pos - start) / TALLY_ENC_METRICS_PER_CMD;
+	out->n = end - pos > TALLY_ENC_METRICS_PER_CMD ? TALLY_ENC_METRICS_PER_CMD : end - pos;
+}
 
-		enc_reset(e);
-		enc_arg(e, "FCALL");
-		enc_arg(e, "tally_merge");
-		enc_arg(e, "3");
-		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64, dev, start_ms);
-		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64 ":meta", dev, start_ms);
-		enc_arg(e, "tally:{%" PRIu64 "}:latest", dev);
-		/* The id is long (instance, run, chunk): it has a buffer of its own. */
-		e->argvlen[e->argc] = (size_t)snprintf(e->id, sizeof(e->id), "%s:%" PRIu32,
-							partial_id, k);
-		if (e->argvlen[e->argc] >= sizeof(e->id))
-			e->argvlen[e->argc] = sizeof(e->id) - 1;
-		e->argv[e->argc++] = e->id;
-		enc_arg(e, "%" PRIu64, retention_s);
-		enc_arg(e, "%" PRIu64, start_ms);
-		for (; i < stop; i++) {
-			const struct tally_slot *s = tally_table_at(t, i);
+/* The per-metric field/value pairs of schema v2 (count, sum, min, max, last, ts). */
+static void
+enc_series_v2(struct tally_encoder *e, const struct tally_slot *s)
+{
+	enc_series(e, s);
+	enc_arg(e, "%" PRIu32 ":ts", s->metric_id);
+	/* zero-padded: the Function orders times as strings */
+	enc_arg(e, "%020" PRIu64, s->last_ns);
+}
 
-			enc_arg(e, "%" PRIu32, s->metric_id);
-			enc_arg(e, "%" PRIu64, s->count);
-			enc_double(e, s->sum);
-			enc_double(e, s->min);
-			enc_double(e, s->max);
-			enc_double(e, s->last);
-			/* zero-padded: the Lua side orders times as strings */
-			enc_arg(e, "%020" PRIu64, s->last_ns);
-		}
-		emit(ctx, e->argc, e->argv, e->argvlen);
+unsigned int
+tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
+		   uint64_t start_ms, uint64_t retention_s, const char *partial_id, int one_device,
+		   tally_emit_fn emit, void *ctx)
+{
+	struct tally_enc_entry ent[TALLY_ENC_ENTRIES_PER_CALL];
+	struct tally_enc_ref ref = {.first = *pos};
+	uint32_t n = 0, at = *pos, i, k;
+	int args = 6;
+
+	/* Which entries fit one call: by count, by arguments, and one device in a cluster. */
+	while (at < t->series && n < TALLY_ENC_ENTRIES_PER_CALL) {
+		tally_enc_entry(t, at, &ent[n]);
+		if (n > 0 && ((one_device && ent[n].device_id != ent[0].device_id) ||
+			      args + 4 + 12 * (int)ent[n].n > TALLY_ENC_MAX_ARGS))
+			break;
+		args += 4 + 12 * (int)ent[n].n;
+		at = ent[n].first + ent[n].n;
 		n++;
 	}
-	*pos = end;
+	if (n == 0)
+		return 0;
+	enc_reset(e);
+	enc_arg(e, "FCALL");
+	enc_arg(e, "tally_merge2");
+	enc_arg(e, "%" PRIu32, 2 * n);
+	for (i = 0; i < n; i++) {
+		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64, ent[i].device_id, start_ms);
+		enc_arg(e, "tally:{%" PRIu64 "}:latest", ent[i].device_id);
+	}
+	enc_arg(e, "%" PRIu64, retention_s);
+	enc_arg(e, "%" PRIu64, start_ms);
+	/* The id is long (instance, run, pid, random part): it has a buffer of its own. */
+	e->argvlen[e->argc] = (size_t)snprintf(e->id, sizeof(e->id), "_applied:%s", partial_id);
+	if (e->argvlen[e->argc] >= sizeof(e->id))
+		e->argvlen[e->argc] = sizeof(e->id) - 1;
+	e->argv[e->argc++] = e->id;
+	for (i = 0; i < n; i++) {
+		enc_arg(e, "%" PRIu32, ent[i].chunk);
+		enc_arg(e, "%" PRIu32, 12 * ent[i].n);
+		for (k = 0; k < ent[i].n; k++)
+			enc_series_v2(e, tally_table_at(t, ent[i].first + k));
+	}
+	ref.entries = n;
+	emit(ctx, e->argc, e->argv, e->argvlen, &ref);
+	*pos = at;
 	return n;
 }
 
@@ -237,7 +273,7 @@ enc_simple(struct tally_encoder *e, tally_emit_fn emit, void *ctx, const char *a
 		enc_arg(e, "%s", a1);
 	if (a2 != NULL)
 		enc_arg(e, "%s", a2);
-	emit(ctx, e->argc, e->argv, e->argvlen);
+	emit(ctx, e->argc, e->argv, e->argvlen, NULL);
 	return 1;
 }
 
@@ -250,6 +286,7 @@ tally_encode_top(struct tally_encoder *e, const struct tally_top *top, uint64_t 
 	uint32_t i;
 
 	snprintf(win, sizeof(win), "%" PRIu64, start_ms);
+	/* One key per transaction: in a cluster the two keys live on different slots. */
 	n += enc_simple(e, emit, ctx, "MULTI", NULL, NULL);
 	n += enc_simple(e, emit, ctx, "DEL", "tally:top", NULL);
 	if (top->n > 0) {
@@ -260,10 +297,10 @@ tally_encode_top(struct tally_encoder *e, const struct tally_top *top, uint64_t 
 			enc_arg(e, "%" PRIu64, top->e[i].records);
 			enc_arg(e, "%" PRIu64, top->e[i].device_id);
 		}
-		emit(ctx, e->argc, e->argv, e->argvlen);
+		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
 		n++;
 	}
-	n += enc_simple(e, emit, ctx, "SET", "tally:top:window", win);
 	n += enc_simple(e, emit, ctx, "EXEC", NULL, NULL);
+	n += enc_simple(e, emit, ctx, "SET", "tally:top:window", win);
 	return n;
 }

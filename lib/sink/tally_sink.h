@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Redis sink: schema v1 command encoding, and pipelined micro-batches over one connection. */
+/* Redis sink: schema v2 command encoding, and pipelined micro-batches over one connection. */
 #ifndef TALLY_SINK_H
 #define TALLY_SINK_H
 
@@ -8,16 +8,37 @@
 
 #include "tally_table.h"
 
-/* Metrics per HSET command; a device with more gets several commands. */
+/*
+ * Metrics per command: a device with more is written in chunks of this many, each an entry
+ * of its own (merged and marked applied on its own).
+ */
 #define TALLY_ENC_METRICS_PER_CMD 64
 #define TALLY_ENC_FIELDS_PER_METRIC 5
-#define TALLY_ENC_MERGE_ARGS_PER_METRIC 7
-#define TALLY_ENC_MAX_ARGS (9 + 2 * TALLY_ENC_FIELDS_PER_METRIC * TALLY_ENC_METRICS_PER_CMD)
+#define TALLY_ENC_ENTRIES_PER_CALL 16 /* device chunks per FCALL tally_merge2 */
+#define TALLY_ENC_MAX_ARGS 2048
 #define TALLY_ENC_ARG_LEN 48
-#define TALLY_ENC_ID_LEN 160 /* a partial id: <instance (<= 64)>:<run start ms>:<chunk> */
+#define TALLY_ENC_ID_LEN 192 /* `_applied:<instance (<= 64)>:<run start ms>:<pid>:<random>` */
+
+/*
+ * The window data a command carries: `entries` device chunks of the sorted window table,
+ * starting at series `first` (tally_enc_entry() walks them). NULL for other commands.
+ */
+struct tally_enc_ref {
+	uint32_t first;
+	uint32_t entries;
+};
+
+/* One device chunk: up to TALLY_ENC_METRICS_PER_CMD series of one device. */
+struct tally_enc_entry {
+	uint64_t device_id;
+	uint32_t first; /* its first series in the sorted table */
+	uint32_t n;	/* series */
+	uint32_t chunk; /* which chunk of the device (0 for devices of <= 64 metrics) */
+};
 
 /* Receives one encoded command; argv is valid only during the call. */
-typedef void (*tally_emit_fn)(void *ctx, int argc, const char **argv, const size_t *argvlen);
+typedef void (*tally_emit_fn)(void *ctx, int argc, const char **argv, const size_t *argvlen,
+			      const struct tally_enc_ref *ref);
 
 /* Scratch space for one command; lives with the caller so no allocation is needed. */
 struct tally_encoder {
@@ -29,10 +50,11 @@ struct tally_encoder {
 };
 
 /*
- * Encode the series of one device of a closed window: the sorted table's series from index
- * *pos on that share its device. Emits HSET + EXPIRE of `tally:{dev}:<start_ms>` and of
- * `tally:{dev}:latest` (with `window`), advances *pos past the device, returns the number
- * of commands emitted. The table must have been sorted with tally_table_sort().
+ * Encode the series of one device of a closed window as plain writes (--redis-write hset):
+ * the sorted table's series from index *pos on that share its device. Emits HSET + EXPIRE
+ * of `tally:{dev}:<start_ms>` and SET `tally:{dev}:latest` <start_ms> EX retention, advances
+ * *pos past the device, returns the number of commands emitted. The table must have been
+ * sorted with tally_table_sort().
  */
 unsigned int tally_encode_device(struct tally_encoder *e, const struct tally_table *t,
 				 uint32_t *pos, uint64_t start_ms, uint64_t retention_s,
@@ -58,23 +80,29 @@ void tally_top_add(struct tally_top *top, uint64_t device_id, uint64_t records);
 
 /*
  * Replace `tally:top` (a sorted set: member device id, score records) with the window's
- * heaviest devices and set `tally:top:window` to its start, in one MULTI/EXEC. Returns the
- * number of commands emitted.
+ * heaviest devices in one MULTI/EXEC, then set `tally:top:window` to its start (another
+ * slot in a cluster, so not in the transaction). Returns the number of commands emitted.
  */
 unsigned int tally_encode_top(struct tally_encoder *e, const struct tally_top *top,
 			      uint64_t start_ms, tally_emit_fn emit, void *ctx);
 
 /*
- * The same, as merge-safe writes: one `FCALL tally_merge` per device (per 64 metrics), which
- * adds the partial to what the window key holds (count, sum add; min, max fold; last by time)
- * and records `applied:<partial_id>:<k>` in `tally:{dev}:<start>:meta`, so the same partial
- * applied twice counts once. partial_id must be unique per process run (instance:epoch).
+ * The same as exactly-once merges: one `FCALL tally_merge2` for up to
+ * TALLY_ENC_ENTRIES_PER_CALL device chunks from *pos on (only one device's with one_device,
+ * as a cluster needs: keys of one call share a slot). The Function adds each chunk to what
+ * its window key holds (count, sum add; min, max fold; last by time) and marks it
+ * `_applied:<partial_id>[:<chunk>]` in the same key, so a partial applied twice counts
+ * once; each device's reply is its own (1, 0 already applied, or an error). partial_id must
+ * be unique per process run. Advances *pos, returns the entries encoded (0 at the end).
  */
-unsigned int tally_encode_device_merge(struct tally_encoder *e, const struct tally_table *t,
-				       uint32_t *pos, uint64_t start_ms, uint64_t retention_s,
-				       const char *partial_id, tally_emit_fn emit, void *ctx);
+unsigned int tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
+				uint64_t start_ms, uint64_t retention_s, const char *partial_id,
+				int one_device, tally_emit_fn emit, void *ctx);
 
-/* The Redis Function library (Lua) that tally_encode_device_merge() calls. */
+/* The device chunk that starts at series pos of a sorted table (pos at a chunk start). */
+void tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out);
+
+/* The Redis Function library (Lua) that tally_encode_merge() calls. */
 extern const char tally_merge_lua[];
 
 /* Format a double so that it reads back bit-exact (%.17g). Returns its length. */
@@ -85,7 +113,7 @@ struct tally_sink;
 struct tally_sink_conf {
 	const char *host;
 	uint16_t port;
-	uint64_t flush_batch;  /* commands per pipelined flush */
+	uint64_t flush_batch;  /* device chunks (or other commands) per pipelined flush */
 	uint64_t flush_ms;     /* longest wait of a partial batch */
 	uint64_t timeout_ms;   /* connect and reply timeout */
 	uint64_t retention_s;
@@ -98,7 +126,14 @@ struct tally_sink_conf {
 	uint64_t backoff_max_ms; /* ... up to this */
 	const char *user;        /* Redis ACL user, or NULL/empty: the default user */
 	const char *password;    /* AUTH at every connect, or NULL/empty: none; copied */
+	/* Where the sink logs (a refused write, a refusal it could not keep); NULL: nowhere. */
+	void (*log)(void *arg, int warning, const char *line);
+	void *log_arg;
 };
+
+/* Where refused device-windows are kept: a Redis list of JSON lines, newest first. */
+#define TALLY_REFUSED_KEY "tally:refused"
+#define TALLY_REFUSED_MAX 10000 /* LTRIM bound of that list */
 
 /* Circuit breaker states (tally:self breaker_state). */
 enum tally_breaker {
@@ -118,6 +153,9 @@ struct tally_sink_stats {
 	uint64_t breaker_opens;
 	uint64_t failures;        /* failed flushes and connects */
 	uint64_t window_retries;  /* windows started again after a failure */
+	uint64_t refused;	  /* device chunks Redis refused for a data reason (WRONGTYPE...) */
+	uint64_t refused_records; /* their records: kept in tally:refused, not in the window */
+	uint64_t refused_lost;	  /* refused chunks whose copy tally:refused did not take either */
 };
 
 /*

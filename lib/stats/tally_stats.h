@@ -35,28 +35,32 @@
 
 /* Counters of the control lcore (final stage, sink, exception path). */
 #define TALLY_FOREACH_CONTROL_COUNTER(_)                                                           \
-	_(windows_flushed)  /* windows whose every command Redis acknowledged */                \
-	_(redis_commands)   /* commands acknowledged by Redis */                                \
-	_(redis_errors)     /* commands answered with an error or lost with the connection */   \
-	_(redis_batches)    /* pipelined flushes */                                              \
-	_(flush_lag_ms)     /* last window end -> its last Redis ack */                         \
-	_(merge_full)       /* records lost because a merged window table was full */           \
-	_(merge_late)       /* records of a window already written (should stay 0) */           \
-	_(breaker_state)    /* 0 closed, 1 open, 2 half-open */                                  \
+	_(windows_flushed) /* windows whose every command Redis acknowledged */                    \
+	_(redis_commands)  /* commands acknowledged by Redis */                                    \
+	_(redis_errors)	   /* commands answered with an error or lost with the connection */       \
+	_(redis_batches)   /* pipelined flushes */                                                 \
+	_(flush_lag_ms)	   /* last window end -> its last Redis ack */                             \
+	_(merge_full)	   /* records lost because a merged window table was full */               \
+	_(merge_late)	   /* records of a window already written (should stay 0) */               \
+	_(breaker_state)   /* 0 closed, 1 open, 2 half-open */                                     \
 	_(breaker_opens)                                                                           \
-	_(redis_failures)   /* failed flushes and connects */                                  \
-	_(window_retries)   /* windows written again after a failure (merges are idempotent) */ \
-	_(sink_queue)       /* gauge: merged windows held in memory */                          \
-	_(spool_windows)    /* windows (or parts) written to the spool */                      \
-	_(spool_bytes)      /* gauge: bytes in the spool */                                     \
-	_(spool_replayed)   /* spool records written back to Redis */                           \
-	_(spool_corrupt)    /* spool records skipped: torn or failing their checksum */        \
-	_(spool_dropped)    /* windows not spooled because of the cap (drop-new) */           \
-	_(spool_dropped_segments) /* segments deleted because of the cap (drop-oldest) */     \
-	_(spool_lost_records) /* records lost: the spool refused or failed */                  \
-	_(dlq_written)      /* frames in the dead-letter capture */                             \
-	_(dlq_errors)       /* frames that could not be written to it */                        \
-	_(dlq_rotations)    /* capture files rotated at --dlq-max-mb */                         \
+	_(redis_failures) /* failed flushes and connects */                                        \
+	_(window_retries) /* windows written again after a failure (merges are idempotent) */      \
+	_(redis_refused)  /* device chunks Redis refused for a data reason, kept in tally:refused  \
+			   */                                                                      \
+	_(redis_refused_records)  /* their records */                                              \
+	_(redis_refused_lost)	  /* refused chunks that tally:refused did not take either */      \
+	_(sink_queue)		  /* gauge: merged windows held in memory */                       \
+	_(spool_windows)	  /* windows (or parts) written to the spool */                    \
+	_(spool_bytes)		  /* gauge: bytes in the spool */                                  \
+	_(spool_replayed)	  /* spool records written back to Redis */                        \
+	_(spool_corrupt)	  /* spool records skipped: torn or failing their checksum */      \
+	_(spool_dropped)	  /* windows not spooled because of the cap (drop-new) */          \
+	_(spool_dropped_segments) /* segments deleted because of the cap (drop-oldest) */          \
+	_(spool_lost_records)	  /* records lost: the spool refused or failed */                  \
+	_(dlq_written)		  /* frames in the dead-letter capture */                          \
+	_(dlq_errors)		  /* frames that could not be written to it */                     \
+	_(dlq_rotations)	  /* capture files rotated at --dlq-max-mb */                      \
 	_(arp_replies)                                                                             \
 	_(icmp_replies)                                                                            \
 	_(exception_tx_drops)

@@ -34,9 +34,11 @@ MALFORMED_REASONS = ('short', 'magic', 'version', 'flags', 'reserved', 'count', 
                      'kind', 'value', 'truncated', 'fragment')
 
 WINDOW_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+)$')
-META_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+):meta$')
 LATEST_KEY = re.compile(r'^tally:\{(\d+)\}:latest$')
 SERIES_FIELD = re.compile(r'^(\d+):(count|sum|min|max|last)$')
+# Schema v2 bookkeeping inside a window key (merge mode): time of `last`, partials applied.
+TS_FIELD = re.compile(r'^(\d+):ts$')
+APPLIED_FIELD = re.compile(r'^_applied:(.+)$')
 
 
 class Skip(Exception):
@@ -532,24 +534,19 @@ def check_self(st, gen, what='tally:self'):
     check_eq(st['redis_errors'], 0, what + ' redis_errors')
 
 
-def check_schema(redis, retention_s, window_ms):
-    """Keys and fields of schema v1; returns {device: [window starts]}."""
+def check_schema(redis, retention_s, window_ms, merge=True):
+    """Keys and fields of schema v2; returns {device: [window starts]}."""
     keys = redis.client.scan('tally:*')
-    windows, latest, other, meta = {}, set(), [], []
+    windows, latest, other = {}, set(), []
     for k in keys:
         m = WINDOW_KEY.match(k)
         if m:
             windows.setdefault(int(m.group(1)), []).append(int(m.group(2)))
         elif LATEST_KEY.match(k):
             latest.add(int(LATEST_KEY.match(k).group(1)))
-        elif META_KEY.match(k):
-            meta.append(k)
-        elif k not in ('tally:self', 'tally:top', 'tally:top:window'):
+        elif k not in ('tally:self', 'tally:top', 'tally:top:window', 'tally:refused'):
             other.append(k)
-    check(not other, 'keys outside schema v1: %s' % other[:10])
-    for k in meta:  # merge bookkeeping of a window key: same device and window, same TTL
-        m = META_KEY.match(k)
-        check(int(m.group(2)) in windows.get(int(m.group(1)), []), '%s without its window' % k)
+    check(not other, 'keys outside schema v2: %s' % other[:10])
     if 'tally:top' in keys:
         # The heaviest devices of the last window: every member is a device with a window key.
         top = redis.client.call('ZRANGE', 'tally:top', '0', '-1')
@@ -567,19 +564,23 @@ def check_schema(redis, retention_s, window_ms):
         for w in ws:
             check(w % window_ms == 0, 'window %d of device %d is not aligned to %d ms'
                   % (w, d, window_ms))
-    hashes = redis.client.pipeline([('HGETALL', 'tally:{%d}:latest' % d) for d in sorted(latest)])
-    for d, flat in zip(sorted(latest), hashes):
-        h = dict(zip(flat[0::2], flat[1::2]))
-        check('window' in h, 'tally:{%d}:latest has no window field' % d)
-        check_eq(int(h['window']), max(windows[d]), 'tally:{%d}:latest window' % d)
-        bad = [f for f in h if f != 'window' and not SERIES_FIELD.match(f)]
-        check(not bad, 'tally:{%d}:latest has unexpected fields %s' % (d, bad[:5]))
-    sample = sorted(names)[:50]
+    # latest is a string naming the newest window (no second copy of its fields)
+    newest = redis.client.pipeline([('GET', 'tally:{%d}:latest' % d) for d in sorted(latest)])
+    for d, v in zip(sorted(latest), newest):
+        check_eq(int(v), max(windows[d]), 'tally:{%d}:latest' % d)
+    sample = [k for k in sorted(names) if not k.endswith(':latest')][:50]
     for k, flat in zip(sample, redis.client.pipeline([('HGETALL', k) for k in sample])):
-        if k.endswith(':latest'):
-            continue
-        bad = [f for f in flat[0::2] if not SERIES_FIELD.match(f)]
+        h = dict(zip(flat[0::2], flat[1::2]))
+        bad = [f for f in h if not SERIES_FIELD.match(f)
+               and not (merge and (TS_FIELD.match(f) or APPLIED_FIELD.match(f)))]
         check(not bad, '%s has unexpected fields %s' % (k, bad[:5]))
+        if merge:
+            check(any(APPLIED_FIELD.match(f) for f in h), '%s: no partial applied' % k)
+            for f in h:
+                m = SERIES_FIELD.match(f)
+                if m and m.group(2) == 'last':
+                    check(re.match(r'^\d{20}$', h.get(m.group(1) + ':ts', '')),
+                          '%s: %s without a 20-digit time' % (k, f))
     return windows
 
 

@@ -48,15 +48,17 @@ def body(ctx):
 
     # 2. The same partial applied again (a retry after a timeout, a spool replayed twice):
     #    re-run one of tally's own FCALLs with its recorded id; nothing may change.
-    meta = sorted(k for k in redis.client.scan('tally:{*}:*') if tt.META_KEY.match(k))[0]
-    dev, win = tt.META_KEY.match(meta).groups()
-    applied = [f for f in redis.client.hgetall(meta) if f.startswith('applied:')]
-    tt.check_eq(len(applied), 2, 'partials applied to %s' % meta)
-    before = redis.client.hgetall('tally:{%s}:%s' % (dev, win))
-    rc = redis.client.call('FCALL', 'tally_merge', '3', 'tally:{%s}:%s' % (dev, win), meta,
-                           'tally:{%s}:latest' % dev, applied[0][len('applied:'):], '600', win,
-                           '1', '5', '100', '1', '50', '7', '00000000000000000001')
-    tt.check_eq(rc, 0, 'a partial applied twice is refused')
+    key = sorted(keys)[0]
+    dev, win = tt.WINDOW_KEY.match(key).groups()
+    applied = [f for f in redis.client.hgetall(key) if tt.APPLIED_FIELD.match(f)]
+    tt.check_eq(len(applied), 2, 'partials applied to %s' % key)
+    tt.check(len(set(applied)) == 2, 'the two runs have different partial ids')
+    before = redis.client.hgetall(key)
+    rc = redis.client.call('FCALL', 'tally_merge2', '2', key, 'tally:{%s}:latest' % dev,
+                           '600', win, applied[0], '0', '12',
+                           '1:count', '5', '1:sum', '100', '1:min', '1', '1:max', '50',
+                           '1:last', '7', '1:ts', '00000000000000000001')
+    tt.check_eq(rc, [0], 'a partial applied twice is refused')
     tt.check_eq(redis.client.hgetall('tally:{%s}:%s' % (dev, win)), before, 'window unchanged')
     expect_totals(ctx, redis, both, 'after a duplicate partial')
 

@@ -165,9 +165,9 @@ def body(ctx):
     tt.check(got == want, 'counters differ:\n  want %s\n  got  %s'
              % (tt.fmt_stats(want), tt.fmt_stats(got)))
     tt.compare_totals(totals, tt.query_totals(ctx, redis))
-    latest = redis.client.hgetall('tally:{7}:latest')
-    tt.check_eq(latest.get('1:last'), '31',
-                'tally:{7}:latest 1:last (newest time_ns, later record on a tie)')
+    newest = redis.client.call('GET', 'tally:{7}:latest')
+    tt.check_eq(redis.client.call('HGET', 'tally:{7}:%s' % newest, '1:last'), '31',
+                'device 7 newest window 1:last (newest time_ns, later record on a tie)')
     tt.check_schema(redis, 86400, 1000)
 
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Unit tests of the Redis schema v1 command encoding. */
+/* Unit tests of the Redis schema v2 command encoding. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,16 +12,22 @@ struct captured {
 	int n;
 	int argc[MAX_CMDS];
 	char *argv[MAX_CMDS][TALLY_ENC_MAX_ARGS];
+	int has_ref[MAX_CMDS];
+	struct tally_enc_ref ref[MAX_CMDS];
 };
 
 static void
-capture(void *ctx, int argc, const char **argv, const size_t *argvlen)
+capture(void *ctx, int argc, const char **argv, const size_t *argvlen,
+	const struct tally_enc_ref *ref)
 {
 	struct captured *c = ctx;
 	int i;
 
 	assert_true(c->n < MAX_CMDS);
 	c->argc[c->n] = argc;
+	c->has_ref[c->n] = ref != NULL;
+	if (ref != NULL)
+		c->ref[c->n] = *ref;
 	for (i = 0; i < argc; i++) {
 		c->argv[c->n][i] = test_malloc(argvlen[i] + 1);
 		memcpy(c->argv[c->n][i], argv[i], argvlen[i]);
@@ -74,12 +80,12 @@ test_device_commands(void **state)
 	add(t, 5, 1, 1, 1);
 	tally_table_sort(t);
 	/* device 5 first */
-	assert_int_equal(tally_encode_device(&e, t, &pos, 1795798480000ULL, 86400, capture, &c), 4);
+	assert_int_equal(tally_encode_device(&e, t, &pos, 1795798480000ULL, 86400, capture, &c), 3);
 	assert_int_equal(pos, 1);
 	release(&c);
-	assert_int_equal(tally_encode_device(&e, t, &pos, 1795798480000ULL, 86400, capture, &c), 4);
+	assert_int_equal(tally_encode_device(&e, t, &pos, 1795798480000ULL, 86400, capture, &c), 3);
 	assert_int_equal(pos, 3);
-	assert_int_equal(c.n, 4);
+	assert_int_equal(c.n, 3);
 
 	assert_string_equal(c.argv[0][0], "HSET");
 	assert_string_equal(c.argv[0][1], "tally:{18446744073709551615}:1795798480000");
@@ -100,12 +106,20 @@ test_device_commands(void **state)
 	assert_string_equal(c.argv[1][1], "tally:{18446744073709551615}:1795798480000");
 	assert_string_equal(c.argv[1][2], "86400");
 
-	assert_string_equal(c.argv[2][0], "HSET");
+	/* the window's data: one chunk from the device's first series */
+	assert_true(c.has_ref[0]);
+	assert_int_equal(c.ref[0].first, 1);
+	assert_int_equal(c.ref[0].entries, 1);
+	assert_false(c.has_ref[1]);
+
+	/* latest names the window: no second copy of its fields */
+	assert_string_equal(c.argv[2][0], "SET");
 	assert_string_equal(c.argv[2][1], "tally:{18446744073709551615}:latest");
-	assert_string_equal(field(&c, 2, "window"), "1795798480000");
-	assert_string_equal(field(&c, 2, "7:last"), "2.5");
-	assert_string_equal(c.argv[3][0], "EXPIRE");
-	assert_string_equal(c.argv[3][1], "tally:{18446744073709551615}:latest");
+	assert_int_equal(c.argc[2], 5);
+	assert_string_equal(c.argv[2][2], "1795798480000");
+	assert_string_equal(c.argv[2][3], "EX");
+	assert_string_equal(c.argv[2][4], "86400");
+	assert_false(c.has_ref[2]);
 
 	/* past the end: nothing */
 	assert_int_equal(tally_encode_device(&e, t, &pos, 1, 1, capture, &c), 0);
@@ -125,14 +139,15 @@ test_many_metrics_are_chunked(void **state)
 	for (m = 1; m <= TALLY_ENC_METRICS_PER_CMD + 6; m++)
 		add(t, 9, m, m, 1);
 	tally_table_sort(t);
-	/* two HSET for the window, EXPIRE, two HSET for latest, EXPIRE */
-	assert_int_equal(tally_encode_device(&e, t, &pos, 1000, 60, capture, &c), 6);
+	/* two HSET for the window, EXPIRE, SET latest */
+	assert_int_equal(tally_encode_device(&e, t, &pos, 1000, 60, capture, &c), 4);
 	assert_int_equal(c.argc[0], 2 + 10 * TALLY_ENC_METRICS_PER_CMD);
 	assert_int_equal(c.argc[1], 2 + 10 * 6);
 	assert_string_equal(field(&c, 1, "70:sum"), "70");
+	assert_int_equal(c.ref[1].first, TALLY_ENC_METRICS_PER_CMD);
 	assert_string_equal(c.argv[2][0], "EXPIRE");
-	assert_string_equal(field(&c, 3, "window"), "1000");
-	assert_null(field(&c, 4, "window"));
+	assert_string_equal(c.argv[3][0], "SET");
+	assert_string_equal(c.argv[3][2], "1000");
 	release(&c);
 	test_table_free(raw);
 }
@@ -153,6 +168,18 @@ test_double_round_trip(void **state)
 	assert_string_equal(buf, "42");
 }
 
+/* Index of argument a in command cmd, or -1. */
+static int
+arg_index(const struct captured *c, int cmd, const char *a)
+{
+	int i;
+
+	for (i = 0; i < c->argc[cmd]; i++)
+		if (strcmp(c->argv[cmd][i], a) == 0)
+			return i;
+	return -1;
+}
+
 static void
 test_merge_commands(void **state)
 {
@@ -161,49 +188,127 @@ test_merge_commands(void **state)
 	void *raw;
 	struct tally_table *t = test_table_new(256, &raw);
 	uint32_t pos = 0, m;
+	struct tally_enc_entry ent;
+	int a;
 
 	tally_table_add(t, 7, tally_hash_device(7), 3, 1, 0.1, 42);
 	tally_table_add(t, 7, tally_hash_device(7), 3, 1, 2.5, 41);
 	for (m = 10; m < 10 + TALLY_ENC_METRICS_PER_CMD; m++)
 		tally_table_add(t, 7, tally_hash_device(7), m, 2, m, 5);
+	tally_table_add(t, 8, tally_hash_device(8), 1, 1, 4, 9);
 	tally_table_sort(t);
-	/* 65 metrics: two FCALLs, the second with one metric */
-	assert_int_equal(tally_encode_device_merge(&e, t, &pos, 60000, 3600, "east:1700", capture,
-						   &c), 2);
+	/* device 7 has 65 metrics: two chunks; device 8 one: three entries in one call */
+	assert_int_equal(tally_encode_merge(&e, t, &pos, 60000, 3600, "east:1700", 0, capture, &c),
+			 3);
 	assert_int_equal(pos, t->series);
+	assert_int_equal(c.n, 1);
+	assert_true(c.has_ref[0]);
+	assert_int_equal(c.ref[0].first, 0);
+	assert_int_equal(c.ref[0].entries, 3);
 	assert_string_equal(c.argv[0][0], "FCALL");
-	assert_string_equal(c.argv[0][1], "tally_merge");
-	assert_string_equal(c.argv[0][2], "3");
+	assert_string_equal(c.argv[0][1], "tally_merge2");
+	assert_string_equal(c.argv[0][2], "6");
 	assert_string_equal(c.argv[0][3], "tally:{7}:60000");
-	assert_string_equal(c.argv[0][4], "tally:{7}:60000:meta");
-	assert_string_equal(c.argv[0][5], "tally:{7}:latest");
-	assert_string_equal(c.argv[0][6], "east:1700:0");
-	assert_string_equal(c.argv[1][6], "east:1700:1");
-	assert_string_equal(c.argv[0][7], "3600");
-	assert_string_equal(c.argv[0][8], "60000");
-	assert_int_equal(c.argc[0], 9 + 7 * TALLY_ENC_METRICS_PER_CMD);
-	assert_int_equal(c.argc[1], 9 + 7);
-	/* metric 3 first: id, count, sum, min, max, last, time of last (20 digits) */
-	assert_string_equal(c.argv[0][9], "3");
-	assert_string_equal(c.argv[0][10], "2");
-	assert_string_equal(c.argv[0][11], "2.6000000000000001");
-	assert_string_equal(c.argv[0][12], "0.10000000000000001");
-	assert_string_equal(c.argv[0][13], "2.5");
-	assert_string_equal(c.argv[0][14], "0.10000000000000001");
-	assert_string_equal(c.argv[0][15], "00000000000000000042");
+	assert_string_equal(c.argv[0][4], "tally:{7}:latest");
+	assert_string_equal(c.argv[0][5], "tally:{7}:60000");
+	assert_string_equal(c.argv[0][6], "tally:{7}:latest");
+	assert_string_equal(c.argv[0][7], "tally:{8}:60000");
+	assert_string_equal(c.argv[0][8], "tally:{8}:latest");
+	assert_string_equal(c.argv[0][9], "3600");
+	assert_string_equal(c.argv[0][10], "60000");
+	assert_string_equal(c.argv[0][11], "_applied:east:1700");
+	/* entry 1: chunk 0, 64 metrics x 12 arguments; metric 3 first */
+	assert_string_equal(c.argv[0][12], "0");
+	assert_string_equal(c.argv[0][13], "768");
+	assert_string_equal(c.argv[0][14], "3:count");
+	assert_string_equal(c.argv[0][15], "2");
+	assert_string_equal(c.argv[0][16], "3:sum");
+	assert_string_equal(c.argv[0][17], "2.6000000000000001");
+	assert_string_equal(c.argv[0][19], "0.10000000000000001");
+	assert_string_equal(c.argv[0][21], "2.5");
+	assert_string_equal(c.argv[0][22], "3:last");
+	assert_string_equal(c.argv[0][23], "0.10000000000000001");
+	assert_string_equal(c.argv[0][24], "3:ts");
+	assert_string_equal(c.argv[0][25], "00000000000000000042");
+	/* entry 2: chunk 1 of device 7, its 65th metric; entry 3: device 8 */
+	a = 14 + 768;
+	assert_string_equal(c.argv[0][a], "1");
+	assert_string_equal(c.argv[0][a + 1], "12");
+	assert_string_equal(c.argv[0][a + 2], "73:count");
+	assert_string_equal(c.argv[0][a + 14], "0");
+	assert_string_equal(c.argv[0][a + 16], "1:count");
+	assert_int_equal(c.argc[0], a + 16 + 12);
+	assert_int_equal(arg_index(&c, 0, "1:ts"), c.argc[0] - 2);
 	release(&c);
-	/* A long instance name keeps the whole id, run start and chunk included. */
+
+	/* the entries a reply is put down to */
+	tally_enc_entry(t, TALLY_ENC_METRICS_PER_CMD, &ent);
+	assert_int_equal(ent.device_id, 7);
+	assert_int_equal(ent.chunk, 1);
+	assert_int_equal(ent.n, 1);
+	tally_enc_entry(t, TALLY_ENC_METRICS_PER_CMD + 1, &ent);
+	assert_int_equal(ent.device_id, 8);
+	assert_int_equal(ent.chunk, 0);
+
+	/* One device per call (a cluster): device 7's chunks, then device 8. */
 	pos = 0;
-	assert_int_equal(tally_encode_device_merge(&e, t, &pos, 60000, 3600,
-						   "ip-10-0-12-34.eu-west-1.compute.internal:1795798480123",
-						   capture, &c), 2);
-	assert_string_equal(c.argv[1][6],
-			    "ip-10-0-12-34.eu-west-1.compute.internal:1795798480123:1");
+	assert_int_equal(
+		tally_encode_merge(&e, t, &pos, 60000, 3600,
+				   "ip-10-0-12-34.eu-west-1.compute.internal:1795798480123:"
+				   "4242:00c0ffee00c0ffee",
+				   1, capture, &c),
+		2);
+	assert_int_equal(pos, TALLY_ENC_METRICS_PER_CMD + 1);
+	assert_string_equal(c.argv[0][2], "4");
+	/* A long instance name keeps the whole id. */
+	assert_string_equal(c.argv[0][9], "_applied:ip-10-0-12-34.eu-west-1.compute.internal:"
+					  "1795798480123:4242:00c0ffee00c0ffee");
+	assert_int_equal(tally_encode_merge(&e, t, &pos, 60000, 3600, "x", 1, capture, &c), 1);
+	assert_string_equal(c.argv[1][3], "tally:{8}:60000");
+	assert_int_equal(c.ref[1].first, TALLY_ENC_METRICS_PER_CMD + 1);
+	assert_int_equal(tally_encode_merge(&e, t, &pos, 60000, 3600, "x", 1, capture, &c), 0);
 	release(&c);
 	test_table_free(raw);
 	/* the function library is embedded and declares itself */
-	assert_memory_equal(tally_merge_lua, "#!lua name=tally\n", 17);
-	assert_non_null(strstr(tally_merge_lua, "register_function('tally_merge'"));
+	assert_memory_equal(tally_merge_lua, "#!lua name=tally2\n", 18);
+	assert_non_null(strstr(tally_merge_lua, "register_function('tally_merge2'"));
+}
+
+static void
+test_merge_call_bounds(void **state)
+{
+	static struct tally_encoder e;
+	struct captured c = {0};
+	void *raw;
+	struct tally_table *t = test_table_new(4096, &raw);
+	uint32_t pos = 0, d, m, calls = 0, entries = 0, n;
+
+	/* 40 devices of 8 metrics: 16 entries per call at most */
+	for (d = 1; d <= 40; d++)
+		for (m = 1; m <= 8; m++)
+			add(t, d, m, m, 1);
+	tally_table_sort(t);
+	while ((n = tally_encode_merge(&e, t, &pos, 0, 60, "p", 0, capture, &c)) > 0) {
+		assert_true(n <= TALLY_ENC_ENTRIES_PER_CALL);
+		assert_true(c.argc[calls] <= TALLY_ENC_MAX_ARGS);
+		entries += n;
+		calls++;
+	}
+	assert_int_equal(entries, 40);
+	assert_int_equal(calls, 3);
+	release(&c);
+	tally_table_reset(t);
+	/* devices of 64 metrics: a call holds what its arguments allow (2 of 770 + 6) */
+	for (d = 1; d <= 3; d++)
+		for (m = 1; m <= 64; m++)
+			add(t, d, m, m, 1);
+	tally_table_sort(t);
+	pos = 0;
+	assert_int_equal(tally_encode_merge(&e, t, &pos, 0, 60, "p", 0, capture, &c), 2);
+	assert_true(c.argc[0] <= TALLY_ENC_MAX_ARGS);
+	assert_int_equal(tally_encode_merge(&e, t, &pos, 0, 60, "p", 0, capture, &c), 1);
+	release(&c);
+	test_table_free(raw);
 }
 
 static void
@@ -233,10 +338,11 @@ test_top(void **state)
 	assert_string_equal(c.argv[1][1], "tally:top");
 	assert_string_equal(c.argv[2][0], "ZADD");
 	assert_int_equal(c.argc[2], 2 + 2 * TALLY_TOP_N);
-	assert_string_equal(c.argv[3][0], "SET");
-	assert_string_equal(c.argv[3][1], "tally:top:window");
-	assert_string_equal(c.argv[3][2], "60000");
-	assert_string_equal(c.argv[4][0], "EXEC");
+	/* the transaction holds one key (one slot); the window's start is set after it */
+	assert_string_equal(c.argv[3][0], "EXEC");
+	assert_string_equal(c.argv[4][0], "SET");
+	assert_string_equal(c.argv[4][1], "tally:top:window");
+	assert_string_equal(c.argv[4][2], "60000");
 	release(&c);
 
 	tally_top_reset(&top);
@@ -252,6 +358,7 @@ main(void)
 		cmocka_unit_test(test_many_metrics_are_chunked),
 		cmocka_unit_test(test_double_round_trip),
 		cmocka_unit_test(test_merge_commands),
+		cmocka_unit_test(test_merge_call_bounds),
 		cmocka_unit_test(test_top),
 	};
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
+"""A device whose keys Redis refuses (a key of the wrong type, a field that is not a number)
+is isolated: its device-window is counted, logged and kept whole in tally:refused, every
+other device's totals are exact, and nothing is sent again (no resend storm)."""
+
+import json
+import os
+import time
+
+import tallytest as tt
+
+DATAGRAMS = 6000
+DEVICES = 300
+WINDOW_MS = 600000
+
+
+def fcalls(redis):
+    """Calls of FCALL Redis has served (INFO commandstats)."""
+    for line in redis.client.call('INFO', 'commandstats').splitlines():
+        if line.startswith('cmdstat_fcall:'):
+            return int(dict(kv.split('=') for kv in line.split(':', 1)[1].split(','))['calls'])
+    return 0
+
+
+def body(ctx):
+    pcap, totals, gen = tt.gen_capture(ctx, 'refused', DATAGRAMS, devices=DEVICES)
+    expected = tt.read_totals(totals)
+    redis = ctx.redis()
+    tt.wait_window_margin(WINDOW_MS, 20000)
+    w = int(time.time() * 1000) // WINDOW_MS * WINDOW_MS
+    # Someone else's keys where tally writes: each a different way to be refused.
+    redis.client.call('RPUSH', 'tally:{5}:latest', 'a list')           # latest: WRONGTYPE
+    redis.client.call('SADD', 'tally:{6}:%d' % w, 'a set')             # window: WRONGTYPE
+    redis.client.call('HSET', 'tally:{7}:%d' % w, '1:count', 'many')   # not a number
+    refused = {5, 6, 7}
+    for d in refused:
+        tt.check(any(k[0] == d for k in expected), 'device %d is in the capture' % d)
+
+    tally = ctx.tally(['net_pcap0,rx_pcap=' + pcap],
+                      ['--redis', redis.addr, '--window-ms', str(WINDOW_MS), '--stats-ms', '100',
+                       '--flush-ms', '10'], redis=redis)
+    tally.wait_stats(lambda s: s.get('datagrams') == DATAGRAMS, timeout=30,
+                     what='datagrams=%d' % DATAGRAMS)
+    tally.stop()
+    st = redis.self_stats()
+    tt.log('final tally:self: ' + tt.fmt_stats(st))
+
+    # Counted: three device-windows and exactly their records; the window itself is written.
+    want_records = sum(v[0] for k, v in expected.items() if k[0] in refused)
+    tt.check_eq(st['redis_refused'], 3, 'redis_refused')
+    tt.check_eq(st['redis_refused_records'], want_records, 'redis_refused_records')
+    tt.check_eq(st['redis_refused_lost'], 0, 'redis_refused_lost')
+    tt.check_eq(st['windows_flushed'], 1, 'windows_flushed')
+    # No resend storm: the breaker never opened, nothing was written twice.
+    tt.check_eq((st['breaker_opens'], st['window_retries']), (0, 0),
+                '(breaker_opens, window_retries)')
+    calls = fcalls(redis)
+    tt.check(calls <= (DEVICES + 15) // 16 + 1, '%d FCALLs for %d devices' % (calls, DEVICES))
+
+    # Logged, with the key and Redis's reason.
+    log = tally.log_text()
+    tt.check('Redis refused tally:{' in log and 'kept in tally:refused' in log,
+             'no log line names a refused key:\n' + log[-2000:])
+    tt.check('WRONGTYPE' in log, 'the log line carries Redis\'s error')
+
+    # Kept whole: each refused device-window is a JSON line with its aggregates.
+    kept = {}
+    for line in redis.client.call('LRANGE', 'tally:refused', '0', '-1'):
+        e = json.loads(line)
+        tt.check_eq(e['window'], w, 'refused entry window')
+        tt.check(e['error'], 'refused entry has its error')
+        for x in e['series']:
+            tt.fold_series(kept, (e['device'], x['metric']), x['count'], x['sum'], x['min'],
+                           x['max'])
+    tt.check_eq(sorted({k[0] for k in kept}), sorted(refused), 'devices in tally:refused')
+    tt.compare_totals_text(tt.format_totals({k: v for k, v in expected.items()
+                                             if k[0] in refused}),
+                           tt.format_totals(kept), 'refused aggregates',
+                           label='tally-gen --totals of devices 5, 6, 7')
+
+    # Everything else is exact, and the foreign keys are untouched.
+    others = {k: v for k, v in expected.items() if k[0] not in refused}
+    got = tt.query_totals(ctx, redis)
+    tt.compare_totals_text(tt.format_totals(others),
+                           ''.join(l + '\n' for l in got.splitlines()
+                                   if int(l.split()[0]) not in refused))
+    tt.check_eq(redis.client.call('LRANGE', 'tally:{5}:latest', '0', '-1'), ['a list'],
+                'foreign list kept')
+    tt.check_eq(redis.client.call('SMEMBERS', 'tally:{6}:%d' % w), ['a set'], 'foreign set kept')
+    tt.check_eq(redis.client.hgetall('tally:{7}:%d' % w), {'1:count': 'many'},
+                'the window key with a foreign field is untouched')
+
+
+if __name__ == '__main__':
+    tt.main(body)
