@@ -43,6 +43,7 @@ static const char *const partition_choices[] = {"nic", "device", NULL};
 static const char *const rss_choices[] = {"l3-l4", "l3", "l3-src", NULL};
 static const char *const write_choices[] = {"merge", "hset", NULL};
 static const char *const spool_choices[] = {"drop-new", "drop-oldest", NULL};
+static const char *const cluster_choices[] = {"auto", "yes", "no", NULL};
 
 #define OFF(f) offsetof(struct tally_config, f)
 
@@ -55,6 +56,10 @@ static const struct opt opts[] = {
 	{"redis-password-file", OPT_PATH, OFF(redis_password_file), NULL, 0, 0,
 	 "file holding the Redis password on one line, not readable by others (never the "
 	 "password itself on the command line or here)"},
+	{"redis-cluster", OPT_ENUM, OFF(redis_cluster), "auto", 0, 0,
+	 "auto: a Redis Cluster when --redis says so in INFO cluster; yes: must be one; no: "
+	 "a single node even if it is a cluster node",
+	 cluster_choices},
 	{"udp-port", OPT_U16, OFF(udp_port), "9797", 1, 65535, "UDP port of telemetry"},
 	{"ipv4", OPT_IPV4, OFF(ipv4), NULL, 0, 0,
 	 "own IPv4 address: answers ARP and ping, other destinations count as `other`"},
@@ -69,8 +74,7 @@ static const struct opt opts[] = {
 	 "Redis micro-batch: longest wait before a partial batch is flushed"},
 	{"retention-s", OPT_U64, OFF(retention_s), "86400", 1, 1u << 31,
 	 "TTL of window keys and of the latest key"},
-	{"stats-ms", OPT_U64, OFF(stats_ms), "1000", 10, 3600000,
-	 "period of the tally:self write"},
+	{"stats-ms", OPT_U64, OFF(stats_ms), "1000", 10, 3600000, "period of the tally:self write"},
 	{"log-ms", OPT_U64, OFF(log_ms), "5000", 100, 3600000, "period of the one-line log"},
 	{"table-series", OPT_U64, OFF(table_series), "262144", 16, 1u << 28,
 	 "series one worker table (and one merged window) holds; more are counted as table_full"},
@@ -82,8 +86,7 @@ static const struct opt opts[] = {
 	 "nic: aggregate where RSS delivers; device: each device on its owner worker",
 	 partition_choices},
 	{"rss-fields", OPT_ENUM, OFF(rss_fields), "l3-l4", 0, 0,
-	 "RSS hash input: l3-l4 (addresses + UDP ports), l3, l3-src (source address)",
-	 rss_choices},
+	 "RSS hash input: l3-l4 (addresses + UDP ports), l3, l3-src (source address)", rss_choices},
 	{"rss-key", OPT_HEX, OFF(rss_key), NULL, 0, 0,
 	 "RSS key in hex (the port's key size, usually 40 bytes); default: the port's"},
 	{"hot-share", OPT_SHARE, OFF(hot_share), "0.02", 0, 0,

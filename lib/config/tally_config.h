@@ -43,6 +43,7 @@ struct tally_config {
 	uint64_t fwd_ring;        /* records per worker-pair ring (device mode) */
 	char dlq_path[TALLY_PATH_MAX]; /* empty: no dead-letter capture */
 	uint8_t redis_write;      /* 0 merge (FCALL, exactly once), 1 hset */
+	uint8_t redis_cluster;	  /* 0 auto (INFO cluster), 1 yes, 2 no */
 	char spool_dir[TALLY_PATH_MAX]; /* empty: no spool */
 	uint64_t spool_max_mb;
 	uint8_t spool_policy;     /* enum tally_spool_policy */

@@ -80,6 +80,8 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_redis_refused] = ss->refused;
 		t->ctl.c[TALLY_CC_redis_refused_records] = ss->refused_records;
 		t->ctl.c[TALLY_CC_redis_refused_lost] = ss->refused_lost;
+		t->ctl.c[TALLY_CC_redis_redirects] = ss->redirects;
+		t->ctl.c[TALLY_CC_redis_masters] = tally_sink_masters(app->sink);
 	}
 	t->ctl.c[TALLY_CC_sink_queue] = tally_merger_busy(&app->merger);
 	t->ctl.c[TALLY_CC_spool_windows] = app->spool.st.windows;

@@ -356,6 +356,7 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		.breaker_failures = (uint32_t)c->breaker_failures,
 		.backoff_ms = c->breaker_backoff_ms,
 		.backoff_max_ms = c->breaker_max_ms,
+		.cluster = c->redis_cluster,
 		.log = sink_log,
 		.log_arg = app,
 		.user = c->redis_user,

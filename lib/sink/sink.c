@@ -1,23 +1,26 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The Redis sink: one hiredis connection, pipelined micro-batches, off the poll-mode path. */
+/* The Redis sink: pipelined micro-batches to one Redis, or to every master of a Cluster. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "tally_auth.h"
+#include "tally_cluster.h"
 #include "tally_sink.h"
 
 /* What a pipelined command was, so its reply can be put down to what it carried. */
 enum pend_kind {
-	PEND_OTHER, /* stats, top, expiry, latest: an error is counted and logged */
-	PEND_DATA,  /* window data: device chunks (ref) */
-	PEND_COPY,  /* a refused chunk's copy to tally:refused */
+	PEND_OTHER,  /* stats, top, expiry, latest: an error is counted and logged */
+	PEND_DATA,   /* window data: device chunks (ref) */
+	PEND_COPY,   /* a refused chunk's copy to tally:refused */
+	PEND_ASKING, /* the ASKING before a command sent after an ASK redirect */
 };
 
 struct pend {
@@ -29,12 +32,29 @@ struct pend {
 /* How a reply is handled. */
 enum reply_class {
 	REPLY_OK,
-	REPLY_NOT_NOW, /* Redis cannot take it now (OOM, LOADING, ...): the breaker's business */
-	REPLY_DATA,    /* refused for what it carries (WRONGTYPE, a script error): isolate it */
+	REPLY_NOT_NOW,	/* Redis cannot take it now (OOM, LOADING, ...): the breaker's business */
+	REPLY_DATA,	/* refused for what it carries (WRONGTYPE, a script error): isolate it */
+	REPLY_REDIRECT, /* cluster: MOVED, ASK, TRYAGAIN: send it again, elsewhere or later */
 };
 
 #define REFUSED_LOG_MS 5000 /* at most one line per this long about refused writes */
 #define REFUSED_JSON_MAX 16384
+
+/* One connection: the single Redis, or one master of a cluster. */
+struct sink_node {
+	char host[TALLY_CLUSTER_HOST_LEN];
+	uint16_t port;
+	redisContext *ctx;
+	struct pend *pend; /* a ring of what each pending command is */
+	uint64_t head, n;
+};
+
+/* A data command to send again: after MOVED (by the new map), ASK (to node) or TRYAGAIN. */
+struct redo {
+	uint32_t first;
+	uint8_t entries;
+	int8_t node; /* ASK: the node to send it to, with ASKING; -1: by the slot map */
+};
 
 struct tally_sink {
 	struct tally_sink_conf conf;
@@ -42,12 +62,21 @@ struct tally_sink {
 	char user[TALLY_AUTH_USER_MAX + 1];
 	char password[TALLY_AUTH_PASSWORD_SIZE]; /* AUTH again at every reconnect; zeroed at free */
 	char partial_id[TALLY_ENC_ID_LEN];
-	redisContext *ctx;
+	int cluster;	 /* -1 not known yet (Redis down at start), 0 single, 1 cluster */
+	uint32_t nnodes; /* 1 single; the masters of the slot map in a cluster */
+	struct sink_node node[TALLY_CLUSTER_MAX_MASTERS];
+	struct tally_slot_map map;   /* cluster: node[i] is map.master[i] */
+	struct tally_slot_map spare; /* the next map, parsed before it replaces map */
+	int map_stale;		     /* a MOVED or a lost master: read the map again */
+	int force_node;		     /* emit(): -1, or the node an ASK named */
+	int route_failed;	     /* emit() found no master for a slot */
+	int restart;		     /* send the whole window again (hset mode after a redirect) */
+	struct redo *redo;
+	uint64_t nredo;
+	uint64_t pend_cap; /* per node */
 	struct tally_sink_stats st;
-	uint64_t pending;          /* commands appended whose replies are not read yet */
+	uint64_t pending;	   /* commands appended whose replies are not read yet, all nodes */
 	uint64_t pending_cost;	   /* the device chunks (1 for other commands) they carry */
-	struct pend *pend;	   /* a ring of what each pending command is */
-	uint64_t pend_cap, pend_head;
 	uint64_t first_pending_ms; /* when the oldest of them was appended */
 	uint64_t now_ms;           /* time of the current poll, for emit() */
 	uint64_t retry_at_ms;      /* open breaker: when the next probe may go */
@@ -68,13 +97,32 @@ struct tally_sink {
 	struct tally_encoder enc;
 };
 
+static void sink_log(struct tally_sink *s, int warning, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+sink_log(struct tally_sink *s, int warning, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (s->conf.log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	s->conf.log(s->conf.log_arg, warning, line);
+}
+
 /*
- * Connect, authenticate, PING, load the Function. NULL on failure, with a one-line reason in
- * err, and *refused set when Redis answered but will not let tally in (a wrong password, no
- * permission, no Functions): a configuration error rather than an outage.
+ * Connect to host:port, authenticate, PING, and (load_fn) load the Function. NULL on
+ * failure, with a one-line reason in err, and *refused set when Redis answered but will not
+ * let tally in (a wrong password, no permission, no Functions): a configuration error rather
+ * than an outage.
  */
 static redisContext *
-sink_connect(const struct tally_sink_conf *c, char *err, size_t errlen, int *refused)
+sink_connect(const struct tally_sink_conf *c, const char *host, uint16_t port, int load_fn,
+	     char *err, size_t errlen, int *refused)
 {
 	struct timeval tv = {
 		.tv_sec = (time_t)(c->timeout_ms / 1000),
@@ -84,9 +132,9 @@ sink_connect(const struct tally_sink_conf *c, char *err, size_t errlen, int *ref
 	redisReply *r;
 
 	*refused = 0;
-	ctx = redisConnectWithTimeout(c->host, c->port, tv);
+	ctx = redisConnectWithTimeout(host, port, tv);
 	if (ctx == NULL || ctx->err) {
-		snprintf(err, errlen, "cannot connect to Redis at %s:%u: %s", c->host, c->port,
+		snprintf(err, errlen, "cannot connect to Redis at %s:%u: %s", host, port,
 			 ctx ? ctx->errstr : "out of memory");
 		goto fail;
 	}
@@ -102,7 +150,7 @@ sink_connect(const struct tally_sink_conf *c, char *err, size_t errlen, int *ref
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		int noauth = r != NULL && strncmp(r->str, "NOAUTH", 6) == 0;
 
-		snprintf(err, errlen, "Redis at %s:%u does not answer PING: %s%s", c->host, c->port,
+		snprintf(err, errlen, "Redis at %s:%u does not answer PING: %s%s", host, port,
 			 r ? r->str : ctx->errstr,
 			 noauth ? " (give the password with --redis-password-file)" : "");
 		*refused = noauth || (r != NULL && strncmp(r->str, "NOPERM", 6) == 0);
@@ -111,17 +159,19 @@ sink_connect(const struct tally_sink_conf *c, char *err, size_t errlen, int *ref
 		goto fail;
 	}
 	freeReplyObject(r);
-	if (c->merge) {
-		/* Loaded at every connect: a restarted Redis may have lost it. */
+	if (load_fn && c->merge) {
+		/* Loaded at every connect: a restarted Redis, a new master may lack it. */
 		r = redisCommand(ctx, "FUNCTION LOAD REPLACE %s", tally_merge_lua);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 			snprintf(err, errlen,
 				 "Redis at %s:%u cannot load the tally_merge2 function (Redis 7 "
 				 "needed, or --redis-write hset): %s",
-				 c->host, c->port, r ? r->str : ctx->errstr);
-			/* LOADING or BUSY pass; an old Redis or an ACL that forbids it does not */
+				 host, port, r ? r->str : ctx->errstr);
+			/* LOADING, BUSY or a replica pass; an old Redis or an ACL that forbids it
+			 * not */
 			*refused = r != NULL && strncmp(r->str, "LOADING", 7) != 0 &&
-				   strncmp(r->str, "BUSY", 4) != 0;
+				   strncmp(r->str, "BUSY", 4) != 0 &&
+				   strncmp(r->str, "READONLY", 8) != 0;
 			if (r != NULL)
 				freeReplyObject(r);
 			goto fail;
@@ -133,6 +183,236 @@ fail:
 	if (ctx != NULL)
 		redisFree(ctx);
 	return NULL;
+}
+
+/*
+ * 1 when the node says cluster_enabled:1 in INFO cluster, 0 when not (or when an ACL keeps
+ * INFO from tally's user: a single Redis is assumed, --redis-cluster yes says otherwise),
+ * -1 when it does not answer.
+ */
+static int
+cluster_enabled(struct tally_sink *s, redisContext *ctx)
+{
+	redisReply *r = redisCommand(ctx, "INFO cluster");
+	int on;
+
+	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+		sink_log(s, 1,
+			 "Redis refused INFO cluster (%s): taken for a single Redis; "
+			 "--redis-cluster yes if it is a cluster",
+			 r->str);
+		freeReplyObject(r);
+		return 0;
+	}
+	if (r == NULL || r->type != REDIS_REPLY_STRING) {
+		if (r != NULL)
+			freeReplyObject(r);
+		return -1;
+	}
+	on = strstr(r->str, "cluster_enabled:1") != NULL;
+	freeReplyObject(r);
+	return on;
+}
+
+static void
+node_close(struct sink_node *n)
+{
+	if (n->ctx != NULL)
+		redisFree(n->ctx);
+	n->ctx = NULL;
+	n->n = 0;
+	n->head = 0;
+}
+
+static void
+nodes_close(struct tally_sink *s)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->nnodes; i++)
+		node_close(&s->node[i]);
+}
+
+static int
+node_ring(struct tally_sink *s, struct sink_node *n, char *err, size_t errlen)
+{
+	if (n->pend == NULL)
+		n->pend = calloc(s->pend_cap, sizeof(*n->pend));
+	if (n->pend == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Read the slot map from a node that answers (the configured one first, then the masters
+ * known), into s->spare; a shard with no live master is an error (a failover under way).
+ */
+static int
+map_read(struct tally_sink *s, char *err, size_t errlen, int *refused)
+{
+	uint32_t i, k, tried = 0;
+
+	for (i = 0; i <= s->nnodes; i++) {
+		const char *host = i == 0 ? s->conf.host : s->node[i - 1].host;
+		uint16_t port = i == 0 ? s->conf.port : s->node[i - 1].port;
+		redisContext *ctx;
+		redisReply *r;
+		int rc;
+
+		if (i > 0 && port == s->conf.port && strcmp(host, s->conf.host) == 0)
+			continue;
+		tried++;
+		ctx = sink_connect(&s->conf, host, port, 0, err, errlen, refused);
+		if (ctx == NULL) {
+			if (*refused)
+				return -1;
+			continue;
+		}
+		r = redisCommand(ctx, "CLUSTER SHARDS");
+		if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+			/* Redis before 7.0 */
+			freeReplyObject(r);
+			r = redisCommand(ctx, "CLUSTER SLOTS");
+			rc = r != NULL && r->type == REDIS_REPLY_ARRAY
+				     ? tally_slot_map_from_slots(&s->spare, r, err, errlen)
+				     : -1;
+		} else {
+			rc = r != NULL && r->type == REDIS_REPLY_ARRAY
+				     ? tally_slot_map_from_shards(&s->spare, r, err, errlen)
+				     : -1;
+		}
+		if (rc != 0 && r != NULL && r->type == REDIS_REPLY_ERROR)
+			snprintf(err, errlen, "Redis at %s:%u: CLUSTER SHARDS: %s", host, port,
+				 r->str);
+		if (r != NULL)
+			freeReplyObject(r);
+		if (rc == 0) {
+			for (k = 0; k < TALLY_CLUSTER_SLOTS; k++)
+				if (s->spare.owner[k] == TALLY_SLOT_NONE)
+					break;
+			if (k < TALLY_CLUSTER_SLOTS) {
+				snprintf(err, errlen,
+					 "Redis Cluster at %s:%u: slot %u has no master "
+					 "(a failover under way?)",
+					 host, port, k);
+				rc = -1;
+			}
+			/* A node that gave no address for itself: the host it was reached at. */
+			for (k = 0; rc == 0 && k < s->spare.nmasters; k++)
+				if (s->spare.master[k].host[0] == '\0')
+					snprintf(s->spare.master[k].host,
+						 sizeof(s->spare.master[k].host), "%s", host);
+		}
+		redisFree(ctx);
+		if (rc == 0)
+			return 0;
+	}
+	if (tried == 0)
+		snprintf(err, errlen, "no Redis Cluster node to ask for the slot map");
+	return -1;
+}
+
+/*
+ * Connect to every master of a fresh slot map; connections to masters that stay masters are
+ * kept (they have nothing pending: this runs between batches).
+ */
+static int
+cluster_connect(struct tally_sink *s, char *err, size_t errlen, int *refused)
+{
+	struct sink_node old[TALLY_CLUSTER_MAX_MASTERS];
+	uint32_t nold = s->nnodes, i, k;
+
+	if (map_read(s, err, errlen, refused) != 0)
+		return -1;
+	memcpy(old, s->node, sizeof(old[0]) * nold);
+	memset(s->node, 0, sizeof(s->node[0]) * TALLY_CLUSTER_MAX_MASTERS);
+	s->map = s->spare;
+	s->nnodes = s->map.nmasters;
+	for (i = 0; i < s->nnodes; i++) {
+		struct sink_node *n = &s->node[i];
+
+		snprintf(n->host, sizeof(n->host), "%s", s->map.master[i].host);
+		n->port = s->map.master[i].port;
+		for (k = 0; k < nold; k++) {
+			if (old[k].port == n->port && strcmp(old[k].host, n->host) == 0) {
+				n->ctx = old[k].ctx;
+				n->pend = old[k].pend;
+				old[k].ctx = NULL;
+				old[k].pend = NULL;
+				break;
+			}
+		}
+	}
+	for (k = 0; k < nold; k++) {
+		node_close(&old[k]);
+		free(old[k].pend);
+	}
+	s->map_stale = 0;
+	for (i = 0; i < s->nnodes; i++) {
+		struct sink_node *n = &s->node[i];
+
+		if (node_ring(s, n, err, errlen) != 0)
+			return -1;
+		if (n->ctx == NULL)
+			n->ctx = sink_connect(&s->conf, n->host, n->port, 1, err, errlen, refused);
+		if (n->ctx == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+/* Connect what is not connected; 0, or -1 with err (and *refused for a refusal). */
+static int
+sink_connect_all(struct tally_sink *s, char *err, size_t errlen, int *refused)
+{
+	struct sink_node *n = &s->node[0];
+	int on;
+
+	*refused = 0;
+	if (s->cluster == 1)
+		return cluster_connect(s, err, errlen, refused);
+	if (node_ring(s, n, err, errlen) != 0)
+		return -1;
+	n->ctx = sink_connect(&s->conf, s->conf.host, s->conf.port, s->cluster == 0, err, errlen,
+			      refused);
+	if (n->ctx == NULL || s->cluster == 0)
+		return n->ctx != NULL ? 0 : -1;
+	/* The first answer tells whether this is a cluster (--redis-cluster auto). */
+	on = s->conf.cluster == TALLY_SINK_CLUSTER_YES ? 1 : cluster_enabled(s, n->ctx);
+	if (on < 0 || (on == 0 && s->conf.cluster == TALLY_SINK_CLUSTER_YES)) {
+		snprintf(err, errlen, "Redis at %s:%u %s", s->conf.host, s->conf.port,
+			 on < 0 ? "does not answer INFO cluster"
+				: "is not a cluster node (--redis-cluster yes)");
+		*refused = on == 0;
+		node_close(n);
+		return -1;
+	}
+	if (on == 0) {
+		s->cluster = 0;
+		node_close(n);
+		return sink_connect_all(s, err, errlen, refused);
+	}
+	s->cluster = 1;
+	node_close(n);
+	s->nnodes = 0;
+	sink_log(s, 0, "Redis at %s:%u is a cluster node: writing to every master", s->conf.host,
+		 s->conf.port);
+	return cluster_connect(s, err, errlen, refused);
+}
+
+static int
+sink_connected(const struct tally_sink *s)
+{
+	uint32_t i;
+
+	if (s->nnodes == 0)
+		return 0;
+	for (i = 0; i < s->nnodes; i++)
+		if (s->node[i].ctx == NULL)
+			return 0;
+	return 1;
 }
 
 struct tally_sink *
@@ -168,26 +448,29 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	s->conf.partial_id = s->partial_id;
 	s->backoff_ms = s->conf.backoff_ms ? s->conf.backoff_ms : 100;
 	s->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)s;
+	s->cluster = s->conf.cluster == TALLY_SINK_CLUSTER_NO ? 0 : -1;
+	s->force_node = -1;
+	s->nnodes = 1;
+	snprintf(s->node[0].host, sizeof(s->node[0].host), "%s", s->host);
+	s->node[0].port = s->conf.port;
 	/*
-	 * Room for a full batch, and for the two commands that keep a copy of each refused
-	 * chunk, which are appended while the batch's replies are read.
+	 * Room per node for a full batch, the commands sent again after redirects, and the two
+	 * that keep a copy of each refused chunk (appended while the batch's replies are read).
 	 */
-	s->pend_cap = (s->conf.flush_batch + 64) * (1 + 2 * TALLY_ENC_ENTRIES_PER_CALL);
-	s->pend = calloc(s->pend_cap, sizeof(*s->pend));
-	if (s->pend == NULL) {
+	s->pend_cap = 3 * (s->conf.flush_batch + 64);
+	s->redo = calloc(s->conf.flush_batch + 64, sizeof(*s->redo));
+	if (s->redo == NULL) {
 		snprintf(err, errlen, "out of memory");
 		free(s);
 		return NULL;
 	}
-	s->ctx = sink_connect(&s->conf, err, errlen, &refused);
-	if (s->ctx == NULL) {
+	if (sink_connect_all(s, err, errlen, &refused) != 0) {
 		/* Down at start is survivable with a spool; refused (a wrong password) is not. */
 		if (!s->conf.start_open || refused) {
-			explicit_bzero(s->password, sizeof(s->password));
-			free(s->pend);
-			free(s);
+			tally_sink_free(s);
 			return NULL;
 		}
+		nodes_close(s);
 		/* Start with the breaker open: the first probe goes after one backoff. */
 		s->st.breaker_state = TALLY_BREAKER_OPEN;
 		s->st.breaker_opens++;
@@ -198,12 +481,16 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 void
 tally_sink_free(struct tally_sink *s)
 {
+	uint32_t i;
+
 	if (s == NULL)
 		return;
-	if (s->ctx != NULL)
-		redisFree(s->ctx);
+	for (i = 0; i < TALLY_CLUSTER_MAX_MASTERS; i++) {
+		node_close(&s->node[i]);
+		free(s->node[i].pend);
+	}
 	explicit_bzero(s->password, sizeof(s->password));
-	free(s->pend);
+	free(s->redo);
 	free(s);
 }
 
@@ -232,9 +519,23 @@ breaker_open(struct tally_sink *s)
 	s->retry_at_ms = s->now_ms + next_backoff(s);
 }
 
+/* Start the window being written over (its merges are idempotent). */
+static void
+window_restart(struct tally_sink *s)
+{
+	if (s->win != NULL && s->win_pos > 0) {
+		s->win_pos = 0;
+		tally_top_reset(&s->top);
+		s->top_records = 0;
+		s->st.window_retries++;
+	}
+	s->nredo = 0;
+	s->restart = 0;
+}
+
 /*
- * A flush or connect failed: drop the connection, count the commands lost with it, and
- * start the window being written over (its merges are idempotent) once Redis is back.
+ * A flush or connect failed: drop the connections, count the commands lost with them, and
+ * start the window being written over once Redis is back.
  */
 static void
 sink_fail(struct tally_sink *s)
@@ -243,39 +544,82 @@ sink_fail(struct tally_sink *s)
 	s->st.failures++;
 	s->pending = 0;
 	s->pending_cost = 0;
-	if (s->ctx != NULL)
-		redisFree(s->ctx);
-	s->ctx = NULL;
-	if (s->win != NULL && s->win_pos > 0) {
-		s->win_pos = 0;
-		tally_top_reset(&s->top);
-		s->top_records = 0;
-		s->st.window_retries++;
-	}
+	nodes_close(s);
+	if (s->cluster == 1)
+		s->map_stale = 1;
+	window_restart(s);
 	if (++s->failures >= s->conf.breaker_failures ||
 	    s->st.breaker_state == TALLY_BREAKER_HALF_OPEN)
 		breaker_open(s);
+}
+
+/* The node a command goes to: by the slot of its key in a cluster; -1 when none serves it. */
+static int
+route(const struct tally_sink *s, int argc, const char **argv, const size_t *argvlen)
+{
+	const char *key = "tally:top";
+	size_t len = 9;
+	uint16_t owner;
+
+	if (s->cluster != 1)
+		return 0;
+	if (s->force_node >= 0)
+		return s->force_node;
+	if (argc >= 4 && argvlen[0] == 5 && strncasecmp(argv[0], "FCALL", 5) == 0) {
+		key = argv[3];
+		len = argvlen[3];
+	} else if (argc >= 2) {
+		key = argv[1];
+		len = argvlen[1];
+	}
+	/* else MULTI / EXEC: they belong to the tally:top transaction, on tally:top's slot */
+	owner = s->map.owner[tally_key_slot(key, len)];
+	return owner == TALLY_SLOT_NONE || owner >= s->nnodes ? -1 : owner;
+}
+
+/* Append a command to its node's pipeline; 0, or -1 when it cannot go (counted). */
+static int
+append(struct tally_sink *s, uint8_t kind, int argc, const char **argv, const size_t *argvlen,
+       const struct tally_enc_ref *ref)
+{
+	int i = route(s, argc, argv, argvlen);
+	struct sink_node *n;
+	struct pend *p;
+
+	if (i < 0) {
+		s->route_failed = 1;
+		s->st.errors++;
+		return -1;
+	}
+	n = &s->node[i];
+	if (n->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED || n->n >= s->pend_cap ||
+	    redisAppendCommandArgv(n->ctx, argc, argv, argvlen) != REDIS_OK) {
+		s->st.errors++;
+		return -1;
+	}
+	p = &n->pend[(n->head + n->n++) % s->pend_cap];
+	p->kind = kind;
+	p->entries = ref != NULL ? (uint8_t)ref->entries : 0;
+	p->first = ref != NULL ? ref->first : 0;
+	s->pending_cost += ref != NULL ? ref->entries : 1;
+	if (s->pending++ == 0)
+		s->first_pending_ms = s->now_ms;
+	return 0;
 }
 
 static void
 emit(void *arg, int argc, const char **argv, const size_t *argvlen, const struct tally_enc_ref *ref)
 {
 	struct tally_sink *s = arg;
-	struct pend *p;
 
-	if (s->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED ||
-	    s->pending >= s->pend_cap ||
-	    redisAppendCommandArgv(s->ctx, argc, argv, argvlen) != REDIS_OK) {
-		s->st.errors++;
-		return;
+	if (s->force_node >= 0) {
+		/* ASK: this one command goes to the importing node, after ASKING */
+		const char *asking = "ASKING";
+		size_t asking_len = 6;
+
+		append(s, PEND_ASKING, 1, &asking, &asking_len, NULL);
 	}
-	p = &s->pend[(s->pend_head + s->pending) % s->pend_cap];
-	p->kind = ref != NULL ? PEND_DATA : PEND_OTHER;
-	p->entries = ref != NULL ? (uint8_t)ref->entries : 0;
-	p->first = ref != NULL ? ref->first : 0;
-	s->pending_cost += ref != NULL ? ref->entries : 1;
-	if (s->pending++ == 0)
-		s->first_pending_ms = s->now_ms;
+	append(s, ref != NULL ? PEND_DATA : PEND_OTHER, argc, argv, argvlen, ref);
 }
 
 void
@@ -294,21 +638,24 @@ has_prefix(const char *str, size_t len, const char *prefix)
 
 /*
  * An error that means "not now" (memory, loading, a failover, a lost function, a cluster
- * that moves): the command is right and is sent again later, after the breaker allows.
- * Anything else is a refusal of what the command carries.
+ * that is down, no permission): the command is right and is sent again later, after the
+ * breaker allows. A redirect goes elsewhere at once. Anything else is a refusal of what the
+ * command carries.
  */
 static enum reply_class
 classify(const redisReply *r)
 {
 	static const char *const not_now[] = {
-		"OOM",	      "LOADING",  "BUSY",	 "READONLY",   "NOAUTH",
-		"MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF",
-		"NOSCRIPT",   "MOVED",	  "ASK",	 "UNBLOCKED",
+		"OOM",	       "LOADING",    "BUSY",	"READONLY", "NOAUTH",	 "MASTERDOWN",
+		"CLUSTERDOWN", "NOREPLICAS", "MISCONF", "NOSCRIPT", "UNBLOCKED", "NOPERM",
 	};
 	unsigned int i;
 
 	if (r->type != REDIS_REPLY_ERROR)
 		return REPLY_OK;
+	if (has_prefix(r->str, r->len, "MOVED") || has_prefix(r->str, r->len, "ASK") ||
+	    has_prefix(r->str, r->len, "TRYAGAIN"))
+		return REPLY_REDIRECT;
 	for (i = 0; i < sizeof(not_now) / sizeof(not_now[0]); i++)
 		if (has_prefix(r->str, r->len, not_now[i]))
 			return REPLY_NOT_NOW;
@@ -316,23 +663,6 @@ classify(const redisReply *r)
 	if (strstr(r->str, "Function not found") != NULL)
 		return REPLY_NOT_NOW;
 	return REPLY_DATA;
-}
-
-static void sink_log(struct tally_sink *s, int warning, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-sink_log(struct tally_sink *s, int warning, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	if (s->conf.log == NULL)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	s->conf.log(s->conf.log_arg, warning, line);
 }
 
 /* Append s to the JSON buffer as a string literal; returns the new length. */
@@ -371,9 +701,9 @@ refuse_entry(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
 	struct tally_enc_entry e;
 	char *b = s->refused_json;
 	const size_t cap = sizeof(s->refused_json);
-	size_t at;
-	struct pend *p;
-	char key[TALLY_ENC_ARG_LEN];
+	const char *argv[4];
+	size_t argvlen[4], at;
+	char key[TALLY_ENC_ARG_LEN], trim[24];
 	uint32_t i;
 
 	if (s->win == NULL || pos >= s->win->series)
@@ -414,19 +744,68 @@ refuse_entry(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
 				       x->last, x->last_ns);
 	}
 	at += (size_t)snprintf(b + at, at < cap ? cap - at : 0, "]}");
-	if (at >= cap || s->pending + 2 > s->pend_cap ||
-	    redisAppendCommand(s->ctx, "LPUSH %s %b", TALLY_REFUSED_KEY, b, at) != REDIS_OK) {
+	argv[0] = "LPUSH";
+	argv[1] = TALLY_REFUSED_KEY;
+	argv[2] = b;
+	argvlen[0] = 5;
+	argvlen[1] = strlen(TALLY_REFUSED_KEY);
+	argvlen[2] = at;
+	if (at >= cap || append(s, PEND_COPY, 3, argv, argvlen, NULL) != 0) {
 		s->st.refused_lost++;
 		return;
 	}
-	p = &s->pend[(s->pend_head + s->pending++) % s->pend_cap];
-	*p = (struct pend){.kind = PEND_COPY};
-	snprintf(key, sizeof(key), "%d", TALLY_REFUSED_MAX - 1);
-	if (redisAppendCommand(s->ctx, "LTRIM %s 0 %s", TALLY_REFUSED_KEY, key) == REDIS_OK) {
-		p = &s->pend[(s->pend_head + s->pending++) % s->pend_cap];
-		*p = (struct pend){.kind = PEND_OTHER};
+	snprintf(trim, sizeof(trim), "%d", TALLY_REFUSED_MAX - 1);
+	argv[0] = "LTRIM";
+	argv[2] = "0";
+	argv[3] = trim;
+	argvlen[0] = 5;
+	argvlen[2] = 1;
+	argvlen[3] = strlen(trim);
+	append(s, PEND_OTHER, 4, argv, argvlen, NULL);
+}
+
+/* Remember a data command to send again once the batch is read. */
+static void
+redo_add(struct tally_sink *s, const struct pend *p, int node)
+{
+	if (s->nredo >= s->conf.flush_batch + 64) {
+		s->restart = 1; /* no room to remember it: the whole window again */
+		return;
 	}
-	s->pending_cost += 2;
+	s->redo[s->nredo++] =
+		(struct redo){.first = p->first, .entries = p->entries, .node = (int8_t)node};
+}
+
+/*
+ * A redirect: MOVED (the map is stale; send it again by the new map), ASK (send it to the
+ * named node after ASKING, once) or TRYAGAIN (a slot half migrated: again after this batch).
+ */
+static void
+redirect(struct tally_sink *s, const struct pend *p, const redisReply *r)
+{
+	struct tally_cluster_node to;
+	uint16_t slot;
+	int ask = 0, node = -1;
+
+	if (tally_parse_redirect(r->str, r->len, &ask, &slot, &to) == 0) {
+		if (ask) {
+			node = tally_slot_map_find(&s->map, to.host[0] ? to.host : s->conf.host,
+						   to.port);
+			if (node < 0)
+				s->map_stale = 1; /* a master we do not know: read the map */
+		} else {
+			s->map_stale = 1;
+		}
+	}
+	s->st.redirects++;
+	/*
+	 * Data of the merge mode is sent again chunk by chunk; the stats and the top are written
+	 * again soon anyway. In hset mode (EXPIRE, SET of latest go with the data) the window.
+	 */
+	if (p->kind == PEND_DATA && s->conf.merge)
+		redo_add(s, p, node);
+	else if (!s->conf.merge && p->kind != PEND_ASKING)
+		s->restart = 1;
 }
 
 /* The reply of one pending command; returns its class for the batch. */
@@ -438,6 +817,10 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 
 	if (c == REPLY_NOT_NOW)
 		return c;
+	if (c == REPLY_REDIRECT) {
+		redirect(s, p, r);
+		return c;
+	}
 	if (p->kind == PEND_DATA && r->type == REDIS_REPLY_ARRAY) {
 		/* tally_merge2: one reply per device chunk, in order */
 		for (i = 0; i < p->entries && s->win != NULL && pos < s->win->series; i++) {
@@ -446,7 +829,7 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 
 			tally_enc_entry(s->win, pos, &e);
 			if (x != NULL && x->type == REDIS_REPLY_ERROR) {
-				if (classify(x) == REPLY_NOT_NOW)
+				if (classify(x) != REPLY_DATA)
 					return REPLY_NOT_NOW;
 				refuse_entry(s, pos, x->str, x->len);
 			}
@@ -476,41 +859,97 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 	return REPLY_DATA;
 }
 
-/* Read the reply of every pending command: one round trip for the whole batch. */
+/* Send what every node's pipeline holds, so the masters work on their batches at once. */
 static int
-sink_flush(struct tally_sink *s)
+nodes_write(struct tally_sink *s)
 {
-	uint64_t not_now = 0, todo = s->pending;
+	uint32_t i;
 
-	if (s->pending == 0 || s->ctx == NULL)
-		return 0;
-	s->st.batches++;
-	/* Copies of refused chunks are appended meanwhile: they go with the next batch. */
+	for (i = 0; i < s->nnodes; i++) {
+		struct sink_node *n = &s->node[i];
+		int done = 0;
+
+		if (n->ctx == NULL || n->n == 0)
+			continue;
+		while (!done)
+			if (redisBufferWrite(n->ctx, &done) != REDIS_OK)
+				return -1;
+	}
+	return 0;
+}
+
+/* Read the replies of one node's pending commands (those there when the batch began). */
+static int
+node_read(struct tally_sink *s, struct sink_node *n, uint64_t todo, uint64_t *not_now)
+{
 	while (todo > 0) {
 		redisReply *r = NULL;
 		struct pend p;
 
-		if (redisGetReply(s->ctx, (void **)&r) != REDIS_OK || r == NULL) {
-			sink_fail(s);
-			return -EIO;
-		}
-		p = s->pend[s->pend_head];
-		s->pend_head = (s->pend_head + 1) % s->pend_cap;
+		if (redisGetReply(n->ctx, (void **)&r) != REDIS_OK || r == NULL)
+			return -1;
+		p = n->pend[n->head];
+		n->head = (n->head + 1) % s->pend_cap;
+		n->n--;
 		s->pending--;
 		todo--;
 		s->pending_cost -= p.kind == PEND_DATA ? p.entries : 1;
 		switch (take_reply(s, &p, r)) {
 		case REPLY_NOT_NOW:
-			not_now++;
+			(*not_now)++;
 			break;
 		case REPLY_DATA:
 			s->st.errors++;
+			break;
+		case REPLY_REDIRECT:
 			break;
 		default:
 			s->st.commands++;
 		}
 		freeReplyObject(r);
 	}
+	return 0;
+}
+
+/* Send again what was redirected: by the new map, or to the node an ASK named. */
+static void
+redo_send(struct tally_sink *s)
+{
+	uint64_t i, n = s->nredo;
+
+	s->nredo = 0;
+	for (i = 0; i < n && s->win != NULL; i++) {
+		uint32_t pos = s->redo[i].first, k;
+
+		s->force_node = s->redo[i].node;
+		/* One device per call in a cluster: the same grouping gives the same command. */
+		for (k = 0; k < s->redo[i].entries && pos < s->win->series;)
+			k += tally_encode_merge(&s->enc, s->win, &pos, s->win_start,
+						s->conf.retention_s, s->win_id, 1, emit, s);
+		s->force_node = -1;
+	}
+}
+
+/* Read the reply of every pending command: one round trip per node for the whole batch. */
+static int
+sink_flush(struct tally_sink *s)
+{
+	uint64_t not_now = 0, todo[TALLY_CLUSTER_MAX_MASTERS];
+	char err[256];
+	uint32_t i;
+	int refused;
+
+	if (s->pending == 0 || !sink_connected(s))
+		return 0;
+	s->st.batches++;
+	for (i = 0; i < s->nnodes; i++)
+		todo[i] = s->node[i].n;
+	if (nodes_write(s) != 0)
+		goto fail;
+	/* Copies of refused chunks are appended meanwhile: they go with the next batch. */
+	for (i = 0; i < s->nnodes; i++)
+		if (todo[i] > 0 && node_read(s, &s->node[i], todo[i], &not_now) != 0)
+			goto fail;
 	if (not_now > 0) {
 		/*
 		 * Redis cannot take commands now (-OOM, -READONLY, ...): the window is not written.
@@ -518,14 +957,34 @@ sink_flush(struct tally_sink *s)
 		 * or spooled meanwhile. Only a batch that goes through closes the breaker for good.
 		 */
 		s->st.errors += not_now;
-		sink_fail(s);
-		return -EIO;
+		goto fail;
 	}
+	if (s->route_failed) {
+		s->route_failed = 0;
+		s->map_stale = 1;
+		goto fail;
+	}
+	if (s->map_stale && s->pending == 0) {
+		if (cluster_connect(s, err, sizeof(err), &refused) != 0) {
+			sink_log(s, 1, "%s", err);
+			goto fail;
+		}
+		/* node numbers changed with the map: what an ASK named is routed by the map */
+		for (i = 0; i < s->nredo; i++)
+			s->redo[i].node = -1;
+	}
+	if (s->restart)
+		window_restart(s);
+	else if (s->nredo > 0)
+		redo_send(s);
 	s->failures = 0;
 	s->backoff_ms = s->conf.backoff_ms ? s->conf.backoff_ms : 100;
 	if (s->pending > 0)
 		s->first_pending_ms = s->now_ms;
 	return 0;
+fail:
+	sink_fail(s);
+	return -EIO;
 }
 
 int
@@ -538,6 +997,8 @@ tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t st
 	s->win = t;
 	s->win_start = start_ms;
 	s->win_pos = 0;
+	s->nredo = 0;
+	s->restart = 0;
 	snprintf(s->win_id, sizeof(s->win_id), "%s", partial_id ? partial_id : s->partial_id);
 	tally_top_reset(&s->top);
 	s->top_records = 0;
@@ -554,6 +1015,8 @@ tally_sink_take_back(struct tally_sink *s, uint64_t *start_ms)
 	*start_ms = s->win_start;
 	s->win = NULL;
 	s->win_pos = 0;
+	s->nredo = 0;
+	s->restart = 0;
 	return t;
 }
 
@@ -570,15 +1033,15 @@ sink_reconnect(struct tally_sink *s)
 	char err[256];
 	int refused;
 
-	if (s->ctx != NULL)
+	if (sink_connected(s))
 		return;
 	if (s->st.breaker_state == TALLY_BREAKER_OPEN) {
 		if (s->now_ms < s->retry_at_ms)
 			return;
 		s->st.breaker_state = TALLY_BREAKER_HALF_OPEN;
 	}
-	s->ctx = sink_connect(&s->conf, err, sizeof(err), &refused);
-	if (s->ctx == NULL) {
+	if (sink_connect_all(s, err, sizeof(err), &refused) != 0) {
+		nodes_close(s);
 		/* Each attempt waits out the breaker's backoff: a line each is not a flood. */
 		if (refused || s->st.breaker_state == TALLY_BREAKER_HALF_OPEN)
 			sink_log(s, 1, "%s", err);
@@ -626,7 +1089,7 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 
 	s->now_ms = now_ms;
 	sink_reconnect(s);
-	if (s->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED)
+	if (!sink_connected(s) || s->st.breaker_state != TALLY_BREAKER_CLOSED)
 		return NULL;
 	while (s->win != NULL && s->win_pos < s->win->series &&
 	       s->pending_cost < s->conf.flush_batch) {
@@ -634,7 +1097,8 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 
 		if (s->conf.merge)
 			tally_encode_merge(&s->enc, s->win, &s->win_pos, s->win_start,
-					   s->conf.retention_s, s->win_id, 0, emit, s);
+					   s->conf.retention_s, s->win_id, s->cluster == 1, emit,
+					   s);
 		else
 			tally_encode_device(&s->enc, s->win, &s->win_pos, s->win_start,
 					    s->conf.retention_s, emit, s);
@@ -648,7 +1112,7 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 	if (s->pending_cost >= s->conf.flush_batch ||
 	    (s->pending > 0 && now_ms - s->first_pending_ms >= s->conf.flush_ms))
 		sink_flush(s);
-	if (s->win == NULL || s->win_pos < s->win->series || s->pending > 0)
+	if (s->win == NULL || s->win_pos < s->win->series || s->pending > 0 || s->nredo > 0)
 		return NULL;
 	done = s->win;
 	s->win = NULL;
@@ -663,7 +1127,7 @@ int
 tally_sink_sync(struct tally_sink *s, uint64_t now_ms)
 {
 	s->now_ms = now_ms;
-	if (s->ctx == NULL)
+	if (!sink_connected(s))
 		return -EIO;
 	return sink_flush(s);
 }
@@ -678,4 +1142,10 @@ const struct tally_sink_stats *
 tally_sink_stats(const struct tally_sink *s)
 {
 	return &s->st;
+}
+
+uint32_t
+tally_sink_masters(const struct tally_sink *s)
+{
+	return s->cluster == 1 ? s->nnodes : 1;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Redis sink: schema v2 command encoding, and pipelined micro-batches over one connection. */
+/* Redis sink: schema v2 command encoding; pipelined micro-batches to one Redis or a Cluster. */
 #ifndef TALLY_SINK_H
 #define TALLY_SINK_H
 
@@ -126,9 +126,16 @@ struct tally_sink_conf {
 	uint64_t backoff_max_ms; /* ... up to this */
 	const char *user;        /* Redis ACL user, or NULL/empty: the default user */
 	const char *password;    /* AUTH at every connect, or NULL/empty: none; copied */
+	int cluster;		 /* TALLY_SINK_CLUSTER_AUTO (INFO cluster), _YES or _NO */
 	/* Where the sink logs (a refused write, a refusal it could not keep); NULL: nowhere. */
 	void (*log)(void *arg, int warning, const char *line);
 	void *log_arg;
+};
+
+enum {
+	TALLY_SINK_CLUSTER_AUTO = 0,
+	TALLY_SINK_CLUSTER_YES,
+	TALLY_SINK_CLUSTER_NO,
 };
 
 /* Where refused device-windows are kept: a Redis list of JSON lines, newest first. */
@@ -156,6 +163,7 @@ struct tally_sink_stats {
 	uint64_t refused;	  /* device chunks Redis refused for a data reason (WRONGTYPE...) */
 	uint64_t refused_records; /* their records: kept in tally:refused, not in the window */
 	uint64_t refused_lost;	  /* refused chunks whose copy tally:refused did not take either */
+	uint64_t redirects;	  /* cluster: MOVED, ASK and TRYAGAIN replies followed */
 };
 
 /*
@@ -201,5 +209,8 @@ int tally_sink_sync(struct tally_sink *s, uint64_t now_ms);
 int tally_sink_writing(const struct tally_sink *s);
 
 const struct tally_sink_stats *tally_sink_stats(const struct tally_sink *s);
+
+/* Masters written to: 1 for a single Redis, the masters of the slot map in a cluster. */
+uint32_t tally_sink_masters(const struct tally_sink *s);
 
 #endif /* TALLY_SINK_H */
