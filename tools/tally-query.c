@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* tally-query: read back what tally wrote to Redis (schema v1) as tables, JSON or totals. */
+/* tally-query: read back what tally wrote to Redis (schema v2), one node or a cluster. */
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +16,7 @@
 #include <hiredis/hiredis.h>
 
 #include "tally_auth.h"
+#include "tally_cluster.h"
 
 #define Q_NAME "tally-query"
 #define Q_DEFAULT_REDIS "127.0.0.1:6379"
@@ -23,9 +24,19 @@
 #define Q_SCAN_COUNT "1000"
 /* Commands in flight per pipelined round trip. */
 #define Q_PIPELINE 1000
+/* Redirects (MOVED, ASK) one command may follow; more: a cluster that has not settled. */
+#define Q_REDIRECTS 5
+/* Nodes talked to: the --redis one, the masters, and nodes named by ASK or MOVED. */
+#define Q_MAX_NODES (2 * TALLY_CLUSTER_MAX_MASTERS)
 
 #define Q_EXIT_ERROR 1
 #define Q_EXIT_USAGE 2
+
+enum q_cluster_mode {
+	Q_CLUSTER_AUTO, /* a cluster when INFO cluster says cluster_enabled:1 */
+	Q_CLUSTER_YES,
+	Q_CLUSTER_NO,
+};
 
 struct q_conf {
 	const char *redis;
@@ -35,6 +46,35 @@ struct q_conf {
 	bool json;
 	const char *user;	   /* NULL: the default user */
 	const char *password_file; /* NULL: no AUTH */
+	enum q_cluster_mode cluster;
+};
+
+/* A Redis node: the --redis one, a master of the slot map, or a node a redirect named. */
+struct q_node {
+	char host[TALLY_CLUSTER_HOST_LEN];
+	uint16_t port;
+	char name[TALLY_CLUSTER_HOST_LEN + 32]; /* in messages: as given, or host:port */
+	redisContext *c;			/* NULL until first used */
+};
+
+/*
+ * Where commands go: the --redis node (node[0]), or in cluster mode the master that owns the
+ * slot of each command's key, as the slot map says.
+ */
+struct q_redis {
+	const struct q_conf *conf;
+	bool cluster;
+	struct tally_slot_map *map;			       /* cluster mode only */
+	struct q_node *master_node[TALLY_CLUSTER_MAX_MASTERS]; /* the node of each map master */
+	struct q_node node[Q_MAX_NODES];
+	uint32_t nnodes;
+};
+
+/* A command formatted once (RESP), so that a redirect can send it again elsewhere. */
+struct q_cmd {
+	char *buf;
+	int len;
+	uint16_t slot; /* of its key */
 };
 
 /* The five per-metric fields of a window hash, in output order. */
@@ -113,7 +153,7 @@ struct q_command {
 	const char *args;
 	int min_args;
 	int max_args;
-	int (*run)(redisContext *c, const struct q_conf *conf, const struct q_args *a);
+	int (*run)(struct q_redis *q, const struct q_conf *conf, const struct q_args *a);
 };
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
@@ -225,8 +265,20 @@ parse_redis_addr(struct q_conf *conf)
 	conf->port = (int)port;
 }
 
+/* A node's address as host:port, an IPv6 host in brackets. */
+static void
+q_node_init(struct q_node *n, const char *host, uint16_t port)
+{
+	snprintf(n->host, sizeof(n->host), "%s", host);
+	n->port = port;
+	snprintf(n->name, sizeof(n->name), strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host,
+		 port);
+	n->c = NULL;
+}
+
+/* Connect and authenticate: a new context for each node, all with the same password file. */
 static redisContext *
-q_connect(const struct q_conf *conf)
+q_connect(const struct q_conf *conf, const struct q_node *n)
 {
 	struct timeval tv = {
 		.tv_sec = (time_t)(conf->timeout_ms / 1000),
@@ -242,13 +294,13 @@ q_connect(const struct q_conf *conf)
 	    tally_password_file_read(conf->password_file, password, sizeof(password), err,
 				     sizeof(err)) != 0)
 		q_exit(Q_EXIT_ERROR, "%s", err);
-	c = redisConnectWithTimeout(conf->host, conf->port, tv);
+	c = redisConnectWithTimeout(n->host, n->port, tv);
 	if (c == NULL)
-		snprintf(err, sizeof(err), "cannot connect to %s: out of memory", conf->redis);
+		snprintf(err, sizeof(err), "cannot connect to %s: out of memory", n->name);
 	else if (c->err != 0)
-		snprintf(err, sizeof(err), "cannot connect to %s: %s", conf->redis, c->errstr);
+		snprintf(err, sizeof(err), "cannot connect to %s: %s", n->name, c->errstr);
 	else if (redisSetTimeout(c, tv) != REDIS_OK)
-		snprintf(err, sizeof(err), "cannot set timeout on %s: %s", conf->redis, c->errstr);
+		snprintf(err, sizeof(err), "cannot set timeout on %s: %s", n->name, c->errstr);
 	else
 		rc = tally_redis_auth(c, conf->user, password, err, sizeof(err));
 	explicit_bzero(password, sizeof(password));
@@ -257,15 +309,295 @@ q_connect(const struct q_conf *conf)
 	return c;
 }
 
-/* Dies on a transport error or an error reply; a reply of another type is the caller's check. */
-static redisReply *
-q_check(redisContext *c, redisReply *r, const char *what)
+/* The node's connection, opened at first use. */
+static redisContext *
+q_node_ctx(struct q_redis *q, struct q_node *n)
 {
-	if (r == NULL)
-		q_exit(Q_EXIT_ERROR, "redis %s: %s", what, c->err ? c->errstr : "no reply");
+	if (n->c == NULL)
+		n->c = q_connect(q->conf, n);
+	return n->c;
+}
+
+/* The node at host:port, added (not yet connected) when new. */
+static struct q_node *
+q_node_get(struct q_redis *q, const char *host, uint16_t port)
+{
+	uint32_t i;
+
+	for (i = 0; i < q->nnodes; i++)
+		if (q->node[i].port == port && strcmp(q->node[i].host, host) == 0)
+			return &q->node[i];
+	if (q->nnodes == Q_MAX_NODES)
+		q_exit(Q_EXIT_ERROR, "more than %d Redis nodes to talk to", Q_MAX_NODES);
+	q_node_init(&q->node[q->nnodes], host, port);
+	return &q->node[q->nnodes++];
+}
+
+/* Dies on an error reply; a reply of another type is the caller's check. */
+static redisReply *
+q_check(redisReply *r, const char *what)
+{
 	if (r->type == REDIS_REPLY_ERROR)
 		q_exit(Q_EXIT_ERROR, "redis %s: %s", what, r->str);
 	return r;
+}
+
+/* The next reply on n's connection; dies on a transport error. */
+static redisReply *
+q_read(const struct q_redis *q, struct q_node *n, const char *what)
+{
+	void *r = NULL;
+
+	if (redisGetReply(n->c, &r) != REDIS_OK || r == NULL) {
+		if (q->cluster)
+			q_exit(Q_EXIT_ERROR, "redis %s at %s: %s", what, n->name,
+			       n->c->err ? n->c->errstr : "no reply");
+		q_exit(Q_EXIT_ERROR, "redis %s: %s", what, n->c->err ? n->c->errstr : "no reply");
+	}
+	return r;
+}
+
+/* Queue a formatted command on n's connection (sent with the first read). */
+static void
+q_append(struct q_redis *q, struct q_node *n, const char *what, const char *buf, size_t len)
+{
+	redisContext *c = q_node_ctx(q, n);
+
+	if (redisAppendFormattedCommand(c, buf, len) != REDIS_OK)
+		q_exit(Q_EXIT_ERROR, "redis %s: %s", what, c->errstr);
+}
+
+/*
+ * One command to one node, whatever the slots (INFO, CLUSTER, SCAN); never redirected. fmt is
+ * hiredis's: printf conversions, and %b for a binary string with its length.
+ */
+static redisReply *
+q_node_command(struct q_redis *q, struct q_node *n, const char *what, const char *fmt, ...)
+{
+	va_list ap;
+	char *buf;
+	int len;
+
+	va_start(ap, fmt);
+	len = redisvFormatCommand(&buf, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	q_append(q, n, what, buf, (size_t)len);
+	redisFreeCommand(buf);
+	return q_read(q, n, what);
+}
+
+/*
+ * Load the slot map from node n: CLUSTER SHARDS, or CLUSTER SLOTS from a Redis older than 7.0
+ * that does not know SHARDS. The masters' connections are opened as commands need them.
+ */
+static void
+q_map_load(struct q_redis *q, struct q_node *from)
+{
+	struct tally_slot_map *m = q->map;
+	const char *what = "CLUSTER SHARDS";
+	char err[256];
+	redisReply *r;
+	uint32_t i;
+	int rc;
+
+	r = q_node_command(q, from, what, "CLUSTER SHARDS");
+	if (r->type == REDIS_REPLY_ERROR && strcasestr(r->str, "unknown subcommand") != NULL) {
+		freeReplyObject(r);
+		what = "CLUSTER SLOTS";
+		r = q_node_command(q, from, what, "CLUSTER SLOTS");
+	}
+	q_check(r, what);
+	if (strcmp(what, "CLUSTER SHARDS") == 0)
+		rc = tally_slot_map_from_shards(m, r, err, sizeof(err));
+	else
+		rc = tally_slot_map_from_slots(m, r, err, sizeof(err));
+	freeReplyObject(r);
+	if (rc != 0)
+		q_exit(Q_EXIT_ERROR, "%s (from %s)", err, from->name);
+	if (m->nmasters == 0)
+		q_exit(Q_EXIT_ERROR, "%s: no master serves any slot (from %s)", what, from->name);
+	for (i = 0; i < m->nmasters; i++) {
+		/* An empty host is the host of the node that answered. */
+		if (m->master[i].host[0] == '\0')
+			snprintf(m->master[i].host, sizeof(m->master[i].host), "%s", from->host);
+		q->master_node[i] = q_node_get(q, m->master[i].host, m->master[i].port);
+	}
+}
+
+/* Open the --redis node; in cluster mode (asked for, or auto and INFO says so) load the map. */
+static void
+q_open(struct q_redis *q, const struct q_conf *conf)
+{
+	struct q_node *seed;
+	redisReply *r;
+
+	memset(q, 0, sizeof(*q));
+	q->conf = conf;
+	seed = q_node_get(q, conf->host, (uint16_t)conf->port);
+	/* Messages about this node name it as it was given. */
+	snprintf(seed->name, sizeof(seed->name), "%s", conf->redis);
+	q_node_ctx(q, seed);
+	if (conf->cluster == Q_CLUSTER_AUTO) {
+		/* A refusal (an ACL without INFO, NOAUTH) leaves it to the commands to say. */
+		r = q_node_command(q, seed, "INFO", "INFO cluster");
+		q->cluster = r->type == REDIS_REPLY_STRING &&
+			     strstr(r->str, "cluster_enabled:1") != NULL;
+		freeReplyObject(r);
+	} else {
+		q->cluster = conf->cluster == Q_CLUSTER_YES;
+	}
+	if (!q->cluster)
+		return;
+	q->map = malloc(sizeof(*q->map));
+	if (q->map == NULL)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	q_map_load(q, seed);
+}
+
+static void
+q_close(struct q_redis *q)
+{
+	uint32_t i;
+
+	for (i = 0; i < q->nnodes; i++)
+		if (q->node[i].c != NULL)
+			redisFree(q->node[i].c);
+	free(q->map);
+}
+
+/* The node a command on this slot goes to: the seed, or the master owning the slot. */
+static struct q_node *
+q_slot_node(struct q_redis *q, uint16_t slot)
+{
+	if (!q->cluster)
+		return &q->node[0];
+	if (q->map->owner[slot] == TALLY_SLOT_NONE)
+		q_map_load(q, &q->node[0]);
+	if (q->map->owner[slot] == TALLY_SLOT_NONE)
+		q_exit(Q_EXIT_ERROR, "no master serves slot %u in the cluster map of %s", slot,
+		       q->node[0].name);
+	return q->master_node[q->map->owner[slot]];
+}
+
+/* The node of master i of the slot map, connected. */
+static struct q_node *
+q_master(struct q_redis *q, uint32_t i)
+{
+	struct q_node *n = q->master_node[i];
+
+	q_node_ctx(q, n);
+	return n;
+}
+
+/* A command on key, formatted as q_node_command() formats. */
+static void
+q_cmd_format(struct q_cmd *cmd, const char *key, size_t keylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cmd->len = redisvFormatCommand(&cmd->buf, fmt, ap);
+	va_end(ap);
+	if (cmd->len < 0)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	cmd->slot = tally_key_slot(key, keylen);
+}
+
+/* A command whose key is argv[1]. */
+static void
+q_cmd_argv(struct q_cmd *cmd, int argc, const char **argv)
+{
+	cmd->len = redisFormatCommandArgv(&cmd->buf, argc, argv, NULL);
+	if (cmd->len < 0)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	cmd->slot = tally_key_slot(argv[1], strlen(argv[1]));
+}
+
+static void
+q_cmd_free(struct q_cmd *cmd)
+{
+	redisFreeCommand(cmd->buf);
+	cmd->buf = NULL;
+}
+
+/*
+ * Follow the redirects of a cluster reply r that node `from` gave to cmd: MOVED refreshes the
+ * map from the new owner and sends cmd there; ASK sends ASKING and cmd to the node named, for
+ * this command only. Returns the first reply that is not a redirect. Never called with
+ * replies pending on any connection.
+ */
+static redisReply *
+q_follow(struct q_redis *q, const char *what, const struct q_cmd *cmd, struct q_node *from,
+	 redisReply *r)
+{
+	static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+	struct tally_cluster_node to;
+	struct q_node *n;
+	redisReply *ok;
+	uint16_t slot;
+	int hops;
+	int ask;
+
+	for (hops = 0; r->type == REDIS_REPLY_ERROR &&
+		       tally_parse_redirect(r->str, r->len, &ask, &slot, &to) == 0;
+	     hops++) {
+		if (hops == Q_REDIRECTS)
+			q_exit(Q_EXIT_ERROR, "redis %s: %s (still redirected after %d hops)", what,
+			       r->str, Q_REDIRECTS);
+		freeReplyObject(r);
+		n = q_node_get(q, to.host[0] != '\0' ? to.host : from->host, to.port);
+		if (!ask)
+			q_map_load(q, n);
+		else
+			q_append(q, n, "ASKING", asking, sizeof(asking) - 1);
+		q_append(q, n, what, cmd->buf, (size_t)cmd->len);
+		if (ask) {
+			ok = q_check(q_read(q, n, "ASKING"), "ASKING");
+			freeReplyObject(ok);
+		}
+		r = q_read(q, n, what);
+		from = n;
+	}
+	return r;
+}
+
+/*
+ * Send n commands, each to the node serving its key, pipelined (every command is written
+ * before any reply is read), and store their replies in order in out (the caller frees them).
+ * Error replies are left to the caller, redirects are followed; dies on a transport error.
+ */
+static void
+q_run_many(struct q_redis *q, const char *what, const struct q_cmd *cmds, size_t n,
+	   redisReply **out)
+{
+	struct q_node **to = q_realloc(NULL, n ? n : 1, sizeof(*to));
+	size_t i;
+
+	/* Route everything first: a map reload must not interleave with queued commands. */
+	for (i = 0; i < n; i++) {
+		to[i] = q_slot_node(q, cmds[i].slot);
+		q_node_ctx(q, to[i]);
+	}
+	for (i = 0; i < n; i++)
+		q_append(q, to[i], what, cmds[i].buf, (size_t)cmds[i].len);
+	for (i = 0; i < n; i++)
+		out[i] = q_read(q, to[i], what);
+	for (i = 0; q->cluster && i < n; i++)
+		out[i] = q_follow(q, what, &cmds[i], to[i], out[i]);
+	free(to);
+}
+
+/* One command routed by its key; dies on an error reply. The command is freed. */
+static redisReply *
+q_run(struct q_redis *q, const char *what, struct q_cmd *cmd)
+{
+	redisReply *r;
+
+	q_run_many(q, what, cmd, 1, &r);
+	q_cmd_free(cmd);
+	return q_check(r, what);
 }
 
 /*
@@ -273,20 +605,14 @@ q_check(redisContext *c, redisReply *r, const char *what)
  * key with a window key's name): skipped with a warning, the rest is still read.
  */
 static redisReply *
-q_get_key_reply(redisContext *c, const char *what, const char *key, size_t keylen)
+q_key_reply(redisReply *r, const char *what, const char *key, size_t keylen)
 {
-	void *r = NULL;
-
-	if (redisGetReply(c, &r) != REDIS_OK)
-		r = NULL;
-	if (r != NULL && ((redisReply *)r)->type == REDIS_REPLY_ERROR &&
-	    strncmp(((redisReply *)r)->str, "WRONGTYPE", 9) == 0) {
-		fprintf(stderr, Q_NAME ": skipping %.*s: %s\n", (int)keylen, key,
-			((redisReply *)r)->str);
+	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) == 0) {
+		fprintf(stderr, Q_NAME ": skipping %.*s: %s\n", (int)keylen, key, r->str);
 		freeReplyObject(r);
 		return NULL;
 	}
-	return q_check(c, r, what);
+	return q_check(r, what);
 }
 
 static bool
@@ -545,23 +871,19 @@ key_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* SCAN all window keys of one device (or all devices), sorted, duplicates removed. */
+/* Add the window keys one node holds that match pattern (of device a->device, if given). */
 static void
-scan_window_keys(redisContext *c, const struct q_args *a, struct q_keys *keys)
+scan_node(struct q_redis *q, struct q_node *node, const char *pattern, const struct q_args *a,
+	  struct q_keys *keys)
 {
-	char pattern[64];
 	char *cursor = q_strndup("0", 1);
 	size_t i;
-	size_t n;
 
-	if (a->has_device)
-		snprintf(pattern, sizeof(pattern), "tally:{%" PRIu64 "}:*", a->device);
-	else
-		snprintf(pattern, sizeof(pattern), "tally:{*}:*");
-	memset(keys, 0, sizeof(*keys));
 	do {
-		redisReply *r = q_check(c, redisCommand(c, "SCAN %s MATCH %s COUNT " Q_SCAN_COUNT,
-						       cursor, pattern), "SCAN");
+		redisReply *r = q_check(q_node_command(q, node, "SCAN",
+						       "SCAN %s MATCH %s COUNT " Q_SCAN_COUNT,
+						       cursor, pattern),
+					"SCAN");
 		redisReply *list;
 
 		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -591,8 +913,31 @@ scan_window_keys(redisContext *c, const struct q_args *a, struct q_keys *keys)
 		freeReplyObject(r);
 	} while (strcmp(cursor, "0") != 0);
 	free(cursor);
+}
 
-	/* SCAN may return a key twice while Redis rehashes. */
+/*
+ * SCAN all window keys of one device (or all devices), sorted, duplicates removed. A cluster
+ * is scanned master by master: each holds the keys of its own slots.
+ */
+static void
+scan_window_keys(struct q_redis *q, const struct q_args *a, struct q_keys *keys)
+{
+	char pattern[64];
+	uint32_t m;
+	size_t i;
+	size_t n;
+
+	if (a->has_device)
+		snprintf(pattern, sizeof(pattern), "tally:{%" PRIu64 "}:*", a->device);
+	else
+		snprintf(pattern, sizeof(pattern), "tally:{*}:*");
+	memset(keys, 0, sizeof(*keys));
+	if (!q->cluster)
+		scan_node(q, &q->node[0], pattern, a, keys);
+	for (m = 0; q->cluster && m < q->map->nmasters; m++)
+		scan_node(q, q_master(q, m), pattern, a, keys);
+
+	/* SCAN may return a key twice while Redis rehashes, or a slot migrates. */
 	qsort(keys->v, keys->n, sizeof(*keys->v), key_cmp);
 	for (i = 0, n = 0; i < keys->n; i++) {
 		if (n > 0 && strcmp(keys->v[n - 1].name, keys->v[i].name) == 0) {
@@ -634,21 +979,27 @@ fold_metric_pairs(const redisReply *r, struct q_metric **metrics, size_t *nb)
 }
 
 static int
-cmd_latest(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
 	static const char *const head[] = {"metric", "count", "sum", "min", "max", "last"};
-	redisReply *r =
-		q_check(c, redisCommand(c, "TYPE tally:{%" PRIu64 "}:latest", a->device), "TYPE");
 	struct q_metric *metrics = NULL;
 	const char *window = NULL;
 	redisReply *wr = NULL;
 	size_t window_len = 0;
+	struct q_cmd cmd;
 	uint64_t wstart;
+	char latest[48];
+	char key[48];
+	redisReply *r;
 	size_t nb = 0;
 	struct q_table t;
 	size_t i;
 	int v2;
 
+	/* Every key of a device has the hash tag {device}: one slot, one node. */
+	snprintf(latest, sizeof(latest), "tally:{%" PRIu64 "}:latest", a->device);
+	q_cmd_format(&cmd, latest, strlen(latest), "TYPE %s", latest);
+	r = q_run(q, "TYPE", &cmd);
 	if (r->type != REDIS_REPLY_STATUS)
 		q_exit(Q_EXIT_ERROR, "redis TYPE: unexpected reply");
 	if (strcmp(r->str, "none") == 0)
@@ -656,12 +1007,11 @@ cmd_latest(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 	/* Schema v2: a string naming the newest window; v1: a hash with `window` and the fields. */
 	v2 = strcmp(r->str, "string") == 0;
 	freeReplyObject(r);
-	r = q_check(c,
-		    redisCommand(c,
-				 v2 ? "GET tally:{%" PRIu64 "}:latest"
-				    : "HGETALL tally:{%" PRIu64 "}:latest",
-				 a->device),
-		    v2 ? "GET" : "HGETALL");
+	if (v2)
+		q_cmd_format(&cmd, latest, strlen(latest), "GET %s", latest);
+	else
+		q_cmd_format(&cmd, latest, strlen(latest), "HGETALL %s", latest);
+	r = q_run(q, v2 ? "GET" : "HGETALL", &cmd);
 	if (r->type == REDIS_REPLY_STRING) {
 		window = r->str;
 		window_len = r->len;
@@ -679,10 +1029,9 @@ cmd_latest(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 		q_exit(Q_EXIT_ERROR, "tally:{%" PRIu64 "}:latest is not tally's", a->device);
 	}
 	if (nb == 0 && window != NULL && parse_u64(window, window_len, UINT64_MAX, &wstart) == 0) {
-		wr = q_check(
-			c,
-			redisCommand(c, "HGETALL tally:{%" PRIu64 "}:%" PRIu64, a->device, wstart),
-			"HGETALL");
+		snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, a->device, wstart);
+		q_cmd_format(&cmd, key, strlen(key), "HGETALL %s", key);
+		wr = q_run(q, "HGETALL", &cmd);
 		if (!reply_is_pairs(wr))
 			q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
 	}
@@ -728,9 +1077,11 @@ cmd_latest(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 }
 
 static int
-cmd_range(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+cmd_range(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
 	static const char *const head[] = {"window", "count", "sum", "min", "max", "last"};
+	struct q_cmd *cmds = q_realloc(NULL, Q_PIPELINE, sizeof(*cmds));
+	redisReply **replies = q_realloc(NULL, Q_PIPELINE, sizeof(*replies));
 	struct q_keys keys;
 	struct q_table t;
 	size_t printed = 0;
@@ -738,7 +1089,7 @@ cmd_range(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 	size_t i;
 	size_t n;
 
-	scan_window_keys(c, a, &keys);
+	scan_window_keys(q, a, &keys);
 	/* Keep [from, to): keys are sorted by window. */
 	for (i = 0, n = 0; i < keys.n; i++) {
 		if (keys.v[i].window < a->from || (a->has_to && keys.v[i].window >= a->to)) {
@@ -766,14 +1117,16 @@ cmd_range(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 					 q_field_names[f]);
 				argv[2 + f] = fields[f];
 			}
-			if (redisAppendCommandArgv(c, 2 + Q_NB_FIELDS, argv, NULL) != REDIS_OK)
-				q_exit(Q_EXIT_ERROR, "redis HMGET: %s", c->errstr);
+			q_cmd_argv(&cmds[i - start], 2 + Q_NB_FIELDS, argv);
 		}
+		q_run_many(q, "HMGET", cmds, end - start, replies);
 		for (i = start; i < end; i++) {
-			redisReply *r = q_get_key_reply(c, "HMGET", keys.v[i].name, keys.v[i].len);
+			redisReply *r = q_key_reply(replies[i - start], "HMGET", keys.v[i].name,
+						    keys.v[i].len);
 			struct q_stats st = {0};
 			int f;
 
+			q_cmd_free(&cmds[i - start]);
 			if (r == NULL)
 				continue;
 			if (r->type != REDIS_REPLY_ARRAY || r->elements != Q_NB_FIELDS)
@@ -810,6 +1163,8 @@ cmd_range(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 	else
 		table_print(&t);
 	keys_free(&keys);
+	free(replies);
+	free(cmds);
 	return 0;
 }
 
@@ -868,16 +1223,19 @@ is_json_number(const char *s, size_t len)
 }
 
 static int
-cmd_self(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+cmd_self(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
 	static const char *const head[] = {"name", "value"};
-	redisReply *r = q_check(c, redisCommand(c, "HGETALL tally:self"), "HGETALL");
 	const redisReply **pairs;
 	struct q_table t;
+	struct q_cmd cmd;
+	redisReply *r;
 	size_t n;
 	size_t i;
 
 	(void)a;
+	q_cmd_format(&cmd, "tally:self", strlen("tally:self"), "HGETALL tally:self");
+	r = q_run(q, "HGETALL", &cmd);
 	if (!reply_is_pairs(r))
 		q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
 	if (r->elements == 0)
@@ -995,26 +1353,29 @@ totals_add_window(struct q_series_map *map, uint64_t device, const redisReply *r
 }
 
 static int
-cmd_totals(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+cmd_totals(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
+	struct q_cmd *cmds = q_realloc(NULL, Q_PIPELINE, sizeof(*cmds));
+	redisReply **replies = q_realloc(NULL, Q_PIPELINE, sizeof(*replies));
 	struct q_series_map map = {0};
 	struct q_keys keys;
 	size_t start;
 	size_t i;
 	size_t n;
 
-	scan_window_keys(c, a, &keys);
+	scan_window_keys(q, a, &keys);
 	for (start = 0; start < keys.n; start += Q_PIPELINE) {
 		size_t end = start + Q_PIPELINE < keys.n ? start + Q_PIPELINE : keys.n;
 
 		for (i = start; i < end; i++)
-			if (redisAppendCommand(c, "HGETALL %b", keys.v[i].name,
-					       keys.v[i].len) != REDIS_OK)
-				q_exit(Q_EXIT_ERROR, "redis HGETALL: %s", c->errstr);
+			q_cmd_format(&cmds[i - start], keys.v[i].name, keys.v[i].len, "HGETALL %b",
+				     keys.v[i].name, keys.v[i].len);
+		q_run_many(q, "HGETALL", cmds, end - start, replies);
 		for (i = start; i < end; i++) {
-			redisReply *r =
-				q_get_key_reply(c, "HGETALL", keys.v[i].name, keys.v[i].len);
+			redisReply *r = q_key_reply(replies[i - start], "HGETALL", keys.v[i].name,
+						    keys.v[i].len);
 
+			q_cmd_free(&cmds[i - start]);
 			if (r == NULL)
 				continue;
 			if (!reply_is_pairs(r))
@@ -1050,24 +1411,30 @@ cmd_totals(redisContext *c, const struct q_conf *conf, const struct q_args *a)
 	if (conf->json)
 		printf("]\n");
 	free(map.slots);
+	free(replies);
+	free(cmds);
 	return 0;
 }
 
 /* The heaviest devices of the last window written, from the `tally:top` sorted set. */
 static int
-cmd_top(redisContext *c, const struct q_conf *conf, const struct q_args *a)
+cmd_top(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
 	static const char *const head[] = {"rank", "device", "records"};
 	uint64_t n = a->has_device ? a->device : 10;
 	redisReply *w, *r;
 	struct q_table t;
+	struct q_cmd cmd;
 	size_t i;
 
 	if (n == 0)
 		q_exit(Q_EXIT_USAGE, "top: N must be at least 1");
-	w = q_check(c, redisCommand(c, "GET tally:top:window"), "GET");
-	r = q_check(c, redisCommand(c, "ZREVRANGE tally:top 0 %" PRIu64 " WITHSCORES", n - 1),
-		    "ZREVRANGE");
+	/* Two keys, two slots: each command goes to its own key's node. */
+	q_cmd_format(&cmd, "tally:top:window", strlen("tally:top:window"), "GET tally:top:window");
+	w = q_run(q, "GET", &cmd);
+	q_cmd_format(&cmd, "tally:top", strlen("tally:top"),
+		     "ZREVRANGE tally:top 0 %" PRIu64 " WITHSCORES", n - 1);
+	r = q_run(q, "ZREVRANGE", &cmd);
 	if (w->type != REDIS_REPLY_STRING || r->type != REDIS_REPLY_ARRAY)
 		q_exit(Q_EXIT_ERROR, "no tally:top yet (has tally written a window?)");
 	if (conf->json) {
@@ -1119,6 +1486,10 @@ usage(FILE *f)
 		   "  --redis-password-file FILE\n"
 		   "                      file holding the Redis password on one line, not\n"
 		   "                      readable by others (never the password itself)\n"
+		   "  --redis-cluster auto|yes|no\n"
+		   "                      read a Redis Cluster: every master, keys where their\n"
+		   "                      slots are; auto: when INFO cluster says cluster_enabled:1\n"
+		   "                      [auto]\n"
 		   "  --timeout-ms N      connect and reply timeout [%d]\n"
 		   "  --json              print JSON instead of tables\n"
 		   "  --top N             the N heaviest devices of the last window (= top N)\n"
@@ -1182,6 +1553,7 @@ main(int argc, char **argv)
 		{"redis", required_argument, NULL, 'r'},
 		{"redis-user", required_argument, NULL, 'u'},
 		{"redis-password-file", required_argument, NULL, 'p'},
+		{"redis-cluster", required_argument, NULL, 'c'},
 		{"timeout-ms", required_argument, NULL, 't'},
 		{"json", no_argument, NULL, 'j'},
 		{"top", required_argument, NULL, 'T'},
@@ -1192,7 +1564,7 @@ main(int argc, char **argv)
 	const struct q_command *cmd = NULL;
 	char *top_n = NULL;
 	struct q_args args;
-	redisContext *c;
+	struct q_redis *q;
 	size_t i;
 	int rc;
 	int o;
@@ -1217,6 +1589,17 @@ main(int argc, char **argv)
 			break;
 		case 'p':
 			conf.password_file = optarg;
+			break;
+		case 'c':
+			if (strcmp(optarg, "auto") == 0)
+				conf.cluster = Q_CLUSTER_AUTO;
+			else if (strcmp(optarg, "yes") == 0)
+				conf.cluster = Q_CLUSTER_YES;
+			else if (strcmp(optarg, "no") == 0)
+				conf.cluster = Q_CLUSTER_NO;
+			else
+				q_exit(Q_EXIT_USAGE, "--redis-cluster: '%s' is not auto, yes or no",
+				       optarg);
 			break;
 		case 't':
 			conf.timeout_ms = parse_arg_u64("--timeout-ms", optarg, 3600000);
@@ -1258,9 +1641,11 @@ main(int argc, char **argv)
 		q_exit(Q_EXIT_USAGE, "%s: unknown command (see --help)", argv[optind]);
 	parse_command_args(cmd, argv + optind + 1, argc - optind - 1, &args);
 run:
-	c = q_connect(&conf);
-	rc = cmd->run(c, &conf, &args);
-	redisFree(c);
+	q = q_realloc(NULL, 1, sizeof(*q));
+	q_open(q, &conf);
+	rc = cmd->run(q, &conf, &args);
+	q_close(q);
+	free(q);
 	if (fflush(stdout) != 0)
 		q_exit(Q_EXIT_ERROR, "cannot write output: %s", strerror(errno));
 	return rc;

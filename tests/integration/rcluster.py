@@ -5,6 +5,9 @@
     with rcluster.Cluster(masters=3, replicas=1) as c:
         c.client(c.slot_owner(slot)).call('HGETALL', key)
 
+password= starts every node with requirepass (and masterauth, for the replicas); the nodes'
+clients then authenticate on every connect.
+
 Every node is a tallytest.Redis (a child redis-server, not daemonized) with its own directory
 under one temporary directory; leaving the with block kills every node and removes that
 directory, also when the block raises. Pass ctx= (a tallytest.Context) to have an integration
@@ -22,13 +25,44 @@ import traceback
 import tallytest as tt
 
 
+class AuthResp(tt.Resp):
+    """A node's client that sends AUTH on every (re)connect."""
+
+    def __init__(self, host, port, password):
+        super().__init__(host, port)
+        self.password = password
+
+    def _connect(self):
+        if self.sock is not None:
+            return
+        super()._connect()
+        self.sock.sendall(self._encode(['AUTH', self.password]))
+        reply = self._read()
+        if isinstance(reply, tt.RedisError):
+            self.close()
+            raise reply
+
+
+class _PasswordNode(tt.Redis):
+    """A node started with --requirepass; its client authenticates."""
+
+    def __init__(self, ctx, port, extra, password):
+        self.password = password
+        super().__init__(ctx, port=port, extra=extra)
+
+    def _wait_ready(self, timeout=10.0):
+        self.client = AuthResp('127.0.0.1', self.port, self.password)
+        return super()._wait_ready(timeout)
+
+
 class Cluster:
     """masters x (1 + replicas) redis-server nodes joined by redis-cli --cluster create."""
 
     def __init__(self, masters=3, replicas=0, tmpdir=None, ctx=None, node_timeout_ms=2000,
-                 timeout=30.0):
+                 timeout=30.0, password=None):
         """tmpdir: where the cluster's directory goes (default: ctx.tmp, else the system's);
-        timeout: seconds to wait for cluster_state:ok after creation."""
+        timeout: seconds to wait for cluster_state:ok after creation; password: requirepass
+        of every node (None: none)."""
         if masters < 3:
             raise ValueError('redis-cli --cluster create needs at least 3 masters')
         self.want_masters = masters
@@ -36,6 +70,8 @@ class Cluster:
         self.tmpdir = tmpdir
         self.node_timeout_ms = node_timeout_ms
         self.timeout = timeout
+        self.password = password
+        self.migrating = {}   # slot -> (source port, target port) between begin and finish
         self.own_ctx = ctx is None
         self.ctx = ctx
         self.dir = None
@@ -71,9 +107,10 @@ class Cluster:
             self.ctx.tmp = self.dir
         for _ in range(self.want_masters * (1 + self.want_replicas)):
             self._start_node()
+        auth = [] if self.password is None else ['-a', self.password, '--no-auth-warning']
         tt.run_tool(['redis-cli', '--cluster', 'create']
                     + ['127.0.0.1:%d' % p for p in self.nodes]
-                    + ['--cluster-replicas', str(self.want_replicas), '--cluster-yes'])
+                    + ['--cluster-replicas', str(self.want_replicas), '--cluster-yes'] + auth)
         # cluster_state:ok comes before every node has learnt which nodes are replicas, and a
         # replica that has never synced refuses to fail over.
         tt.wait_until(self._created, self.timeout, 'a settled cluster with synced replicas',
@@ -91,7 +128,11 @@ class Cluster:
                      '--cluster-node-timeout', str(self.node_timeout_ms), '--dir', d,
                      '--repl-diskless-sync-delay', '0']
             try:
-                r = tt.Redis(self.ctx, port=port, extra=extra)
+                if self.password is None:
+                    r = tt.Redis(self.ctx, port=port, extra=extra)
+                else:
+                    extra += ['--requirepass', self.password, '--masterauth', self.password]
+                    r = _PasswordNode(self.ctx, port, extra, self.password)
             except tt.Failure:
                 shutil.rmtree(d, ignore_errors=True)
                 continue
@@ -220,24 +261,51 @@ class Cluster:
         """Move slot and its keys to master dst_port the way redis-cli --cluster reshard does:
         IMPORTING on the target, MIGRATING on the source, keys moved in batches with MIGRATE,
         then SETSLOT NODE on the target, the source and every other master."""
+        if self.begin_migration(slot, dst_port, keys=0, batch=batch) is not None:
+            self.finish_migration(slot, batch=batch)
+
+    def begin_migration(self, slot, dst_port, keys=0, batch=100):
+        """The first half of migrate_slot: IMPORTING on the target, MIGRATING on the source,
+        then `keys` of the slot's keys moved (None: all of them). Until finish_migration the
+        slot is half-migrated: the source answers ASK for the keys it no longer has.
+        Returns the keys moved, or None when dst_port already owns the slot."""
         src_port = self.slot_owner(slot)
         if src_port is None:
             raise tt.Failure('slot %d has no owner' % slot)
         if src_port == dst_port:
-            return
+            return None
         src, dst = self.client(src_port), self.client(dst_port)
-        src_id, dst_id = self.node_id(src_port), self.node_id(dst_port)
         tt.log('migrate slot %d: %d -> %d' % (slot, src_port, dst_port))
-        dst.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', src_id)
-        src.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', dst_id)
-        while True:
-            keys = src.call('CLUSTER', 'GETKEYSINSLOT', slot, batch)
+        dst.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', self.node_id(src_port))
+        src.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', self.node_id(dst_port))
+        self.migrating[slot] = (src_port, dst_port)
+        return self._move_keys(slot, keys, batch)
+
+    def _move_keys(self, slot, limit, batch):
+        """MIGRATE up to limit keys (None: all) of a slot being migrated; returns them."""
+        src_port, dst_port = self.migrating[slot]
+        src = self.client(src_port)
+        auth = [] if self.password is None else ['AUTH', self.password]
+        moved = []
+        while limit is None or len(moved) < limit:
+            n = batch if limit is None else min(batch, limit - len(moved))
+            keys = src.call('CLUSTER', 'GETKEYSINSLOT', slot, n)
             if not keys:
                 break
-            src.call('MIGRATE', '127.0.0.1', dst_port, '', 0, 5000, 'KEYS', *keys)
+            src.call('MIGRATE', '127.0.0.1', dst_port, '', 0, 5000, *auth, 'KEYS', *keys)
+            moved += keys
+        return moved
+
+    def finish_migration(self, slot, batch=100):
+        """The second half: the keys left moved, then SETSLOT NODE on the target, the source
+        and every other master; waits until every node agrees."""
+        src_port, dst_port = self.migrating[slot]
+        self._move_keys(slot, None, batch)
+        dst_id = self.node_id(dst_port)
         others = [p for p in self.masters() if p not in (src_port, dst_port)]
         for p in [dst_port, src_port] + others:
             self.client(p).call('CLUSTER', 'SETSLOT', slot, 'NODE', dst_id)
+        del self.migrating[slot]
         self.wait_ok()
 
 
