@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The control lcore: final-stage merge, Redis sink, exception replies, self-stats. */
+/* The control lcore (final-stage merge, log) and the sink thread (delivery to Redis, stats). */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -83,14 +84,15 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_redis_redirects] = ss->redirects;
 		t->ctl.c[TALLY_CC_redis_masters] = tally_sink_masters(app->sink);
 	}
-	t->ctl.c[TALLY_CC_sink_queue] = tally_merger_busy(&app->merger);
+	t->ctl.c[TALLY_CC_sink_queue] = app->dlv.qn;
 	t->ctl.c[TALLY_CC_spool_windows] = app->spool.st.windows;
 	t->ctl.c[TALLY_CC_spool_bytes] = app->spool.st.bytes;
 	t->ctl.c[TALLY_CC_spool_replayed] = app->spool.st.replayed;
 	t->ctl.c[TALLY_CC_spool_corrupt] = app->spool.st.corrupt;
 	t->ctl.c[TALLY_CC_spool_dropped] = app->spool.st.dropped_new;
 	t->ctl.c[TALLY_CC_spool_dropped_segments] = app->spool.st.dropped_old;
-	t->ctl.c[TALLY_CC_spool_lost_records] = app->spool_lost;
+	t->ctl.c[TALLY_CC_spool_lost_records] = app->dlv.st.spool_lost;
+	t->ctl.c[TALLY_CC_unwritten_records] = app->dlv.st.unwritten_records;
 	t->ctl.c[TALLY_CC_dlq_written] = app->dlq.written;
 	t->ctl.c[TALLY_CC_dlq_errors] = app->dlq.errors;
 	t->ctl.c[TALLY_CC_dlq_rotations] = app->dlq.pcap.rotations;
@@ -196,6 +198,7 @@ stats_field(void *ctx, const char *name, uint64_t value)
 	c->argv[c->argc++] = c->val[i];
 }
 
+/* The tally:self write: the sink thread's (it alone talks to Redis). */
 static void
 write_stats(struct tally_app *app)
 {
@@ -205,189 +208,160 @@ write_stats(struct tally_app *app)
 	};
 	struct tally_stats_totals t;
 
-	sample_ports(app);
 	tally_app_totals(app, &t);
 	c.argc = 2;
 	tally_stats_foreach(&t, stats_field, &c);
 	tally_sink_command(app->sink, c.argc, c.argv, c.argvlen);
 }
 
+/* Records dropped anywhere, by cause, for the loud line of log_stats(). */
+struct drops {
+	uint64_t window_stall, table_full, spool_lost, unwritten, refused_lost;
+};
+
+static void
+drops_of(const struct tally_stats_totals *t, struct drops *d)
+{
+	d->window_stall = t->w.c[TALLY_WC_window_stall];
+	d->table_full = t->w.c[TALLY_WC_table_full] + t->ctl.c[TALLY_CC_merge_full];
+	d->spool_lost = t->ctl.c[TALLY_CC_spool_lost_records];
+	d->unwritten = t->ctl.c[TALLY_CC_unwritten_records];
+	d->refused_lost = t->ctl.c[TALLY_CC_redis_refused_lost];
+}
+
 static void
 log_stats(struct tally_app *app)
 {
+	static struct drops last;
 	struct tally_stats_totals t;
+	struct drops d;
 
 	tally_app_totals(app, &t);
 	CTL_LOG(app, INFO,
 		"datagrams=%" PRIu64 " records=%" PRIu64 " malformed=%" PRIu64 " other=%" PRIu64
 		" table_full=%" PRIu64 " rx_missed=%" PRIu64 " windows_flushed=%" PRIu64
-		" redis_commands=%" PRIu64 " redis_errors=%" PRIu64 " flush_lag_ms=%" PRIu64,
+		" redis_commands=%" PRIu64 " redis_errors=%" PRIu64 " flush_lag_ms=%" PRIu64
+		" sink_queue=%" PRIu64,
 		t.w.c[TALLY_WC_datagrams], t.w.c[TALLY_WC_records], t.w.c[TALLY_WC_malformed],
-		t.w.c[TALLY_WC_other],
-		t.w.c[TALLY_WC_table_full] + t.ctl.c[TALLY_CC_merge_full], t.rx_missed,
-		t.ctl.c[TALLY_CC_windows_flushed], t.ctl.c[TALLY_CC_redis_commands],
-		t.ctl.c[TALLY_CC_redis_errors], t.ctl.c[TALLY_CC_flush_lag_ms]);
+		t.w.c[TALLY_WC_other], t.w.c[TALLY_WC_table_full] + t.ctl.c[TALLY_CC_merge_full],
+		t.rx_missed, t.ctl.c[TALLY_CC_windows_flushed], t.ctl.c[TALLY_CC_redis_commands],
+		t.ctl.c[TALLY_CC_redis_errors], t.ctl.c[TALLY_CC_flush_lag_ms],
+		t.ctl.c[TALLY_CC_sink_queue]);
+	drops_of(&t, &d);
+	/* Loud: data was lost since the last line, and why. */
+	if (d.window_stall != last.window_stall || d.table_full != last.table_full ||
+	    d.spool_lost != last.spool_lost || d.unwritten != last.unwritten ||
+	    d.refused_lost != last.refused_lost)
+		CTL_LOG(app, WARNING,
+			"DROPPED records since the last line: window_stall=%" PRIu64
+			" (no clean table at a window boundary: the final stage is behind, the "
+			"sink "
+			"queue is full%s) table_full=%" PRIu64
+			" (--table-series) spool_lost=%" PRIu64
+			" (spool full or failing) unwritten=%" PRIu64
+			" (no spool at the shutdown deadline) refused_lost=%" PRIu64,
+			d.window_stall - last.window_stall,
+			app->spool_on ? "" : " and there is no spool",
+			d.table_full - last.table_full, d.spool_lost - last.spool_lost,
+			d.unwritten - last.unwritten, d.refused_lost - last.refused_lost);
+	last = d;
 }
 
-/* Put a merged window in the spool; what the spool refuses is counted as lost. */
-static void
-spool_window(struct tally_app *app, struct tally_table *t, uint64_t start, const char *id)
+/*
+ * The sink thread: takes complete windows from the control lcore, writes them to Redis (or
+ * spools them), hands their tables back, writes tally:self. Nothing else waits on Redis.
+ */
+static void *
+sink_main(void *arg)
 {
-	tally_table_sort(t);
-	if (tally_spool_append(&app->spool, start, id, t) != 0) {
-		app->spool_lost += t->records;
-		CTL_LOG(app, WARNING, "window %" PRIu64 ": %u series not spooled", start, t->series);
+	struct tally_app *app = arg;
+	const struct tally_sink_stats *ss = tally_sink_stats(app->sink);
+	uint64_t now = tally_now_ms(), next_stats = now + app->cfg.stats_ms, errors_before;
+	int warned = 0;
+
+	for (;;) {
+		uint64_t deadline = __atomic_load_n(&app->sink_deadline_ms, __ATOMIC_ACQUIRE);
+		int finish = __atomic_load_n(&app->sink_finish, __ATOMIC_ACQUIRE);
+		struct tally_window_handoff h;
+		struct tally_table *t;
+		unsigned int work = 0;
+
+		now = tally_now_ms();
+		while (rte_ring_sc_dequeue_elem(app->to_sink, &h, sizeof(h)) == 0) {
+			tally_delivery_add(&app->dlv, h.table, h.start_ms);
+			work++;
+		}
+		work += tally_delivery_step(&app->dlv, now, deadline != 0);
+		if (deadline != 0 && now >= deadline && !tally_delivery_idle(&app->dlv)) {
+			/* Shutdown ran out of time: what Redis did not take is spooled (or lost).
+			 */
+			if (!warned)
+				CTL_LOG(app, WARNING,
+					"shutdown timeout: %s what Redis did not take",
+					app->spool_on ? "spooling" : "giving up");
+			warned = 1;
+			tally_delivery_flush_to_spool(&app->dlv);
+			work++;
+		}
+		while ((t = tally_delivery_release(&app->dlv)) != NULL) {
+			rte_ring_sp_enqueue(app->from_sink, t);
+			work++;
+		}
+		if (now >= next_stats) {
+			write_stats(app);
+			next_stats = now + app->cfg.stats_ms;
+		}
+		if (finish && tally_delivery_idle(&app->dlv) && rte_ring_count(app->to_sink) == 0)
+			break;
+		/* A millisecond idle is nothing next to --flush-ms; it keeps the CPU for others. */
+		if (work == 0)
+			usleep(1000);
 	}
+	/* Final stats, acknowledged before exit. */
+	errors_before = ss->errors;
+	write_stats(app);
+	tally_sink_sync(app->sink, tally_now_ms());
+	/* With a spool, Redis being down at the end loses nothing: the next start replays. */
+	app->sink_rc = ss->errors != errors_before && !app->spool_on ? -EIO : 0;
+	return NULL;
 }
 
-/* The sink gave a table back (done, or taken back): return it where it belongs. */
-static void
-table_done(struct tally_app *app, struct tally_table *t, int written)
+int
+tally_sink_thread_start(struct tally_app *app)
 {
-	if (t != app->replay) {
+	if (rte_ctrl_thread_create(&app->sink_tid, "tally-sink", NULL, sink_main, app) != 0)
+		return -1;
+	app->sink_running = 1;
+	return 0;
+}
+
+/* Tables the sink thread is done with go back to the merger. */
+static unsigned int
+take_released(struct tally_app *app)
+{
+	unsigned int n = 0;
+	void *t;
+
+	while (rte_ring_sc_dequeue(app->from_sink, &t) == 0) {
 		tally_merger_release(&app->merger, t);
-		return;
+		n++;
 	}
-	tally_table_reset(t);
-	if (!written && app->replaying) {
-		/* Replayed from the start of the segment next time: merges are idempotent. */
-		tally_spool_iter_close(&app->replay_it);
-		app->replaying = 0;
-	}
+	return n;
 }
 
-/* Next spooled record to Redis, when the sink has nothing newer to write. */
+/* Complete windows (with force, every open one) go to the sink thread, oldest first. */
 static unsigned int
-replay_step(struct tally_app *app)
+hand_over(struct tally_app *app, int force)
 {
-	struct tally_spool_rec rec;
-	uint32_t i;
-	int rc;
+	struct tally_window_handoff h;
+	unsigned int n = 0;
 
-	if (!app->replaying) {
-		if (tally_spool_iter_open(&app->spool, &app->replay_it) != 0)
-			return 0;
-		app->replaying = 1;
+	/* The ring holds every merge table: an enqueue never fails. */
+	while ((h.table = tally_merger_next(&app->merger, force, &h.start_ms)) != NULL) {
+		rte_ring_sp_enqueue_elem(app->to_sink, &h, sizeof(h));
+		n++;
 	}
-	rc = tally_spool_iter_next(&app->spool, &app->replay_it, &rec);
-	if (rc != 1) {
-		/* Every record of the segment is acknowledged (or was damaged): remove it. */
-		tally_spool_iter_close(&app->replay_it);
-		app->replaying = 0;
-		if (rc == 0)
-			tally_spool_remove_oldest(&app->spool);
-		return 1;
-	}
-	tally_table_reset(app->replay);
-	for (i = 0; i < rec.nseries; i++) {
-		const struct tally_spool_series *x = &rec.series[i];
-		struct tally_slot from = {.device_id = x->device_id, .metric_id = x->metric_id,
-					  .kind = x->kind, .used = 1, .count = x->count,
-					  .sum = x->sum, .min = x->min, .max = x->max,
-					  .last = x->last, .last_ns = x->last_ns};
-		struct tally_slot *to = tally_table_lookup(app->replay, x->device_id,
-							   tally_hash_device(x->device_id),
-							   x->metric_id);
-
-		if (to == NULL) {
-			app->spool_lost += x->count;
-			continue;
-		}
-		tally_slot_merge(to, &from);
-		app->replay->records += x->count;
-	}
-	tally_sink_write_window(app->sink, app->replay, rec.window_start, rec.partial_id);
-	return 1;
-}
-
-/*
- * Move windows toward Redis. Breaker closed: complete windows first, then the spool; when
- * every merged table waits for the sink, the oldest complete window goes to the spool. Breaker
- * open: everything complete goes to the spool (when there is one), so memory stays flat.
- */
-static unsigned int
-drive_sink(struct tally_app *app, int force, uint64_t now)
-{
-	struct tally_table *t;
-	uint64_t start;
-	unsigned int work = 0;
-
-	if (!tally_sink_available(app->sink)) {
-		if (app->spool_on) {
-			t = tally_sink_take_back(app->sink, &start);
-			if (t != NULL) {
-				if (t != app->replay)
-					spool_window(app, t, start, app->partial_id);
-				table_done(app, t, 0);
-				work++;
-			}
-			while ((t = tally_merger_next(&app->merger, force, &start)) != NULL) {
-				spool_window(app, t, start, app->partial_id);
-				tally_merger_release(&app->merger, t);
-				work++;
-			}
-		}
-		tally_sink_poll(app->sink, now); /* the breaker's probe */
-		return work;
-	}
-	/* Other commands (the stats write) may be pending: they go in the same batch. */
-	if (!tally_sink_writing(app->sink)) {
-		t = tally_merger_next(&app->merger, force, &start);
-		if (t != NULL) {
-			tally_sink_write_window(app->sink, t, start, NULL);
-			work++;
-		} else if (app->spool_on && !app->quit) {
-			work += replay_step(app);
-		}
-	} else if (app->spool_on && tally_merger_busy(&app->merger) == app->nmerge) {
-		/* The queue is full: the oldest complete window waits on disk instead. */
-		t = tally_merger_next(&app->merger, force, &start);
-		if (t != NULL) {
-			spool_window(app, t, start, app->partial_id);
-			tally_merger_release(&app->merger, t);
-			work++;
-		}
-	}
-	t = tally_sink_poll(app->sink, now);
-	if (t != NULL) {
-		table_done(app, t, 1);
-		work++;
-	}
-	return work;
-}
-
-/*
- * Shutdown ran out of time, or Redis is down at the end: spool what is left, including
- * partials still waiting for a merge table (spooling frees the tables they wait for).
- */
-static void
-spool_everything(struct tally_app *app)
-{
-	struct tally_table *t;
-	uint64_t start;
-	uint32_t i, round, waiting;
-
-	t = tally_sink_take_back(app->sink, &start);
-	if (t != NULL) {
-		if (t != app->replay)
-			spool_window(app, t, start, app->partial_id);
-		table_done(app, t, 0);
-	}
-	for (round = 0; round <= TALLY_WORKER_TABLES * TALLY_MERGE_TABLES; round++) {
-		for (i = 0; i < app->nworkers; i++)
-			drain_worker(app, i);
-		while ((t = tally_merger_next(&app->merger, 1, &start)) != NULL) {
-			spool_window(app, t, start, app->partial_id);
-			tally_merger_release(&app->merger, t);
-		}
-		for (i = 0, waiting = 0; i < app->nworkers; i++)
-			waiting += app->nstash[i] + rte_ring_count(app->workers[i].closed);
-		if (waiting == 0)
-			return;
-	}
-	for (i = 0; i < app->nworkers; i++)
-		for (round = 0; round < app->nstash[i]; round++)
-			app->spool_lost += app->stash[i][round]->table->records;
+	return n;
 }
 
 static int
@@ -401,35 +375,29 @@ all_workers_done(const struct tally_app *app)
 	return 1;
 }
 
-/* Every partial merged, every merged window written. */
+/* Every partial merged and every window handed to the sink thread. */
 static int
-all_written(const struct tally_app *app)
+all_handed_over(const struct tally_app *app)
 {
 	uint32_t i;
 
 	for (i = 0; i < app->nworkers; i++)
 		if (app->nstash[i] != 0 || rte_ring_count(app->workers[i].closed) != 0)
 			return 0;
-	/* Pending stand-alone commands (stats) are flushed with the final stats write. */
-	return tally_merger_busy(&app->merger) == 0 && !tally_sink_writing(app->sink);
-}
-
-/* Redis is down and there is a spool: nothing left to wait for. */
-static int
-spool_instead(const struct tally_app *app)
-{
-	return app->spool_on && !tally_sink_available(app->sink);
+	return tally_merger_merging(&app->merger) == 0;
 }
 
 int
 tally_control_run(struct tally_app *app)
 {
 	uint64_t now = tally_now_ms(), deadline = 0;
-	const struct tally_sink_stats *ss = tally_sink_stats(app->sink);
-	uint64_t errors_before;
 	int done = 0;
 	uint32_t i;
 
+	if (tally_sink_thread_start(app) != 0) {
+		CTL_LOG(app, ERR, "cannot start the sink thread");
+		return -EIO;
+	}
 	app->next_stats_ms = now + app->cfg.stats_ms;
 	app->next_log_ms = now + app->cfg.log_ms;
 	for (;;) {
@@ -440,47 +408,36 @@ tally_control_run(struct tally_app *app)
 			done = all_workers_done(app);
 		for (i = 0; i < app->nworkers; i++)
 			work += drain_worker(app, i);
-		work += drive_sink(app, done, now);
+		work += hand_over(app, done);
+		work += take_released(app);
 		if (now >= app->next_stats_ms) {
-			write_stats(app);
+			sample_ports(app);
 			app->next_stats_ms = now + app->cfg.stats_ms;
 		}
 		if (now >= app->next_log_ms) {
 			log_stats(app);
 			app->next_log_ms = now + app->cfg.log_ms;
 		}
-		if (app->quit && deadline == 0)
+		if (app->quit && deadline == 0) {
 			deadline = now + app->cfg.shutdown_timeout_s * 1000u;
-		if (done && (all_written(app) || spool_instead(app))) {
-			if (app->spool_on)
-				spool_everything(app);
-			break;
+			__atomic_store_n(&app->sink_deadline_ms, deadline, __ATOMIC_RELEASE);
 		}
-		if (deadline != 0 && now >= deadline) {
-			if (!done)
-				continue; /* workers drain in bounded time; wait for them */
-			if (app->spool_on) {
-				CTL_LOG(app, WARNING, "shutdown timeout: spooling what Redis did not take");
-				spool_everything(app);
-			} else {
-				CTL_LOG(app, ERR, "shutdown timed out with windows unwritten");
-			}
+		/* Workers drain in bounded time; what they hand over, the sink writes or spools. */
+		if (done && all_handed_over(app))
 			break;
-		}
 		if (work == 0)
 			usleep(done ? 1000 : 100);
 	}
 	/* Every malformed frame the workers handed over is in the capture before the last stats. */
 	tally_dlq_stop(&app->dlq);
-	/* Final stats, acknowledged before exit. */
-	errors_before = ss->errors;
-	write_stats(app);
-	tally_sink_sync(app->sink, tally_now_ms());
+	sample_ports(app);
+	__atomic_store_n(&app->sink_finish, 1, __ATOMIC_RELEASE);
+	pthread_join(app->sink_tid, NULL);
+	app->sink_running = 0;
+	take_released(app);
 	log_stats(app);
-	if (tally_merger_busy(&app->merger) != 0 || app->spool_lost != 0)
+	if (tally_merger_busy(&app->merger) != 0 || app->dlv.st.spool_lost != 0 ||
+	    app->dlv.st.unwritten != 0)
 		return -EIO;
-	/* With a spool, Redis being down at the end loses nothing: the next start replays. */
-	if (ss->errors != errors_before && !app->spool_on)
-		return -EIO;
-	return 0;
+	return app->sink_rc;
 }

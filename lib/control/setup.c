@@ -234,6 +234,39 @@ fwd_rings_init(struct tally_app *app, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * What the sink thread works with: the delivery state machine over the Redis sink and the
+ * spool, and the two rings to and from the control lcore (each holds every merge table).
+ */
+static int
+sink_thread_init(struct tally_app *app, char *err, size_t errlen)
+{
+	const struct tally_delivery_conf dc = {
+		.ops = &tally_redis_sink_ops,
+		.sink = app->sink,
+		.spool = app->spool_on ? &app->spool : NULL,
+		.replay = app->replay,
+		.partial_id = app->partial_id,
+		/* two merge tables stay free for the windows being merged at a boundary */
+		.queue_max = app->nmerge > 3 ? app->nmerge - 3 : 0,
+		.log = sink_log,
+		.log_arg = app,
+	};
+	int socket = (int)rte_socket_id();
+
+	if (tally_delivery_init(&app->dlv, &dc) != 0)
+		return fail(err, errlen, "cannot set up window delivery");
+	app->to_sink = rte_ring_create_elem("tally_to_sink", sizeof(struct tally_window_handoff),
+					    app->nmerge + 1, socket,
+					    RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ);
+	app->from_sink = rte_ring_create("tally_from_sink", app->nmerge + 1, socket,
+					 RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ);
+	if (app->to_sink == NULL || app->from_sink == NULL)
+		return fail(err, errlen, "cannot create the sink rings: %s",
+			    rte_strerror(rte_errno));
+	return 0;
+}
+
 int
 tally_app_init(struct tally_app *app, char *err, size_t errlen)
 {
@@ -367,6 +400,8 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	explicit_bzero(password, sizeof(password));
 	if (app->sink == NULL)
 		goto undo;
+	if (sink_thread_init(app, err, errlen) != 0)
+		goto undo;
 	if (tally_exception_start(app) != 0) {
 		fail(err, errlen, "cannot start the exception thread");
 		goto undo;
@@ -403,11 +438,12 @@ tally_app_free(struct tally_app *app)
 	uint32_t i, j;
 
 	tally_exception_stop(app);
+	tally_delivery_fini(&app->dlv);
 	tally_sink_free(app->sink);
 	app->sink = NULL;
-	if (app->replaying)
-		tally_spool_iter_close(&app->replay_it);
-	app->replaying = 0;
+	rte_ring_free(app->to_sink);
+	rte_ring_free(app->from_sink);
+	app->to_sink = app->from_sink = NULL;
 	if (app->spool_on)
 		tally_spool_close(&app->spool);
 	app->spool_on = 0;

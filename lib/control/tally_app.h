@@ -9,7 +9,10 @@
 
 #include <rte_mempool.h>
 
+#include <rte_ring.h>
+
 #include "tally_config.h"
+#include "tally_delivery.h"
 #include "tally_dlq.h"
 #include "tally_port.h"
 #include "tally_sink.h"
@@ -28,6 +31,12 @@ struct tally_mem {
 	int mapped; /* from mmap() rather than rte_malloc() */
 };
 
+/* A complete window on its way from the control lcore to the sink thread. */
+struct tally_window_handoff {
+	struct tally_table *table;
+	uint64_t start_ms;
+};
+
 struct tally_app {
 	struct tally_config cfg;
 	struct tally_clock clock;
@@ -43,11 +52,17 @@ struct tally_app {
 	uint32_t nmerge;
 	int spool_on;
 	struct tally_spool spool;
-	struct tally_spool_iter replay_it;
-	int replaying;                 /* replay_it is open */
-	struct tally_table *replay;    /* one spooled record at a time, on its way to Redis */
-	uint64_t spool_lost;           /* records lost: spool refused or failed */
+	struct tally_table *replay; /* one spooled record at a time, on its way to Redis */
 	struct tally_sink *sink;
+	/* The sink thread: owns sink, spool and dlv; control hands it windows through rings. */
+	struct tally_delivery dlv;
+	struct rte_ring *to_sink;   /* struct tally_window_handoff: complete windows */
+	struct rte_ring *from_sink; /* their tables, written or spooled */
+	pthread_t sink_tid;
+	int sink_running;
+	int sink_finish;	   /* control -> sink: everything is handed over */
+	uint64_t sink_deadline_ms; /* control -> sink: the shutdown deadline, 0 until quit */
+	int sink_rc;		   /* sink -> control, after the join */
 	struct tally_dlq dlq;
 	struct {                       /* the exception thread: ARP / ICMP replies */
 		pthread_t tid;
@@ -88,6 +103,9 @@ int tally_app_launch(struct tally_app *app);
  * window was acknowledged by Redis, -EIO when something could not be written.
  */
 int tally_control_run(struct tally_app *app);
+
+/* Start the sink thread (tally_control_run() stops and joins it). */
+int tally_sink_thread_start(struct tally_app *app);
 
 /* Start / stop the thread answering ARP and ICMP (off the control lcore). */
 int tally_exception_start(struct tally_app *app);

@@ -60,9 +60,10 @@
 	_(spool_dropped)	  /* windows not spooled because of the cap (drop-new) */          \
 	_(spool_dropped_segments) /* segments deleted because of the cap (drop-oldest) */          \
 	_(spool_lost_records)	  /* records lost: the spool refused or failed */                  \
-	_(dlq_written)		  /* frames in the dead-letter capture */                          \
-	_(dlq_errors)		  /* frames that could not be written to it */                     \
-	_(dlq_rotations)	  /* capture files rotated at --dlq-max-mb */                      \
+	_(unwritten_records) /* records of windows given up at the shutdown deadline (no spool) */ \
+	_(dlq_written)	     /* frames in the dead-letter capture */                               \
+	_(dlq_errors)	     /* frames that could not be written to it */                          \
+	_(dlq_rotations)     /* capture files rotated at --dlq-max-mb */                           \
 	_(arp_replies)                                                                             \
 	_(icmp_replies)                                                                            \
 	_(exception_tx_drops)

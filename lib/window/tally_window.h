@@ -76,4 +76,7 @@ void tally_merger_release(struct tally_merger *m, struct tally_table *t);
 /* Tables currently merging or handed out. */
 uint32_t tally_merger_busy(const struct tally_merger *m);
 
+/* Tables currently merging (windows not handed out yet). */
+uint32_t tally_merger_merging(const struct tally_merger *m);
+
 #endif /* TALLY_WINDOW_H */

@@ -133,3 +133,13 @@ tally_merger_busy(const struct tally_merger *m)
 		n += m->state[i] != SLOT_FREE;
 	return n;
 }
+
+uint32_t
+tally_merger_merging(const struct tally_merger *m)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < m->ntables; i++)
+		n += m->state[i] == SLOT_MERGING;
+	return n;
+}
