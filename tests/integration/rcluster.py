@@ -18,8 +18,11 @@ Running this file checks the helper itself: exit 0 pass, 1 fail, 77 skip.
 import os
 import shutil
 import signal
+import socket
+import struct
 import sys
 import tempfile
+import threading
 import traceback
 
 import tallytest as tt
@@ -55,6 +58,38 @@ class _PasswordNode(tt.Redis):
         return super()._wait_ready(timeout)
 
 
+class _PortGuard:
+    """Holds a killed node's port: every connection is reset at once, as a dead node's would
+    be refused, and no other process (another test's redis-server on a "free" port) can take
+    the port and be written to as if it were the node."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(('127.0.0.1', port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
 class Cluster:
     """masters x (1 + replicas) redis-server nodes joined by redis-cli --cluster create."""
 
@@ -78,6 +113,7 @@ class Cluster:
         self.nodes = []       # ports, in start order (killed ones stay listed)
         self.redis = {}       # port -> tallytest.Redis
         self.killed = set()
+        self.guards = []      # _PortGuard of each killed node
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -143,6 +179,9 @@ class Cluster:
 
     def close(self, failed=False):
         """Kill every node and remove the cluster's directory (idempotent)."""
+        for g in self.guards:
+            g.close()
+        self.guards = []
         if self.own_ctx:
             if self.ctx is not None:
                 if failed:
@@ -253,9 +292,11 @@ class Cluster:
                       interval=0.1)
 
     def kill(self, port):
-        """SIGKILL one node (an outage); it stays in .nodes, out of .live()."""
+        """SIGKILL one node (an outage); it stays in .nodes, out of .live(). Its port stays
+        held (connections reset) until close(), so that nothing else answers there."""
         self.redis[port].signal(signal.SIGKILL)
         self.killed.add(port)
+        self.guards.append(_PortGuard(port))
 
     def migrate_slot(self, slot, dst_port, batch=100):
         """Move slot and its keys to master dst_port the way redis-cli --cluster reshard does:

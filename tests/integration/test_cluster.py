@@ -548,6 +548,17 @@ def diff_series(expected_text, actual_text):
     return {k: (e.get(k), a.get(k)) for k in set(e) | set(a) if e.get(k) != a.get(k)}
 
 
+def records_per_window(c):
+    """{window start: records} over every window key of the cluster (HGETALL of each)."""
+    keys = [k for k in c.keys('tally:{*}:*') if tt.WINDOW_KEY.match(k)]
+    per = {}
+    for k, flat in zip(keys, RoutedResp(c).pipeline([('HGETALL', k) for k in keys])):
+        n = sum(int(v) for f, v in zip(flat[0::2], flat[1::2]) if f.endswith(':count'))
+        w = int(tt.WINDOW_KEY.match(k).group(2))
+        per[w] = per.get(w, 0) + n
+    return per
+
+
 def case_failover(ctx):
     afp, ns, iface = veth(ctx)
     seconds = 20
@@ -587,9 +598,12 @@ def case_failover(ctx):
             lost = sum(e[0] - (a[0] if a else 0) for e, a in diff.values() if e)
             foreign = [k for k in diff if device_slot(k[0]) not in dead_slots]
             surplus = [k for k, (e, a) in diff.items() if e is None or (a and a[0] > e[0])]
-            tt.log('FAILOVER LOSS: %d records in %d series (devices %s...) of the dead '
-                   "master's slots; its replica was %d bytes behind just before the kill"
-                   % (lost, len(diff), sorted({k[0] for k in diff})[:10], lag))
+            tt.log('FAILOVER LOSS: %d records in %d series (devices %s...); %d series of '
+                   "other masters; the dead master's replica was %d bytes behind just before "
+                   'the kill at %d' % (lost, len(diff), sorted({k[0] for k in diff})[:10],
+                                       len(foreign), lag, killed_at))
+            tt.log('records per window in the cluster (%d/s x 8 sent): %s'
+                   % (RATE, sorted(records_per_window(c).items())))
             tt.check(not foreign and not surplus, 'totals differ beyond the dead master: '
                      'foreign %s, surplus %s' % (foreign[:5], surplus[:5]))
         check_keys_home(c)
