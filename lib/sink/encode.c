@@ -1,14 +1,49 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Redis schema v2: the commands that write the devices of one closed window. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "tally_sink.h"
+
+/* Decimal digits of v at buf (room for 20); returns their count. */
+static int
+fmt_u64(char *buf, uint64_t v)
+{
+	char tmp[20];
+	int n = 0, i;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	return n;
+}
 
 int
 tally_fmt_double(char *buf, size_t len, double v)
 {
+	/*
+	 * Integral values below 2^53 (counters, most gauges) print as %.17g prints them, without
+	 * the cost of printf's floating-point path; everything else goes through it.
+	 */
+	if (len >= 24 && v == v && fabs(v) < 9007199254740992.0 && v == (double)(int64_t)v &&
+	    !(v == 0 && signbit(v))) {
+		int n = 0;
+
+		if (v < 0) {
+			buf[n++] = '-';
+			n += fmt_u64(buf + n, (uint64_t)(-(int64_t)v));
+		} else {
+			n += fmt_u64(buf + n, (uint64_t)v);
+		}
+		buf[n] = '\0';
+		return n;
+	}
 	return snprintf(buf, len, "%.17g", v);
 }
 
@@ -46,18 +81,41 @@ enc_double(struct tally_encoder *e, double v)
 	e->argc++;
 }
 
+/* An unsigned integer argument, without printf (the per-series path). */
+static void
+enc_u64(struct tally_encoder *e, uint64_t v)
+{
+	e->argvlen[e->argc] = (size_t)fmt_u64(e->buf[e->argc], v);
+	e->argv[e->argc] = e->buf[e->argc];
+	e->argc++;
+}
+
+/* A field name `<metric>:<suffix>`. */
+static void
+enc_field(struct tally_encoder *e, uint32_t metric, const char *suffix, size_t slen)
+{
+	char *b = e->buf[e->argc];
+	int n = fmt_u64(b, metric);
+
+	b[n++] = ':';
+	memcpy(b + n, suffix, slen);
+	e->argv[e->argc] = b;
+	e->argvlen[e->argc] = (size_t)n + slen;
+	e->argc++;
+}
+
 static void
 enc_series(struct tally_encoder *e, const struct tally_slot *s)
 {
-	enc_arg(e, "%" PRIu32 ":count", s->metric_id);
-	enc_arg(e, "%" PRIu64, s->count);
-	enc_arg(e, "%" PRIu32 ":sum", s->metric_id);
+	enc_field(e, s->metric_id, "count", 5);
+	enc_u64(e, s->count);
+	enc_field(e, s->metric_id, "sum", 3);
 	enc_double(e, s->sum);
-	enc_arg(e, "%" PRIu32 ":min", s->metric_id);
+	enc_field(e, s->metric_id, "min", 3);
 	enc_double(e, s->min);
-	enc_arg(e, "%" PRIu32 ":max", s->metric_id);
+	enc_field(e, s->metric_id, "max", 3);
 	enc_double(e, s->max);
-	enc_arg(e, "%" PRIu32 ":last", s->metric_id);
+	enc_field(e, s->metric_id, "last", 4);
 	enc_double(e, s->last);
 }
 
@@ -156,10 +214,20 @@ tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entr
 static void
 enc_series_v2(struct tally_encoder *e, const struct tally_slot *s)
 {
+	char *b;
+	int n, k;
+
 	enc_series(e, s);
-	enc_arg(e, "%" PRIu32 ":ts", s->metric_id);
-	/* zero-padded: the Function orders times as strings */
-	enc_arg(e, "%020" PRIu64, s->last_ns);
+	enc_field(e, s->metric_id, "ts", 2);
+	/* zero-padded to 20 digits: the Function orders times as strings */
+	b = e->buf[e->argc];
+	n = fmt_u64(b, s->last_ns);
+	memmove(b + 20 - n, b, (size_t)n);
+	for (k = 0; k < 20 - n; k++)
+		b[k] = '0';
+	e->argv[e->argc] = b;
+	e->argvlen[e->argc] = 20;
+	e->argc++;
 }
 
 unsigned int

@@ -38,7 +38,9 @@ enum reply_class {
 };
 
 #define REFUSED_LOG_MS 5000 /* at most one line per this long about refused writes */
+#define RESP_MAX (TALLY_ENC_MAX_ARGS * (TALLY_ENC_ARG_LEN + 16) + 64)
 #define REFUSED_JSON_MAX 16384
+#define TRYAGAIN_MS 20 /* a write to a slot being migrated waits this long before it retries */
 
 /* One connection: the single Redis, or one master of a cluster. */
 struct sink_node {
@@ -47,6 +49,7 @@ struct sink_node {
 	redisContext *ctx;
 	struct pend *pend; /* a ring of what each pending command is */
 	uint64_t head, n;
+	uint64_t sent; /* of the n, those sent by an earlier flush (the batch in flight) */
 };
 
 /* A data command to send again: after MOVED (by the new map), ASK (to node) or TRYAGAIN. */
@@ -73,10 +76,12 @@ struct tally_sink {
 	int restart;		     /* send the whole window again (hset mode after a redirect) */
 	struct redo *redo;
 	uint64_t nredo;
+	uint64_t redo_at_ms; /* TRYAGAIN: not before then (a slot half migrated) */
 	uint64_t pend_cap; /* per node */
 	struct tally_sink_stats st;
 	uint64_t pending;	   /* commands appended whose replies are not read yet, all nodes */
 	uint64_t pending_cost;	   /* the device chunks (1 for other commands) they carry */
+	uint64_t unsent_cost;	   /* of which not sent yet: the batch being filled */
 	uint64_t first_pending_ms; /* when the oldest of them was appended */
 	uint64_t now_ms;           /* time of the current poll, for emit() */
 	uint64_t retry_at_ms;      /* open breaker: when the next probe may go */
@@ -95,6 +100,7 @@ struct tally_sink {
 	uint64_t refused_unlogged; /* refusals since */
 	char refused_json[REFUSED_JSON_MAX];
 	struct tally_encoder enc;
+	char resp[RESP_MAX]; /* one command in RESP, formatted here rather than by hiredis */
 };
 
 static void sink_log(struct tally_sink *s, int warning, const char *fmt, ...)
@@ -214,6 +220,19 @@ cluster_enabled(struct tally_sink *s, redisContext *ctx)
 	return on;
 }
 
+/* The node answers INFO and says it is not in cluster mode (an ACL refusal tells nothing). */
+static int
+not_a_cluster_node(redisContext *ctx)
+{
+	redisReply *r = redisCommand(ctx, "INFO cluster");
+	int no = r != NULL && r->type == REDIS_REPLY_STRING &&
+		 strstr(r->str, "cluster_enabled:0") != NULL;
+
+	if (r != NULL)
+		freeReplyObject(r);
+	return no;
+}
+
 static void
 node_close(struct sink_node *n)
 {
@@ -222,6 +241,7 @@ node_close(struct sink_node *n)
 	n->ctx = NULL;
 	n->n = 0;
 	n->head = 0;
+	n->sent = 0;
 }
 
 static void
@@ -355,10 +375,20 @@ cluster_connect(struct tally_sink *s, char *err, size_t errlen, int *refused)
 
 		if (node_ring(s, n, err, errlen) != 0)
 			return -1;
-		if (n->ctx == NULL)
-			n->ctx = sink_connect(&s->conf, n->host, n->port, 1, err, errlen, refused);
+		if (n->ctx != NULL)
+			continue;
+		n->ctx = sink_connect(&s->conf, n->host, n->port, 1, err, errlen, refused);
 		if (n->ctx == NULL)
 			return -1;
+		/* A dead master's address taken by some other Redis must not get its writes. */
+		if (not_a_cluster_node(n->ctx)) {
+			snprintf(err, errlen,
+				 "Redis at %s:%u, a master of the slot map, is not a "
+				 "cluster node",
+				 n->host, n->port);
+			node_close(n);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -544,6 +574,7 @@ sink_fail(struct tally_sink *s)
 	s->st.failures++;
 	s->pending = 0;
 	s->pending_cost = 0;
+	s->unsent_cost = 0;
 	nodes_close(s);
 	if (s->cluster == 1)
 		s->map_stale = 1;
@@ -577,6 +608,53 @@ route(const struct tally_sink *s, int argc, const char **argv, const size_t *arg
 	return owner == TALLY_SLOT_NONE || owner >= s->nnodes ? -1 : owner;
 }
 
+/* Decimal digits of v at b; returns their count. */
+static size_t
+resp_u64(char *b, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		b[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/*
+ * The command in RESP (*argc, then $len and the bytes of each argument), or 0 when it does
+ * not fit: hiredis's own formatting costs a generic format call per argument, this a copy.
+ */
+static size_t
+resp_format(char *b, size_t cap, int argc, const char **argv, const size_t *argvlen)
+{
+	size_t at = 0;
+	int i;
+
+	if (cap < 24)
+		return 0;
+	b[at++] = '*';
+	at += resp_u64(b + at, (uint64_t)argc);
+	b[at++] = '\r';
+	b[at++] = '\n';
+	for (i = 0; i < argc; i++) {
+		if (at + argvlen[i] + 28 > cap)
+			return 0;
+		b[at++] = '$';
+		at += resp_u64(b + at, argvlen[i]);
+		b[at++] = '\r';
+		b[at++] = '\n';
+		memcpy(b + at, argv[i], argvlen[i]);
+		at += argvlen[i];
+		b[at++] = '\r';
+		b[at++] = '\n';
+	}
+	return at;
+}
+
 /* Append a command to its node's pipeline; 0, or -1 when it cannot go (counted). */
 static int
 append(struct tally_sink *s, uint8_t kind, int argc, const char **argv, const size_t *argvlen,
@@ -585,6 +663,7 @@ append(struct tally_sink *s, uint8_t kind, int argc, const char **argv, const si
 	int i = route(s, argc, argv, argvlen);
 	struct sink_node *n;
 	struct pend *p;
+	size_t len;
 
 	if (i < 0) {
 		s->route_failed = 1;
@@ -592,8 +671,13 @@ append(struct tally_sink *s, uint8_t kind, int argc, const char **argv, const si
 		return -1;
 	}
 	n = &s->node[i];
-	if (n->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED || n->n >= s->pend_cap ||
-	    redisAppendCommandArgv(n->ctx, argc, argv, argvlen) != REDIS_OK) {
+	if (n->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED || n->n >= s->pend_cap) {
+		s->st.errors++;
+		return -1;
+	}
+	len = resp_format(s->resp, sizeof(s->resp), argc, argv, argvlen);
+	if ((len > 0 ? redisAppendFormattedCommand(n->ctx, s->resp, len)
+		     : redisAppendCommandArgv(n->ctx, argc, argv, argvlen)) != REDIS_OK) {
 		s->st.errors++;
 		return -1;
 	}
@@ -602,8 +686,10 @@ append(struct tally_sink *s, uint8_t kind, int argc, const char **argv, const si
 	p->entries = ref != NULL ? (uint8_t)ref->entries : 0;
 	p->first = ref != NULL ? ref->first : 0;
 	s->pending_cost += ref != NULL ? ref->entries : 1;
-	if (s->pending++ == 0)
+	if (s->unsent_cost == 0)
 		s->first_pending_ms = s->now_ms;
+	s->unsent_cost += ref != NULL ? ref->entries : 1;
+	s->pending++;
 	return 0;
 }
 
@@ -788,15 +874,16 @@ redirect(struct tally_sink *s, const struct pend *p, const redisReply *r)
 	int ask = 0, node = -1;
 
 	if (tally_parse_redirect(r->str, r->len, &ask, &slot, &to) == 0) {
-		if (ask) {
-			node = tally_slot_map_find(&s->map, to.host[0] ? to.host : s->conf.host,
-						   to.port);
-			if (node < 0)
-				s->map_stale = 1; /* a master we do not know: read the map */
-		} else {
-			s->map_stale = 1;
-		}
+		node = tally_slot_map_find(&s->map, to.host[0] ? to.host : s->conf.host, to.port);
+		if (node < 0)
+			s->map_stale = 1; /* a master we do not know: read the map again */
+		else if (!ask)
+			s->map.owner[slot] = (uint16_t)node; /* MOVED: the slot lives there now */
+		if (!ask)
+			node = -1;
 	}
+	if (has_prefix(r->str, r->len, "TRYAGAIN"))
+		s->redo_at_ms = s->now_ms + TRYAGAIN_MS;
 	s->st.redirects++;
 	/*
 	 * Data of the merge mode is sent again chunk by chunk; the stats and the top are written
@@ -891,6 +978,8 @@ node_read(struct tally_sink *s, struct sink_node *n, uint64_t todo, uint64_t *no
 		p = n->pend[n->head];
 		n->head = (n->head + 1) % s->pend_cap;
 		n->n--;
+		if (n->sent > 0)
+			n->sent--;
 		s->pending--;
 		todo--;
 		s->pending_cost -= p.kind == PEND_DATA ? p.entries : 1;
@@ -930,22 +1019,53 @@ redo_send(struct tally_sink *s)
 	}
 }
 
-/* Read the reply of every pending command: one round trip per node for the whole batch. */
+/*
+ * What redirects left to send again: read the map first when it is stale (between batches,
+ * with nothing pending on the old connections), then send by it. 0, or -1 when the map
+ * cannot be read.
+ */
 static int
-sink_flush(struct tally_sink *s)
+redo_flush(struct tally_sink *s)
+{
+	char err[256];
+	uint64_t i;
+	int refused;
+
+	if (s->map_stale && s->pending == 0) {
+		if (cluster_connect(s, err, sizeof(err), &refused) != 0) {
+			sink_log(s, 1, "%s", err);
+			return -1;
+		}
+		/* node numbers changed with the map: what an ASK named is routed by the map */
+		for (i = 0; i < s->nredo; i++)
+			s->redo[i].node = -1;
+	}
+	if (s->nredo > 0 && !s->map_stale && s->now_ms >= s->redo_at_ms)
+		redo_send(s);
+	return 0;
+}
+
+/*
+ * Send the batch being filled to every node, then read the replies of the batch sent before
+ * it (all: of everything), so Redis works on one batch while the sink reads the last one and
+ * fills the next. One round trip per node and batch.
+ */
+static int
+sink_flush(struct tally_sink *s, int all)
 {
 	uint64_t not_now = 0, todo[TALLY_CLUSTER_MAX_MASTERS];
-	char err[256];
 	uint32_t i;
-	int refused;
 
 	if (s->pending == 0 || !sink_connected(s))
 		return 0;
 	s->st.batches++;
 	for (i = 0; i < s->nnodes; i++)
-		todo[i] = s->node[i].n;
+		todo[i] = all ? s->node[i].n : s->node[i].sent;
 	if (nodes_write(s) != 0)
 		goto fail;
+	s->unsent_cost = 0;
+	for (i = 0; i < s->nnodes; i++)
+		s->node[i].sent = s->node[i].n;
 	/* Copies of refused chunks are appended meanwhile: they go with the next batch. */
 	for (i = 0; i < s->nnodes; i++)
 		if (todo[i] > 0 && node_read(s, &s->node[i], todo[i], &not_now) != 0)
@@ -964,19 +1084,10 @@ sink_flush(struct tally_sink *s)
 		s->map_stale = 1;
 		goto fail;
 	}
-	if (s->map_stale && s->pending == 0) {
-		if (cluster_connect(s, err, sizeof(err), &refused) != 0) {
-			sink_log(s, 1, "%s", err);
-			goto fail;
-		}
-		/* node numbers changed with the map: what an ASK named is routed by the map */
-		for (i = 0; i < s->nredo; i++)
-			s->redo[i].node = -1;
-	}
 	if (s->restart)
 		window_restart(s);
-	else if (s->nredo > 0)
-		redo_send(s);
+	else if (redo_flush(s) != 0)
+		goto fail;
 	s->failures = 0;
 	s->backoff_ms = s->conf.backoff_ms ? s->conf.backoff_ms : 100;
 	if (s->pending > 0)
@@ -1086,13 +1197,14 @@ struct tally_table *
 tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 {
 	struct tally_table *done;
+	int encoding;
 
 	s->now_ms = now_ms;
 	sink_reconnect(s);
 	if (!sink_connected(s) || s->st.breaker_state != TALLY_BREAKER_CLOSED)
 		return NULL;
 	while (s->win != NULL && s->win_pos < s->win->series &&
-	       s->pending_cost < s->conf.flush_batch) {
+	       s->unsent_cost < s->conf.flush_batch) {
 		uint32_t first = s->win_pos;
 
 		if (s->conf.merge)
@@ -1109,11 +1221,18 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 			s->top_window = s->win_start;
 		}
 	}
-	if (s->pending_cost >= s->conf.flush_batch ||
-	    (s->pending > 0 && now_ms - s->first_pending_ms >= s->conf.flush_ms))
-		sink_flush(s);
-	if (s->win == NULL || s->win_pos < s->win->series || s->pending > 0 || s->nredo > 0)
+	/* While the window is being encoded one batch stays in flight; at its end, none. */
+	encoding = s->win != NULL && s->win_pos < s->win->series;
+	if (s->unsent_cost >= s->conf.flush_batch ||
+	    (s->pending > 0 && (!encoding || now_ms - s->first_pending_ms >= s->conf.flush_ms)))
+		sink_flush(s, !encoding);
+	if (s->win == NULL || s->win_pos < s->win->series || s->pending > 0)
 		return NULL;
+	if (s->nredo > 0) {
+		if (redo_flush(s) != 0)
+			sink_fail(s);
+		return NULL;
+	}
 	done = s->win;
 	s->win = NULL;
 	s->st.windows_flushed++;
@@ -1129,7 +1248,7 @@ tally_sink_sync(struct tally_sink *s, uint64_t now_ms)
 	s->now_ms = now_ms;
 	if (!sink_connected(s))
 		return -EIO;
-	return sink_flush(s);
+	return sink_flush(s, 1);
 }
 
 int

@@ -166,6 +166,30 @@ test_double_round_trip(void **state)
 	}
 	tally_fmt_double(buf, sizeof(buf), 42.0);
 	assert_string_equal(buf, "42");
+	/* integral values take a path of their own: it must print exactly what %.17g prints */
+	{
+		const double ints[] = {0.0,
+				       -0.0,
+				       1.0,
+				       -1.0,
+				       7.0,
+				       -123456.0,
+				       1e15,
+				       -1e15,
+				       9007199254740991.0,
+				       -9007199254740991.0,
+				       9007199254740992.0,
+				       1e17,
+				       4294967296.0};
+		char want[48];
+
+		for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+			snprintf(want, sizeof(want), "%.17g", ints[i]);
+			assert_int_equal(tally_fmt_double(buf, sizeof(buf), ints[i]),
+					 (int)strlen(want));
+			assert_string_equal(buf, want);
+		}
+	}
 }
 
 /* Index of argument a in command cmd, or -1. */
