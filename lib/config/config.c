@@ -80,6 +80,9 @@ static const struct opt opts[] = {
 	 "series one worker table (and one merged window) holds; more are counted as table_full"},
 	{"burst", OPT_U64, OFF(burst), "64", 1, 512, "rx_burst size"},
 	{"rx-desc", OPT_U64, OFF(rx_desc), "1024", 64, 32768, "RX descriptors per queue"},
+	{"redis-wait-replicas", OPT_U64, OFF(redis_wait_replicas), "0", 0, 16,
+	 "a batch counts as written once this many replicas of its master have it (WAIT); "
+	 "fewer in half of --redis-timeout-ms: written again later, or spooled"},
 	{"redis-timeout-ms", OPT_U64, OFF(redis_timeout_ms), "2000", 10, 600000,
 	 "connect and command timeout toward Redis"},
 	{"partition", OPT_ENUM, OFF(partition), "nic", 0, 0,

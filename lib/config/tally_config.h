@@ -34,6 +34,7 @@ struct tally_config {
 	uint64_t burst;
 	uint64_t rx_desc;
 	uint64_t redis_timeout_ms;
+	uint64_t redis_wait_replicas; /* WAIT for this many replicas after each batch (0: no) */
 	uint8_t partition;        /* 0 nic, 1 device (enum tally_partition_mode) */
 	uint8_t rss_fields;       /* enum tally_rss_fields */
 	uint8_t rss_key_len;      /* 0: the port's default key */

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -249,6 +250,7 @@ sink_thread_init(struct tally_app *app, char *err, size_t errlen)
 		.partial_id = app->partial_id,
 		/* two merge tables stay free for the windows being merged at a boundary */
 		.queue_max = app->nmerge > 3 ? app->nmerge - 3 : 0,
+		.sort_scratch = app->sort_scratch,
 		.log = sink_log,
 		.log_arg = app,
 	};
@@ -375,12 +377,20 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	    tally_password_file_read(c->redis_password_file, password, sizeof(password), err,
 				     errlen) != 0)
 		goto undo;
+	app->sort_scratch = malloc(tally_table_sort_scratch_size((uint32_t)c->table_series));
+	if (app->sort_scratch == NULL) {
+		fail(err, errlen, "cannot allocate the sort buffer of %lu series",
+		     (unsigned long)c->table_series);
+		goto undo;
+	}
 	sc = (struct tally_sink_conf){
 		.host = c->redis_host,
 		.port = c->redis_port,
 		.flush_batch = c->flush_batch,
 		.flush_ms = c->flush_ms,
 		.timeout_ms = c->redis_timeout_ms,
+		.wait_replicas = (uint32_t)c->redis_wait_replicas,
+		.sort_scratch = app->sort_scratch,
 		.retention_s = c->retention_s,
 		.window_ms = c->window_ms,
 		.merge = c->redis_write == 0,
@@ -444,6 +454,8 @@ tally_app_free(struct tally_app *app)
 	rte_ring_free(app->to_sink);
 	rte_ring_free(app->from_sink);
 	app->to_sink = app->from_sink = NULL;
+	free(app->sort_scratch);
+	app->sort_scratch = NULL;
 	if (app->spool_on)
 		tally_spool_close(&app->spool);
 	app->spool_on = 0;

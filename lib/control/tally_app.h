@@ -56,6 +56,7 @@ struct tally_app {
 	struct tally_sink *sink;
 	/* The sink thread: owns sink, spool and dlv; control hands it windows through rings. */
 	struct tally_delivery dlv;
+	struct tally_sort_key *sort_scratch; /* the sink thread's, for sorting window tables */
 	struct rte_ring *to_sink;   /* struct tally_window_handoff: complete windows */
 	struct rte_ring *from_sink; /* their tables, written or spooled */
 	pthread_t sink_tid;

@@ -85,7 +85,10 @@ spool_held(struct tally_delivery *d, uint32_t i)
 		dlv_log(d, 1, "window %" PRIu64 ": %u series given up unwritten", d->q[i].start,
 			t->series);
 	} else {
-		tally_table_sort(t);
+		if (d->conf.sort_scratch != NULL)
+			tally_table_sort_fast(t, d->conf.sort_scratch);
+		else
+			tally_table_sort(t);
 		if (tally_spool_append(d->conf.spool, d->q[i].start, d->conf.partial_id, t) != 0) {
 			d->st.spool_lost += t->records;
 			dlv_log(d, 1, "window %" PRIu64 ": %u series not spooled", d->q[i].start,

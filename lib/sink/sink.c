@@ -21,6 +21,7 @@ enum pend_kind {
 	PEND_DATA,   /* window data: device chunks (ref) */
 	PEND_COPY,   /* a refused chunk's copy to tally:refused */
 	PEND_ASKING, /* the ASKING before a command sent after an ASK redirect */
+	PEND_WAIT,   /* WAIT after a batch (--redis-wait-replicas) */
 };
 
 struct pend {
@@ -902,6 +903,23 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 	enum reply_class c = classify(r);
 	uint32_t pos = p->first, i;
 
+	if (p->kind == PEND_WAIT && c == REPLY_OK) {
+		/* fewer replicas have the batch than asked: not written yet (a failover could lose
+		 * it) */
+		if (r->type == REDIS_REPLY_INTEGER &&
+		    r->integer >= (long long)s->conf.wait_replicas)
+			return REPLY_OK;
+		if (s->now_ms >= s->refused_log_ms + REFUSED_LOG_MS) {
+			sink_log(s, 1,
+				 "Redis: %lld of %u replicas acknowledged a batch in %" PRIu64
+				 " ms (--redis-wait-replicas): written again later",
+				 r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL,
+				 s->conf.wait_replicas, s->conf.timeout_ms / 2);
+			s->refused_log_ms = s->now_ms;
+		}
+		s->st.wait_short++;
+		return REPLY_NOT_NOW;
+	}
 	if (c == REPLY_NOT_NOW)
 		return c;
 	if (c == REPLY_REDIRECT) {
@@ -1019,6 +1037,27 @@ redo_send(struct tally_sink *s)
 	}
 }
 
+/* WAIT on every node with a batch to send: its reply says how many replicas have it. */
+static void
+wait_append(struct tally_sink *s)
+{
+	char n[16], ms[24];
+	const char *argv[3] = {"WAIT", n, ms};
+	size_t argvlen[3] = {4, 0, 0};
+	uint32_t i;
+
+	argvlen[1] = (size_t)snprintf(n, sizeof(n), "%u", s->conf.wait_replicas);
+	argvlen[2] = (size_t)snprintf(ms, sizeof(ms), "%" PRIu64,
+				      s->conf.timeout_ms / 2 ? s->conf.timeout_ms / 2 : 1);
+	for (i = 0; i < s->nnodes; i++) {
+		if (s->node[i].n <= s->node[i].sent)
+			continue;
+		s->force_node = (int)i;
+		append(s, PEND_WAIT, 3, argv, argvlen, NULL);
+		s->force_node = -1;
+	}
+}
+
 /*
  * What redirects left to send again: read the map first when it is stale (between batches,
  * with nothing pending on the old connections), then send by it. 0, or -1 when the map
@@ -1059,6 +1098,8 @@ sink_flush(struct tally_sink *s, int all)
 	if (s->pending == 0 || !sink_connected(s))
 		return 0;
 	s->st.batches++;
+	if (s->conf.wait_replicas > 0)
+		wait_append(s);
 	for (i = 0; i < s->nnodes; i++)
 		todo[i] = all ? s->node[i].n : s->node[i].sent;
 	if (nodes_write(s) != 0)
@@ -1104,7 +1145,10 @@ tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t st
 {
 	if (s->win != NULL)
 		return -EBUSY;
-	tally_table_sort(t);
+	if (s->conf.sort_scratch != NULL)
+		tally_table_sort_fast(t, s->conf.sort_scratch);
+	else
+		tally_table_sort(t);
 	s->win = t;
 	s->win_start = start_ms;
 	s->win_pos = 0;

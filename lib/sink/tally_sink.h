@@ -116,6 +116,9 @@ struct tally_sink_conf {
 	uint64_t flush_batch;  /* device chunks (or other commands) per pipelined flush */
 	uint64_t flush_ms;     /* longest wait of a partial batch */
 	uint64_t timeout_ms;   /* connect and reply timeout */
+	uint32_t wait_replicas; /* WAIT for this many replicas after each batch (0: do not) */
+	/* tally_table_sort_fast()'s scratch for the windows' tables, or NULL (a slower sort) */
+	struct tally_sort_key *sort_scratch;
 	uint64_t retention_s;
 	uint64_t window_ms;
 	int merge;               /* merge-safe FCALL writes (else plain HSET) */
@@ -164,6 +167,7 @@ struct tally_sink_stats {
 	uint64_t refused_records; /* their records: kept in tally:refused, not in the window */
 	uint64_t refused_lost;	  /* refused chunks whose copy tally:refused did not take either */
 	uint64_t redirects;	  /* cluster: MOVED, ASK and TRYAGAIN replies followed */
+	uint64_t wait_short; /* batches fewer replicas than --redis-wait-replicas had in time */
 };
 
 /*

@@ -52,6 +52,7 @@
 	_(redis_refused_lost)	  /* refused chunks that tally:refused did not take either */      \
 	_(redis_redirects)	  /* cluster: MOVED, ASK, TRYAGAIN replies followed */             \
 	_(redis_masters)	  /* gauge: masters written to (1 without a cluster) */            \
+	_(redis_wait_short)	  /* batches fewer replicas had than --redis-wait-replicas */      \
 	_(sink_queue)		  /* gauge: merged windows held in memory */                       \
 	_(spool_windows)	  /* windows (or parts) written to the spool */                    \
 	_(spool_bytes)		  /* gauge: bytes in the spool */                                  \

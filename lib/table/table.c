@@ -133,3 +133,60 @@ tally_table_sort(struct tally_table *t)
 	sort_slots = t->slots;
 	qsort(t->used_idx, t->series, sizeof(t->used_idx[0]), cmp_idx);
 }
+
+/* Byte d of a key, least significant first: metric_id's 4, then device_id's 8. */
+static inline unsigned int
+sort_byte(const struct tally_sort_key *k, uint32_t d)
+{
+	return d < 4 ? (k->metric_id >> (8 * d)) & 0xff : (k->device_id >> (8 * (d - 4))) & 0xff;
+}
+
+size_t
+tally_table_sort_scratch_size(uint32_t max_series)
+{
+	return 2 * (size_t)max_series * sizeof(struct tally_sort_key);
+}
+
+/*
+ * The same order as tally_table_sort(), by an LSD radix sort of (device_id, metric_id) keys
+ * gathered once: no comparison touches a slot, so a window of 100,000s of series sorts in a
+ * few passes over contiguous memory instead of millions of cache misses. A byte that is the
+ * same in every key (the high bytes of small ids) costs one counting pass and no move.
+ */
+void
+tally_table_sort_fast(struct tally_table *t, struct tally_sort_key *scratch)
+{
+	struct tally_sort_key *a = scratch, *b = scratch + t->max_series, *x;
+	uint32_t n = t->series, i, d;
+	size_t count[256];
+
+	for (i = 0; i < n; i++) {
+		const struct tally_slot *s = &t->slots[t->used_idx[i]];
+
+		a[i] = (struct tally_sort_key){s->device_id, s->metric_id, t->used_idx[i]};
+	}
+	/* least significant digit first: 4 bytes of metric_id, then 8 of device_id */
+	for (d = 0; d < 12; d++) {
+		size_t sum = 0, c, k;
+
+		memset(count, 0, sizeof(count));
+		for (i = 0; i < n; i++)
+			count[sort_byte(&a[i], d)]++;
+		for (c = 0; c < 256 && count[c] != n; c++)
+			;
+		if (c < 256)
+			continue; /* one bucket holds them all: this byte orders nothing */
+		for (c = 0; c < 256; c++) {
+			k = count[c];
+			count[c] = sum;
+			sum += k;
+		}
+		for (i = 0; i < n; i++)
+			b[count[sort_byte(&a[i], d)]++] = a[i];
+		x = a;
+		a = b;
+		b = x;
+	}
+	for (i = 0; i < n; i++)
+		t->used_idx[i] = a[i].idx;
+}

@@ -158,6 +158,22 @@ uint32_t tally_table_merge(struct tally_table *dst, const struct tally_table *sr
 /* Sort the used-slot list by (device_id, metric_id), so a device's series are contiguous. */
 void tally_table_sort(struct tally_table *t);
 
+/* A sort key of tally_table_sort_fast(). */
+struct tally_sort_key {
+	uint64_t device_id;
+	uint32_t metric_id;
+	uint32_t idx;
+};
+
+/* Bytes of the scratch tally_table_sort_fast() needs for a table of max_series series. */
+size_t tally_table_sort_scratch_size(uint32_t max_series);
+
+/*
+ * The same order as tally_table_sort(), much faster on large tables, with no allocation:
+ * scratch is the caller's, tally_table_sort_scratch_size(t->max_series) bytes.
+ */
+void tally_table_sort_fast(struct tally_table *t, struct tally_sort_key *scratch);
+
 /* The i-th used slot (0 <= i < t->series), in list order. */
 static inline const struct tally_slot *
 tally_table_at(const struct tally_table *t, uint32_t i)

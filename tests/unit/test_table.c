@@ -192,6 +192,47 @@ test_sort(void **state)
 	test_table_free(raw);
 }
 
+/* The radix sort gives exactly the order of the comparison sort, on ids of every width. */
+static void
+test_sort_fast(void **state)
+{
+	const uint32_t n = 3000;
+	void *ra, *rb;
+	struct tally_table *a = test_table_new(n, &ra), *b = test_table_new(n, &rb);
+	struct tally_sort_key *scratch = test_malloc(tally_table_sort_scratch_size(n));
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t dev;
+		uint32_t metric;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		/* small ids, huge ids, shared devices, metrics up to 2^32 - 1 */
+		dev = i % 3 == 0 ? x % 50 : i % 3 == 1 ? x : UINT64_MAX - x % 7;
+		metric = i % 5 == 0 ? (uint32_t)(x >> 32) : (uint32_t)(x % 9);
+		add(a, dev, metric, 1, 1);
+		add(b, dev, metric, 1, 1);
+	}
+	assert_int_equal(a->series, b->series);
+	tally_table_sort(a);
+	tally_table_sort_fast(b, scratch);
+	for (i = 0; i < a->series; i++)
+		assert_int_equal(a->used_idx[i], b->used_idx[i]);
+	/* empty and single-series tables */
+	tally_table_reset(b);
+	tally_table_sort_fast(b, scratch);
+	assert_int_equal(b->series, 0);
+	add(b, 7, 7, 1, 1);
+	tally_table_sort_fast(b, scratch);
+	assert_int_equal(tally_table_at(b, 0)->device_id, 7);
+	test_free(scratch);
+	test_table_free(ra);
+	test_table_free(rb);
+}
+
 static void
 test_hash_is_stable(void **state)
 {
@@ -213,6 +254,7 @@ main(void)
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_sort),
+		cmocka_unit_test(test_sort_fast),
 		cmocka_unit_test(test_hash_is_stable),
 	};
 
