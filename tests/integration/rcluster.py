@@ -28,36 +28,6 @@ import traceback
 import tallytest as tt
 
 
-class AuthResp(tt.Resp):
-    """A node's client that sends AUTH on every (re)connect."""
-
-    def __init__(self, host, port, password):
-        super().__init__(host, port)
-        self.password = password
-
-    def _connect(self):
-        if self.sock is not None:
-            return
-        super()._connect()
-        self.sock.sendall(self._encode(['AUTH', self.password]))
-        reply = self._read()
-        if isinstance(reply, tt.RedisError):
-            self.close()
-            raise reply
-
-
-class _PasswordNode(tt.Redis):
-    """A node started with --requirepass; its client authenticates."""
-
-    def __init__(self, ctx, port, extra, password):
-        self.password = password
-        super().__init__(ctx, port=port, extra=extra)
-
-    def _wait_ready(self, timeout=10.0):
-        self.client = AuthResp('127.0.0.1', self.port, self.password)
-        return super()._wait_ready(timeout)
-
-
 class _PortGuard:
     """Holds a killed node's port: every connection is reset at once, as a dead node's would
     be refused, and no other process (another test's redis-server on a "free" port) can take
@@ -164,11 +134,9 @@ class Cluster:
                      '--cluster-node-timeout', str(self.node_timeout_ms), '--dir', d,
                      '--repl-diskless-sync-delay', '0']
             try:
-                if self.password is None:
-                    r = tt.Redis(self.ctx, port=port, extra=extra)
-                else:
-                    extra += ['--requirepass', self.password, '--masterauth', self.password]
-                    r = _PasswordNode(self.ctx, port, extra, self.password)
+                if self.password is not None:
+                    extra += ['--masterauth', self.password]
+                r = tt.Redis(self.ctx, port=port, extra=extra, password=self.password)
             except tt.Failure:
                 shutil.rmtree(d, ignore_errors=True)
                 continue

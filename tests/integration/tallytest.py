@@ -81,9 +81,11 @@ class RedisError(Exception):
 class Resp:
     """A minimal RESP2 client: commands, pipelines, the replies tally's schema needs."""
 
-    def __init__(self, host, port, timeout=5.0):
+    def __init__(self, host, port, timeout=5.0, password=None):
+        """password: AUTH with it on every (re)connect."""
         self.addr = (host, port)
         self.timeout = timeout
+        self.password = password
         self.sock = None
         self.rfile = None
 
@@ -91,6 +93,12 @@ class Resp:
         if self.sock is None:
             self.sock = socket.create_connection(self.addr, self.timeout)
             self.rfile = self.sock.makefile('rb')
+            if self.password is not None:
+                self.sock.sendall(self._encode(['AUTH', self.password]))
+                reply = self._read()
+                if isinstance(reply, RedisError):
+                    self.close()
+                    raise reply
 
     def close(self):
         if self.sock is not None:
@@ -166,14 +174,16 @@ class Resp:
 class Redis:
     """A private redis-server on a free loopback port, child of the test (not daemonized)."""
 
-    def __init__(self, ctx, port=None, extra=()):
+    def __init__(self, ctx, port=None, extra=(), password=None):
         """port: this one (e.g. a restart after an outage; one try), else a free one.
-        extra: more redis-server arguments; they win over the defaults (e.g. --appendonly)."""
+        extra: more redis-server arguments; they win over the defaults (e.g. --appendonly).
+        password: started with --requirepass, and the client authenticates."""
         exe = shutil.which('redis-server')
         if exe is None:
             raise Skip('redis-server not found')
         self.ctx = ctx
-        self.extra = list(extra)
+        self.password = password
+        self.extra = list(extra) + (['--requirepass', password] if password else [])
         for attempt in range(5 if port is None else 1):
             self.port = free_port() if port is None else port
             ctx.nredis += 1
@@ -184,7 +194,7 @@ class Redis:
                                    '--save', '', '--appendonly', 'no', '--dir', ctx.tmp]
                                   + self.extra, stdout=self.logfile, name='redis-server')
             ctx.logs.append(('redis-server :%s' % tag, logpath))
-            self.client = Resp('127.0.0.1', self.port)
+            self.client = Resp('127.0.0.1', self.port, password=password)
             if self._wait_ready():
                 self.addr = '127.0.0.1:%d' % self.port
                 log('redis-server pid %d on %s' % (self.proc.pid, self.addr))

@@ -22,36 +22,6 @@ ACL_RULES = ['on', '>' + ACL_PASSWORD, 'resetkeys', '~tally:*', 'resetchannels',
              '-@dangerous']
 
 
-class AuthResp(tt.Resp):
-    """The tests' own Redis client, authenticated on every (re)connect."""
-
-    def __init__(self, host, port, password):
-        super().__init__(host, port)
-        self.password = password
-
-    def _connect(self):
-        if self.sock is not None:
-            return
-        super()._connect()
-        self.sock.sendall(self._encode(['AUTH', self.password]))
-        reply = self._read()
-        if isinstance(reply, tt.RedisError):
-            self.close()
-            raise reply
-
-
-class PasswordRedis(tt.Redis):
-    """tallytest's private redis-server, started with --requirepass."""
-
-    def __init__(self, ctx, password):
-        self.password = password
-        super().__init__(ctx, extra=['--requirepass', password])
-
-    def _wait_ready(self, timeout=10.0):
-        self.client = AuthResp('127.0.0.1', self.port, self.password)
-        return super()._wait_ready(timeout)
-
-
 def write_password(ctx, name, text, mode=0o600):
     path = os.path.join(ctx.tmp, name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -155,7 +125,7 @@ def query_fails(ctx, redis, auth, want, secrets=()):
 def body(ctx):
     pcap, totals, gen = tt.gen_capture(ctx, 'auth', DATAGRAMS, devices=200)
     tt.check_eq(gen['valid_datagrams'], DATAGRAMS, 'tally-gen valid_datagrams')
-    redis = PasswordRedis(ctx, PASSWORD)
+    redis = tt.Redis(ctx, password=PASSWORD)
     addr = ['--redis', redis.addr]
     pw = write_password(ctx, 'redis.pw', PASSWORD + '\n')
 

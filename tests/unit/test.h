@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -30,6 +32,24 @@ static inline void
 test_table_free(void *raw)
 {
 	test_free(raw);
+}
+
+/* A fresh directory /tmp/<prefix>XXXXXX in dir (64 bytes), for one test. */
+static inline void
+test_dir_create(char *dir, const char *prefix)
+{
+	snprintf(dir, 64, "/tmp/%sXXXXXX", prefix);
+	assert_non_null(mkdtemp(dir));
+}
+
+/* Remove it with everything in it. */
+static inline void
+test_dir_remove(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 #endif /* TALLY_TEST_H */

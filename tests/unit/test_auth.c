@@ -18,27 +18,15 @@ static char pw[TALLY_AUTH_PASSWORD_SIZE];
 static int
 setup(void **state)
 {
-	strcpy(dir, "/tmp/tally_auth_XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	test_dir_create(dir, "tally_auth_");
 	snprintf(path, sizeof(path), "%s/pw", dir);
 	return 0;
 }
 
-/* Remove what the tests may have made in dir, then dir. */
 static int
 teardown(void **state)
 {
-	static const char *const names[] = {"pw", "link", "fifo"};
-	char p[PATH_MAX];
-	size_t i;
-
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
-		unlink(p);
-	}
-	snprintf(p, sizeof(p), "%s/sub", dir);
-	rmdir(p);
-	assert_int_equal(rmdir(dir), 0);
+	test_dir_remove(dir);
 	return 0;
 }
 

@@ -89,18 +89,14 @@ static char dir[64];
 static int
 setup(void **state)
 {
-	strcpy(dir, "/tmp/tally_delivery_XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	test_dir_create(dir, "tally_delivery_");
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	test_dir_remove(dir);
 	return 0;
 }
 
