@@ -276,7 +276,7 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	char password[TALLY_AUTH_PASSWORD_SIZE] = "";
 	struct tally_sink_conf sc;
 	struct timespec ts;
-	uint64_t rnd;
+	uint64_t rnd, want;
 	unsigned int lcore;
 	uint32_t i;
 
@@ -323,11 +323,26 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 				    app->nworkers, err, errlen) != 0)
 			goto undo;
 	}
-	/* The sink queue: as many merged tables as --sink-queue-mb holds (at least 2). */
+	/*
+	 * The sink queue: as many merged tables as --sink-queue-mb holds, at least 4: one being
+	 * written, one waiting, and the two windows a boundary may have merging at once.
+	 */
 	app->nmerge = (uint32_t)RTE_MIN((c->sink_queue_mb << 20) /
 					 tally_table_memsize((uint32_t)c->table_series),
 				 (uint64_t)TALLY_MERGE_TABLES);
-	app->nmerge = RTE_MAX(app->nmerge, 2u);
+	app->nmerge = RTE_MAX(app->nmerge, 4u);
+	/* While the sink waits on a slow Redis (a batch may take --redis-timeout-ms) windows
+	 * keep closing: the queue must hold them, or the workers run out of tables. */
+	want = 3 + 2 * ((c->redis_timeout_ms + c->window_ms - 1) / c->window_ms);
+	if (app->nmerge < want)
+		rte_log(RTE_LOG_WARNING, app->logtype,
+			"TALLY: --sink-queue-mb %lu holds %u windows of --table-series %lu; a "
+			"Redis "
+			"answering within --redis-timeout-ms %lu needs %lu at --window-ms %lu, or "
+			"records may be dropped (window_stall)\n",
+			(unsigned long)c->sink_queue_mb, app->nmerge,
+			(unsigned long)c->table_series, (unsigned long)c->redis_timeout_ms,
+			(unsigned long)want, (unsigned long)c->window_ms);
 	for (i = 0; i < app->nmerge; i++) {
 		app->merge_tables[i] = table_alloc(app, c->table_series, (int)rte_socket_id());
 		if (app->merge_tables[i] == NULL) {

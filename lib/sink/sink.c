@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -427,6 +428,9 @@ sink_connect_all(struct tally_sink *s, char *err, size_t errlen, int *refused)
 	}
 	s->cluster = 1;
 	node_close(n);
+	/* the masters of the map take the nodes' places, rings included */
+	free(n->pend);
+	n->pend = NULL;
 	s->nnodes = 0;
 	sink_log(s, 0, "Redis at %s:%u is a cluster node: writing to every master", s->conf.host,
 		 s->conf.port);
@@ -983,14 +987,33 @@ nodes_write(struct tally_sink *s)
 	return 0;
 }
 
-/* Read the replies of one node's pending commands (those there when the batch began). */
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Read the replies of one node's pending commands (those there when the batch began). The
+ * whole batch must be answered by deadline (monotonic ms): the timeout of each read alone
+ * would let a Redis that answers a reply every half second hold the sink for minutes.
+ */
 static int
-node_read(struct tally_sink *s, struct sink_node *n, uint64_t todo, uint64_t *not_now)
+node_read(struct tally_sink *s, struct sink_node *n, uint64_t todo, uint64_t *not_now,
+	  uint64_t deadline)
 {
 	while (todo > 0) {
 		redisReply *r = NULL;
 		struct pend p;
 
+		if (mono_ms() > deadline) {
+			sink_log(s, 1, "Redis at %s:%u: a batch not answered within %" PRIu64 " ms",
+				 n->host, n->port, s->conf.timeout_ms);
+			return -1;
+		}
 		if (redisGetReply(n->ctx, (void **)&r) != REDIS_OK || r == NULL)
 			return -1;
 		p = n->pend[n->head];
@@ -1092,7 +1115,7 @@ redo_flush(struct tally_sink *s)
 static int
 sink_flush(struct tally_sink *s, int all)
 {
-	uint64_t not_now = 0, todo[TALLY_CLUSTER_MAX_MASTERS];
+	uint64_t not_now = 0, todo[TALLY_CLUSTER_MAX_MASTERS], deadline;
 	uint32_t i;
 
 	if (s->pending == 0 || !sink_connected(s))
@@ -1108,8 +1131,9 @@ sink_flush(struct tally_sink *s, int all)
 	for (i = 0; i < s->nnodes; i++)
 		s->node[i].sent = s->node[i].n;
 	/* Copies of refused chunks are appended meanwhile: they go with the next batch. */
+	deadline = mono_ms() + s->conf.timeout_ms;
 	for (i = 0; i < s->nnodes; i++)
-		if (todo[i] > 0 && node_read(s, &s->node[i], todo[i], &not_now) != 0)
+		if (todo[i] > 0 && node_read(s, &s->node[i], todo[i], &not_now, deadline) != 0)
 			goto fail;
 	if (not_now > 0) {
 		/*
