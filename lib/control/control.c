@@ -318,7 +318,8 @@ sink_main(void *arg)
 		if (work == 0)
 			usleep(1000);
 	}
-	/* Final stats, acknowledged before exit. */
+	/* Final stats, acknowledged before exit (on a new connection if the last was dropped). */
+	tally_sink_poll(app->sink, tally_now_ms());
 	errors_before = ss->errors;
 	write_stats(app);
 	tally_sink_sync(app->sink, tally_now_ms());

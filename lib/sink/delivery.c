@@ -200,7 +200,12 @@ tally_delivery_step(struct tally_delivery *d, uint64_t now_ms, int quitting)
 				work++;
 			}
 		}
-		ops->poll(d->conf.sink, now_ms); /* the breaker's probe */
+		/* the breaker's probe; a window may even complete in it */
+		t = ops->poll(d->conf.sink, now_ms);
+		if (t != NULL) {
+			sink_done(d, t, 1);
+			work++;
+		}
 		return work;
 	}
 	if (!ops->writing(d->conf.sink)) {

@@ -74,7 +74,7 @@ struct tally_sink {
 	struct tally_slot_map spare; /* the next map, parsed before it replaces map */
 	int map_stale;		     /* a MOVED or a lost master: read the map again */
 	int force_node;		     /* emit(): -1, or the node an ASK named */
-	int route_failed;	     /* emit() found no master for a slot */
+	int lost_cmd;		     /* a command of the batch could not be appended: redo it all */
 	int restart;		     /* send the whole window again (hset mode after a redirect) */
 	struct redo *redo;
 	uint64_t nredo;
@@ -671,18 +671,24 @@ append(struct tally_sink *s, uint8_t kind, int argc, const char **argv, const si
 	size_t len;
 
 	if (i < 0) {
-		s->route_failed = 1;
+		s->lost_cmd = 1;
 		s->st.errors++;
 		return -1;
 	}
 	n = &s->node[i];
-	if (n->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED || n->n >= s->pend_cap) {
+	if (n->ctx == NULL || s->st.breaker_state != TALLY_BREAKER_CLOSED) {
 		s->st.errors++;
 		return -1;
 	}
-	len = resp_format(s->resp, sizeof(s->resp), argc, argv, argvlen);
-	if ((len > 0 ? redisAppendFormattedCommand(n->ctx, s->resp, len)
+	len = n->n < s->pend_cap ? resp_format(s->resp, sizeof(s->resp), argc, argv, argvlen) : 0;
+	if (n->n >= s->pend_cap ||
+	    (len > 0 ? redisAppendFormattedCommand(n->ctx, s->resp, len)
 		     : redisAppendCommandArgv(n->ctx, argc, argv, argvlen)) != REDIS_OK) {
+		/*
+		 * A connection that took part of a batch (a MULTI without its EXEC, a window with a
+		 * chunk missing) cannot be trusted: the batch fails and the window is sent again.
+		 */
+		s->lost_cmd = 1;
 		s->st.errors++;
 		return -1;
 	}
@@ -822,7 +828,7 @@ refuse_entry(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
 			      key, e.device_id, s->win_start, e.chunk);
 	at = json_str(b, at, cap, s->win_id, strlen(s->win_id));
 	at += (size_t)snprintf(b + at, at < cap ? cap - at : 0, ",\"error\":");
-	at = json_str(b, at, cap, why, whylen);
+	at = json_str(b, at, cap, why, whylen > 200 ? 200 : whylen);
 	at += (size_t)snprintf(b + at, at < cap ? cap - at : 0, ",\"series\":[");
 	for (i = 0; i < e.n && at < cap; i++) {
 		const struct tally_slot *x = tally_table_at(s->win, e.first + i);
@@ -880,7 +886,11 @@ redirect(struct tally_sink *s, const struct pend *p, const redisReply *r)
 
 	if (tally_parse_redirect(r->str, r->len, &ask, &slot, &to) == 0) {
 		node = tally_slot_map_find(&s->map, to.host[0] ? to.host : s->conf.host, to.port);
-		if (node < 0)
+		if (node < 0 && ask)
+			/* importing into a master the map does not list yet (it has no slots): the
+			 * slot's owner asks until the migration is done; again in a while */
+			s->redo_at_ms = s->now_ms + TRYAGAIN_MS;
+		else if (node < 0)
 			s->map_stale = 1; /* a master we do not know: read the map again */
 		else if (!ask)
 			s->map.owner[slot] = (uint16_t)node; /* MOVED: the slot lives there now */
@@ -1082,29 +1092,36 @@ wait_append(struct tally_sink *s)
 }
 
 /*
- * What redirects left to send again: read the map first when it is stale (between batches,
- * with nothing pending on the old connections), then send by it. 0, or -1 when the map
- * cannot be read.
+ * Read the map again when it is stale, between batches (nothing pending on the old
+ * connections); 0, or -1 when it cannot be read.
  */
 static int
-redo_flush(struct tally_sink *s)
+map_refresh(struct tally_sink *s)
 {
 	char err[256];
 	uint64_t i;
 	int refused;
 
-	if (s->map_stale && s->pending == 0) {
-		if (cluster_connect(s, err, sizeof(err), &refused) != 0) {
-			sink_log(s, 1, "%s", err);
-			return -1;
-		}
-		/* node numbers changed with the map: what an ASK named is routed by the map */
-		for (i = 0; i < s->nredo; i++)
-			s->redo[i].node = -1;
+	if (s->map_stale && s->cluster != 1)
+		s->map_stale = 0; /* a single Redis (--redis-cluster no) has no map to read */
+	if (!s->map_stale || s->pending != 0)
+		return 0;
+	if (cluster_connect(s, err, sizeof(err), &refused) != 0) {
+		sink_log(s, 1, "%s", err);
+		return -1;
 	}
+	/* node numbers changed with the map: what an ASK named is routed by the map */
+	for (i = 0; i < s->nredo; i++)
+		s->redo[i].node = -1;
+	return 0;
+}
+
+/* What redirects left to send again, once the map is current and TRYAGAIN's wait is over. */
+static void
+redo_flush(struct tally_sink *s)
+{
 	if (s->nredo > 0 && !s->map_stale && s->now_ms >= s->redo_at_ms)
 		redo_send(s);
-	return 0;
 }
 
 /*
@@ -1118,6 +1135,10 @@ sink_flush(struct tally_sink *s, int all)
 	uint64_t not_now = 0, todo[TALLY_CLUSTER_MAX_MASTERS], deadline;
 	uint32_t i;
 
+	if (s->lost_cmd && sink_connected(s)) {
+		s->lost_cmd = 0;
+		goto fail;
+	}
 	if (s->pending == 0 || !sink_connected(s))
 		return 0;
 	s->st.batches++;
@@ -1144,15 +1165,18 @@ sink_flush(struct tally_sink *s, int all)
 		s->st.errors += not_now;
 		goto fail;
 	}
-	if (s->route_failed) {
-		s->route_failed = 0;
-		s->map_stale = 1;
+	if (s->lost_cmd) {
+		s->lost_cmd = 0;
+		if (s->cluster == 1)
+			s->map_stale = 1;
 		goto fail;
 	}
+	if (map_refresh(s) != 0)
+		goto fail;
 	if (s->restart)
 		window_restart(s);
-	else if (redo_flush(s) != 0)
-		goto fail;
+	else
+		redo_flush(s);
 	s->failures = 0;
 	s->backoff_ms = s->conf.backoff_ms ? s->conf.backoff_ms : 100;
 	if (s->pending > 0)
@@ -1191,6 +1215,17 @@ tally_sink_take_back(struct tally_sink *s, uint64_t *start_ms)
 
 	if (t == NULL)
 		return NULL;
+	if (s->pending > 0) {
+		/*
+		 * Replies still due would be put down to the next window: drop them with their
+		 * connections (the window's merges so far are idempotent; it is written again).
+		 */
+		s->st.errors += s->pending;
+		s->pending = s->pending_cost = s->unsent_cost = 0;
+		nodes_close(s);
+		if (s->cluster == 1)
+			s->map_stale = 1;
+	}
 	*start_ms = s->win_start;
 	s->win = NULL;
 	s->win_pos = 0;
@@ -1271,7 +1306,8 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 	sink_reconnect(s);
 	if (!sink_connected(s) || s->st.breaker_state != TALLY_BREAKER_CLOSED)
 		return NULL;
-	while (s->win != NULL && s->win_pos < s->win->series &&
+	/* A stale map: send nothing more by it; the next flush reads all and reads the map. */
+	while (s->win != NULL && s->win_pos < s->win->series && !s->map_stale &&
 	       s->unsent_cost < s->conf.flush_batch) {
 		uint32_t first = s->win_pos;
 
@@ -1290,15 +1326,21 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 		}
 	}
 	/* While the window is being encoded one batch stays in flight; at its end, none. */
-	encoding = s->win != NULL && s->win_pos < s->win->series;
+	encoding = s->win != NULL && s->win_pos < s->win->series && !s->map_stale;
 	if (s->unsent_cost >= s->conf.flush_batch ||
 	    (s->pending > 0 && (!encoding || now_ms - s->first_pending_ms >= s->conf.flush_ms)))
 		sink_flush(s, !encoding);
 	if (s->win == NULL || s->win_pos < s->win->series || s->pending > 0)
 		return NULL;
-	if (s->nredo > 0) {
-		if (redo_flush(s) != 0)
+	if (s->lost_cmd || s->map_stale || s->nredo > 0) {
+		if (s->lost_cmd || map_refresh(s) != 0) {
+			s->lost_cmd = 0;
 			sink_fail(s);
+		} else if (s->restart) {
+			window_restart(s);
+		} else {
+			redo_flush(s);
+		}
 		return NULL;
 	}
 	done = s->win;
