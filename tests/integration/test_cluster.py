@@ -24,10 +24,10 @@ The streaming cases need root and network namespaces (exit 77 otherwise).
 
 import json
 import os
-import subprocess
 import time
 
 import rcluster
+import stream
 import tallytest as tt
 
 RETENTION_S = 600
@@ -417,39 +417,6 @@ RATE = 2000       # datagrams/s; lower it (never the checks) if AF_PACKET drops 
 STREAM_DEVICES = 300
 
 
-def veth(ctx):
-    import test_outage
-    return test_outage.veth(ctx)
-
-
-def start_sender(ctx, afp, ns, totals, seconds):
-    argv = ['ip', 'netns', 'exec', ns, ctx.args.tally_gen, '--send', '%s:9797' % afp.TALLY_IP,
-            '--datagrams', str(RATE * seconds), '--rate', str(RATE), '--records', '8',
-            '--devices', str(STREAM_DEVICES), '--src-ports', '16', '--seed', '7',
-            '--totals', totals]
-    out = open(os.path.join(ctx.tmp, 'sender.out'), 'wb')
-    tt.log('start: ' + ' '.join(argv))
-    p = ctx.spawn(argv, stdout=out, name='tally-gen --send')
-    p.outpath = out.name
-    p.datagrams = RATE * seconds
-    p.t0 = time.monotonic()
-    p.seconds = seconds
-    return p
-
-
-def finish_sender(sender):
-    try:
-        rc = sender.wait(max(1.0, sender.seconds + 15 - (time.monotonic() - sender.t0)))
-    except subprocess.TimeoutExpired:
-        raise tt.Failure('tally-gen --send still running after %ds' % (sender.seconds + 15))
-    text = open(sender.outpath).read()
-    tt.check_eq(rc, 0, 'tally-gen --send exit status (output: %s)' % text.strip())
-    g = tt.parse_kv(text)
-    tt.check_eq(g.get('send_errors'), 0, 'tally-gen send_errors')
-    tt.check_eq(g.get('valid_datagrams'), sender.datagrams, 'tally-gen valid_datagrams')
-    return g
-
-
 def stream_tally(ctx, c, afp, iface, spool, extra=()):
     t = cluster_tally(ctx, c, pick_seed(c), ['net_af_packet0,iface=%s,qpairs=1' % iface],
                       ['--ipv4', afp.TALLY_IP, '--window-ms', '1000', '--spool-dir', spool,
@@ -458,18 +425,11 @@ def stream_tally(ctx, c, afp, iface, spool, extra=()):
     return t
 
 
-def no_drops(s):
-    if s.get('rx_missed', 0) > 0:
-        raise tt.Failure('AF_PACKET dropped %d frames at %d datagrams/s: lower RATE'
-                         % (s['rx_missed'], RATE))
-    return True
-
-
 def finish_stream(ctx, t, c, sender, spool):
     """Sender done, every datagram counted, the spool drained, tally stopped; returns the
     final tally:self and tally-gen's summary."""
-    g = finish_sender(sender)
-    t.wait_telemetry(lambda s: no_drops(s) and s['datagrams'] == sender.datagrams, timeout=15,
+    g = stream.finish_sender(sender)
+    t.wait_telemetry(lambda s: stream.no_drops(s, RATE) and s['datagrams'] == sender.datagrams, timeout=15,
                      what='datagrams=%d' % sender.datagrams)
 
     def drained(s):
@@ -499,13 +459,13 @@ def tally_slots(c, src):
 
 
 def case_reshard(ctx):
-    afp, ns, iface = veth(ctx)
+    afp, ns, iface = stream.veth(ctx)
     seconds = 16
     spool = os.path.join(ctx.tmp, 'spool')
     totals = os.path.join(ctx.tmp, 'sent.totals')
     with rcluster.Cluster(masters=3, ctx=ctx) as c:
         t = stream_tally(ctx, c, afp, iface, spool, ['--redis-timeout-ms', '500'])
-        sender = start_sender(ctx, afp, ns, totals, seconds)
+        sender = stream.start_sender(ctx, afp, ns, totals, RATE, seconds, devices=STREAM_DEVICES)
         a, b, d = c.masters()
         time.sleep(3)
         # Whole slots A -> B, while tally writes to them.
@@ -560,13 +520,13 @@ def records_per_window(c):
 
 
 def case_failover(ctx):
-    afp, ns, iface = veth(ctx)
+    afp, ns, iface = stream.veth(ctx)
     seconds = 20
     spool = os.path.join(ctx.tmp, 'spool')
     totals = os.path.join(ctx.tmp, 'sent.totals')
     with rcluster.Cluster(masters=3, replicas=1, ctx=ctx) as c:
         t = stream_tally(ctx, c, afp, iface, spool, ['--redis-timeout-ms', '500'])
-        sender = start_sender(ctx, afp, ns, totals, seconds)
+        sender = stream.start_sender(ctx, afp, ns, totals, RATE, seconds, devices=STREAM_DEVICES)
         time.sleep(5)
         # Not tally:self's master, so it stays readable; pick_seed() chose the same node, so
         # tally also loses the node it was given.

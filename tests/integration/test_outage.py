@@ -18,9 +18,9 @@ The last two need root and network namespaces (exit 77 otherwise).
 import os
 import shutil
 import signal
-import subprocess
 import time
 
+import stream
 import tallytest as tt
 
 WINDOW_MS = 60000
@@ -151,46 +151,6 @@ SEND_S = 20
 DATAGRAMS = RATE * SEND_S
 
 
-def veth(ctx):
-    if os.geteuid() != 0:
-        raise tt.Skip('needs root for network namespaces, veth and AF_PACKET')
-    for tool in ('ip', 'sh'):
-        if shutil.which(tool) is None:
-            raise tt.Skip(tool + ' not found')
-    import test_af_packet as afp
-    ns, iface, peer, mac = afp.setup_veth(ctx)
-    # A permanent neighbour keeps the sender independent of ARP; that tally still answers
-    # ARP and ping while Redis hangs is checked in case_pause.
-    afp.ip('-n', ns, 'neigh', 'replace', afp.TALLY_IP, 'lladdr', mac, 'dev', peer,
-           'nud', 'permanent')
-    tt.log('veth %s (%s) <-> %s in netns %s' % (iface, mac, peer, ns))
-    return afp, ns, iface
-
-
-def start_sender(ctx, afp, ns, totals):
-    argv = ['ip', 'netns', 'exec', ns, ctx.args.tally_gen, '--send', '%s:9797' % afp.TALLY_IP,
-            '--datagrams', str(DATAGRAMS), '--rate', str(RATE), '--records', '8',
-            '--devices', '300', '--src-ports', '16', '--seed', '7', '--totals', totals]
-    out = open(os.path.join(ctx.tmp, 'sender.out'), 'wb')
-    tt.log('start: ' + ' '.join(argv))
-    p = ctx.spawn(argv, stdout=out, name='tally-gen --send')
-    p.outpath = out.name
-    return p
-
-
-def finish_sender(sender, timeout):
-    try:
-        rc = sender.wait(timeout)
-    except subprocess.TimeoutExpired:
-        raise tt.Failure('tally-gen --send still running after %.0fs' % timeout)
-    text = open(sender.outpath).read()
-    tt.check_eq(rc, 0, 'tally-gen --send exit status (output: %s)' % text.strip())
-    g = tt.parse_kv(text)
-    tt.check_eq(g.get('send_errors'), 0, 'tally-gen send_errors')
-    tt.check_eq(g.get('valid_datagrams'), DATAGRAMS, 'tally-gen valid_datagrams')
-    return g
-
-
 def stream_tally(ctx, redis, iface, afp, spool, extra):
     t = ctx.tally(['net_af_packet0,iface=%s,qpairs=1' % iface],
                   ['--redis', redis.addr, '--ipv4', afp.TALLY_IP, '--stats-ms', '100',
@@ -200,16 +160,10 @@ def stream_tally(ctx, redis, iface, afp, spool, extra):
     return t
 
 
-def no_drops(s):
-    if s.get('rx_missed', 0) > 0:
-        raise tt.Failure('AF_PACKET dropped %d frames at %d datagrams/s: lower RATE'
-                         % (s['rx_missed'], RATE))
-    return True
-
-
 def finish_stream(ctx, t, redis, sender, spool, gen_totals, t0):
-    g = finish_sender(sender, SEND_S + 15 - (time.monotonic() - t0))
-    t.wait_telemetry(lambda s: no_drops(s) and s['datagrams'] == DATAGRAMS, timeout=15,
+    g = stream.finish_sender(sender)
+    t.wait_telemetry(lambda s: stream.no_drops(s, RATE) and s['datagrams'] == DATAGRAMS,
+                     timeout=15,
                      what='datagrams=%d' % DATAGRAMS)
     st = wait_drained(t, spool, timeout=20)
     tt.check_eq(st['spool_corrupt'], 0, 'spool_corrupt')
@@ -228,14 +182,14 @@ def finish_stream(ctx, t, redis, sender, spool, gen_totals, t0):
 
 
 def case_pause(ctx):
-    afp, ns, iface = veth(ctx)
+    afp, ns, iface = stream.veth(ctx)
     redis = ctx.redis()
     spool = os.path.join(ctx.tmp, 'spool')
     totals = os.path.join(ctx.tmp, 'sent.totals')
     t = stream_tally(ctx, redis, iface, afp, spool,
                      ['--redis-timeout-ms', '300', '--breaker-max-ms', '1000'])
     t0 = time.monotonic()
-    sender = start_sender(ctx, afp, ns, totals)
+    sender = stream.start_sender(ctx, afp, ns, totals, RATE, SEND_S)
 
     time.sleep(4)
     redis.signal(signal.SIGSTOP)
@@ -269,7 +223,7 @@ def case_pause(ctx):
 
 
 def case_kill(ctx):
-    afp, ns, iface = veth(ctx)
+    afp, ns, iface = stream.veth(ctx)
     aof = os.path.join(ctx.tmp, 'aof')
     os.mkdir(aof)
     persist = ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', aof]
@@ -278,7 +232,7 @@ def case_kill(ctx):
     totals = os.path.join(ctx.tmp, 'sent.totals')
     t = stream_tally(ctx, redis, iface, afp, spool, ['--redis-timeout-ms', '500'])
     t0 = time.monotonic()
-    sender = start_sender(ctx, afp, ns, totals)
+    sender = stream.start_sender(ctx, afp, ns, totals, RATE, SEND_S)
     rss, during, killed_at, restarted = [], [], None, False
 
     while sender.poll() is None and time.monotonic() - t0 < SEND_S + 15:

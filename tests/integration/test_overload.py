@@ -9,11 +9,10 @@ must equal what was sent. The peaks of the sink's counters during the run are lo
 Needs root and network namespaces (exit 77 otherwise).
 """
 import os
-import shutil
-import subprocess
 import threading
 import time
 
+import stream
 import tallytest as tt
 
 RATE = 3000         # datagrams/s; lower it (never the checks) if AF_PACKET drops frames here
@@ -75,53 +74,6 @@ class Slower(threading.Thread):
             sleep.close()
 
 
-def veth(ctx):
-    if os.geteuid() != 0:
-        raise tt.Skip('needs root for network namespaces, veth and AF_PACKET')
-    for tool in ('ip', 'sh'):
-        if shutil.which(tool) is None:
-            raise tt.Skip(tool + ' not found')
-    import test_af_packet as afp
-    ns, iface, peer, mac = afp.setup_veth(ctx)
-    # A permanent neighbour: the sender does not wait on ARP.
-    afp.ip('-n', ns, 'neigh', 'replace', afp.TALLY_IP, 'lladdr', mac, 'dev', peer,
-           'nud', 'permanent')
-    tt.log('veth %s (%s) <-> %s in netns %s' % (iface, mac, peer, ns))
-    return afp, ns, iface
-
-
-def start_sender(ctx, afp, ns, totals):
-    argv = ['ip', 'netns', 'exec', ns, ctx.args.tally_gen, '--send', '%s:9797' % afp.TALLY_IP,
-            '--datagrams', str(DATAGRAMS), '--rate', str(RATE), '--records', '8',
-            '--devices', str(DEVICES), '--src-ports', '16', '--seed', '11',
-            '--totals', totals]
-    out = open(os.path.join(ctx.tmp, 'sender.out'), 'wb')
-    tt.log('start: ' + ' '.join(argv))
-    p = ctx.spawn(argv, stdout=out, name='tally-gen --send')
-    p.outpath = out.name
-    return p
-
-
-def finish_sender(sender, timeout):
-    try:
-        rc = sender.wait(max(timeout, 1.0))
-    except subprocess.TimeoutExpired:
-        raise tt.Failure('tally-gen --send still running after %.0fs' % timeout)
-    text = open(sender.outpath).read()
-    tt.check_eq(rc, 0, 'tally-gen --send exit status (output: %s)' % text.strip())
-    g = tt.parse_kv(text)
-    tt.check_eq(g.get('send_errors'), 0, 'tally-gen send_errors')
-    tt.check_eq(g.get('valid_datagrams'), DATAGRAMS, 'tally-gen valid_datagrams')
-    return g
-
-
-def no_drops(s):
-    if s.get('rx_missed', 0) > 0:
-        raise tt.Failure('AF_PACKET dropped %d frames at %d datagrams/s: lower RATE'
-                         % (s['rx_missed'], RATE))
-    return True
-
-
 def sample(t, reader, peaks, timeline, stalls, t0):
     """One sample of the live counters (telemetry) and of tally:self, read from a connection
     the slowing never pauses (CLIENT PAUSE WRITE still serves reads)."""
@@ -137,7 +89,7 @@ def sample(t, reader, peaks, timeline, stalls, t0):
             if k in st and st[k] > peaks[src].get(k, (-1, 0))[0]:
                 peaks[src][k] = (st[k], now)
     if live:
-        no_drops(live)
+        stream.no_drops(live, RATE)
         timeline.append((now, live['datagrams'], live['breaker_state'], live['sink_queue'],
                          live['spool_windows'], live['flush_lag_ms'], live['window_stall']))
         if live['window_stall'] != (stalls[-1][1] if stalls else 0):
@@ -145,7 +97,7 @@ def sample(t, reader, peaks, timeline, stalls, t0):
 
 
 def body(ctx):
-    afp, ns, iface = veth(ctx)
+    afp, ns, iface = stream.veth(ctx)
     redis = ctx.redis(extra=['--enable-debug-command', 'yes'])
     spool = os.path.join(ctx.tmp, 'spool')
     totals = os.path.join(ctx.tmp, 'sent.totals')
@@ -156,7 +108,7 @@ def body(ctx):
     t.wait_telemetry(lambda s: s.get('workers') == 1, timeout=15, what='tally running')
 
     t0 = time.monotonic()
-    sender = start_sender(ctx, afp, ns, totals)
+    sender = stream.start_sender(ctx, afp, ns, totals, RATE, SEND_S, devices=DEVICES, seed=11)
     slower = Slower(redis, t0)
     slower.start()
     reader = tt.Resp('127.0.0.1', redis.port)
@@ -181,9 +133,9 @@ def body(ctx):
     tt.log('window_stall rose at (s, value): %s (pause %.0f-%.0f s, sleeps %.0f-%.0f s)'
            % (stalls, PAUSE_AT, PAUSE_AT + PAUSE_S, SLEEP_AT, SLEEP_AT + SLEEP_S))
 
-    g = finish_sender(sender, SEND_S + 15 - (time.monotonic() - t0))
+    g = stream.finish_sender(sender)
     # At least: one more than was sent is a failure the checks below name.
-    t.wait_telemetry(lambda s: no_drops(s) and s['datagrams'] >= DATAGRAMS, timeout=15,
+    t.wait_telemetry(lambda s: stream.no_drops(s, RATE) and s['datagrams'] >= DATAGRAMS, timeout=15,
                      what='datagrams=%d' % DATAGRAMS)
     t.wait_stats(lambda s: (s.get('datagrams', 0) >= DATAGRAMS and s['spool_bytes'] == 0 and
                             s['sink_queue'] == 0 and s['breaker_state'] == 0),
