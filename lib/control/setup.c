@@ -405,6 +405,7 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		.flush_ms = c->flush_ms,
 		.timeout_ms = c->redis_timeout_ms,
 		.wait_replicas = (uint32_t)c->redis_wait_replicas,
+		.max_series = (uint32_t)c->table_series,
 		.sort_scratch = app->sort_scratch,
 		.retention_s = c->retention_s,
 		.window_ms = c->window_ms,

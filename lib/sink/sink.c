@@ -98,6 +98,7 @@ struct tally_sink {
 	uint64_t top_window;       /* the window tally:top describes */
 	uint64_t top_dev;	   /* device whose records are being summed for the top */
 	uint64_t top_records;
+	uint64_t *refused_bits;	   /* chunk starts of this window already refused (one bit each) */
 	uint64_t refused_log_ms;   /* when refusals were last logged */
 	uint64_t refused_unlogged; /* refusals since */
 	char refused_json[REFUSED_JSON_MAX];
@@ -494,8 +495,12 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	 */
 	s->pend_cap = 3 * (s->conf.flush_batch + 64);
 	s->redo = calloc(s->conf.flush_batch + 64, sizeof(*s->redo));
-	if (s->redo == NULL) {
+	if (s->conf.max_series > 0)
+		s->refused_bits = calloc((s->conf.max_series + 63) / 64, sizeof(uint64_t));
+	if (s->redo == NULL || (s->conf.max_series > 0 && s->refused_bits == NULL)) {
 		snprintf(err, errlen, "out of memory");
+		free(s->redo);
+		free(s->refused_bits);
 		free(s);
 		return NULL;
 	}
@@ -526,6 +531,7 @@ tally_sink_free(struct tally_sink *s)
 	}
 	explicit_bzero(s->password, sizeof(s->password));
 	free(s->redo);
+	free(s->refused_bits);
 	free(s);
 }
 
@@ -805,6 +811,12 @@ refuse_entry(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
 
 	if (s->win == NULL || pos >= s->win->series)
 		return;
+	/* A window sent again (after a failure) meets its refusals again: keep each once. */
+	if (s->refused_bits != NULL && pos < s->conf.max_series) {
+		if (s->refused_bits[pos / 64] & (1ULL << (pos % 64)))
+			return;
+		s->refused_bits[pos / 64] |= 1ULL << (pos % 64);
+	}
 	tally_enc_entry(s->win, pos, &e);
 	s->st.refused++;
 	for (i = 0; i < e.n; i++)
@@ -1202,6 +1214,10 @@ tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t st
 	s->win_pos = 0;
 	s->nredo = 0;
 	s->restart = 0;
+	if (s->refused_bits != NULL)
+		memset(s->refused_bits, 0,
+		       (((t->series < s->conf.max_series ? t->series : s->conf.max_series) + 63) /
+			64) * sizeof(uint64_t));
 	snprintf(s->win_id, sizeof(s->win_id), "%s", partial_id ? partial_id : s->partial_id);
 	tally_top_reset(&s->top);
 	s->top_records = 0;

@@ -117,6 +117,7 @@ struct tally_sink_conf {
 	uint64_t flush_ms;     /* longest wait of a partial batch */
 	uint64_t timeout_ms;   /* connect and reply timeout */
 	uint32_t wait_replicas; /* WAIT for this many replicas after each batch (0: do not) */
+	uint32_t max_series;	/* series a window table holds (sizes the refused-chunk marks) */
 	/* tally_table_sort_fast()'s scratch for the windows' tables, or NULL (a slower sort) */
 	struct tally_sort_key *sort_scratch;
 	uint64_t retention_s;

@@ -6,6 +6,7 @@ other device's totals are exact, and nothing is sent again (no resend storm)."""
 
 import json
 import os
+import signal
 import time
 
 import tallytest as tt
@@ -90,6 +91,28 @@ def body(ctx):
     tt.check_eq(redis.client.call('SMEMBERS', 'tally:{6}:%d' % w), ['a set'], 'foreign set kept')
     tt.check_eq(redis.client.hgetall('tally:{7}:%d' % w), {'1:count': 'many'},
                 'the window key with a foreign field is untouched')
+
+    # The same window sent again and again (here: WAIT for a replica there is not, so every
+    # pass fails after its replies are read): each refusal is kept and counted once.
+    redis.client.call('DEL', 'tally:refused', 'tally:self')
+    tally = ctx.tally(['net_pcap0,rx_pcap=' + pcap],
+                      ['--redis', redis.addr, '--window-ms', str(WINDOW_MS), '--stats-ms', '100',
+                       '--flush-ms', '10', '--redis-wait-replicas', '1', '--redis-timeout-ms',
+                       '200', '--breaker-failures', '1000', '--shutdown-timeout-s', '3'],
+                      redis=redis, name='tally-retries')
+    tally.wait_stats(lambda s: s.get('datagrams') == DATAGRAMS, timeout=30,
+                     what='datagrams=%d' % DATAGRAMS)
+    time.sleep(1.0)
+    tally.proc.send_signal(signal.SIGTERM)
+    rc = tally.proc.wait(20)
+    tt.check_eq(rc, 1, 'exit status with the window never acknowledged (no spool)')
+    st = redis.self_stats()
+    tt.log('retries: window_retries=%d redis_wait_short=%d redis_refused=%d'
+           % (st['window_retries'], st['redis_wait_short'], st['redis_refused']))
+    tt.check(st['window_retries'] >= 2, 'the window was sent again (%d)' % st['window_retries'])
+    tt.check_eq(st['redis_refused'], 3, 'redis_refused over %d passes' % st['window_retries'])
+    tt.check_eq(st['redis_refused_records'], want_records, 'redis_refused_records')
+    tt.check_eq(redis.client.call('LLEN', 'tally:refused'), 3, 'entries in tally:refused')
 
 
 if __name__ == '__main__':
