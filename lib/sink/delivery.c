@@ -200,28 +200,24 @@ tally_delivery_step(struct tally_delivery *d, uint64_t now_ms, int quitting)
 				work++;
 			}
 		}
-		/* the breaker's probe; a window may even complete in it */
-		t = ops->poll(d->conf.sink, now_ms);
-		if (t != NULL) {
-			sink_done(d, t, 1);
+	} else {
+		if (!ops->writing(d->conf.sink)) {
+			if (d->qn > 0) {
+				ops->write_window(d->conf.sink, d->q[0].t, d->q[0].start, NULL);
+				d->q0_writing = 1;
+				work++;
+			} else if (d->conf.spool != NULL && !quitting) {
+				work += replay_step(d);
+			}
+		}
+		/* The queue is full: the oldest window not being written waits on disk instead. */
+		while (d->conf.spool != NULL &&
+		       d->qn > d->conf.queue_max + (uint32_t)d->q0_writing) {
+			spool_held(d, d->q0_writing ? 1 : 0);
 			work++;
 		}
-		return work;
 	}
-	if (!ops->writing(d->conf.sink)) {
-		if (d->qn > 0) {
-			ops->write_window(d->conf.sink, d->q[0].t, d->q[0].start, NULL);
-			d->q0_writing = 1;
-			work++;
-		} else if (d->conf.spool != NULL && !quitting) {
-			work += replay_step(d);
-		}
-	}
-	/* The queue is full: the oldest window not being written waits on disk instead. */
-	while (d->conf.spool != NULL && d->qn > d->conf.queue_max + (uint32_t)d->q0_writing) {
-		spool_held(d, d->q0_writing ? 1 : 0);
-		work++;
-	}
+	/* With the breaker open this is its probe; a window may complete in it all the same. */
 	t = ops->poll(d->conf.sink, now_ms);
 	if (t != NULL) {
 		sink_done(d, t, 1);

@@ -8,9 +8,8 @@
 
 #include "tally_sink.h"
 
-/* Decimal digits of v at buf (room for 20); returns their count. */
-static int
-fmt_u64(char *buf, uint64_t v)
+int
+tally_fmt_u64(char *buf, uint64_t v)
 {
 	char tmp[20];
 	int n = 0, i;
@@ -37,9 +36,9 @@ tally_fmt_double(char *buf, size_t len, double v)
 
 		if (v < 0) {
 			buf[n++] = '-';
-			n += fmt_u64(buf + n, (uint64_t)(-(int64_t)v));
+			n += tally_fmt_u64(buf + n, (uint64_t)(-(int64_t)v));
 		} else {
-			n += fmt_u64(buf + n, (uint64_t)v);
+			n += tally_fmt_u64(buf + n, (uint64_t)v);
 		}
 		buf[n] = '\0';
 		return n;
@@ -85,7 +84,7 @@ enc_double(struct tally_encoder *e, double v)
 static void
 enc_u64(struct tally_encoder *e, uint64_t v)
 {
-	e->argvlen[e->argc] = (size_t)fmt_u64(e->buf[e->argc], v);
+	e->argvlen[e->argc] = (size_t)tally_fmt_u64(e->buf[e->argc], v);
 	e->argv[e->argc] = e->buf[e->argc];
 	e->argc++;
 }
@@ -95,7 +94,7 @@ static void
 enc_field(struct tally_encoder *e, uint32_t metric, const char *suffix, size_t slen)
 {
 	char *b = e->buf[e->argc];
-	int n = fmt_u64(b, metric);
+	int n = tally_fmt_u64(b, metric);
 
 	b[n++] = ':';
 	memcpy(b + n, suffix, slen);
@@ -221,7 +220,7 @@ enc_series_v2(struct tally_encoder *e, const struct tally_slot *s)
 	enc_field(e, s->metric_id, "ts", 2);
 	/* zero-padded to 20 digits: the Function orders times as strings */
 	b = e->buf[e->argc];
-	n = fmt_u64(b, s->last_ns);
+	n = tally_fmt_u64(b, s->last_ns);
 	memmove(b + 20 - n, b, (size_t)n);
 	for (k = 0; k < 20 - n; k++)
 		b[k] = '0';

@@ -195,31 +195,44 @@ fail:
 }
 
 /*
- * 1 when the node says cluster_enabled:1 in INFO cluster, 0 when not (or when an ACL keeps
- * INFO from tally's user: a single Redis is assumed, --redis-cluster yes says otherwise),
- * -1 when it does not answer.
+ * What a node says of itself in INFO cluster: 1 cluster_enabled:1, 0 cluster_enabled:0,
+ * -1 no answer, -2 an error reply (an ACL that refuses INFO), whose text goes to why.
+ */
+static int
+info_cluster(redisContext *ctx, char *why, size_t whylen)
+{
+	redisReply *r = redisCommand(ctx, "INFO cluster");
+	int on = -1;
+
+	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+		snprintf(why, whylen, "%s", r->str);
+		on = -2;
+	} else if (r != NULL && r->type == REDIS_REPLY_STRING) {
+		on = strstr(r->str, "cluster_enabled:1") != NULL;
+	}
+	if (r != NULL)
+		freeReplyObject(r);
+	return on;
+}
+
+/*
+ * Whether --redis-cluster auto finds a cluster: 1 yes, 0 no (also when an ACL keeps INFO
+ * from tally's user: a single Redis is assumed, --redis-cluster yes says otherwise), -1 when
+ * the node does not answer.
  */
 static int
 cluster_enabled(struct tally_sink *s, redisContext *ctx)
 {
-	redisReply *r = redisCommand(ctx, "INFO cluster");
-	int on;
+	char why[256];
+	int on = info_cluster(ctx, why, sizeof(why));
 
-	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+	if (on == -2) {
 		sink_log(s, 1,
 			 "Redis refused INFO cluster (%s): taken for a single Redis; "
 			 "--redis-cluster yes if it is a cluster",
-			 r->str);
-		freeReplyObject(r);
+			 why);
 		return 0;
 	}
-	if (r == NULL || r->type != REDIS_REPLY_STRING) {
-		if (r != NULL)
-			freeReplyObject(r);
-		return -1;
-	}
-	on = strstr(r->str, "cluster_enabled:1") != NULL;
-	freeReplyObject(r);
 	return on;
 }
 
@@ -227,13 +240,9 @@ cluster_enabled(struct tally_sink *s, redisContext *ctx)
 static int
 not_a_cluster_node(redisContext *ctx)
 {
-	redisReply *r = redisCommand(ctx, "INFO cluster");
-	int no = r != NULL && r->type == REDIS_REPLY_STRING &&
-		 strstr(r->str, "cluster_enabled:0") != NULL;
+	char why[256];
 
-	if (r != NULL)
-		freeReplyObject(r);
-	return no;
+	return info_cluster(ctx, why, sizeof(why)) == 0;
 }
 
 static void
@@ -619,22 +628,6 @@ route(const struct tally_sink *s, int argc, const char **argv, const size_t *arg
 	return owner == TALLY_SLOT_NONE || owner >= s->nnodes ? -1 : owner;
 }
 
-/* Decimal digits of v at b; returns their count. */
-static size_t
-resp_u64(char *b, uint64_t v)
-{
-	char tmp[20];
-	size_t n = 0, i;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	for (i = 0; i < n; i++)
-		b[i] = tmp[n - 1 - i];
-	return n;
-}
-
 /*
  * The command in RESP (*argc, then $len and the bytes of each argument), or 0 when it does
  * not fit: hiredis's own formatting costs a generic format call per argument, this a copy.
@@ -648,14 +641,14 @@ resp_format(char *b, size_t cap, int argc, const char **argv, const size_t *argv
 	if (cap < 24)
 		return 0;
 	b[at++] = '*';
-	at += resp_u64(b + at, (uint64_t)argc);
+	at += (size_t)tally_fmt_u64(b + at, (uint64_t)argc);
 	b[at++] = '\r';
 	b[at++] = '\n';
 	for (i = 0; i < argc; i++) {
 		if (at + argvlen[i] + 28 > cap)
 			return 0;
 		b[at++] = '$';
-		at += resp_u64(b + at, argvlen[i]);
+		at += (size_t)tally_fmt_u64(b + at, argvlen[i]);
 		b[at++] = '\r';
 		b[at++] = '\n';
 		memcpy(b + at, argv[i], argvlen[i]);

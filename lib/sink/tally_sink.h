@@ -105,6 +105,9 @@ void tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc
 /* The Redis Function library (Lua) that tally_encode_merge() calls. */
 extern const char tally_merge_lua[];
 
+/* The decimal digits of v at buf (room for 20, no NUL), without printf. Returns their count. */
+int tally_fmt_u64(char *buf, uint64_t v);
+
 /* Format a double so that it reads back bit-exact (%.17g). Returns its length. */
 int tally_fmt_double(char *buf, size_t len, double v);
 
