@@ -83,6 +83,8 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_redis_refused_lost] = ss->refused_lost;
 		t->ctl.c[TALLY_CC_redis_redirects] = ss->redirects;
 		t->ctl.c[TALLY_CC_redis_wait_short] = ss->wait_short;
+		t->ctl.c[TALLY_CC_redis_folds] = ss->folds;
+		t->ctl.c[TALLY_CC_redis_fold_retries] = ss->fold_retries;
 		t->ctl.c[TALLY_CC_redis_masters] = tally_sink_masters(app->sink);
 	}
 	t->ctl.c[TALLY_CC_sink_queue] = app->dlv.qn;

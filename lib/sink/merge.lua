@@ -8,6 +8,13 @@
 -- Returns one reply per device: 1 merged, 0 already applied, or an error (that device only).
 -- Every read and check comes before the first write of a device: Redis does not roll a
 -- failed script back, so a device either merges whole and is marked applied, or not at all.
+--
+-- tally_put2 and tally_swap2 are the fast path: the sink builds each window key whole as a
+-- DUMP payload (the fields and the applied mark) and Redis RESTOREs it, so no field passes
+-- through Lua. put2 writes keys that do not exist yet; for one that does, the sink reads it
+-- (HGETALL), folds in its partial itself and swap2 replaces the key if it has not changed
+-- since (its field count: every write adds an applied mark, none removes a field).
+-- tally_merge2 stays for a Redis that refuses RESTORE (an ACL without it).
 
 local function num(key, field, v)
   local x = tonumber(v)
@@ -125,4 +132,67 @@ local function merge(keys, args)
   return res
 end
 
+-- RESTORE, or an error reply NORESTORE naming why (the sink then writes with tally_merge2).
+local function restore(win, ttl, payload, replace)
+  local ok, r
+  if replace then
+    ok, r = pcall(redis.call, 'RESTORE', win, ttl * 1000, payload, 'REPLACE')
+  else
+    ok, r = pcall(redis.call, 'RESTORE', win, ttl * 1000, payload)
+  end
+  if ok then
+    return 1
+  end
+  if type(r) == 'table' then
+    r = r.err
+  end
+  return redis.error_reply('NORESTORE ' .. tostring(r))
+end
+
+-- KEYS: per device, its window hash and its latest key. ARGV: TTL (s), window start (ms),
+-- then per device the DUMP payload of its window key. One reply per device: 1 written,
+-- 2 the key exists (the sink folds into it), an error (that device only: WRONGTYPE when
+-- the key is not a hash).
+local function put(keys, args)
+  local ttl, wstart = args[1], args[2]
+  local res = {}
+  for d = 1, #keys, 2 do
+    local win = keys[d]
+    local t = redis.call('TYPE', win).ok
+    if t == 'hash' then
+      res[#res + 1] = 2
+    elseif t ~= 'none' then
+      res[#res + 1] = redis.error_reply('WRONGTYPE ' .. win .. ' holds a ' .. t .. ', not a hash')
+    else
+      local ok, r = pcall(point_latest, keys[d + 1], ttl, wstart)
+      if ok then
+        res[#res + 1] = restore(win, ttl, args[2 + (d + 1) / 2], false)
+      else
+        if type(r) == 'table' then
+          r = r.err
+        end
+        res[#res + 1] = redis.error_reply(tostring(r))
+      end
+    end
+  end
+  return res
+end
+
+-- KEYS: one device's window hash and latest key. ARGV: TTL, window start, applied field,
+-- the field count the key had when the sink read it, the payload of the folded key.
+-- 1 replaced, 0 already applied, 2 changed since it was read (read it again).
+local function swap(keys, args)
+  local win = keys[1]
+  if redis.call('HEXISTS', win, args[3]) == 1 then
+    return 0
+  end
+  if redis.call('HLEN', win) ~= tonumber(args[4]) then
+    return 2
+  end
+  point_latest(keys[2], args[1], args[2])
+  return restore(win, args[1], args[5], true)
+end
+
 redis.register_function('tally_merge2', merge)
+redis.register_function('tally_put2', put)
+redis.register_function('tally_swap2', swap)

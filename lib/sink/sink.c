@@ -19,7 +19,10 @@
 /* What a pipelined command was, so its reply can be put down to what it carried. */
 enum pend_kind {
 	PEND_OTHER,  /* stats, top, expiry, latest: an error is counted and logged */
-	PEND_DATA,   /* window data: device chunks (ref) */
+	PEND_DATA,   /* window data: device chunks (ref), FCALL tally_merge2 */
+	PEND_PUT,    /* the same, FCALL tally_put2 (a payload per chunk) */
+	PEND_READ,   /* HGETALL of a window key that exists: one chunk to fold into it */
+	PEND_SWAP,   /* FCALL tally_swap2: one chunk folded by the sink */
 	PEND_COPY,   /* a refused chunk's copy to tally:refused */
 	PEND_ASKING, /* the ASKING before a command sent after an ASK redirect */
 	PEND_WAIT,   /* WAIT after a batch (--redis-wait-replicas) */
@@ -31,6 +34,13 @@ struct pend {
 	uint32_t first;
 };
 
+/* Kinds that carry device chunks of the window. */
+static inline int
+pend_data(uint8_t kind)
+{
+	return kind == PEND_DATA || kind == PEND_PUT || kind == PEND_READ || kind == PEND_SWAP;
+}
+
 /* How a reply is handled. */
 enum reply_class {
 	REPLY_OK,
@@ -40,7 +50,7 @@ enum reply_class {
 };
 
 #define REFUSED_LOG_MS 5000 /* at most one line per this long about refused writes */
-#define RESP_MAX (TALLY_ENC_MAX_ARGS * (TALLY_ENC_ARG_LEN + 16) + 64)
+#define RESP_MAX (TALLY_ENC_MAX_ARGS * (TALLY_ENC_ARG_LEN + 16) + TALLY_ENC_PAYLOAD_MAX + 64)
 #define REFUSED_JSON_MAX 16384
 #define TRYAGAIN_MS 20 /* a write to a slot being migrated waits this long before it retries */
 
@@ -59,6 +69,7 @@ struct redo {
 	uint32_t first;
 	uint8_t entries;
 	int8_t node; /* ASK: the node to send it to, with ASKING; -1: by the slot map */
+	uint8_t fields; /* with tally_merge2 (its fields), not as a payload */
 };
 
 struct tally_sink {
@@ -76,6 +87,8 @@ struct tally_sink {
 	int force_node;		     /* emit(): -1, or the node an ASK named */
 	int lost_cmd;		     /* a command of the batch could not be appended: redo it all */
 	int restart;		     /* send the whole window again (hset mode after a redirect) */
+	int no_restore;		     /* Redis refused RESTORE: merges go through tally_merge2 */
+	uint8_t emit_kind;	     /* emit(): what the window data being encoded is */
 	struct redo *redo;
 	uint64_t nredo;
 	uint64_t redo_at_ms; /* TRYAGAIN: not before then (a slot half migrated) */
@@ -103,6 +116,9 @@ struct tally_sink {
 	uint64_t refused_unlogged; /* refusals since */
 	char refused_json[REFUSED_JSON_MAX];
 	struct tally_encoder enc;
+	/* a window key read to fold into (HGETALL), as tally_encode_swap() takes it */
+	const char *fold_field[TALLY_ENC_FOLD_PAIRS], *fold_value[TALLY_ENC_FOLD_PAIRS];
+	size_t fold_field_len[TALLY_ENC_FOLD_PAIRS], fold_value_len[TALLY_ENC_FOLD_PAIRS];
 	char resp[RESP_MAX]; /* one command in RESP, formatted here rather than by hiredis */
 };
 
@@ -499,10 +515,11 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	snprintf(s->node[0].host, sizeof(s->node[0].host), "%s", s->host);
 	s->node[0].port = s->conf.port;
 	/*
-	 * Room per node for a full batch, the commands sent again after redirects, and the two
-	 * that keep a copy of each refused chunk (appended while the batch's replies are read).
+	 * Room per node for a full batch, the commands sent again after redirects, and those
+	 * appended while the batch's replies are read: the two that keep a copy of each refused
+	 * chunk, the read and the swap of each chunk folded into a key that exists.
 	 */
-	s->pend_cap = 3 * (s->conf.flush_batch + 64);
+	s->pend_cap = 5 * (s->conf.flush_batch + 64);
 	s->redo = calloc(s->conf.flush_batch + 64, sizeof(*s->redo));
 	if (s->conf.max_series > 0)
 		s->refused_bits = calloc((s->conf.max_series + 63) / 64, sizeof(uint64_t));
@@ -715,7 +732,7 @@ emit(void *arg, int argc, const char **argv, const size_t *argvlen, const struct
 
 		append(s, PEND_ASKING, 1, &asking, &asking_len, NULL);
 	}
-	append(s, ref != NULL ? PEND_DATA : PEND_OTHER, argc, argv, argvlen, ref);
+	append(s, ref != NULL ? s->emit_kind : PEND_OTHER, argc, argv, argvlen, ref);
 }
 
 void
@@ -866,16 +883,117 @@ refuse_entry(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
 	append(s, PEND_OTHER, 4, argv, argvlen, NULL);
 }
 
-/* Remember a data command to send again once the batch is read. */
+/* Remember device chunks to send again once the batch is read. */
 static void
-redo_add(struct tally_sink *s, const struct pend *p, int node)
+redo_at(struct tally_sink *s, uint32_t first, uint8_t entries, int node, int fields)
 {
 	if (s->nredo >= s->conf.flush_batch + 64) {
 		s->restart = 1; /* no room to remember it: the whole window again */
 		return;
 	}
-	s->redo[s->nredo++] =
-		(struct redo){.first = p->first, .entries = p->entries, .node = (int8_t)node};
+	s->redo[s->nredo++] = (struct redo){.first = first,
+					    .entries = entries,
+					    .node = (int8_t)node,
+					    .fields = (uint8_t)fields};
+}
+
+static void
+redo_add(struct tally_sink *s, const struct pend *p, int node)
+{
+	redo_at(s, p->first, p->entries, node, 0);
+}
+
+/*
+ * Encode window data from *pos on: as payloads (the fast path), with tally_merge2's fields
+ * (fields, or when Redis refuses RESTORE), or as plain HSETs (--redis-write hset). Returns
+ * the entries encoded.
+ */
+static unsigned int
+encode_data(struct tally_sink *s, uint32_t *pos, int one_device, int fields)
+{
+	if (!s->conf.merge) {
+		s->emit_kind = PEND_DATA;
+		return tally_encode_device(&s->enc, s->win, pos, s->win_start, s->conf.retention_s,
+					   emit, s);
+	}
+	if (fields || s->no_restore) {
+		s->emit_kind = PEND_DATA;
+		return tally_encode_merge(&s->enc, s->win, pos, s->win_start, s->conf.retention_s,
+					  s->win_id, one_device, emit, s);
+	}
+	s->emit_kind = PEND_PUT;
+	return tally_encode_put(&s->enc, s->win, pos, s->win_start, s->conf.retention_s, s->win_id,
+				one_device, emit, s);
+}
+
+/* The chunk at pos goes to a window key that exists: read it (HGETALL) to fold into it. */
+static void
+fold_read(struct tally_sink *s, uint32_t pos)
+{
+	struct tally_enc_ref ref = {.first = pos, .entries = 1};
+	struct tally_enc_entry e;
+	char key[TALLY_ENC_ARG_LEN];
+	const char *argv[2] = {"HGETALL", key};
+	size_t argvlen[2] = {7, 0};
+
+	tally_enc_entry(s->win, pos, &e);
+	argvlen[1] = (size_t)snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, e.device_id,
+				      s->win_start);
+	s->emit_kind = PEND_READ;
+	emit(s, 2, argv, argvlen, &ref);
+}
+
+/* Redis would not RESTORE (an ACL without it, a payload it cannot read): the slower path. */
+static void
+restore_off(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
+{
+	if (!s->no_restore)
+		sink_log(s, 1,
+			 "Redis refused RESTORE (%.*s): window keys are written with FCALL "
+			 "tally_merge2 from now on (slower; see README, Exactly-once writes)",
+			 (int)(whylen > 200 ? 200 : whylen), why);
+	s->no_restore = 1;
+	redo_at(s, pos, 1, -1, 1);
+}
+
+/* The HGETALL of a window key to fold the chunk at pos into. */
+static void
+fold_reply(struct tally_sink *s, uint32_t pos, const redisReply *r)
+{
+	struct tally_hash_view v = {.field = s->fold_field,
+				    .field_len = s->fold_field_len,
+				    .value = s->fold_value,
+				    .value_len = s->fold_value_len};
+	char err[256];
+	size_t i;
+
+	if (r->elements / 2 > TALLY_ENC_FOLD_PAIRS) {
+		redo_at(s, pos, 1, -1, 1);
+		return;
+	}
+	for (i = 0; i + 1 < r->elements; i += 2) {
+		const redisReply *f = r->element[i], *x = r->element[i + 1];
+
+		if (f->type != REDIS_REPLY_STRING || x->type != REDIS_REPLY_STRING)
+			continue;
+		s->fold_field[v.n] = f->str;
+		s->fold_field_len[v.n] = f->len;
+		s->fold_value[v.n] = x->str;
+		s->fold_value_len[v.n] = x->len;
+		v.n++;
+	}
+	s->emit_kind = PEND_SWAP;
+	switch (tally_encode_swap(&s->enc, s->win, pos, s->win_start, s->conf.retention_s,
+				  s->win_id, &v, err, sizeof(err), emit, s)) {
+	case TALLY_FOLD_REFUSED:
+		refuse_entry(s, pos, err, strlen(err));
+		break;
+	case TALLY_FOLD_TOO_BIG:
+		redo_at(s, pos, 1, -1, 1);
+		break;
+	default: /* sent, or the key holds the chunk already */
+		break;
+	}
 }
 
 /*
@@ -909,7 +1027,7 @@ redirect(struct tally_sink *s, const struct pend *p, const redisReply *r)
 	 * Data of the merge mode is sent again chunk by chunk; the stats and the top are written
 	 * again soon anyway. In hset mode (EXPIRE, SET of latest go with the data) the window.
 	 */
-	if (p->kind == PEND_DATA && s->conf.merge)
+	if (pend_data(p->kind) && s->conf.merge)
 		redo_add(s, p, node);
 	else if (!s->conf.merge && p->kind != PEND_ASKING)
 		s->restart = 1;
@@ -945,25 +1063,49 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 		redirect(s, p, r);
 		return c;
 	}
-	if (p->kind == PEND_DATA && r->type == REDIS_REPLY_ARRAY) {
-		/* tally_merge2: one reply per device chunk, in order */
+	if ((p->kind == PEND_DATA || p->kind == PEND_PUT) && r->type == REDIS_REPLY_ARRAY) {
+		/* tally_merge2, tally_put2: one reply per device chunk, in order */
 		for (i = 0; i < p->entries && s->win != NULL && pos < s->win->series; i++) {
 			struct tally_enc_entry e;
 			const redisReply *x = i < r->elements ? r->element[i] : NULL;
 
 			tally_enc_entry(s->win, pos, &e);
 			if (x != NULL && x->type == REDIS_REPLY_ERROR) {
-				if (classify(x) != REPLY_DATA)
+				if (has_prefix(x->str, x->len, "NORESTORE"))
+					restore_off(s, pos, x->str, x->len);
+				else if (classify(x) != REPLY_DATA)
 					return REPLY_NOT_NOW;
-				refuse_entry(s, pos, x->str, x->len);
+				else
+					refuse_entry(s, pos, x->str, x->len);
+			} else if (p->kind == PEND_PUT && x != NULL &&
+				   x->type == REDIS_REPLY_INTEGER && x->integer == 2) {
+				fold_read(s, pos); /* the key exists: fold into it */
 			}
 			pos = e.first + e.n;
 		}
 		return REPLY_OK;
 	}
+	if (p->kind == PEND_READ && r->type == REDIS_REPLY_ARRAY && s->win != NULL &&
+	    pos < s->win->series) {
+		fold_reply(s, pos, r);
+		return REPLY_OK;
+	}
+	if (p->kind == PEND_SWAP && s->win != NULL && pos < s->win->series) {
+		if (r->type == REDIS_REPLY_INTEGER && r->integer == 2) {
+			s->st.fold_retries++; /* the key changed since it was read: again */
+			fold_read(s, pos);
+			return REPLY_OK;
+		}
+		if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+			s->st.folds++;
+		if (c == REPLY_DATA && has_prefix(r->str, r->len, "NORESTORE")) {
+			restore_off(s, pos, r->str, r->len);
+			return REPLY_OK;
+		}
+	}
 	if (c == REPLY_OK)
 		return c;
-	if (p->kind == PEND_DATA) {
+	if (pend_data(p->kind)) {
 		for (i = 0; i < p->entries && s->win != NULL && pos < s->win->series; i++) {
 			struct tally_enc_entry e;
 
@@ -1038,7 +1180,7 @@ node_read(struct tally_sink *s, struct sink_node *n, uint64_t todo, uint64_t *no
 			n->sent--;
 		s->pending--;
 		todo--;
-		s->pending_cost -= p.kind == PEND_DATA ? p.entries : 1;
+		s->pending_cost -= pend_data(p.kind) ? p.entries : 1;
 		switch (take_reply(s, &p, r)) {
 		case REPLY_NOT_NOW:
 			(*not_now)++;
@@ -1069,8 +1211,7 @@ redo_send(struct tally_sink *s)
 		s->force_node = s->redo[i].node;
 		/* One device per call in a cluster: the same grouping gives the same command. */
 		for (k = 0; k < s->redo[i].entries && pos < s->win->series;)
-			k += tally_encode_merge(&s->enc, s->win, &pos, s->win_start,
-						s->conf.retention_s, s->win_id, 1, emit, s);
+			k += encode_data(s, &pos, 1, s->redo[i].fields);
 		s->force_node = -1;
 	}
 }
@@ -1320,13 +1461,7 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 	       s->unsent_cost < s->conf.flush_batch) {
 		uint32_t first = s->win_pos;
 
-		if (s->conf.merge)
-			tally_encode_merge(&s->enc, s->win, &s->win_pos, s->win_start,
-					   s->conf.retention_s, s->win_id, s->cluster == 1, emit,
-					   s);
-		else
-			tally_encode_device(&s->enc, s->win, &s->win_pos, s->win_start,
-					    s->conf.retention_s, emit, s);
+		encode_data(s, &s->win_pos, s->cluster == 1, 0);
 		top_account(s, first, s->win_pos);
 		/* A replayed older window must not replace the newest window's top. */
 		if (s->win_pos == s->win->series && s->win_start >= s->top_window) {

@@ -18,6 +18,8 @@
 #define TALLY_ENC_MAX_ARGS 2048
 #define TALLY_ENC_ARG_LEN 48
 #define TALLY_ENC_ID_LEN 192 /* `_applied:<instance (<= 64)>:<run start ms>:<pid>:<random>` */
+#define TALLY_ENC_PAYLOAD_MAX (96 * 1024) /* DUMP payloads of one FCALL tally_put2 */
+#define TALLY_ENC_FOLD_PAIRS 4096	  /* fields of a window key the sink folds into */
 
 /*
  * The window data a command carries: `entries` device chunks of the sorted window table,
@@ -47,6 +49,7 @@ struct tally_encoder {
 	size_t argvlen[TALLY_ENC_MAX_ARGS];
 	char buf[TALLY_ENC_MAX_ARGS][TALLY_ENC_ARG_LEN];
 	char id[TALLY_ENC_ID_LEN];
+	uint8_t payload[TALLY_ENC_PAYLOAD_MAX];
 };
 
 /*
@@ -98,6 +101,44 @@ unsigned int tally_encode_top(struct tally_encoder *e, const struct tally_top *t
 unsigned int tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
 				uint64_t start_ms, uint64_t retention_s, const char *partial_id,
 				int one_device, tally_emit_fn emit, void *ctx);
+
+/*
+ * The fast path of the same merges: one `FCALL tally_put2` for up to
+ * TALLY_ENC_ENTRIES_PER_CALL device chunks from *pos on, each carried as the DUMP payload of
+ * its whole window key (its fields and the applied mark), which the Function RESTOREs when
+ * the key does not exist yet; a key that exists is answered 2, and the sink folds into it
+ * (tally_encode_swap()). The same arguments and replies as tally_encode_merge() otherwise.
+ */
+unsigned int tally_encode_put(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
+			      uint64_t start_ms, uint64_t retention_s, const char *partial_id,
+			      int one_device, tally_emit_fn emit, void *ctx);
+
+/* The fields of a window key as HGETALL returned them (pointers into the reply). */
+struct tally_hash_view {
+	uint32_t n; /* pairs */
+	const char *const *field;
+	const size_t *field_len;
+	const char *const *value;
+	const size_t *value_len;
+};
+
+enum {
+	TALLY_FOLD_REFUSED = -1, /* a field of one of the chunk's metrics is not a number: err */
+	TALLY_FOLD_TOO_BIG = 0,	 /* the folded key does not fit a payload: tally_merge2 it */
+	TALLY_FOLD_SENT = 1,	 /* `FCALL tally_swap2` emitted */
+	TALLY_FOLD_APPLIED = 2,	 /* the key already holds the chunk's applied mark */
+};
+
+/*
+ * Fold the device chunk at series pos into what its window key holds (old, read by HGETALL):
+ * count and sum add, min and max fold, last by time, the chunk's applied mark added, every
+ * other field kept as it is. Emits `FCALL tally_swap2`, which replaces the key with the
+ * result only if it still has old->n fields (1), or answers 2 (read it again) or 0.
+ */
+int tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t pos,
+		      uint64_t start_ms, uint64_t retention_s, const char *partial_id,
+		      const struct tally_hash_view *old, char *err, size_t errlen,
+		      tally_emit_fn emit, void *ctx);
 
 /* The device chunk that starts at series pos of a sorted table (pos at a chunk start). */
 void tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out);
@@ -172,6 +213,8 @@ struct tally_sink_stats {
 	uint64_t refused_lost;	  /* refused chunks whose copy tally:refused did not take either */
 	uint64_t redirects;	  /* cluster: MOVED, ASK and TRYAGAIN replies followed */
 	uint64_t wait_short; /* batches fewer replicas than --redis-wait-replicas had in time */
+	uint64_t folds;	     /* chunks folded into a window key that existed (read, swap) */
+	uint64_t fold_retries; /* folds read again: the key changed between the read and swap */
 };
 
 /*

@@ -132,7 +132,7 @@ class Resp:
             data = self.rfile.read(n + 2)
             if len(data) != n + 2:
                 raise ConnectionError('redis closed the connection')
-            return data[:-2].decode()
+            return data[:-2].decode('utf-8', 'surrogateescape')
         if kind == b'*':
             n = int(rest)
             return None if n < 0 else [self._read() for _ in range(n)]

@@ -93,7 +93,10 @@ def body(ctx):
                 'the window key with a foreign field is untouched')
 
     # The same window sent again and again (here: WAIT for a replica there is not, so every
-    # pass fails after its replies are read): each refusal is kept and counted once.
+    # pass fails after its replies are read): each refusal is kept and counted once. Devices
+    # 5 and 6 are refused in tally_put2's reply; device 7's window key is a hash, refused
+    # only when the sink has read it to fold into it, which follows an acknowledged batch,
+    # so never here.
     redis.client.call('DEL', 'tally:refused', 'tally:self')
     tally = ctx.tally(['net_pcap0,rx_pcap=' + pcap],
                       ['--redis', redis.addr, '--window-ms', str(WINDOW_MS), '--stats-ms', '100',
@@ -110,9 +113,11 @@ def body(ctx):
     tt.log('retries: window_retries=%d redis_wait_short=%d redis_refused=%d'
            % (st['window_retries'], st['redis_wait_short'], st['redis_refused']))
     tt.check(st['window_retries'] >= 2, 'the window was sent again (%d)' % st['window_retries'])
-    tt.check_eq(st['redis_refused'], 3, 'redis_refused over %d passes' % st['window_retries'])
-    tt.check_eq(st['redis_refused_records'], want_records, 'redis_refused_records')
-    tt.check_eq(redis.client.call('LLEN', 'tally:refused'), 3, 'entries in tally:refused')
+    tt.check_eq(st['redis_refused'], 2, 'redis_refused over %d passes' % st['window_retries'])
+    tt.check_eq(st['redis_refused_records'],
+                sum(v[0] for k, v in expected.items() if k[0] in (5, 6)),
+                'redis_refused_records')
+    tt.check_eq(redis.client.call('LLEN', 'tally:refused'), 2, 'entries in tally:refused')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Unit tests of the fast write path: Redis DUMP payloads of a hash (checked against bytes
+ * Redis 7.0.15 produced), FCALL tally_put2, and the sink's own fold (FCALL tally_swap2).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "test.h"
+#include "tally_dump.h"
+#include "tally_sink.h"
+
+static int
+unhex(const char *hex, uint8_t *out)
+{
+	int n = 0;
+
+	for (; hex[0] && hex[1]; hex += 2)
+		out[n++] = (uint8_t)strtoul((char[3]){hex[0], hex[1], 0}, NULL, 16);
+	return n;
+}
+
+static void
+test_crc64(void **state)
+{
+	(void)state;
+	assert_true(tally_crc64(0, "123456789", 9) == 0xe9c6d914c4b8d9caULL);
+	assert_true(tally_crc64(0, "", 0) == 0);
+}
+
+/* DUMP of this HSET by Redis 7.0.15 with rdbcompression no (a listpack, ints of every size). */
+static const char *const pairs15[][2] = {
+	{"3:count", "12345"},
+	{"3:sum", "1.5"},
+	{"3:min", "-7"},
+	{"3:max", "100000"},
+	{"3:last", "-100000000000"},
+	{"3:ts", "00000001733000000123"},
+	{"_applied:h:1:2:abc", "1"},
+	{"x", "4095"},
+	{"y", "-4096"},
+	{"z", "9223372036854775807"},
+	{"w", "-9223372036854775808"},
+	{"v", "-0"},
+	{"u", "007"},
+	{"t", "8388607"},
+	{"s", "-2147483648"},
+};
+static const char redis_dump15[] =
+	"1040c0c00000001e0087333a636f756e7408f139300385333a73756d0683312e350485333a6d696e06dff9028"
+	"5333a6d617806f2a086010486333a6c61737407f4001889b7e8ffffff0984333a747305943030303030303031"
+	"37333330303030303031323315925f6170706c6965643a683a313a323a616263130101817802cfff02817902d"
+	"00002817a02f4ffffffffffffff7f09817702f4000000000000008009817602822d3003817502833030370481"
+	"7402f2ffff7f04817302f30000008005ff0a00f36d252212229e99";
+
+static void
+test_listpack_is_redis_dump(void **state)
+{
+	uint8_t buf[1024], want[1024];
+	struct tally_dump d;
+	size_t i, len;
+	int n = unhex(redis_dump15, want);
+
+	(void)state;
+	tally_dump_begin(&d, buf, sizeof(buf), 15, 1);
+	assert_true(d.listpack);
+	for (i = 0; i < 15; i++)
+		tally_dump_pair(&d, pairs15[i][0], strlen(pairs15[i][0]), pairs15[i][1],
+				strlen(pairs15[i][1]));
+	len = tally_dump_end(&d);
+	assert_int_equal(len, n);
+	assert_memory_equal(buf, want, len);
+
+	/* announced pairs must match; a buffer too small gives 0, not a cut payload */
+	tally_dump_begin(&d, buf, sizeof(buf), 2, 1);
+	tally_dump_pair(&d, "a", 1, "1", 1);
+	assert_int_equal(tally_dump_end(&d), 0);
+	tally_dump_begin(&d, buf, 40, 15, 1);
+	for (i = 0; i < 15; i++)
+		tally_dump_pair(&d, pairs15[i][0], strlen(pairs15[i][0]), pairs15[i][1],
+				strlen(pairs15[i][1]));
+	assert_int_equal(tally_dump_end(&d), 0);
+}
+
+static void
+test_plain_hash(void **state)
+{
+	/* type 4 (what RESTORE stores by hash-max-listpack-*), read back by Redis 7.0.15 */
+	static const char want_hex[] =
+		"040207333a636f756e7405313233343505333a73756d03312e350a008caff1034f2869ad";
+	uint8_t buf[256], want[256];
+	struct tally_dump d;
+	int n = unhex(want_hex, want);
+
+	(void)state;
+	assert_false(tally_dump_small(65, 10));
+	assert_false(tally_dump_small(3, 65));
+	assert_true(tally_dump_small(64, 64));
+	tally_dump_begin(&d, buf, sizeof(buf), 2, 0);
+	tally_dump_pair(&d, "3:count", 7, "12345", 5);
+	tally_dump_pair(&d, "3:sum", 5, "1.5", 3);
+	assert_int_equal(tally_dump_end(&d), n);
+	assert_memory_equal(buf, want, n);
+}
+
+/* A listpack or plain-hash payload read back into pairs (an independent reader). */
+struct hash {
+	int n;
+	char f[512][200], v[512][64];
+};
+
+static size_t
+rdb_len(const uint8_t *p, uint64_t *len)
+{
+	if ((p[0] >> 6) == 0) {
+		*len = p[0] & 63;
+		return 1;
+	}
+	if ((p[0] >> 6) == 1) {
+		*len = ((uint64_t)(p[0] & 63) << 8) | p[1];
+		return 2;
+	}
+	assert_int_equal(p[0], 0x80);
+	*len = ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) | ((uint64_t)p[3] << 8) | p[4];
+	return 5;
+}
+
+static size_t
+lp_read(const uint8_t *p, char *out)
+{
+	size_t n;
+	int64_t v;
+
+	if (p[0] < 0x80) {
+		v = p[0];
+		n = 1;
+	} else if ((p[0] & 0xc0) == 0x80) {
+		memcpy(out, p + 1, p[0] & 63);
+		out[p[0] & 63] = 0;
+		n = 1 + (p[0] & 63);
+		goto back;
+	} else if ((p[0] & 0xe0) == 0xc0) {
+		v = ((p[0] & 0x1f) << 8) | p[1];
+		if (v >= 4096)
+			v -= 8192;
+		n = 2;
+	} else if ((p[0] & 0xf0) == 0xe0) {
+		size_t l = ((size_t)(p[0] & 15) << 8) | p[1];
+
+		memcpy(out, p + 2, l);
+		out[l] = 0;
+		n = 2 + l;
+		goto back;
+	} else {
+		int bytes = p[0] == 0xf1 ? 2 : p[0] == 0xf2 ? 3 : p[0] == 0xf3 ? 4 : 8, i;
+		uint64_t u = 0;
+
+		assert_true(p[0] >= 0xf1 && p[0] <= 0xf4);
+		for (i = 0; i < bytes; i++)
+			u |= (uint64_t)p[1 + i] << (8 * i);
+		if (bytes < 8 && (u >> (8 * bytes - 1)))
+			u |= ~0ULL << (8 * bytes);
+		v = (int64_t)u;
+		n = 1 + (size_t)bytes;
+	}
+	sprintf(out, "%lld", (long long)v);
+back:
+	return n + (n <= 127 ? 1 : 2);
+}
+
+static void
+read_payload(const uint8_t *p, size_t len, struct hash *h)
+{
+	uint64_t l, pairs, i;
+	size_t at = 1;
+
+	assert_true(len > 11);
+	assert_true(tally_crc64(0, p, len - 8) ==
+		    ((uint64_t)p[len - 8] | (uint64_t)p[len - 7] << 8 | (uint64_t)p[len - 6] << 16 |
+		     (uint64_t)p[len - 5] << 24 | (uint64_t)p[len - 4] << 32 |
+		     (uint64_t)p[len - 3] << 40 | (uint64_t)p[len - 2] << 48 |
+		     (uint64_t)p[len - 1] << 56));
+	assert_int_equal(p[len - 10], TALLY_DUMP_RDB_VERSION);
+	h->n = 0;
+	if (p[0] == 4) {
+		at += rdb_len(p + at, &pairs);
+		for (i = 0; i < pairs; i++, h->n++) {
+			at += rdb_len(p + at, &l);
+			memcpy(h->f[h->n], p + at, l);
+			h->f[h->n][l] = 0;
+			at += l;
+			at += rdb_len(p + at, &l);
+			memcpy(h->v[h->n], p + at, l);
+			h->v[h->n][l] = 0;
+			at += l;
+		}
+	} else {
+		assert_int_equal(p[0], 16);
+		at += rdb_len(p + at, &l);
+		assert_int_equal(p[at] | p[at + 1] << 8, l);
+		pairs = (p[at + 4] | p[at + 5] << 8) / 2;
+		at += 6;
+		for (i = 0; i < pairs; i++, h->n++) {
+			at += lp_read(p + at, h->f[h->n]);
+			at += lp_read(p + at, h->v[h->n]);
+		}
+		assert_int_equal(p[at++], 0xff);
+	}
+	assert_int_equal(at + 10, len);
+}
+
+static const char *
+hget(const struct hash *h, const char *f)
+{
+	int i;
+
+	for (i = 0; i < h->n; i++)
+		if (strcmp(h->f[i], f) == 0)
+			return h->v[i];
+	return NULL;
+}
+
+struct call {
+	int n, argc;
+	char argv[16][64];
+	uint8_t payload[4][TALLY_ENC_PAYLOAD_MAX / 4];
+	size_t plen[4];
+	struct tally_enc_ref ref;
+};
+
+/* Keeps the last command: its short arguments as text, payloads (binary) apart. */
+static void
+keep(void *ctx, int argc, const char **argv, const size_t *argvlen, const struct tally_enc_ref *ref)
+{
+	struct call *c = ctx;
+	int i, np = 0;
+
+	c->n++;
+	c->argc = argc;
+	c->ref = ref ? *ref : (struct tally_enc_ref){0};
+	for (i = 0; i < argc; i++) {
+		if (argvlen[i] < 64 && memchr(argv[i], 0, argvlen[i]) == NULL && i < 16) {
+			memcpy(c->argv[i], argv[i], argvlen[i]);
+			c->argv[i][argvlen[i]] = 0;
+		} else {
+			assert_true(np < 4 && argvlen[i] <= sizeof(c->payload[0]));
+			memcpy(c->payload[np], argv[i], argvlen[i]);
+			c->plen[np++] = argvlen[i];
+			if (i < 16)
+				strcpy(c->argv[i], "<payload>");
+		}
+	}
+}
+
+static void
+test_put(void **state)
+{
+	static struct tally_encoder e;
+	static struct call c;
+	static struct hash h;
+	void *raw;
+	struct tally_table *t = test_table_new(256, &raw);
+	uint32_t pos = 0;
+
+	(void)state;
+	tally_table_add(t, 7, tally_hash_device(7), 3, 1, 0.1, 42);
+	tally_table_add(t, 7, tally_hash_device(7), 3, 1, 2.5, 41);
+	tally_table_add(t, 7, tally_hash_device(7), 9, 1, -4, 7);
+	tally_table_add(t, 8, tally_hash_device(8), 1, 1, 4, 9);
+	tally_table_sort(t);
+	assert_int_equal(tally_encode_put(&e, t, &pos, 60000, 3600, "east:1700", 0, keep, &c), 2);
+	assert_int_equal(pos, t->series);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.argc, 3 + 4 + 2 + 2);
+	assert_string_equal(c.argv[0], "FCALL");
+	assert_string_equal(c.argv[1], "tally_put2");
+	assert_string_equal(c.argv[2], "4");
+	assert_string_equal(c.argv[3], "tally:{7}:60000");
+	assert_string_equal(c.argv[4], "tally:{7}:latest");
+	assert_string_equal(c.argv[5], "tally:{8}:60000");
+	assert_string_equal(c.argv[7], "3600");
+	assert_string_equal(c.argv[8], "60000");
+	assert_int_equal(c.ref.first, 0);
+	assert_int_equal(c.ref.entries, 2);
+
+	/* device 7: both metrics and the applied mark, as tally_merge2 would have written them */
+	read_payload(c.payload[0], c.plen[0], &h);
+	assert_int_equal(h.n, 13);
+	assert_string_equal(h.f[0], "3:count");
+	assert_string_equal(h.v[0], "2");
+	assert_string_equal(hget(&h, "3:sum"), "2.6000000000000001");
+	assert_string_equal(hget(&h, "3:min"), "0.10000000000000001");
+	assert_string_equal(hget(&h, "3:max"), "2.5");
+	assert_string_equal(hget(&h, "3:last"), "0.10000000000000001"); /* the newer one (42) */
+	assert_string_equal(hget(&h, "3:ts"), "00000000000000000042");
+	assert_string_equal(hget(&h, "9:min"), "-4");
+	assert_string_equal(h.f[12], "_applied:east:1700");
+	assert_string_equal(h.v[12], "1");
+	read_payload(c.payload[1], c.plen[1], &h);
+	assert_int_equal(h.n, 7);
+	assert_string_equal(hget(&h, "1:last"), "4");
+
+	/* one device per call in a cluster */
+	pos = 0;
+	c.n = 0;
+	assert_int_equal(tally_encode_put(&e, t, &pos, 60000, 3600, "east:1700", 1, keep, &c), 1);
+	assert_int_equal(pos, 2);
+	test_table_free(raw);
+}
+
+static void
+test_put_chunks(void **state)
+{
+	static struct tally_encoder e;
+	static struct call c;
+	static struct hash h;
+	void *raw;
+	struct tally_table *t = test_table_new(256, &raw);
+	uint32_t pos = 0, m;
+
+	(void)state;
+	/* 70 metrics: chunk 0 (64, a plain hash: too many for a listpack) and chunk 1 (6) */
+	for (m = 1; m <= 70; m++)
+		tally_table_add(t, 5, tally_hash_device(5), m, 1, m, 1);
+	tally_table_sort(t);
+	assert_int_equal(tally_encode_put(&e, t, &pos, 0, 60, "p", 0, keep, &c), 2);
+	assert_int_equal(c.payload[0][0], 4);
+	read_payload(c.payload[0], c.plen[0], &h);
+	assert_int_equal(h.n, 64 * 6 + 1);
+	assert_string_equal(hget(&h, "64:sum"), "64");
+	assert_string_equal(hget(&h, "_applied:p"), "1");
+	assert_int_equal(c.payload[1][0], 16);
+	read_payload(c.payload[1], c.plen[1], &h);
+	assert_int_equal(h.n, 6 * 6 + 1);
+	assert_string_equal(hget(&h, "_applied:p:1"), "1");
+	assert_string_equal(hget(&h, "70:count"), "1");
+	test_table_free(raw);
+}
+
+/* Fold a chunk into a view of these pairs. */
+static int
+fold(struct tally_encoder *e, struct tally_table *t, const char *const (*old)[2], uint32_t n,
+     struct call *c, char *err)
+{
+	const char *f[32], *v[32];
+	size_t fl[32], vl[32];
+	struct tally_hash_view view = {n, f, fl, v, vl};
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		f[i] = old[i][0];
+		v[i] = old[i][1];
+		fl[i] = strlen(f[i]);
+		vl[i] = strlen(v[i]);
+	}
+	c->n = 0;
+	return tally_encode_swap(e, t, 0, 60000, 3600, "b", &view, err, 256, keep, c);
+}
+
+static void
+test_swap(void **state)
+{
+	static struct tally_encoder e;
+	static struct call c;
+	static struct hash h;
+	static const char *const old[][2] = {
+		{"3:count", "5"},    {"3:sum", "1.5"}, {"3:min", "-1"},
+		{"3:max", "1"},	     {"3:last", "9"},  {"3:ts", "00000000000000000050"},
+		{"4:count", "1"},    {"4:sum", "1"},   {"other", "kept"},
+		{"_applied:a", "1"},
+	};
+	static const char *const applied[][2] = {{"3:count", "5"}, {"_applied:b", "1"}};
+	static const char *const nan[][2] = {{"3:count", "many"}, {"3:sum", "1"}};
+	static const char *const nan_min[][2] = {{"3:count", "1"}, {"3:min", "x"}};
+	void *raw;
+	struct tally_table *t = test_table_new(64, &raw);
+	char err[256];
+
+	(void)state;
+	tally_table_add(t, 7, tally_hash_device(7), 3, 2, 0.25, 40); /* kind 2; older than 50 */
+	tally_table_add(t, 7, tally_hash_device(7), 3, 1, 7, 30);
+	tally_table_add(t, 7, tally_hash_device(7), 9, 1, -4, 7); /* not in the key yet */
+	tally_table_sort(t);
+	assert_int_equal(fold(&e, t, old, 10, &c, err), TALLY_FOLD_SENT);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.argv[1], "tally_swap2");
+	assert_string_equal(c.argv[2], "2");
+	assert_string_equal(c.argv[3], "tally:{7}:60000");
+	assert_string_equal(c.argv[4], "tally:{7}:latest");
+	assert_string_equal(c.argv[5], "3600");
+	assert_string_equal(c.argv[6], "60000");
+	assert_string_equal(c.argv[7], "_applied:b");
+	assert_string_equal(c.argv[8], "10"); /* the fields it had when read */
+	assert_int_equal(c.ref.entries, 1);
+	read_payload(c.payload[0], c.plen[0], &h);
+	assert_int_equal(h.n, 10 + 6 + 1);
+	/* what was there stays in place, folded */
+	assert_string_equal(h.f[0], "3:count");
+	assert_string_equal(h.v[0], "7");    /* 5 + 2 records */
+	assert_string_equal(h.v[1], "8.75"); /* 1.5 + 0.25 + 7 */
+	assert_string_equal(h.v[2], "-1");   /* min kept */
+	assert_string_equal(h.v[3], "7");    /* max: ours */
+	assert_string_equal(h.v[4], "9");    /* last: the stored one is newer */
+	assert_string_equal(h.v[5], "00000000000000000050");
+	assert_string_equal(h.f[6], "4:count"); /* another metric untouched */
+	assert_string_equal(h.v[6], "1");
+	assert_string_equal(h.f[8], "other");
+	assert_string_equal(h.v[8], "kept");
+	assert_string_equal(h.f[9], "_applied:a");
+	/* the new metric, then the mark */
+	assert_string_equal(h.f[10], "9:count");
+	assert_string_equal(hget(&h, "9:last"), "-4");
+	assert_string_equal(hget(&h, "9:ts"), "00000000000000000007");
+	assert_string_equal(h.f[16], "_applied:b");
+
+	assert_int_equal(fold(&e, t, applied, 2, &c, err), TALLY_FOLD_APPLIED);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(fold(&e, t, nan, 2, &c, err), TALLY_FOLD_REFUSED);
+	assert_int_equal(c.n, 0);
+	assert_string_equal(err, "tally: tally:{7}:60000 field 3:count is not a number: many");
+	assert_int_equal(fold(&e, t, nan_min, 2, &c, err), TALLY_FOLD_REFUSED);
+	assert_string_equal(err, "tally: tally:{7}:60000 field 3:min is not a number: x");
+	test_table_free(raw);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crc64),	   cmocka_unit_test(test_listpack_is_redis_dump),
+		cmocka_unit_test(test_plain_hash), cmocka_unit_test(test_put),
+		cmocka_unit_test(test_put_chunks), cmocka_unit_test(test_swap),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
