@@ -524,25 +524,25 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 	pairs = old->n + 1;
 	for (i = 0; i < en.n; i++) {
 		const struct tally_slot *s = tally_table_at(t, en.first + i);
-		char *v = e->buf[16 + i * F_N];
+		char(*v)[TALLY_ENC_ARG_LEN] = &e->buf[16 + i * F_N];
 		size_t *vl = &e->argvlen[16 + i * F_N];
 		double o;
 		uint64_t c;
 		int keep[F_N] = {0};
 
 		for (j = 0; j < F_N; j++)
-			vl[j] = value_text(v + j * TALLY_ENC_ARG_LEN, s, j);
+			vl[j] = value_text(v[j], s, j);
 		if (at[i][F_COUNT] >= 0) {
 			const int32_t *a = at[i];
 
 			if (!parse_u64(old->value[a[F_COUNT]], old->value_len[a[F_COUNT]], &c))
 				goto nan_count;
-			vl[F_COUNT] = (size_t)tally_fmt_u64(v, c + s->count);
+			vl[F_COUNT] = (size_t)tally_fmt_u64(v[F_COUNT], c + s->count);
 			if (a[F_SUM] >= 0) {
 				if (!parse_double(old->value[a[F_SUM]], old->value_len[a[F_SUM]],
 						  &o))
 					goto nan_sum;
-				vl[F_SUM] = (size_t)tally_fmt_double(v + F_SUM * TALLY_ENC_ARG_LEN,
+				vl[F_SUM] = (size_t)tally_fmt_double(v[F_SUM],
 								     TEXT_MAX, o + s->sum);
 			}
 			/* min and max keep one of the two texts as it is */
@@ -561,7 +561,7 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 			/* last by time: the stored one when it is newer (times order as strings) */
 			if (a[F_TS] >= 0) {
 				size_t ol = old->value_len[a[F_TS]], nl = vl[F_TS];
-				int cmp = memcmp(v + F_TS * TALLY_ENC_ARG_LEN, old->value[a[F_TS]],
+				int cmp = memcmp(v[F_TS], old->value[a[F_TS]],
 						 ol < nl ? ol : nl);
 
 				if (cmp < 0 || (cmp == 0 && nl < ol))
@@ -587,7 +587,7 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 		    (k = chunk_find(t, &en, metric)) >= 0 && at[k][j] == (int32_t)i &&
 		    e->argvlen[16 + k * F_N + j] != (size_t)-1)
 			tally_dump_pair(&d, old->field[i], old->field_len[i],
-					e->buf[16 + k * F_N] + j * TALLY_ENC_ARG_LEN,
+					e->buf[16 + k * F_N + j],
 					e->argvlen[16 + k * F_N + j]);
 		else
 			tally_dump_pair(&d, old->field[i], old->field_len[i], old->value[i],
@@ -603,7 +603,7 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 			if (at[i][j] >= 0 || e->argvlen[16 + i * F_N + j] == (size_t)-1)
 				continue;
 			fl = field_text(f, s->metric_id, j);
-			tally_dump_pair(&d, f, fl, e->buf[16 + i * F_N] + j * TALLY_ENC_ARG_LEN,
+			tally_dump_pair(&d, f, fl, e->buf[16 + i * F_N + j],
 					e->argvlen[16 + i * F_N + j]);
 		}
 	}

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define TALLY_DUMP_RDB_VERSION 10	/* Redis 7.0's; later versions read it */
-#define TALLY_DUMP_LISTPACK_ENTRIES 128 /* Redis's default hash-max-listpack-entries */
+#define TALLY_DUMP_LISTPACK_ENTRIES 128 /* Redis's default hash-max-listpack-entries (pairs) */
 #define TALLY_DUMP_LISTPACK_VALUE 64	/* ... and hash-max-listpack-value */
 
 /* CRC-64/Jones as Redis computes it (reflected, init 0): crc64(0, "123456789") 0xe9c6d914c4b8d9ca.
@@ -35,7 +35,7 @@ struct tally_dump {
 static inline int
 tally_dump_small(uint32_t pairs, size_t longest)
 {
-	return 2 * (uint64_t)pairs <= TALLY_DUMP_LISTPACK_ENTRIES &&
+	return pairs <= TALLY_DUMP_LISTPACK_ENTRIES &&
 	       longest <= TALLY_DUMP_LISTPACK_VALUE;
 }
 
