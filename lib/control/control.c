@@ -316,9 +316,12 @@ sink_main(void *arg)
 		}
 		if (finish && tally_delivery_idle(&app->dlv) && rte_ring_count(app->to_sink) == 0)
 			break;
-		/* A millisecond idle is nothing next to --flush-ms; it keeps the CPU for others. */
+		/*
+		 * A millisecond idle is nothing next to --flush-ms; it keeps the CPU for others.
+		 * Replies Redis sends end the wait at once.
+		 */
 		if (work == 0)
-			usleep(1000);
+			tally_sink_wait(app->sink, 1000);
 	}
 	/* Final stats, acknowledged before exit (on a new connection if the last was dropped). */
 	tally_sink_poll(app->sink, tally_now_ms());

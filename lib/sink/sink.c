@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -98,6 +101,10 @@ struct tally_sink {
 	uint64_t pending_cost;	   /* the device chunks (1 for other commands) they carry */
 	uint64_t unsent_cost;	   /* of which not sent yet: the batch being filled */
 	uint64_t first_pending_ms; /* when the oldest of them was appended */
+	int inflight;		   /* a batch's replies are being read (sink_progress) */
+	uint64_t todo[TALLY_CLUSTER_MAX_MASTERS]; /* per node, replies the batch still waits for */
+	uint64_t deadline_ms;	   /* monotonic: by then the batch is answered, or it failed */
+	uint64_t not_now;	   /* replies of the batch that said "not now" */
 	uint64_t now_ms;           /* time of the current poll, for emit() */
 	uint64_t retry_at_ms;      /* open breaker: when the next probe may go */
 	uint64_t backoff_ms;       /* the next open period, before jitter */
@@ -279,6 +286,7 @@ nodes_close(struct tally_sink *s)
 
 	for (i = 0; i < s->nnodes; i++)
 		node_close(&s->node[i]);
+	s->inflight = 0; /* replies due died with the connections */
 }
 
 static int
@@ -1125,21 +1133,32 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 	return REPLY_DATA;
 }
 
-/* Send what every node's pipeline holds, so the masters work on their batches at once. */
+/*
+ * Send what each node's output buffer holds, as far as its socket takes it now. The sink never
+ * waits in a write: a Redis that reads slowly leaves the rest for the next poll.
+ */
 static int
 nodes_write(struct tally_sink *s)
 {
 	uint32_t i;
 
 	for (i = 0; i < s->nnodes; i++) {
-		struct sink_node *n = &s->node[i];
-		int done = 0;
+		redisContext *c = s->node[i].ctx;
 
-		if (n->ctx == NULL || n->n == 0)
-			continue;
-		while (!done)
-			if (redisBufferWrite(n->ctx, &done) != REDIS_OK)
+		while (c != NULL && sdslen(c->obuf) > 0) {
+			ssize_t w = send(c->fd, c->obuf, sdslen(c->obuf), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				sink_log(s, 1, "Redis at %s:%u: write failed: %s", s->node[i].host,
+					 s->node[i].port, w < 0 ? strerror(errno) : "closed");
 				return -1;
+			}
+			sdsrange(c->obuf, w, -1);
+		}
 	}
 	return 0;
 }
@@ -1153,47 +1172,73 @@ mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* One reply taken off a node's pipeline: put it down to the command it answers. */
+static void
+node_take(struct tally_sink *s, struct sink_node *n, redisReply *r)
+{
+	struct pend p = n->pend[n->head];
+
+	n->head = (n->head + 1) % s->pend_cap;
+	n->n--;
+	if (n->sent > 0)
+		n->sent--;
+	s->pending--;
+	s->pending_cost -= pend_data(p.kind) ? p.entries : 1;
+	switch (take_reply(s, &p, r)) {
+	case REPLY_NOT_NOW:
+		s->not_now++;
+		break;
+	case REPLY_DATA:
+		s->st.errors++;
+		break;
+	case REPLY_REDIRECT:
+		break;
+	default:
+		s->st.commands++;
+	}
+	freeReplyObject(r);
+}
+
 /*
- * Read the replies of one node's pending commands (those there when the batch began). The
- * whole batch must be answered by deadline (monotonic ms): the timeout of each read alone
- * would let a Redis that answers a reply every half second hold the sink for minutes.
+ * Take the replies of node i that have arrived, up to what the batch in flight waits for,
+ * without waiting: what the socket holds now is read into hiredis's reader. 0, or -1 when
+ * the connection failed.
  */
 static int
-node_read(struct tally_sink *s, struct sink_node *n, uint64_t todo, uint64_t *not_now,
-	  uint64_t deadline)
+node_read(struct tally_sink *s, uint32_t i)
 {
-	while (todo > 0) {
-		redisReply *r = NULL;
-		struct pend p;
+	struct sink_node *n = &s->node[i];
+	char buf[65536];
+	int fed = 0;
 
-		if (mono_ms() > deadline) {
-			sink_log(s, 1, "Redis at %s:%u: a batch not answered within %" PRIu64 " ms",
-				 n->host, n->port, s->conf.timeout_ms);
+	while (s->todo[i] > 0) {
+		redisReply *r = NULL;
+		ssize_t got;
+
+		if (redisGetReplyFromReader(n->ctx, (void **)&r) != REDIS_OK) {
+			sink_log(s, 1, "Redis at %s:%u: %s", n->host, n->port, n->ctx->errstr);
 			return -1;
 		}
-		if (redisGetReply(n->ctx, (void **)&r) != REDIS_OK || r == NULL)
-			return -1;
-		p = n->pend[n->head];
-		n->head = (n->head + 1) % s->pend_cap;
-		n->n--;
-		if (n->sent > 0)
-			n->sent--;
-		s->pending--;
-		todo--;
-		s->pending_cost -= pend_data(p.kind) ? p.entries : 1;
-		switch (take_reply(s, &p, r)) {
-		case REPLY_NOT_NOW:
-			(*not_now)++;
-			break;
-		case REPLY_DATA:
-			s->st.errors++;
-			break;
-		case REPLY_REDIRECT:
-			break;
-		default:
-			s->st.commands++;
+		if (r != NULL) {
+			s->todo[i]--;
+			node_take(s, n, r);
+			continue;
 		}
-		freeReplyObject(r);
+		if (fed > 16)
+			break; /* plenty for one poll: the rest at the next */
+		got = recv(n->ctx->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			sink_log(s, 1, "Redis at %s:%u: read failed: %s", n->host, n->port,
+				 got < 0 ? strerror(errno) : "connection closed");
+			return -1;
+		}
+		if (redisReaderFeed(n->ctx->reader, buf, (size_t)got) != REDIS_OK)
+			return -1;
+		fed++;
 	}
 	return 0;
 }
@@ -1270,55 +1315,28 @@ redo_flush(struct tally_sink *s)
 		redo_send(s);
 }
 
-/*
- * Send the batch being filled to every node, then read the replies of the batch sent before
- * it (all: of everything), so Redis works on one batch while the sink reads the last one and
- * fills the next. One round trip per node and batch.
- */
+/* What ends a batch whose replies are all read: the breaker's and the map's business. */
 static int
-sink_flush(struct tally_sink *s, int all)
+batch_done(struct tally_sink *s)
 {
-	uint64_t not_now = 0, todo[TALLY_CLUSTER_MAX_MASTERS], deadline;
-	uint32_t i;
-
-	if (s->lost_cmd && sink_connected(s)) {
-		s->lost_cmd = 0;
-		goto fail;
-	}
-	if (s->pending == 0 || !sink_connected(s))
-		return 0;
-	s->st.batches++;
-	if (s->conf.wait_replicas > 0)
-		wait_append(s);
-	for (i = 0; i < s->nnodes; i++)
-		todo[i] = all ? s->node[i].n : s->node[i].sent;
-	if (nodes_write(s) != 0)
-		goto fail;
-	s->unsent_cost = 0;
-	for (i = 0; i < s->nnodes; i++)
-		s->node[i].sent = s->node[i].n;
-	/* Copies of refused chunks are appended meanwhile: they go with the next batch. */
-	deadline = mono_ms() + s->conf.timeout_ms;
-	for (i = 0; i < s->nnodes; i++)
-		if (todo[i] > 0 && node_read(s, &s->node[i], todo[i], &not_now, deadline) != 0)
-			goto fail;
-	if (not_now > 0) {
+	s->inflight = 0;
+	if (s->not_now > 0) {
 		/*
 		 * Redis cannot take commands now (-OOM, -READONLY, ...): the window is not written.
 		 * It is kept and written again (merges are idempotent) once the breaker lets it,
 		 * or spooled meanwhile. Only a batch that goes through closes the breaker for good.
 		 */
-		s->st.errors += not_now;
-		goto fail;
+		s->st.errors += s->not_now;
+		return -1;
 	}
 	if (s->lost_cmd) {
 		s->lost_cmd = 0;
 		if (s->cluster == 1)
 			s->map_stale = 1;
-		goto fail;
+		return -1;
 	}
 	if (map_refresh(s) != 0)
-		goto fail;
+		return -1;
 	if (s->restart)
 		window_restart(s);
 	else
@@ -1328,9 +1346,98 @@ sink_flush(struct tally_sink *s, int all)
 	if (s->pending > 0)
 		s->first_pending_ms = s->now_ms;
 	return 0;
+}
+
+/*
+ * Move the batch in flight on: send what is unsent, take the replies there are. 1 while
+ * replies are due, 0 when the batch is done, -EIO when it failed (connections dropped, the
+ * window to be written again). The whole batch must be answered within --redis-timeout-ms:
+ * a Redis that answers a reply every half second must not hold a window for minutes.
+ */
+static int
+sink_progress(struct tally_sink *s)
+{
+	uint32_t i;
+	int due = 0;
+
+	if (nodes_write(s) != 0)
+		goto fail;
+	if (!s->inflight)
+		return 0;
+	for (i = 0; i < s->nnodes; i++) {
+		if (s->todo[i] > 0 && node_read(s, i) != 0)
+			goto fail;
+		due |= s->todo[i] > 0;
+	}
+	if (due) {
+		if (mono_ms() <= s->deadline_ms)
+			return 1;
+		sink_log(s, 1, "Redis at %s:%u: a batch not answered within %" PRIu64 " ms",
+			 s->conf.host, s->conf.port, s->conf.timeout_ms);
+		goto fail;
+	}
+	if (batch_done(s) == 0)
+		return 0;
 fail:
 	sink_fail(s);
 	return -EIO;
+}
+
+/*
+ * Send the batch being filled to every node and start reading the replies of the batch sent
+ * before it (all: of everything), so Redis works on one batch while the sink reads the last
+ * one and fills the next. One round trip per node and batch; no wait here (sink_progress).
+ */
+static int
+sink_flush(struct tally_sink *s, int all)
+{
+	uint32_t i;
+
+	if (s->lost_cmd && sink_connected(s)) {
+		s->lost_cmd = 0;
+		sink_fail(s);
+		return -EIO;
+	}
+	if (s->inflight || s->pending == 0 || !sink_connected(s))
+		return 0;
+	s->st.batches++;
+	if (s->conf.wait_replicas > 0)
+		wait_append(s);
+	for (i = 0; i < s->nnodes; i++) {
+		s->todo[i] = all ? s->node[i].n : s->node[i].sent;
+		s->node[i].sent = s->node[i].n;
+	}
+	/* Copies of refused chunks, fold reads, are appended meanwhile: the next batch's. */
+	s->unsent_cost = 0;
+	s->not_now = 0;
+	s->inflight = 1;
+	s->deadline_ms = mono_ms() + s->conf.timeout_ms;
+	return sink_progress(s) < 0 ? -EIO : 0;
+}
+
+int
+tally_sink_wait(struct tally_sink *s, uint32_t max_us)
+{
+	struct pollfd fds[TALLY_CLUSTER_MAX_MASTERS];
+	uint32_t i, nfds = 0;
+
+	for (i = 0; i < s->nnodes; i++) {
+		redisContext *c = s->node[i].ctx;
+
+		if (c == NULL)
+			continue;
+		fds[nfds].fd = c->fd;
+		fds[nfds].events = (short)((s->inflight && s->todo[i] > 0 ? POLLIN : 0) |
+					   (sdslen(c->obuf) > 0 ? POLLOUT : 0));
+		fds[nfds].revents = 0;
+		if (fds[nfds].events != 0)
+			nfds++;
+	}
+	if (nfds == 0) {
+		usleep(max_us);
+		return 0;
+	}
+	return poll(fds, nfds, (int)((max_us + 999) / 1000));
 }
 
 int
@@ -1456,6 +1563,9 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 	sink_reconnect(s);
 	if (!sink_connected(s) || s->st.breaker_state != TALLY_BREAKER_CLOSED)
 		return NULL;
+	/* The batch in flight moves on; the next is encoded meanwhile, up to --flush-batch. */
+	if (sink_progress(s) < 0)
+		return NULL;
 	/* A stale map: send nothing more by it; the next flush reads all and reads the map. */
 	while (s->win != NULL && s->win_pos < s->win->series && !s->map_stale &&
 	       s->unsent_cost < s->conf.flush_batch) {
@@ -1474,7 +1584,7 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 	if (s->unsent_cost >= s->conf.flush_batch ||
 	    (s->pending > 0 && (!encoding || now_ms - s->first_pending_ms >= s->conf.flush_ms)))
 		sink_flush(s, !encoding);
-	if (s->win == NULL || s->win_pos < s->win->series || s->pending > 0)
+	if (s->win == NULL || s->win_pos < s->win->series || s->pending > 0 || s->inflight)
 		return NULL;
 	if (s->lost_cmd || s->map_stale || s->nredo > 0) {
 		if (s->lost_cmd || map_refresh(s) != 0) {
@@ -1499,10 +1609,19 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 int
 tally_sink_sync(struct tally_sink *s, uint64_t now_ms)
 {
+	int rc;
+
 	s->now_ms = now_ms;
 	if (!sink_connected(s))
 		return -EIO;
-	return sink_flush(s, 1);
+	/* The batch in flight first, then all the rest; waiting here (the end of the run). */
+	while ((rc = sink_progress(s)) == 1)
+		tally_sink_wait(s, 10000);
+	if (rc != 0 || sink_flush(s, 1) != 0)
+		return -EIO;
+	while ((rc = sink_progress(s)) == 1)
+		tally_sink_wait(s, 10000);
+	return rc;
 }
 
 int

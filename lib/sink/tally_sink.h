@@ -243,7 +243,8 @@ int tally_sink_available(const struct tally_sink *s);
 struct tally_table *tally_sink_take_back(struct tally_sink *s, uint64_t *start_ms);
 
 /*
- * Do a slice of work: encode up to one batch of the current window, flush a full batch or
+ * Do a slice of work, never waiting on Redis: send what the sockets take, read the replies
+ * that have arrived, encode up to one batch of the current window, flush a full batch or
  * one older than flush_ms. Returns the table of a window whose commands Redis has all
  * acknowledged (the caller may reuse it), else NULL.
  */
@@ -255,6 +256,12 @@ void tally_sink_command(struct tally_sink *s, int argc, const char **argv,
 
 /* Flush everything pending and wait for the acknowledgements; 0 or -EIO. */
 int tally_sink_sync(struct tally_sink *s, uint64_t now_ms);
+
+/*
+ * Sleep up to max_us, or until a connection with replies due is readable (or one with
+ * unsent bytes writable): the sink thread's idle wait. poll()'s result.
+ */
+int tally_sink_wait(struct tally_sink *s, uint32_t max_us);
 
 /* True while a window is being written: the next one must wait. */
 int tally_sink_writing(const struct tally_sink *s);
