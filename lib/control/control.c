@@ -95,6 +95,9 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 	t->ctl.c[TALLY_CC_spool_dropped] = app->spool.st.dropped_new;
 	t->ctl.c[TALLY_CC_spool_dropped_segments] = app->spool.st.dropped_old;
 	t->ctl.c[TALLY_CC_spool_lost_records] = app->dlv.st.spool_lost;
+	t->ctl.c[TALLY_CC_spool_write_errors] = app->spool.st.write_errors;
+	t->ctl.c[TALLY_CC_spool_skipped] = app->spool.st.skipped;
+	t->ctl.c[TALLY_CC_spool_set_aside] = app->spool.st.set_aside;
 	t->ctl.c[TALLY_CC_unwritten_records] = app->dlv.st.unwritten_records;
 	t->ctl.c[TALLY_CC_dlq_written] = app->dlq.written;
 	t->ctl.c[TALLY_CC_dlq_errors] = app->dlq.errors;

@@ -352,8 +352,15 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		}
 	}
 	if (c->spool_dir[0] != '\0') {
-		if (tally_spool_open(&app->spool, c->spool_dir, c->spool_max_mb << 20,
-				     c->spool_policy, err, errlen) != 0)
+		const struct tally_spool_conf spc = {
+			.dir = c->spool_dir,
+			.max_bytes = c->spool_max_mb << 20,
+			.policy = c->spool_policy,
+			.log = sink_log,
+			.log_arg = app,
+		};
+
+		if (tally_spool_open(&app->spool, &spc, err, errlen) != 0)
 			goto undo;
 		app->spool_on = 1;
 		app->replay = table_alloc(app, c->table_series, (int)rte_socket_id());

@@ -73,29 +73,58 @@ give_out(struct tally_delivery *d, uint32_t i)
 		d->q0_writing = 0;
 }
 
-/* Put a held window in the spool (or, without one, give it up), and release its table. */
-static void
-spool_held(struct tally_delivery *d, uint32_t i)
+/*
+ * Put a held window in the spool (or, without one, give it up) and release its table: 1.
+ * A spool that fails (a full or read-only disk) is no reason to lose a window while memory
+ * holds it: with may_keep it stays queued (0), and the spool is tried again a second later.
+ */
+static int
+spool_held(struct tally_delivery *d, uint32_t i, int may_keep)
 {
+	struct tally_spool *sp = d->conf.spool;
 	struct tally_table *t = d->q[i].t;
+	int rc;
 
-	if (d->conf.spool == NULL) {
+	if (sp == NULL) {
 		d->st.unwritten++;
 		d->st.unwritten_records += t->records;
 		dlv_log(d, 1, "window %" PRIu64 ": %u series given up unwritten", d->q[i].start,
 			t->series);
-	} else {
-		if (d->conf.sort_scratch != NULL)
-			tally_table_sort_fast(t, d->conf.sort_scratch);
-		else
-			tally_table_sort(t);
-		if (tally_spool_append(d->conf.spool, d->q[i].start, d->conf.partial_id, t) != 0) {
-			d->st.spool_lost += t->records;
-			dlv_log(d, 1, "window %" PRIu64 ": %u series not spooled", d->q[i].start,
-				t->series);
-		}
+		give_out(d, i);
+		return 1;
+	}
+	if (d->spool_failing && may_keep && d->now_ms < d->spool_retry_ms)
+		return 0;
+	if (d->conf.sort_scratch != NULL)
+		tally_table_sort_fast(t, d->conf.sort_scratch);
+	else
+		tally_table_sort(t);
+	rc = tally_spool_append(sp, d->q[i].start, d->conf.partial_id, t);
+	if (rc == -EIO) {
+		if (!d->spool_failing)
+			dlv_log(d, 1, "spool %s: a write failed: %s; windows wait in memory", sp->dir,
+				strerror(sp->st.last_errno));
+		d->spool_failing = 1;
+		d->spool_retry_ms = d->now_ms + 1000;
+		if (may_keep)
+			return 0;
+		d->st.spool_lost += t->records;
+		dlv_log(d, 1,
+			"window %" PRIu64 ": %" PRIu64 " records lost: the spool failed (%s) and "
+			"the sink queue is full",
+			d->q[i].start, t->records, strerror(sp->st.last_errno));
+	} else if (rc != 0) {
+		d->st.spool_lost += t->records;
+		dlv_log(d, 1,
+			"window %" PRIu64 ": %" PRIu64 " records not spooled: the spool is at "
+			"--spool-max-mb",
+			d->q[i].start, t->records);
+	} else if (d->spool_failing) {
+		d->spool_failing = 0;
+		dlv_log(d, 0, "spool %s takes writes again", sp->dir);
 	}
 	give_out(d, i);
+	return 1;
 }
 
 /* The sink gave the replay table back unwritten: that record is replayed again later. */
@@ -187,6 +216,7 @@ tally_delivery_step(struct tally_delivery *d, uint64_t now_ms, int quitting)
 	uint64_t start;
 	unsigned int work = 0;
 
+	d->now_ms = now_ms;
 	if (!ops->available(d->conf.sink)) {
 		if (d->conf.spool != NULL) {
 			/* The breaker is open: what waits goes to disk, so memory stays flat. */
@@ -195,10 +225,9 @@ tally_delivery_step(struct tally_delivery *d, uint64_t now_ms, int quitting)
 				sink_done(d, t, 0);
 				work++;
 			}
-			while (d->qn > 0) {
-				spool_held(d, 0);
+			/* What memory can hold waits there while the spool fails. */
+			while (d->qn > 0 && spool_held(d, 0, d->qn <= d->conf.queue_max + 1))
 				work++;
-			}
 		}
 	} else {
 		if (!ops->writing(d->conf.sink)) {
@@ -213,7 +242,7 @@ tally_delivery_step(struct tally_delivery *d, uint64_t now_ms, int quitting)
 		/* The queue is full: the oldest window not being written waits on disk instead. */
 		while (d->conf.spool != NULL &&
 		       d->qn > d->conf.queue_max + (uint32_t)d->q0_writing) {
-			spool_held(d, d->q0_writing ? 1 : 0);
+			spool_held(d, d->q0_writing ? 1 : 0, 0);
 			work++;
 		}
 	}
@@ -236,7 +265,7 @@ tally_delivery_flush_to_spool(struct tally_delivery *d)
 	if (t != NULL)
 		sink_done(d, t, 0);
 	while (d->qn > 0)
-		spool_held(d, 0);
+		spool_held(d, 0, 0);
 }
 
 int

@@ -55,7 +55,9 @@ struct tally_delivery_stats {
  * goes to the sink; while the breaker is open every window goes to the spool (so memory
  * stays flat through an outage); when more than queue_max wait, the oldest not being
  * written goes to the spool; when the sink has nothing newer, spooled records are replayed
- * oldest first. Tables come back out through tally_delivery_release() once written or
+ * oldest first. A spool that fails a write (full or read-only disk) leaves windows in
+ * memory, up to queue_max + 1, and is tried again every second; past that they are lost
+ * and counted (spool_lost). Tables come back out through tally_delivery_release() once written or
  * spooled. Single-threaded: one thread owns it.
  */
 struct tally_delivery {
@@ -71,6 +73,9 @@ struct tally_delivery {
 	struct tally_spool_iter it;
 	int replaying;                /* it is open */
 	int replay_writing;           /* the replay table is with the sink */
+	int spool_failing;            /* the last spool write failed: windows wait in memory */
+	uint64_t spool_retry_ms;      /* when the spool is tried again */
+	uint64_t now_ms;              /* of the current step */
 	struct tally_delivery_stats st;
 };
 

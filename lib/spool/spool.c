@@ -4,16 +4,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "tally_spool.h"
 
 #define SPOOL_MAGIC 0x31505354u /* "TSP1" */
+#define SPOOL_LOCK "tally.lock"
 
 /* Record header (32 bytes); hdr_crc covers the 28 bytes before it. */
 struct spool_hdr {
@@ -58,6 +62,23 @@ seg_path(const struct tally_spool *s, uint64_t seq, char *buf, size_t len)
 	snprintf(buf, len, "%s/spool-%020" PRIu64 ".tsp", s->dir, seq);
 }
 
+static void spool_log(struct tally_spool *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+spool_log(struct tally_spool *s, const char *fmt, ...)
+{
+	char line[2304];
+	va_list ap;
+
+	if (s->log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	s->log(s->log_arg, 1, line);
+}
+
 static int
 parse_seq(const char *name, uint64_t *seq)
 {
@@ -69,9 +90,14 @@ parse_seq(const char *name, uint64_t *seq)
 	return strcmp(end, ".tsp") == 0 ? 0 : -1;
 }
 
-/* Take stock of the segments on disk: oldest, newest, total bytes. */
+/*
+ * Take stock of the segments on disk: oldest, newest, total bytes. Only regular files are
+ * segments; anything else with a segment's name (a directory, a FIFO, a symlink: opening
+ * one could hang or follow it) is skipped, and counted and logged when log_skipped is set.
+ * Its number still counts for *last, so a new segment never takes its name.
+ */
 static int
-scan(struct tally_spool *s, uint64_t *last)
+scan(struct tally_spool *s, uint64_t *last, int log_skipped)
 {
 	DIR *d = opendir(s->dir);
 	struct dirent *e;
@@ -81,69 +107,156 @@ scan(struct tally_spool *s, uint64_t *last)
 		return -errno;
 	s->st.bytes = 0;
 	s->first_seq = UINT64_MAX;
+	s->nsegs = 0;
 	*last = 0;
 	while ((e = readdir(d)) != NULL) {
-		char path[2048];
 		struct stat sb;
 		uint64_t seq;
 
-		if (parse_seq(e->d_name, &seq) != 0)
+		if (parse_seq(e->d_name, &seq) != 0 ||
+		    fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
 			continue;
-		seg_path(s, seq, path, sizeof(path));
-		if (stat(path, &sb) != 0)
-			continue;
-		s->st.bytes += (uint64_t)sb.st_size;
-		if (seq < s->first_seq)
-			s->first_seq = seq;
 		if (seq > *last)
 			*last = seq;
 		found = 1;
+		if (!S_ISREG(sb.st_mode)) {
+			if (log_skipped) {
+				s->st.skipped++;
+				spool_log(s, "spool %s: %s is not a regular file: skipped", s->dir,
+					  e->d_name);
+			}
+			continue;
+		}
+		s->st.bytes += (uint64_t)sb.st_size;
+		s->nsegs++;
+		if (seq < s->first_seq)
+			s->first_seq = seq;
 	}
 	closedir(d);
-	if (!found)
-		s->first_seq = UINT64_MAX;
 	return found;
 }
 
-int
-tally_spool_open(struct tally_spool *s, const char *dir, uint64_t max_bytes, int policy,
-		 char *err, size_t errlen)
+/*
+ * Own the directory: an exclusive flock on tally.lock, held until close, with our pid in it
+ * for the next process's error line. A lock, unlike a pid file, goes with the process.
+ */
+static int
+lock_dir(struct tally_spool *s, char *err, size_t errlen)
 {
-	uint64_t last;
+	char path[1100], pid[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" SPOOL_LOCK, s->dir);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		snprintf(err, errlen, "--spool-dir: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		if (e == EWOULDBLOCK)
+			snprintf(err, errlen,
+				 "--spool-dir: %s is in use by another tally (pid %s): give each "
+				 "instance its own directory",
+				 s->dir, pid[0] != '\0' ? pid : "unknown");
+		else
+			snprintf(err, errlen, "--spool-dir: cannot lock %s: %s", path, strerror(e));
+		return -1;
+	}
+	/* The pid only names us in another process's error: a full disk is no reason to stop. */
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		spool_log(s, "spool %s: cannot write our pid to %s: %s", s->dir, path,
+			  strerror(errno));
+	s->lock_fd = fd;
+	return 0;
+}
+
+/*
+ * Found at start rather than at the first outage: a directory that takes no writes (read
+ * only, no permission) is an error; less free room than the cap, a warning.
+ */
+static int
+check_room(struct tally_spool *s, char *err, size_t errlen)
+{
+	char path[1100];
+	struct statvfs vfs;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/.probe-%d", s->dir, (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		snprintf(err, errlen, "--spool-dir: %s does not take writes: %s", s->dir,
+			 strerror(errno));
+		return -1;
+	}
+	close(fd);
+	unlink(path);
+	if (statvfs(s->dir, &vfs) == 0) {
+		uint64_t room = (uint64_t)vfs.f_bavail * vfs.f_frsize + s->st.bytes;
+
+		if (room < s->max_bytes)
+			spool_log(s,
+				  "spool %s: --spool-max-mb is %" PRIu64 " MiB but the file system "
+				  "has room for %" PRIu64 " MiB: spooling will fail before the cap",
+				  s->dir, s->max_bytes >> 20, room >> 20);
+	}
+	return 0;
+}
+
+int
+tally_spool_open(struct tally_spool *s, const struct tally_spool_conf *conf, char *err,
+		 size_t errlen)
+{
+	uint64_t last = 0;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
+	s->lock_fd = -1;
 	s->reading_seq = UINT64_MAX;
-	if (strlen(dir) >= sizeof(s->dir) - 40) {
+	s->damaged_seq = UINT64_MAX;
+	if (strlen(conf->dir) >= sizeof(s->dir) - 40) {
 		snprintf(err, errlen, "--spool-dir: path too long");
 		return -1;
 	}
-	strcpy(s->dir, dir);
-	s->max_bytes = max_bytes;
-	s->seg_max = max_bytes / TALLY_SPOOL_SEGMENTS;
-	s->policy = policy;
-	if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "--spool-dir: cannot create %s: %s", dir, strerror(errno));
+	strcpy(s->dir, conf->dir);
+	s->max_bytes = conf->max_bytes;
+	s->seg_max = conf->max_bytes / TALLY_SPOOL_SEGMENTS;
+	s->policy = conf->policy;
+	s->log = conf->log;
+	s->log_arg = conf->log_arg;
+	if (mkdir(s->dir, 0750) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "--spool-dir: cannot create %s: %s", s->dir, strerror(errno));
 		return -1;
 	}
-	rc = scan(s, &last);
+	if (lock_dir(s, err, errlen) != 0)
+		return -1;
+	rc = scan(s, &last, 1);
 	if (rc < 0) {
-		snprintf(err, errlen, "--spool-dir: cannot read %s: %s", dir, strerror(-rc));
-		return -1;
+		snprintf(err, errlen, "--spool-dir: cannot read %s: %s", s->dir, strerror(-rc));
+		goto fail;
 	}
+	if (check_room(s, err, errlen) != 0)
+		goto fail;
 	/* New data goes to a new segment: what an earlier run left stays as it was. */
 	s->seq = rc ? last + 1 : 1;
 	return 0;
+fail:
+	tally_spool_close(s);
+	return -1;
 }
 
 uint64_t
 tally_spool_segments(const struct tally_spool *s)
 {
-	if (s->first_seq == UINT64_MAX)
-		return 0;
-	/* Closed segments are first_seq .. seq - 1; an open one is seq. */
-	return s->seq - s->first_seq + (s->fd >= 0 ? 1 : 0);
+	return s->nsegs;
 }
 
 static int
@@ -154,9 +267,14 @@ seg_start(struct tally_spool *s)
 	int dfd;
 
 	seg_path(s, s->seq, path, sizeof(path));
-	s->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	if (s->fd < 0)
-		return -errno;
+	/* A new name (seq is past every entry scanned): never someone else's file or link. */
+	s->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (s->fd < 0) {
+		s->st.last_errno = errno;
+		if (errno == EEXIST)
+			s->seq++; /* appeared since the scan: the next try takes the next name */
+		return -EIO;
+	}
 	/* The new name must survive a power loss too, not only the data written to it. */
 	dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
@@ -164,6 +282,7 @@ seg_start(struct tally_spool *s)
 		close(dfd);
 	}
 	s->seg_bytes = 0;
+	s->nsegs++;
 	if (s->first_seq == UINT64_MAX)
 		s->first_seq = s->seq;
 	return 0;
@@ -190,7 +309,7 @@ write_all(int fd, const void *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return -EIO;
+			return n < 0 ? -errno : -EIO;
 		p += n;
 		len -= (size_t)n;
 	}
@@ -201,7 +320,8 @@ write_all(int fd, const void *buf, size_t len)
 static uint64_t
 rec_bytes(uint32_t nseries, size_t id_len)
 {
-	return sizeof(struct spool_hdr) + id_len + (uint64_t)nseries * sizeof(struct tally_spool_series);
+	return sizeof(struct spool_hdr) + id_len +
+	       (uint64_t)nseries * sizeof(struct tally_spool_series);
 }
 
 /* End of a record starting at first: about 1024 series, never splitting a device. */
@@ -273,8 +393,10 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 		end = rec_end(t, first);
 		len = rec_bytes(end - first, id_len);
 		rec = calloc(1, len);
-		if (rec == NULL)
+		if (rec == NULL) {
+			s->st.last_errno = ENOMEM;
 			goto fail;
+		}
 		h = (struct spool_hdr *)rec;
 		h->magic = SPOOL_MAGIC;
 		h->window_start = window_start;
@@ -285,10 +407,15 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 		ser = (struct tally_spool_series *)(rec + sizeof(*h) + id_len);
 		for (i = first; i < end; i++) {
 			const struct tally_slot *sl = tally_table_at(t, i);
-			struct tally_spool_series x = {
-				.device_id = sl->device_id, .metric_id = sl->metric_id,
-				.kind = sl->kind, .count = sl->count, .sum = sl->sum, .min = sl->min,
-				.max = sl->max, .last = sl->last, .last_ns = sl->last_ns};
+			struct tally_spool_series x = {.device_id = sl->device_id,
+						       .metric_id = sl->metric_id,
+						       .kind = sl->kind,
+						       .count = sl->count,
+						       .sum = sl->sum,
+						       .min = sl->min,
+						       .max = sl->max,
+						       .last = sl->last,
+						       .last_ns = sl->last_ns};
 
 			memcpy(&ser[i - first], &x, sizeof(x));
 		}
@@ -296,13 +423,17 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 		h->hdr_crc = tally_crc32c(0, h, offsetof(struct spool_hdr, hdr_crc));
 		wr = write_all(s->fd, rec, len);
 		free(rec);
-		if (wr != 0)
+		if (wr != 0) {
+			s->st.last_errno = -wr;
 			goto fail;
+		}
 		s->st.records++;
 	}
 	/* Durable before the window is let go: a power loss keeps what was acknowledged. */
-	if (fdatasync(s->fd) != 0)
+	if (fdatasync(s->fd) != 0) {
+		s->st.last_errno = errno;
 		goto fail;
+	}
 	s->seg_bytes += total;
 	s->st.bytes += total;
 	s->st.windows++;
@@ -330,27 +461,64 @@ resync(const uint8_t *p, size_t off, size_t len)
 	return len;
 }
 
+/* Rename the segment seq to <name>.bad: kept for a person to look at, out of the spool. */
+static int
+set_aside(struct tally_spool *s, uint64_t seq, const char *why)
+{
+	char path[2048], bad[2060];
+
+	seg_path(s, seq, path, sizeof(path));
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	if (rename(path, bad) != 0 && errno != ENOENT)
+		return -errno;
+	s->st.set_aside++;
+	spool_log(s, "spool segment %s %s: set aside as %s", path, why, bad);
+	return 0;
+}
+
+/* Take stock again after a segment went away: what remains is the next oldest. */
+static int
+rescan(struct tally_spool *s)
+{
+	uint64_t last = 0;
+	int rc = scan(s, &last, 0);
+
+	return rc < 0 ? rc : 0;
+}
+
 int
 tally_spool_iter_open(struct tally_spool *s, struct tally_spool_iter *it)
 {
 	char path[2048];
 	struct stat sb;
-	int fd;
+	int fd, rc;
 
 	memset(it, 0, sizeof(*it));
-	if (s->first_seq == UINT64_MAX)
-		return -ENOENT;
-	it->spool = s;
-	if (s->fd >= 0 && s->first_seq == s->seq)
-		seg_finish(s); /* appends go to the next segment from now on */
-	seg_path(s, s->first_seq, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb) != 0) {
-		close(fd);
-		return -errno;
+	for (;;) {
+		if (s->first_seq == UINT64_MAX)
+			return -ENOENT;
+		if (s->fd >= 0 && s->first_seq == s->seq)
+			seg_finish(s); /* appends go to the next segment from now on */
+		seg_path(s, s->first_seq, path, sizeof(path));
+		/* Never follow a link, nor wait on a FIFO put in a segment's place. */
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+			break;
+		if (fd < 0 && errno != ELOOP && errno != ENOENT && errno != ENXIO)
+			return -errno;
+		if (fd >= 0)
+			close(fd);
+		if (fd >= 0 || errno != ENOENT) {
+			s->st.skipped++;
+			rc = set_aside(s, s->first_seq, "is not a regular file");
+			if (rc != 0)
+				return rc;
+		}
+		rc = rescan(s);
+		if (rc != 0)
+			return rc;
 	}
+	it->spool = s;
 	it->len = (size_t)sb.st_size;
 	s->reading_seq = s->first_seq;
 	if (it->len > 0) {
@@ -365,6 +533,15 @@ tally_spool_iter_open(struct tally_spool *s, struct tally_spool_iter *it)
 	return 0;
 }
 
+/* A damaged record: counted, and its segment is set aside rather than deleted. */
+static void
+damaged(struct tally_spool *s, struct tally_spool_iter *it)
+{
+	s->st.corrupt++;
+	it->corrupt++;
+	s->damaged_seq = s->reading_seq;
+}
+
 int
 tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 		      struct tally_spool_rec *rec)
@@ -376,7 +553,7 @@ tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 		size_t off = it->off;
 
 		if (it->len - off < sizeof(h)) { /* torn header at the end */
-			s->st.corrupt++;
+			damaged(s, it);
 			it->off = it->len;
 			break;
 		}
@@ -384,12 +561,12 @@ tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 		if (h.magic != SPOOL_MAGIC ||
 		    h.hdr_crc != tally_crc32c(0, &h, offsetof(struct spool_hdr, hdr_crc))) {
 			/* A damaged header: skip to the next record that checks out. */
-			s->st.corrupt++;
+			damaged(s, it);
 			it->off = resync(p, off + 1, it->len);
 			continue;
 		}
 		if (h.payload_len > it->len - off - sizeof(h)) { /* torn record at the end */
-			s->st.corrupt++;
+			damaged(s, it);
 			it->off = it->len;
 			break;
 		}
@@ -397,7 +574,7 @@ tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 		if (h.payload_len != h.id_len + (uint64_t)h.nseries * sizeof(*rec->series) ||
 		    h.id_len >= sizeof(rec->partial_id) ||
 		    tally_crc32c(0, p + off + sizeof(h), h.payload_len) != h.payload_crc) {
-			s->st.corrupt++;
+			damaged(s, it);
 			continue;
 		}
 		rec->window_start = h.window_start;
@@ -455,21 +632,23 @@ int
 tally_spool_remove_oldest(struct tally_spool *s)
 {
 	char path[2048];
+	int rc;
 
 	if (s->first_seq == UINT64_MAX)
 		return -ENOENT;
 	if (s->fd >= 0 && s->first_seq == s->seq)
 		seg_finish(s);
-	seg_path(s, s->first_seq, path, sizeof(path));
-	if (unlink(path) != 0 && errno != ENOENT)
-		return -errno;
-	/* Take stock again: what remains is the next oldest. */
-	{
-		uint64_t last;
-		int rc = scan(s, &last);
-
-		return rc < 0 ? rc : 0;
+	if (s->first_seq == s->damaged_seq) {
+		s->damaged_seq = UINT64_MAX;
+		rc = set_aside(s, s->first_seq, "held damaged records (counted in spool_corrupt)");
+		if (rc != 0)
+			return rc;
+	} else {
+		seg_path(s, s->first_seq, path, sizeof(path));
+		if (unlink(path) != 0 && errno != ENOENT)
+			return -errno;
 	}
+	return rescan(s);
 }
 
 void
@@ -478,4 +657,7 @@ tally_spool_close(struct tally_spool *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* the lock goes with it */
+	s->lock_fd = -1;
 }

@@ -63,6 +63,9 @@
 	_(spool_dropped)	  /* windows not spooled because of the cap (drop-new) */          \
 	_(spool_dropped_segments) /* segments deleted because of the cap (drop-oldest) */          \
 	_(spool_lost_records)	  /* records lost: the spool refused or failed */                  \
+	_(spool_write_errors)	  /* spool appends the file system failed (full, read-only) */     \
+	_(spool_skipped)	  /* entries named like segments that are not regular files */     \
+	_(spool_set_aside)	  /* damaged or unknown segments renamed to .bad, not deleted */   \
 	_(unwritten_records) /* records of windows given up at the shutdown deadline (no spool) */ \
 	_(dlq_written)	     /* frames in the dead-letter capture */                               \
 	_(dlq_errors)	     /* frames that could not be written to it */                          \

@@ -1,20 +1,22 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests of window delivery (sink, spool, replay) against a fake sink. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "test.h"
 #include "tally_delivery.h"
 
 /* A sink that takes what it is given and acknowledges it when told to. */
 struct fake {
-	int up;                  /* the breaker is closed */
-	int ack;                 /* poll() acknowledges the window being written */
+	int up;			 /* the breaker is closed */
+	int ack;		 /* poll() acknowledges the window being written */
 	struct tally_table *cur; /* being written */
 	uint64_t cur_start;
 	char cur_id[256];
 	uint32_t writes, probes;
-	uint64_t written[32];    /* starts of acknowledged windows, in order */
+	uint64_t written[32]; /* starts of acknowledged windows, in order */
 	char written_id[32][256];
 	uint32_t nwritten;
 };
@@ -86,6 +88,12 @@ static const struct tally_sink_ops fake_ops = {
 
 static char dir[64];
 
+#define SPOOL_CONF(max, pol)                                                                       \
+	(struct tally_spool_conf)                                                                  \
+	{                                                                                          \
+		.dir = dir, .max_bytes = (max), .policy = (pol)                                    \
+	}
+
 static int
 setup(void **state)
 {
@@ -116,8 +124,8 @@ struct rig {
 static void
 rig_init(struct rig *r, int with_spool, uint32_t queue_max)
 {
-	struct tally_delivery_conf c = {.ops = &fake_ops, .sink = &r->f, .partial_id = "run:1",
-					.queue_max = queue_max};
+	struct tally_delivery_conf c = {
+		.ops = &fake_ops, .sink = &r->f, .partial_id = "run:1", .queue_max = queue_max};
 	char err[256];
 	int i, k;
 
@@ -126,13 +134,13 @@ rig_init(struct rig *r, int with_spool, uint32_t queue_max)
 	for (i = 0; i < NWIN; i++) {
 		r->w[i] = test_table_new(64, &r->raw[i]);
 		for (k = 0; k <= i; k++)
-			tally_table_add(r->w[i], (uint64_t)i + 1, tally_hash_device((uint64_t)i + 1),
-					1, 1, 2.0, 5);
+			tally_table_add(r->w[i], (uint64_t)i + 1,
+					tally_hash_device((uint64_t)i + 1), 1, 1, 2.0, 5);
 	}
 	r->replay = test_table_new(64, &r->raw[NWIN]);
 	if (with_spool) {
-		assert_int_equal(tally_spool_open(&r->spool, dir, 64 << 20, 0, err, sizeof(err)),
-				 0);
+		assert_int_equal(
+			tally_spool_open(&r->spool, &SPOOL_CONF(64 << 20, 0), err, sizeof(err)), 0);
 		c.spool = &r->spool;
 		c.replay = r->replay;
 	}
@@ -166,10 +174,16 @@ released(struct rig *r)
 }
 
 static void
-steps(struct rig *r, int n, int quitting)
+steps_at(struct rig *r, int n, int quitting, uint64_t now_ms)
 {
 	while (n-- > 0)
-		tally_delivery_step(&r->d, 1000, quitting);
+		tally_delivery_step(&r->d, now_ms, quitting);
+}
+
+static void
+steps(struct rig *r, int n, int quitting)
+{
+	steps_at(r, n, quitting, 1000);
 }
 
 static void
@@ -280,6 +294,61 @@ test_deadline_without_spool_gives_up_counted(void **state)
 	rig_fini(&r, 0);
 }
 
+/* The spool's next segment cannot be created (its name taken): the next append fails. */
+static void
+block_segment(uint64_t seq)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/spool-%020" PRIu64 ".tsp", dir, seq);
+	assert_int_equal(mkdir(path, 0700), 0);
+}
+
+static void
+test_spool_failing_keeps_windows(void **state)
+{
+	struct rig r;
+
+	rig_init(&r, 1, 1); /* memory holds queue_max + 1 = 2 windows */
+	r.f.up = 0;
+	block_segment(1);
+	block_segment(2);
+	block_segment(3);
+	assert_int_equal(tally_delivery_add(&r.d, r.w[0], 1000), 0);
+	steps_at(&r, 1, 0, 1000);
+	/* the write failed: the window waits in memory, nothing lost */
+	assert_int_equal(tally_delivery_held(&r.d), 1);
+	assert_int_equal(r.spool.st.write_errors, 1);
+	assert_int_equal(r.d.st.spool_lost, 0);
+	assert_int_equal(tally_delivery_add(&r.d, r.w[1], 2000), 0);
+	steps_at(&r, 3, 0, 1500); /* not tried again before a second has passed */
+	assert_int_equal(r.spool.st.write_errors, 1);
+	assert_int_equal(tally_delivery_held(&r.d), 2);
+	/* a third window: no room in memory, the oldest is tried, fails, and is lost, counted */
+	assert_int_equal(tally_delivery_add(&r.d, r.w[2], 3000), 0);
+	steps_at(&r, 1, 0, 1600);
+	assert_int_equal(r.spool.st.write_errors, 2);
+	assert_int_equal(r.d.st.spool_lost, 1);
+	assert_int_equal(tally_delivery_held(&r.d), 2);
+	assert_int_equal(released(&r) & 7u, 1u);
+	steps_at(&r, 1, 0, 2700);
+	assert_int_equal(r.spool.st.write_errors, 3);
+	assert_int_equal(tally_delivery_held(&r.d), 2);
+	/* the disk takes writes again: both are spooled, then replayed once Redis is back */
+	steps_at(&r, 1, 0, 3800);
+	assert_int_equal(tally_delivery_held(&r.d), 0);
+	assert_int_equal(r.spool.st.windows, 2);
+	assert_int_equal(released(&r) & 7u, 7u);
+	r.f.up = 1;
+	r.f.ack = 1;
+	steps_at(&r, 12, 0, 3900);
+	assert_int_equal(r.f.nwritten, 2);
+	assert_int_equal(r.f.written[0], 2000);
+	assert_int_equal(r.f.written[1], 3000);
+	assert_int_equal(r.d.st.spool_lost, 1);
+	rig_fini(&r, 1);
+}
+
 int
 main(void)
 {
@@ -290,6 +359,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_full_queue_spools_oldest_waiting, setup,
 						teardown),
 		cmocka_unit_test(test_deadline_without_spool_gives_up_counted),
+		cmocka_unit_test_setup_teardown(test_spool_failing_keeps_windows, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

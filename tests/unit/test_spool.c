@@ -37,6 +37,12 @@ collect(void *ctx, const struct tally_spool_rec *r)
 
 static char dir[64];
 
+#define SPOOL_CONF(max, pol)                                                                       \
+	(struct tally_spool_conf)                                                                  \
+	{                                                                                          \
+		.dir = dir, .max_bytes = (max), .policy = (pol)                                    \
+	}
+
 static int
 setup(void **state)
 {
@@ -84,8 +90,9 @@ test_append_and_read(void **state)
 	struct tally_table *t = window(500, &raw); /* 1500 series: two records */
 	char err[128];
 
-	assert_int_equal(tally_spool_open(&s, dir, 64 << 20, TALLY_SPOOL_DROP_NEW, err,
-					  sizeof(err)), 0);
+	assert_int_equal(
+		tally_spool_open(&s, &SPOOL_CONF(64 << 20, TALLY_SPOOL_DROP_NEW), err, sizeof(err)),
+		0);
 	assert_int_equal(tally_spool_segments(&s), 0);
 	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), -ENOENT);
 	assert_int_equal(tally_spool_append(&s, 60000, "east:1:x", t), 0);
@@ -128,10 +135,10 @@ test_reopen_finds_earlier_segments(void **state)
 	struct tally_table *t = window(10, &raw);
 	char err[128];
 
-	assert_int_equal(tally_spool_open(&s, dir, 1 << 20, 0, err, sizeof(err)), 0);
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
 	assert_int_equal(tally_spool_append(&s, 1000, "a:1", t), 0);
 	tally_spool_close(&s);
-	assert_int_equal(tally_spool_open(&s, dir, 1 << 20, 0, err, sizeof(err)), 0);
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
 	assert_int_equal(tally_spool_segments(&s), 1);
 	assert_true(s.st.bytes > 0);
 	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 1);
@@ -171,7 +178,7 @@ test_torn_and_flipped(void **state)
 	char err[128], path[256];
 	int i;
 
-	assert_int_equal(tally_spool_open(&s, dir, 64 << 20, 0, err, sizeof(err)), 0);
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(64 << 20, 0), err, sizeof(err)), 0);
 	for (i = 0; i < 4; i++)
 		assert_int_equal(tally_spool_append(&s, 1000 * (i + 1), "p:1", t), 0);
 	segment_path(&s, path, sizeof(path));
@@ -211,8 +218,9 @@ test_cap_policies(void **state)
 	int i, ok = 0;
 
 	/* drop-new: appends beyond the cap are refused and counted */
-	assert_int_equal(tally_spool_open(&s, dir, 100 << 10, TALLY_SPOOL_DROP_NEW, err,
-					  sizeof(err)), 0);
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(100 << 10, TALLY_SPOOL_DROP_NEW), err,
+					  sizeof(err)),
+			 0);
 	for (i = 0; i < 10; i++)
 		ok += tally_spool_append(&s, i, "n:1", t) == 0;
 	assert_int_equal(ok, 5);
@@ -226,8 +234,10 @@ test_cap_policies(void **state)
 	{
 		struct tally_spool_iter it;
 
-		assert_int_equal(tally_spool_open(&s, dir, 100 << 10, TALLY_SPOOL_DROP_OLDEST, err,
-						  sizeof(err)), 0);
+		assert_int_equal(tally_spool_open(&s,
+						  &SPOOL_CONF(100 << 10, TALLY_SPOOL_DROP_OLDEST),
+						  err, sizeof(err)),
+				 0);
 		for (i = 0; i < 5; i++)
 			assert_int_equal(tally_spool_append(&s, i, "r:1", t), 0);
 		assert_int_equal(tally_spool_iter_open(&s, &it), 0);
@@ -240,8 +250,9 @@ test_cap_policies(void **state)
 	setup(state);
 
 	/* drop-oldest: old segments go, the newest windows stay */
-	assert_int_equal(tally_spool_open(&s, dir, 100 << 10, TALLY_SPOOL_DROP_OLDEST, err,
-					  sizeof(err)), 0);
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(100 << 10, TALLY_SPOOL_DROP_OLDEST), err,
+					  sizeof(err)),
+			 0);
 	for (i = 0; i < 20; i++)
 		assert_int_equal(tally_spool_append(&s, i, "o:1", t), 0);
 	assert_true(s.st.dropped_old > 0);
@@ -257,15 +268,143 @@ test_crc32c(void **state)
 	assert_int_equal(tally_crc32c(0, "123456789", 9), 0xe3069283);
 }
 
+static void
+test_one_process_per_directory(void **state)
+{
+	struct tally_spool a, b;
+	char err[256], want[128];
+
+	assert_int_equal(tally_spool_open(&a, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
+	/* a second open (another process, or this one again) is refused, naming the holder */
+	assert_int_equal(tally_spool_open(&b, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "in use by another tally (pid %d)", (int)getpid());
+	assert_non_null(strstr(err, want));
+	assert_non_null(strstr(err, dir));
+	tally_spool_close(&a);
+	assert_int_equal(tally_spool_open(&b, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
+	tally_spool_close(&b);
+}
+
+static void
+entry(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static void
+test_entries_that_are_not_segments(void **state)
+{
+	struct tally_spool s;
+	struct seen seen = {0};
+	void *raw;
+	struct tally_table *t = window(10, &raw);
+	char err[256], p[256];
+	struct stat sb;
+
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
+	assert_int_equal(tally_spool_append(&s, 1000, "a:1", t), 0);
+	tally_spool_close(&s);
+	/* a directory, a FIFO and a symlink with segment names, after the real segment 1 */
+	entry("spool-00000000000000000002.tsp", p, sizeof(p));
+	assert_int_equal(mkdir(p, 0700), 0);
+	entry("spool-00000000000000000003.tsp", p, sizeof(p));
+	assert_int_equal(mkfifo(p, 0600), 0);
+	entry("spool-00000000000000000004.tsp", p, sizeof(p));
+	assert_int_equal(symlink("/etc/passwd", p), 0);
+	entry("spool-00000000000000000000.tsp", p, sizeof(p));
+	assert_int_equal(mkfifo(p, 0600), 0); /* older than every segment */
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
+	assert_int_equal(s.st.skipped, 4);
+	assert_int_equal(tally_spool_segments(&s), 1);
+	/* new data never takes one of their names */
+	assert_int_equal(tally_spool_append(&s, 2000, "a:2", t), 0);
+	assert_int_equal(s.seq, 5);
+	assert_int_equal(tally_spool_segments(&s), 2);
+	/* replay reads the segments only (no hang on the FIFOs), and removes them */
+	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 1);
+	assert_int_equal(seen.windows[0], 1000);
+	assert_int_equal(tally_spool_remove_oldest(&s), 0);
+	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 1);
+	assert_int_equal(seen.windows[1], 2000);
+	assert_int_equal(tally_spool_remove_oldest(&s), 0);
+	assert_int_equal(tally_spool_segments(&s), 0);
+	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), -ENOENT);
+	/* what is not ours is left as it was: the link's target untouched */
+	assert_int_equal(lstat(p, &sb), 0);
+	entry("spool-00000000000000000004.tsp", p, sizeof(p));
+	assert_int_equal(lstat(p, &sb), 0);
+	assert_true(S_ISLNK(sb.st_mode));
+	tally_spool_close(&s);
+	test_table_free(raw);
+}
+
+static void
+test_damaged_segments_set_aside(void **state)
+{
+	struct tally_spool s;
+	struct seen seen = {0};
+	void *raw;
+	struct tally_table *t = window(100, &raw);
+	char err[256], path[256], bad[300], junk[4096];
+	struct stat sb;
+	int fd;
+
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(64 << 20, 0), err, sizeof(err)), 0);
+	assert_int_equal(tally_spool_append(&s, 1000, "p:1", t), 0);
+	assert_int_equal(tally_spool_append(&s, 2000, "p:1", t), 0);
+	segment_path(&s, path, sizeof(path));
+	damage(path, 0, 0, 100); /* the second record torn */
+	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 1);
+	assert_int_equal(tally_spool_remove_oldest(&s), 0);
+	/* kept as .bad for a person to look at, no longer a segment */
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	assert_int_equal(stat(bad, &sb), 0);
+	assert_int_equal(stat(path, &sb), -1);
+	assert_int_equal(s.st.set_aside, 1);
+	assert_int_equal(tally_spool_segments(&s), 0);
+	/* a file of some other format with a segment's name: nothing replayed, set aside */
+	tally_spool_close(&s);
+	memset(junk, 'x', sizeof(junk));
+	entry("spool-00000000000000000007.tsp", path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
+	close(fd);
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(64 << 20, 0), err, sizeof(err)), 0);
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 0);
+	assert_true(s.st.corrupt >= 1);
+	assert_int_equal(tally_spool_remove_oldest(&s), 0);
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	assert_int_equal(stat(bad, &sb), 0);
+	assert_int_equal(sb.st_size, sizeof(junk));
+	/* an intact segment is deleted as before */
+	assert_int_equal(tally_spool_append(&s, 3000, "p:1", t), 0);
+	segment_path(&s, path, sizeof(path));
+	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 1);
+	assert_int_equal(tally_spool_remove_oldest(&s), 0);
+	assert_int_equal(stat(path, &sb), -1);
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	assert_int_equal(stat(bad, &sb), -1);
+	assert_int_equal(s.st.set_aside, 1);
+	tally_spool_close(&s);
+	test_table_free(raw);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c),
 		cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reopen_finds_earlier_segments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_finds_earlier_segments, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_torn_and_flipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cap_policies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_process_per_directory, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_entries_that_are_not_segments, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_segments_set_aside, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
