@@ -106,7 +106,7 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 	t->rx_missed = app->rx_missed;
 	t->rx_nombuf = app->rx_nombuf;
 	t->workers = app->nworkers;
-	t->uptime_s = (tally_now_ms() - app->start_ms) / 1000u;
+	t->uptime_s = (tally_now_ms() - app->start_mono_ms) / 1000u;
 }
 
 /* Give a merged partial back to its worker, clean. */

@@ -46,8 +46,16 @@ tally_now_ms(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t
+tally_wall_ms(void *arg)
+{
+	const struct tally_app *app = arg;
+
+	return tally_clock_ns(&app->clock, rte_rdtsc()) / 1000000u;
 }
 
 /* The sink's own lines (refused writes), through tally's log type. */
@@ -296,6 +304,7 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	app->clock.base_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	app->clock.hz = rte_get_tsc_hz();
 	app->start_ms = app->clock.base_ns / 1000000u;
+	app->start_mono_ms = tally_now_ms();
 	rte_log(RTE_LOG_INFO, app->logtype, "TALLY: %u worker(s), TSC %" PRIu64 " Hz\n",
 		app->nworkers, app->clock.hz);
 
@@ -425,6 +434,7 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		.cluster = c->redis_cluster,
 		.log = sink_log,
 		.log_arg = app,
+		.wall_ms = tally_wall_ms,
 		.user = c->redis_user,
 		.password = password,
 	};

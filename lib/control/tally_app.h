@@ -82,7 +82,8 @@ struct tally_app {
 	uint32_t nmem;
 	uint64_t rx_missed;
 	uint64_t rx_nombuf;
-	uint64_t start_ms;
+	uint64_t start_ms;             /* wall clock at start (the windows' clock, partial ids) */
+	uint64_t start_mono_ms;        /* tally_now_ms() at start, for uptime */
 	uint64_t next_stats_ms;
 	uint64_t next_log_ms;
 	int logtype;
@@ -121,7 +122,16 @@ void tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 /* Register the /tally/ telemetry commands (they read app until it is freed). */
 int tally_telemetry_register(struct tally_app *app);
 
-/* Wall-clock milliseconds (control path only). */
+/*
+ * Monotonic milliseconds (control path only): every interval, timer and deadline, so a
+ * wall-clock step neither stalls nor hurries them.
+ */
 uint64_t tally_now_ms(void);
+
+/*
+ * Now on the windows' clock: wall-clock ms as read at start, advanced by the TSC since (arg:
+ * the struct tally_app). A wall-clock step during a run does not move window boundaries.
+ */
+uint64_t tally_wall_ms(void *arg);
 
 #endif /* TALLY_APP_H */

@@ -1553,10 +1553,23 @@ top_account(struct tally_sink *s, uint32_t first, uint32_t end)
 		tally_top_add(&s->top, s->top_dev, s->top_records);
 }
 
+/* Now on the clock of window starts (intervals are on now_ms, a monotonic clock). */
+static uint64_t
+sink_wall_ms(const struct tally_sink *s)
+{
+	struct timespec ts;
+
+	if (s->conf.wall_ms != NULL)
+		return s->conf.wall_ms(s->conf.log_arg);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 struct tally_table *
 tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 {
 	struct tally_table *done;
+	uint64_t wall;
 	int encoding;
 
 	s->now_ms = now_ms;
@@ -1600,9 +1613,10 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 	done = s->win;
 	s->win = NULL;
 	s->st.windows_flushed++;
-	s->st.flush_lag_ms = now_ms - (s->win_start + s->conf.window_ms);
-	if (now_ms < s->win_start + s->conf.window_ms)
-		s->st.flush_lag_ms = 0;
+	wall = sink_wall_ms(s);
+	s->st.flush_lag_ms = wall > s->win_start + s->conf.window_ms
+				     ? wall - (s->win_start + s->conf.window_ms)
+				     : 0;
 	return done;
 }
 

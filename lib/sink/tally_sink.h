@@ -178,6 +178,11 @@ struct tally_sink_conf {
 	/* Where the sink logs (a refused write, a refusal it could not keep); NULL: nowhere. */
 	void (*log)(void *arg, int warning, const char *line);
 	void *log_arg;
+	/*
+	 * The clock of window starts (wall-clock ms), for flush_lag_ms; NULL: CLOCK_REALTIME.
+	 * Every other time the sink is given (the now_ms of poll and sync) is monotonic.
+	 */
+	uint64_t (*wall_ms)(void *arg);
 };
 
 enum {
