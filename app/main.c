@@ -17,7 +17,8 @@ static void
 on_signal(int sig)
 {
 	(void)sig;
-	app.quit = 1;
+	/* A second signal: stop waiting for Redis, spool what it has not taken, exit. */
+	app.quit = app.quit ? 2 : 1;
 }
 
 /* Index of the "--" that ends the EAL arguments, or argc when there is none. */
@@ -38,6 +39,7 @@ main(int argc, char **argv)
 	char *no_args[] = {argv[0], NULL};
 	char **app_argv = no_args;
 	int sep, app_argc = 1, rc;
+	uint32_t w;
 	char err[512];
 
 	/* Application options first: a bad one fails fast, before EAL takes hugepages. */
@@ -55,6 +57,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "tally: %s\n", err);
 		return 2;
 	}
+	for (w = 0; w < app.cfg.nwarnings; w++)
+		fprintf(stderr, "tally: warning: %s\n", app.cfg.warnings[w]);
 	/* From here a stop request is honoured: whatever has started is drained and written. */
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);

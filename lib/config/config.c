@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The option table and its parsers: command line, INI file (rte_cfgfile), defaults, --help. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include <rte_cfgfile.h>
+#include <rte_common.h>
 
 #include "tally_config.h"
 
@@ -115,6 +117,9 @@ static const struct opt opts[] = {
 	 spool_choices},
 	{"sink-queue-mb", OPT_U64, OFF(sink_queue_mb), "256", 1, 1u << 20,
 	 "memory for closed windows waiting for Redis (merged tables); beyond it they spool"},
+	{"max-memory-mb", OPT_U64, OFF(max_memory_mb), "0", 0, 1u << 30,
+	 "refuse to start when the options imply more memory than this (tables, queue, mbufs, "
+	 "rings); 0: what the host has free (hugepages and MemAvailable)"},
 	{"shutdown-timeout-s", OPT_U64, OFF(shutdown_timeout_s), "30", 1, 3600,
 	 "at SIGTERM, how long to keep writing to Redis before spooling the rest"},
 	{"breaker-failures", OPT_U64, OFF(breaker_failures), "3", 1, 1000,
@@ -134,6 +139,8 @@ static const struct opt opts[] = {
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+_Static_assert(NOPTS <= TALLY_CONFIG_MAX_OPTS, "TALLY_CONFIG_MAX_OPTS is too small");
 
 static int
 fail(char *err, size_t errlen, const char *fmt, ...)
@@ -280,8 +287,18 @@ static int
 set_opt(struct tally_config *c, const struct opt *o, const char *val, char *err, size_t errlen)
 {
 	uint8_t *field = (uint8_t *)c + o->off;
+	size_t len = strlen(val);
 	uint64_t v;
 
+	/* ' 1000' or 'x ' is a quoting mistake more often than a wish: say so, never guess. */
+	if (len > 0 && (isspace((unsigned char)val[0]) || isspace((unsigned char)val[len - 1])))
+		return fail(err, errlen, "--%s: '%s' has leading or trailing spaces", o->name, val);
+	/* "--instance -h": the value is missing and the next option was taken for it. */
+	if ((o->type == OPT_PATH || o->type == OPT_STR) && val[0] == '-')
+		return fail(err, errlen,
+			    "--%s: '%s' looks like an option, not a value (a value is missing?)",
+			    o->name, val);
+	c->given[o - opts] = 1;
 	switch (o->type) {
 	case OPT_U64:
 	case OPT_U16:
@@ -363,6 +380,74 @@ tally_config_defaults(struct tally_config *c)
 	for (i = 0; i < NOPTS; i++)
 		if (opts[i].def != NULL)
 			set_opt(c, &opts[i], opts[i].def, err, sizeof(err));
+	memset(c->given, 0, sizeof(c->given)); /* defaults are not given */
+}
+
+/* Lines of the INI file's keys, for errors that name them (0: not found). */
+struct ini_lines {
+	char key[TALLY_CONFIG_MAX_OPTS + 32][CFG_NAME_LEN];
+	int line[TALLY_CONFIG_MAX_OPTS + 32];
+	int n;
+};
+
+/*
+ * What rte_cfgfile passes over in silence: a line that is not a section, a comment or
+ * KEY = VALUE (rte_cfgfile skips it), and a key given twice (the last would win). Also
+ * records each key's line for the errors of its value.
+ */
+static int
+ini_check(const char *path, struct ini_lines *k, char *err, size_t errlen)
+{
+	char buf[1024];
+	int lineno = 0, rc = 0, i;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return fail(err, errlen, "--config: cannot read %s: %s", path, strerror(errno));
+	k->n = 0;
+	while (rc == 0 && fgets(buf, sizeof(buf), f) != NULL) {
+		char *s = buf, *eq, *end;
+
+		lineno++;
+		while (isspace((unsigned char)*s))
+			s++;
+		end = s + strlen(s);
+		while (end > s && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (*s == '\0' || *s == ';' || *s == '#' || *s == '[')
+			continue;
+		eq = strchr(s, '=');
+		if (eq == NULL) {
+			rc = fail(err, errlen, "%s:%d: '%.60s' is not KEY = VALUE", path, lineno, s);
+			break;
+		}
+		for (end = eq; end > s && isspace((unsigned char)end[-1]); end--)
+			;
+		*end = '\0';
+		for (i = 0; i < k->n; i++)
+			if (strcmp(k->key[i], s) == 0)
+				rc = fail(err, errlen, "%s:%d: key '%s' is already set on line %d", path,
+					  lineno, s, k->line[i]);
+		if (rc == 0 && k->n < (int)RTE_DIM(k->key) && strlen(s) < sizeof(k->key[0])) {
+			strcpy(k->key[k->n], s);
+			k->line[k->n++] = lineno;
+		}
+	}
+	if (rc == 0 && ferror(f))
+		rc = fail(err, errlen, "--config: cannot read %s: %s", path, strerror(errno));
+	fclose(f);
+	return rc;
+}
+
+static int
+ini_line(const struct ini_lines *k, const char *key)
+{
+	int i;
+
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->key[i], key) == 0)
+			return k->line[i];
+	return 0;
 }
 
 int
@@ -372,11 +457,15 @@ tally_config_load_file(struct tally_config *c, const char *path, char *err, size
 	char sections[1][CFG_NAME_LEN];
 	char *sp[1] = {sections[0]};
 	struct rte_cfgfile_entry *entries = NULL;
+	struct ini_lines lines;
 	int nsec, n, i, rc = 0;
 
+	if (ini_check(path, &lines, err, errlen) != 0)
+		return -1;
 	cfg = rte_cfgfile_load(path, 0);
 	if (cfg == NULL)
-		return fail(err, errlen, "--config: cannot read INI file '%s'", path);
+		return fail(err, errlen, "--config: %s is not an INI file rte_cfgfile can read",
+			    path);
 	nsec = rte_cfgfile_num_sections(cfg, NULL, 0);
 	if (nsec != 1 || rte_cfgfile_sections(cfg, sp, 1) != 1 ||
 	    strcmp(sections[0], INI_SECTION) != 0) {
@@ -396,15 +485,18 @@ tally_config_load_file(struct tally_config *c, const char *path, char *err, size
 	}
 	for (i = 0; i < n && rc == 0; i++) {
 		const struct opt *o = find_opt(entries[i].name);
+		int line = ini_line(&lines, entries[i].name);
+		char why[256];
 
 		if (is_password_opt(entries[i].name))
-			rc = fail(err, errlen, "%s: key '%s': %s", path, entries[i].name,
+			rc = fail(err, errlen, "%s:%d: key '%s': %s", path, line, entries[i].name,
 				  "a password is never kept in the INI file; put it in a file of "
 				  "its own (chmod 600) and set redis-password-file");
 		else if (o == NULL || strcmp(o->name, "config") == 0)
-			rc = fail(err, errlen, "%s: unknown key '%s'", path, entries[i].name);
-		else if (set_opt(c, o, entries[i].value, err, errlen) != 0)
-			rc = -1;
+			rc = fail(err, errlen, "%s:%d: unknown key '%s'", path, line,
+				  entries[i].name);
+		else if (set_opt(c, o, entries[i].value, why, sizeof(why)) != 0)
+			rc = fail(err, errlen, "%s:%d: %s", path, line, why);
 	}
 out:
 	free(entries);
@@ -438,6 +530,41 @@ tally_config_usage(FILE *f, const char *prog)
 	fprintf(f, "  %-28s %s\n", "--help", "print this help and exit");
 }
 
+static int
+given(const struct tally_config *c, const char *name)
+{
+	const struct opt *o = find_opt(name);
+
+	return o != NULL && c->given[o - opts];
+}
+
+/* Options given that the others make pointless: a warning each (the run goes on). */
+static void
+warn_no_effect(struct tally_config *c)
+{
+	static const struct {
+		const char *opt, *needs, *value; /* value: NULL when --needs given is enough */
+	} deps[] = {
+		{"hot-share", "partition", "device"}, {"hot-flush-ms", "partition", "device"},
+		{"fwd-ring", "partition", "device"},  {"spool-max-mb", "spool-dir", NULL},
+		{"spool-policy", "spool-dir", NULL},  {"dlq-max-mb", "dlq", NULL},
+		{"dlq-burst", "dlq", NULL},	      {"dlq-rate", "dlq", NULL},
+	};
+	size_t i;
+
+	for (i = 0; i < RTE_DIM(deps) && c->nwarnings < TALLY_CONFIG_MAX_WARNINGS; i++) {
+		int met = deps[i].value != NULL
+				  ? strcmp(partition_choices[c->partition], deps[i].value) == 0
+				  : given(c, deps[i].needs);
+
+		if (given(c, deps[i].opt) && !met)
+			snprintf(c->warnings[c->nwarnings++], sizeof(c->warnings[0]),
+				 "--%s has no effect without --%s%s%s", deps[i].opt, deps[i].needs,
+				 deps[i].value != NULL ? " " : "",
+				 deps[i].value != NULL ? deps[i].value : "");
+	}
+}
+
 int
 tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, size_t errlen)
 {
@@ -469,6 +596,9 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 			    tally_config_load_file(c, path, err, errlen) != 0)
 				return -1;
 		}
+		/* "--name VALUE": VALUE is not read as an option here ("--instance -h") */
+		if (strncmp(a, "--", 2) == 0 && strchr(a, '=') == NULL && find_opt(a + 2) != NULL)
+			idx++;
 	}
 
 	optind = 1;
@@ -492,5 +622,10 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 		return fail(err, errlen,
 			    "--redis-user %s needs a password: give --redis-password-file",
 			    c->redis_user);
+	if (c->breaker_backoff_ms > c->breaker_max_ms)
+		return fail(err, errlen,
+			    "--breaker-backoff-ms: %" PRIu64 " is above --breaker-max-ms %" PRIu64,
+			    c->breaker_backoff_ms, c->breaker_max_ms);
+	warn_no_effect(c);
 	return 0;
 }

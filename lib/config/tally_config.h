@@ -12,6 +12,9 @@
 #define TALLY_INSTANCE_MAX 64
 #define TALLY_REDIS_USER_MAX 64
 
+#define TALLY_CONFIG_MAX_OPTS 64
+#define TALLY_CONFIG_MAX_WARNINGS 8
+
 struct tally_config {
 	char config_file[TALLY_PATH_MAX];
 	char redis_host[TALLY_HOST_MAX];
@@ -49,6 +52,7 @@ struct tally_config {
 	uint64_t spool_max_mb;
 	uint8_t spool_policy;     /* enum tally_spool_policy */
 	uint64_t sink_queue_mb;
+	uint64_t max_memory_mb;   /* 0: the host's free hugepages and MemAvailable */
 	uint64_t shutdown_timeout_s;
 	uint64_t breaker_failures;
 	uint64_t breaker_backoff_ms;
@@ -57,6 +61,11 @@ struct tally_config {
 	uint64_t dlq_max_mb;
 	uint64_t dlq_burst;
 	uint64_t dlq_rate;
+	/* Filled by the parser: options given (command line or INI), by option table index. */
+	uint8_t given[TALLY_CONFIG_MAX_OPTS];
+	/* Options given that have no effect with the others: for the caller to print. */
+	char warnings[TALLY_CONFIG_MAX_WARNINGS][200];
+	uint32_t nwarnings;
 };
 
 enum tally_rss_fields {

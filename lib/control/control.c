@@ -297,17 +297,23 @@ sink_main(void *arg)
 			tally_delivery_add(&app->dlv, h.table, h.start_ms);
 			work++;
 		}
-		work += tally_delivery_step(&app->dlv, now, deadline != 0);
-		if (deadline != 0 && now >= deadline && !tally_delivery_idle(&app->dlv)) {
-			/* Shutdown ran out of time: what Redis did not take is spooled (or lost).
-			 */
+		/*
+		 * Shutdown ran out of time, or a second signal said not to wait: what Redis did
+		 * not take is spooled (or lost), and Redis is not tried again, so the stop takes
+		 * at most one Redis timeout past the deadline (a connect under way then).
+		 */
+		if (deadline != 0 && (now >= deadline || app->quit > 1)) {
 			if (!warned)
-				CTL_LOG(app, WARNING,
-					"shutdown timeout: %s what Redis did not take",
+				CTL_LOG(app, WARNING, "%s: %s what Redis did not take",
+					app->quit > 1 ? "second stop signal" : "shutdown timeout",
 					app->spool_on ? "spooling" : "giving up");
 			warned = 1;
-			tally_delivery_flush_to_spool(&app->dlv);
-			work++;
+			if (!tally_delivery_idle(&app->dlv)) {
+				tally_delivery_flush_to_spool(&app->dlv);
+				work++;
+			}
+		} else {
+			work += tally_delivery_step(&app->dlv, now, deadline != 0);
 		}
 		while ((t = tally_delivery_release(&app->dlv)) != NULL) {
 			rte_ring_sp_enqueue(app->from_sink, t);
@@ -326,8 +332,12 @@ sink_main(void *arg)
 		if (work == 0)
 			tally_sink_wait(app->sink, 1000);
 	}
-	/* Final stats, acknowledged before exit (on a new connection if the last was dropped). */
-	tally_sink_poll(app->sink, tally_now_ms());
+	/*
+	 * Final stats, acknowledged before exit, on a new connection if the last was dropped;
+	 * but not after the deadline: a Redis that let it pass must not cost another timeout.
+	 */
+	if (!warned)
+		tally_sink_poll(app->sink, tally_now_ms());
 	errors_before = ss->errors;
 	write_stats(app);
 	tally_sink_sync(app->sink, tally_now_ms());

@@ -67,6 +67,13 @@ sink_log(void *arg, int warning, const char *line)
 	rte_log(warning ? RTE_LOG_WARNING : RTE_LOG_INFO, app->logtype, "TALLY: %s\n", line);
 }
 
+/* A stop signal during start-up: large tables take seconds each to clear; stop between them. */
+static int
+stopped(const struct tally_app *app, char *err, size_t errlen)
+{
+	return app->quit ? fail(err, errlen, "start-up stopped by a signal") : 0;
+}
+
 static struct tally_table *
 table_alloc(struct tally_app *app, uint64_t series, int socket)
 {
@@ -200,6 +207,8 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 				      app->clock.hz, app->clock.base_tsc);
 	}
 	for (i = 0; i < w->ntables; i++) {
+		if (stopped(app, err, errlen) != 0)
+			return -1;
 		w->tables[i] = table_alloc(app, c->table_series, socket);
 		if (w->tables[i] == NULL)
 			return fail(err, errlen, "worker %u: cannot allocate a table of %lu series",
@@ -277,6 +286,89 @@ sink_thread_init(struct tally_app *app, char *err, size_t errlen)
 	return 0;
 }
 
+/* MemAvailable of /proc/meminfo in bytes, or 0 when it cannot be read. */
+static uint64_t
+mem_available(void)
+{
+	char line[128];
+	uint64_t kb = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb << 10;
+}
+
+/* Free bytes of DPDK's heaps (hugepages, or -m memory with --no-huge), all sockets. */
+static uint64_t
+heap_free(void)
+{
+	struct rte_malloc_socket_stats st;
+	uint64_t sum = 0;
+	unsigned int i;
+
+	for (i = 0; i < rte_socket_count(); i++)
+		if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0)
+			sum += st.heap_freesz_bytes;
+	return sum;
+}
+
+/* "119.5 GiB" or "36 MiB", into buf. */
+static const char *
+human(uint64_t bytes, char *buf, size_t len)
+{
+	if (bytes >= 1u << 30)
+		snprintf(buf, len, "%.1f GiB", (double)bytes / (1u << 30));
+	else
+		snprintf(buf, len, "%" PRIu64 " MiB", (bytes + (1u << 20) - 1) >> 20);
+	return buf;
+}
+
+/*
+ * What the options imply, added up before anything large is allocated: a --table-series a
+ * thousand times too big must be a one-line error at once, not minutes of zeroing memory
+ * and then the kernel's OOM killer on the whole host.
+ */
+static int
+memory_check(struct tally_app *app, char *err, size_t errlen)
+{
+	const struct tally_config *c = &app->cfg;
+	int device = c->partition == TALLY_PARTITION_DEVICE && app->nworkers > 1;
+	uint64_t table = tally_table_memsize((uint32_t)c->table_series);
+	uint64_t ntables = (uint64_t)app->nworkers * (device ? 4 : 3) + app->nmerge +
+			   (c->spool_dir[0] != '\0' ? 1 : 0);
+	uint64_t mbuf = rte_mempool_calc_obj_size(sizeof(struct rte_mbuf) +
+						   RTE_MBUF_DEFAULT_BUF_SIZE, 0, NULL);
+	uint64_t tables = ntables * table;
+	uint64_t sort = tally_table_sort_scratch_size((uint32_t)c->table_series);
+	uint64_t pool = c->mbufs * mbuf;
+	uint64_t rings = device ? (uint64_t)app->nworkers * (app->nworkers - 1) * c->fwd_ring *
+					  sizeof(union tally_fwd_slot)
+				: 0;
+	uint64_t need = tables + sort + pool + rings;
+	uint64_t have = c->max_memory_mb > 0 ? c->max_memory_mb << 20 : heap_free() + mem_available();
+	char b[6][16];
+
+	if (need <= have)
+		return 0;
+	return fail(err, errlen,
+		    "memory: the options need %s (%" PRIu64 " tables of --table-series %" PRIu64
+		    " = %s: %u per worker x %u, %u for --sink-queue-mb %" PRIu64 "%s; their sort "
+		    "buffer %s; --mbufs %" PRIu64 " %s; --fwd-ring %s), more than %s %s: lower "
+		    "--table-series or --sink-queue-mb",
+		    human(need, b[0], 16), ntables, c->table_series, human(tables, b[1], 16),
+		    device ? 4 : 3, app->nworkers, app->nmerge, c->sink_queue_mb,
+		    c->spool_dir[0] != '\0' ? ", 1 for spool replay" : "", human(sort, b[2], 16),
+		    c->mbufs, human(pool, b[3], 16), human(rings, b[4], 16),
+		    c->max_memory_mb > 0 ? "--max-memory-mb" : "the host has free (hugepages + "
+							       "MemAvailable):",
+		    human(have, b[5], 16));
+}
+
 int
 tally_app_init(struct tally_app *app, char *err, size_t errlen)
 {
@@ -308,6 +400,28 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	rte_log(RTE_LOG_INFO, app->logtype, "TALLY: %u worker(s), TSC %" PRIu64 " Hz\n",
 		app->nworkers, app->clock.hz);
 
+	/*
+	 * The sink queue: as many merged tables as --sink-queue-mb holds, at least 4: one being
+	 * written, one waiting, and the two windows a boundary may have merging at once.
+	 */
+	app->nmerge = (uint32_t)RTE_MIN((c->sink_queue_mb << 20) /
+					 tally_table_memsize((uint32_t)c->table_series),
+				 (uint64_t)TALLY_MERGE_TABLES);
+	app->nmerge = RTE_MAX(app->nmerge, 4u);
+	/* While the sink waits on a slow Redis (a batch may take --redis-timeout-ms) windows
+	 * keep closing: the queue must hold them, or the workers run out of tables. */
+	want = 3 + 2 * ((c->redis_timeout_ms + c->window_ms - 1) / c->window_ms);
+	if (app->nmerge < want)
+		rte_log(RTE_LOG_WARNING, app->logtype,
+			"TALLY: --sink-queue-mb %lu holds %u windows of --table-series %lu; a "
+			"Redis "
+			"answering within --redis-timeout-ms %lu needs %lu at --window-ms %lu, or "
+			"records may be dropped (window_stall)\n",
+			(unsigned long)c->sink_queue_mb, app->nmerge,
+			(unsigned long)c->table_series, (unsigned long)c->redis_timeout_ms,
+			(unsigned long)want, (unsigned long)c->window_ms);
+	if (memory_check(app, err, errlen) != 0)
+		return -1;
 	app->workers = rte_zmalloc("tally_workers", sizeof(*app->workers) * app->nworkers,
 				   RTE_CACHE_LINE_SIZE);
 	if (app->workers == NULL)
@@ -332,27 +446,9 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 				    app->nworkers, err, errlen) != 0)
 			goto undo;
 	}
-	/*
-	 * The sink queue: as many merged tables as --sink-queue-mb holds, at least 4: one being
-	 * written, one waiting, and the two windows a boundary may have merging at once.
-	 */
-	app->nmerge = (uint32_t)RTE_MIN((c->sink_queue_mb << 20) /
-					 tally_table_memsize((uint32_t)c->table_series),
-				 (uint64_t)TALLY_MERGE_TABLES);
-	app->nmerge = RTE_MAX(app->nmerge, 4u);
-	/* While the sink waits on a slow Redis (a batch may take --redis-timeout-ms) windows
-	 * keep closing: the queue must hold them, or the workers run out of tables. */
-	want = 3 + 2 * ((c->redis_timeout_ms + c->window_ms - 1) / c->window_ms);
-	if (app->nmerge < want)
-		rte_log(RTE_LOG_WARNING, app->logtype,
-			"TALLY: --sink-queue-mb %lu holds %u windows of --table-series %lu; a "
-			"Redis "
-			"answering within --redis-timeout-ms %lu needs %lu at --window-ms %lu, or "
-			"records may be dropped (window_stall)\n",
-			(unsigned long)c->sink_queue_mb, app->nmerge,
-			(unsigned long)c->table_series, (unsigned long)c->redis_timeout_ms,
-			(unsigned long)want, (unsigned long)c->window_ms);
 	for (i = 0; i < app->nmerge; i++) {
+		if (stopped(app, err, errlen) != 0)
+			goto undo;
 		app->merge_tables[i] = table_alloc(app, c->table_series, (int)rte_socket_id());
 		if (app->merge_tables[i] == NULL) {
 			fail(err, errlen, "cannot allocate merge tables of %lu series",

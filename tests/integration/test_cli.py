@@ -4,6 +4,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -88,6 +89,8 @@ def body(ctx):
 
     bad_ini_key = write(ctx, 'badkey.ini', '[tally]\nstats-ms = 100\nno-such-key = 1\n')
     bad_ini_val = write(ctx, 'badval.ini', '[tally]\nwindow-ms = abc\n')
+    no_equals = write(ctx, 'noeq.ini', '[tally]\n; a comment\nwindow-ms 1000\n')
+    twice = write(ctx, 'twice.ini', '[tally]\nstats-ms = 100\nwindow-ms = 500\nstats-ms = 200\n')
     for app_args, name in ((['--window-ms', 'abc'], 'window-ms'),
                            (['--window-ms', '0'], 'window-ms'),
                            (['--udp-port', '70000'], 'udp-port'),
@@ -96,9 +99,63 @@ def body(ctx):
                            (['--bogus', '1'], 'bogus'),
                            (['--config', bad_ini_key], 'no-such-key'),
                            (['--config', bad_ini_val], 'window-ms'),
-                           (['--config', os.path.join(ctx.tmp, 'missing.ini')], 'config')):
+                           (['--config', os.path.join(ctx.tmp, 'missing.ini')],
+                            'missing.ini: No such file or directory'),
+                           (['--config', no_equals], 'noeq.ini:3:'),
+                           (['--config', twice], 'twice.ini:4: key \'stats-ms\' is already set '
+                            'on line 2'),
+                           (['--config', bad_ini_val], 'badval.ini:2: --window-ms'),
+                           (['--window-ms', ' 1000'], '--window-ms'),
+                           (['--window-ms', '1000 '], '--window-ms'),
+                           (['--instance', '-h'], '--instance'),
+                           (['--spool-dir', '--stats-ms', '100'], '--spool-dir'),
+                           (['--breaker-backoff-ms', '6000'], '--breaker-max-ms'),
+                           (['--breaker-backoff-ms', '200', '--breaker-max-ms', '100'],
+                            '--breaker-backoff-ms')):
         check_bad(ctx, app_args, name)
     check_bad(ctx, ['--stats-ms', '5'], 'stats-ms', with_eal=False)
+
+    # Options that have no effect with the others: a warning each, and the run goes on (here
+    # to the missing port: no --vdev).
+    for app_args, warning in ((['--hot-share', '0.1'], '--hot-share has no effect without '
+                               '--partition device'),
+                              (['--spool-policy', 'drop-oldest'], '--spool-policy has no '
+                               'effect without --spool-dir'),
+                              (['--dlq-rate', '5'], '--dlq-rate has no effect without --dlq')):
+        rc, out, err, _ = run_tally(ctx, eal_args(ctx) + ['--'] + app_args)
+        tt.check('tally: warning: ' + warning in err, '%s: no warning %r in:\n%s'
+                 % (app_args, warning, err))
+        tt.check('no Ethernet port' in err, '%s: the run did not go on: %s' % (app_args, err))
+
+    # Options that imply more memory than there is: one line at once, nothing allocated.
+    for app_args, names in ((['--table-series', '134217728'], ('--table-series', 'MemAvailable')),
+                            (['--table-series', '1048576', '--max-memory-mb', '100'],
+                             ('--table-series', '--max-memory-mb'))):
+        rc, out, err, took = run_tally(ctx, eal_args(ctx) + ['--vdev', 'net_null0', '--'] +
+                                       app_args)
+        lines = [ln for ln in err.splitlines() if ln.startswith('tally:')]
+        tt.check(rc != 0 and len(lines) == 1 and all(n in lines[0] for n in names),
+                 '%s: want one line naming %s, got rc %d:\n%s' % (app_args, names, rc, err))
+        tt.check(took < 5, '%s: took %.1fs to fail' % (app_args, took))
+        tt.log('rc %d in %.2fs: %s' % (rc, took, lines[0]))
+
+    # SIGTERM while large tables are being cleared: start-up stops between two of them.
+    argv = [ctx.args.tally] + eal_args(ctx) + ['--vdev', 'net_null0', '--', '--table-series',
+                                               '4194304', '--sink-queue-mb', '1']
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    ctx.procs.append(('tally-init', p))
+    time.sleep(0.8)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    took = time.monotonic() - t0
+    err = err.decode(errors='replace')
+    tt.log('SIGTERM during start-up: rc %d %.2fs later: %s' % (p.returncode, took,
+                                                             err.strip().splitlines()[-1]))
+    tt.check(p.returncode != 0 and 'start-up stopped by a signal' in err,
+             'SIGTERM during start-up: rc %d, stderr:\n%s' % (p.returncode, err))
+    tt.check(took < 3, 'SIGTERM during start-up: %.1fs to stop' % took)
 
     # Redis unreachable: a port nobody listens on.
     port = tt.free_port()
