@@ -22,8 +22,6 @@
 
 #define GEN_NAME "tally-gen"
 
-/* Frames stay within a 1500-byte MTU: this bounds --records. */
-#define GEN_MTU 1500
 #define GEN_IPV4_HDR_LEN 20
 #define GEN_IPV6_HDR_LEN 40
 #define GEN_UDP_HDR_LEN 8
@@ -34,7 +32,12 @@
 /* Room in front of the payload for pcap record, Ethernet, 802.1Q, IPv6 and UDP headers. */
 #define GEN_HEADROOM 128
 #define GEN_MAX_QUEUES 16
-#define GEN_BUF_LEN (GEN_HEADROOM + GEN_MTU)
+/* The largest payload: the most records UDP carries (over IPv6; IPv4 takes one fewer). */
+#define GEN_PAYLOAD_MAX (TALLY_WIRE_HDR_LEN + TALLY_WIRE_MAX_RECORDS_IPV6 * TALLY_WIRE_REC_LEN)
+#define GEN_BUF_LEN (GEN_HEADROOM + GEN_PAYLOAD_MAX)
+
+/* Snapshot length of the pcap files: a whole jumbo frame, as tcpdump writes by default. */
+#define GEN_SNAPLEN 262144
 
 /* devices x metrics bound, so the totals table stays below 512 MiB. */
 #define GEN_MAX_SERIES (1ULL << 24)
@@ -130,8 +133,9 @@ static const struct gen_option gen_options[] = {
 	{"device-base", GEN_OPT_U64, GEN_OFF(device_base), 0, (double)UINT64_MAX, "ID",
 	 "first device id"},
 	{"metrics", GEN_OPT_U64, GEN_OFF(metrics), 1, 1e6, "N", "metric ids 1..N per device"},
-	{"records", GEN_OPT_U64, GEN_OFF(records), 1, 90, "N",
-	 "records per datagram (at most 90 over IPv4, 88 over IPv6)"},
+	{"records", GEN_OPT_U64, GEN_OFF(records), 1, TALLY_WIRE_MAX_RECORDS_IPV6, "N",
+	 "records per datagram: at most 4092 over IPv4, 4093 over IPv6 (UDP's maximum); more "
+	 "than 90 make frames over 1500 bytes"},
 	{"zipf", GEN_OPT_DOUBLE, GEN_OFF(zipf), 0, 10, "S",
 	 "Zipf exponent of device popularity (0 = uniform)"},
 	{"hot-device", GEN_OPT_U64, GEN_OFF(hot_device), 0, (double)UINT64_MAX, "ID",
@@ -470,12 +474,12 @@ parse_args(int argc, char **argv, struct gen_conf *conf, struct gen_net *net, bo
 	else
 		net->v6 = conf->ipv6;
 
-	max_records = (GEN_MTU - (net->v6 ? GEN_IPV6_HDR_LEN : GEN_IPV4_HDR_LEN) -
-		       GEN_UDP_HDR_LEN - TALLY_WIRE_HDR_LEN) / TALLY_WIRE_REC_LEN;
+	max_records = net->v6 ? TALLY_WIRE_MAX_RECORDS_IPV6 : TALLY_WIRE_MAX_RECORDS_IPV4;
 	if (conf->records > max_records)
-		opt_fail("records", "%" PRIu64 " records do not fit a 1500-byte MTU over %s "
-			 "(at most %" PRIu64 ")", conf->records, net->v6 ? "IPv6" : "IPv4",
-			 max_records);
+		opt_fail("records",
+			 "%" PRIu64 " records do not fit a UDP datagram over %s "
+			 "(at most %" PRIu64 ")",
+			 conf->records, net->v6 ? "IPv6" : "IPv4", max_records);
 	if (conf->src_port + conf->src_ports - 1 > 65535)
 		opt_fail("src-ports", "src-port + src-ports - 1 must be at most 65535");
 	if (conf->devices - 1 > UINT64_MAX - conf->device_base)
@@ -1041,7 +1045,7 @@ open_pcap(struct gen_state *st)
 		uint32_t sigfigs;
 		uint32_t snaplen;
 		uint32_t linktype;
-	} hdr = {0xa1b2c3d4, 2, 4, 0, 0, 65535, 1};
+	} hdr = {0xa1b2c3d4, 2, 4, 0, 0, GEN_SNAPLEN, 1};
 
 	for (q = 0; q < st->conf->queues; q++) {
 		FILE *f;

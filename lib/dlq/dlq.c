@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #define DLQ_BURST 32
 #define DLQ_IDLE_US 1000
+#define DLQ_MAX_SEGS 256 /* of 2 KiB, more than TALLY_PCAPNG_SNAPLEN */
 
 static uint64_t
 now_ns(void)
@@ -22,6 +24,25 @@ now_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Write one frame whole, every segment of its chain: a jumbo frame takes a chain of mbufs.
+ * A chain longer than DLQ_MAX_SEGS (a PMD with tiny buffers) keeps its first segments, with
+ * the frame's whole length on record.
+ */
+static int
+dlq_write(struct tally_dlq *d, const struct rte_mbuf *m, const char *comment)
+{
+	struct iovec iov[DLQ_MAX_SEGS];
+	const struct rte_mbuf *s;
+	unsigned int n = 0;
+
+	for (s = m; s != NULL && n < DLQ_MAX_SEGS; s = s->next, n++) {
+		iov[n].iov_base = rte_pktmbuf_mtod(s, void *);
+		iov[n].iov_len = rte_pktmbuf_data_len(s);
+	}
+	return tally_pcapng_writev(&d->pcap, iov, n, rte_pktmbuf_pkt_len(m), now_ns(), comment);
 }
 
 /* Write one burst from every ring; returns the frames taken. */
@@ -40,8 +61,7 @@ dlq_drain(struct tally_dlq *d)
 
 			snprintf(comment, sizeof(comment), "malformed: %s",
 				 reason ? reason : "unknown");
-			if (tally_pcapng_write(&d->pcap, rte_pktmbuf_mtod(m[i], const uint8_t *),
-					       rte_pktmbuf_data_len(m[i]), now_ns(), comment) == 0)
+			if (dlq_write(d, m[i], comment) == 0)
 				d->written++;
 			else
 				d->errors++;

@@ -2,6 +2,7 @@
 /* pcapng blocks (SHB, IDB, EPB with opt_comment) written with stdio, off the data path. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "tally_pcapng.h"
@@ -14,12 +15,18 @@
 #define OPT_ENDOFOPT 0
 #define OPT_COMMENT 1
 #define IF_TSRESOL 9
-#define SNAPLEN 65535
 
 static uint32_t
 pad4(uint32_t n)
 {
 	return (n + 3) & ~3u;
+}
+
+/* The smaller of a piece's length and what is left to take. */
+static uint32_t
+clamp(size_t len, uint32_t left)
+{
+	return len < left ? (uint32_t)len : left;
 }
 
 static int
@@ -68,7 +75,7 @@ write_headers(struct tally_pcapng *p)
 	rc |= put32(p, BT_IDB);
 	rc |= put32(p, idb_len);
 	rc |= put32(p, LINKTYPE_ETHERNET); /* linktype 16 bits, reserved 16 bits */
-	rc |= put32(p, SNAPLEN);
+	rc |= put32(p, TALLY_PCAPNG_SNAPLEN);
 	rc |= put32(p, IF_TSRESOL | (1u << 16));
 	rc |= put(p, tsresol, sizeof(tsresol));
 	rc |= put32(p, OPT_ENDOFOPT);
@@ -122,12 +129,26 @@ int
 tally_pcapng_write(struct tally_pcapng *p, const uint8_t *frame, uint32_t len, uint64_t time_ns,
 		   const char *comment)
 {
+	struct iovec iov = {.iov_base = (void *)(uintptr_t)frame, .iov_len = len};
+
+	return tally_pcapng_writev(p, &iov, 1, len, time_ns, comment);
+}
+
+int
+tally_pcapng_writev(struct tally_pcapng *p, const struct iovec *iov, unsigned int iovcnt,
+		    uint32_t len, uint64_t time_ns, const char *comment)
+{
+	static const uint8_t zero[4];
 	uint32_t clen = comment ? (uint32_t)strlen(comment) : 0;
-	uint32_t cap = len > SNAPLEN ? SNAPLEN : len;
-	uint32_t opts = (clen ? 4 + pad4(clen) : 0) + 4;
-	uint32_t total = 28 + pad4(cap) + opts + 4;
+	uint32_t max = len < TALLY_PCAPNG_SNAPLEN ? len : TALLY_PCAPNG_SNAPLEN;
+	uint32_t cap = 0, opts, total, n;
+	unsigned int i;
 	int rc = 0;
 
+	for (i = 0; i < iovcnt && cap < max; i++)
+		cap += clamp(iov[i].iov_len, max - cap);
+	opts = (clen ? 4 + pad4(clen) : 0) + 4;
+	total = 28 + pad4(cap) + opts + 4;
 	if (p->f == NULL)
 		return -EBADF;
 	if (p->max_bytes && p->bytes + total > p->max_bytes && p->packets > 0 &&
@@ -140,7 +161,13 @@ tally_pcapng_write(struct tally_pcapng *p, const uint8_t *frame, uint32_t len, u
 	rc |= put32(p, (uint32_t)time_ns);
 	rc |= put32(p, cap);
 	rc |= put32(p, len);
-	rc |= put_padded(p, frame, cap);
+	for (i = 0, n = cap; i < iovcnt && n > 0; i++) {
+		uint32_t k = clamp(iov[i].iov_len, n);
+
+		rc |= put(p, iov[i].iov_base, k);
+		n -= k;
+	}
+	rc |= put(p, zero, pad4(cap) - cap);
 	if (clen) {
 		rc |= put32(p, OPT_COMMENT | (clen << 16));
 		rc |= put_padded(p, comment, clen);

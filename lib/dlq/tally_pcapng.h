@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 struct tally_pcapng {
 	FILE *f;
@@ -23,9 +24,23 @@ struct tally_pcapng {
  */
 int tally_pcapng_open(struct tally_pcapng *p, const char *path, uint64_t max_bytes);
 
+/*
+ * The interface's snapshot length: frames are kept whole up to this, so a jumbo frame (an IP
+ * packet of 65,535 bytes plus its link header) fits; it is what tcpdump and Wireshark take.
+ */
+#define TALLY_PCAPNG_SNAPLEN 262144
+
 /* Append one Ethernet frame with its capture time (ns) and a comment. 0 or -errno. */
 int tally_pcapng_write(struct tally_pcapng *p, const uint8_t *frame, uint32_t len,
 		       uint64_t time_ns, const char *comment);
+
+/*
+ * Append one Ethernet frame held in iovcnt pieces (the segments of an mbuf chain), in order;
+ * len is its length on the wire. What the pieces hold up to len and TALLY_PCAPNG_SNAPLEN is
+ * written. 0 or -errno.
+ */
+int tally_pcapng_writev(struct tally_pcapng *p, const struct iovec *iov, unsigned int iovcnt,
+			uint32_t len, uint64_t time_ns, const char *comment);
 
 /* Flush buffered blocks to the file. */
 int tally_pcapng_flush(struct tally_pcapng *p);

@@ -36,6 +36,25 @@ rss_hash_fields(uint8_t fields)
 	}
 }
 
+/*
+ * The MTU that lets the port deliver the largest datagram tally takes (an IP packet of 65,535
+ * bytes) or as close as the port goes; 0 to leave the port's default. ethdev checks the MTU
+ * plus the port's L2 overhead against max_rx_pktlen, so both limits count.
+ */
+static uint32_t
+jumbo_mtu(const struct rte_eth_dev_info *dev)
+{
+	uint32_t overhead = RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+	uint32_t mtu = dev->max_mtu;
+
+	if (dev->max_mtu != UINT16_MAX && dev->max_rx_pktlen > dev->max_mtu)
+		overhead = dev->max_rx_pktlen - dev->max_mtu;
+	if (dev->max_rx_pktlen <= overhead)
+		return 0;
+	mtu = RTE_MIN(mtu, dev->max_rx_pktlen - overhead);
+	return mtu > RTE_ETHER_MTU ? mtu : 0;
+}
+
 /* Entry i of the redirection table sends to queue i % nb_rxq: an even spread. */
 static int
 reta_spread(uint16_t port_id, uint16_t reta_size, uint16_t nb_rxq)
@@ -98,7 +117,22 @@ tally_port_init(uint16_t port_id, uint16_t want_rxq, uint16_t rx_desc, struct rt
 		info->rss = 1;
 		info->rss_hf = conf.rx_adv_conf.rss_conf.rss_hf;
 	}
+	/*
+	 * A datagram longer than one mbuf arrives as a chain of them, which the workers take
+	 * whole: with scatter the port receives such frames, up to a jumbo MTU. Without it
+	 * (net_pcap chains big frames anyway; net_af_packet cuts them at its frame size) the
+	 * port keeps its defaults.
+	 */
+	if (dev.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER) {
+		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
+		conf.rxmode.mtu = jumbo_mtu(&dev);
+	}
 	rc = rte_eth_dev_configure(port_id, info->nb_rxq, 1, &conf);
+	if (rc != 0 && conf.rxmode.mtu != 0) {
+		/* A port that lists a larger MTU than it takes: jumbo frames stay out. */
+		conf.rxmode.mtu = 0;
+		rc = rte_eth_dev_configure(port_id, info->nb_rxq, 1, &conf);
+	}
 	if (rc != 0)
 		return fail(err, errlen, rc, "port %u (%s): configure failed: %s", port_id,
 			    info->name, strerror(-rc));

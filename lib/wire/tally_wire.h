@@ -12,6 +12,17 @@
 #define TALLY_WIRE_HDR_LEN 32
 #define TALLY_WIRE_REC_LEN 16
 
+/*
+ * Limits that follow from IP and UDP, not from tally. The longest frame a datagram can need:
+ * Ethernet, one 802.1Q tag, an IPv6 header and the largest payload its 16-bit length allows
+ * (an IPv4 packet, header included, is at most 65,535 bytes); anything past it is padding.
+ * The most records a datagram can carry: UDP's 16-bit length caps the payload at 65,507
+ * bytes over IPv4 and 65,527 over IPv6.
+ */
+#define TALLY_WIRE_FRAME_MAX (14 + 4 + 40 + 65535)
+#define TALLY_WIRE_MAX_RECORDS_IPV4 ((65535 - 20 - 8 - TALLY_WIRE_HDR_LEN) / TALLY_WIRE_REC_LEN)
+#define TALLY_WIRE_MAX_RECORDS_IPV6 ((65535 - 8 - TALLY_WIRE_HDR_LEN) / TALLY_WIRE_REC_LEN)
+
 /* Record kinds of v1. */
 #define TALLY_KIND_COUNTER 1
 #define TALLY_KIND_GAUGE 2

@@ -22,11 +22,14 @@
 #define TALLY_WORKER_TABLES 4 /* current, previous (device mode), two with control */
 #define TALLY_FWD_RESERVE 512  /* slots reserved in an owner's ring at once */
 #define TALLY_FWD_CHUNK_MAX 128 /* slots of the largest chunk forwarded (254 records) */
+#define TALLY_FWD_CHUNK_RECS 254 /* records of that chunk: a header slot, then two a slot */
 #define TALLY_FWD_BURST 256    /* slots dequeued per peer ring at once (>= a chunk) */
 #define TALLY_FWD_POLL 8       /* ... and at most this many bursts per peer per poll */
 #define TALLY_FWD_PUBLISH 8    /* busy polls between publications of forwarded chunks */
 #define TALLY_MAX_BURST 512
 
+_Static_assert(TALLY_FWD_CHUNK_MAX == 1 + (TALLY_FWD_CHUNK_RECS + 1) / 2,
+	       "the largest chunk's records fill its slots");
 _Static_assert(TALLY_FWD_BURST >= TALLY_FWD_CHUNK_MAX && TALLY_FWD_RESERVE >= TALLY_FWD_CHUNK_MAX,
 	       "a whole chunk fits in a reservation and in a dequeue burst");
 
@@ -118,6 +121,12 @@ struct tally_worker {
 
 	struct tally_worker_pub pub;
 	struct tally_worker_stats stats;
+
+	/*
+	 * Worker-private: a frame longer than one mbuf (a chain of segments) is copied here
+	 * whole to be parsed. Set aside with the worker, so the receive path never allocates.
+	 */
+	uint8_t scratch[TALLY_WIRE_FRAME_MAX] __rte_cache_aligned;
 } __rte_cache_aligned;
 
 /* lcore entry point; arg is the struct tally_worker. Returns 0 after draining on quit. */

@@ -6,6 +6,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_memcpy.h>
 #include <rte_prefetch.h>
 #include <rte_ring_elem.h>
 
@@ -78,17 +79,16 @@ worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t
 
 /* Device mode ---------------------------------------------------------------------------- */
 
-/* Aggregate here a datagram that could not go to its owner, counted. */
+/* Aggregate here records that could not go to their owner, counted. */
 static void
-spill_datagram(struct tally_worker *w, const struct tally_wire_hdr *h, uint64_t hash, uint64_t ts)
+spill_records(struct tally_worker *w, uint64_t dev, const struct tally_wire_rec *rec, uint32_t n,
+	      uint64_t hash, uint64_t ts)
 {
-	const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
-	uint16_t i;
+	uint32_t i;
 
-	for (i = 0; i < h->count; i++)
-		worker_add(w, w->cur, h->device_id, hash, rec[i].metric_id, rec[i].kind,
-			   rec[i].value, ts);
-	WC(w, ring_full) += h->count;
+	for (i = 0; i < n; i++)
+		worker_add(w, w->cur, dev, hash, rec[i].metric_id, rec[i].kind, rec[i].value, ts);
+	WC(w, ring_full) += n;
 }
 
 /* Publish the chunks written into dst's ring and give back the slots reserved but unused. */
@@ -120,32 +120,40 @@ fwd_reserve(struct tally_worker *w, uint32_t dst)
 }
 
 /*
- * Write a datagram's records into its owner's ring, as one chunk. Chunks for an owner go
- * into one reservation, published (fwd_commit) when it is full, every TALLY_FWD_PUBLISH busy
- * polls, when the worker is idle, and before a window marker. When the ring has no room, or
- * a marker for that owner still waits for room (chunks may not overtake it), the records
- * are aggregated here: a full ring never blocks a worker and loses nothing.
+ * Write a datagram's records into its owner's ring, as one chunk, or as several in order when
+ * it has more records than a chunk holds (a jumbo datagram). Chunks for an owner go into one
+ * reservation, published (fwd_commit) when it is full, every TALLY_FWD_PUBLISH busy polls,
+ * when the worker is idle, and before a window marker. When the ring has no room, or a marker
+ * for that owner still waits for room (chunks may not overtake it), the records left are
+ * aggregated here: a full ring never blocks a worker and loses nothing.
  */
 static void
 forward_datagram(struct tally_worker *w, uint32_t dst, const struct tally_wire_hdr *h,
 		 uint64_t hash, uint64_t ts)
 {
+	const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
 	struct tally_fwd_area *z = &w->out[dst];
-	uint32_t need = tally_fwd_slots(h->count);
+	uint32_t left = h->count;
 
-	if (unlikely(w->marker_pending[dst] || need > TALLY_FWD_CHUNK_MAX)) {
-		spill_datagram(w, h, hash, ts);
-		return;
-	}
-	if (unlikely(z->used + need > z->n)) {
-		fwd_commit(w, dst);
-		if (fwd_reserve(w, dst) < need) {
+	while (left > 0) {
+		uint32_t n = RTE_MIN(left, (uint32_t)TALLY_FWD_CHUNK_RECS);
+		uint32_t need = tally_fwd_slots(n);
+
+		if (unlikely(w->marker_pending[dst]))
+			break;
+		if (unlikely(z->used + need > z->n)) {
 			fwd_commit(w, dst);
-			spill_datagram(w, h, hash, ts);
-			return;
+			if (fwd_reserve(w, dst) < need) {
+				fwd_commit(w, dst);
+				break;
+			}
 		}
+		tally_fwd_area_put(z, h->device_id, ts, rec, n);
+		rec += n;
+		left -= n;
 	}
-	tally_fwd_area_put(z, h->device_id, ts, (const struct tally_wire_rec *)(h + 1), h->count);
+	if (unlikely(left > 0))
+		spill_records(w, h->device_id, rec, left, hash, ts);
 }
 
 static void
@@ -545,20 +553,59 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 	WC(w, series) = t->series;
 }
 
+/*
+ * A frame in several segments (longer than one mbuf: a jumbo frame, or net_pcap's copy of a
+ * big packet) is copied whole into the scratch buffer and parsed there. The copy stops at the
+ * end of the chain, whatever pkt_len says, and at the scratch buffer's end: what lies past
+ * TALLY_WIRE_FRAME_MAX is never part of a datagram.
+ */
+static int
+worker_parse_chain(struct tally_worker *w, const struct rte_mbuf *m, struct tally_frame *fr)
+{
+	uint32_t len = 0, n;
+
+	for (; m != NULL && len < sizeof(w->scratch); m = m->next) {
+		n = RTE_MIN((uint32_t)rte_pktmbuf_data_len(m), (uint32_t)sizeof(w->scratch) - len);
+		rte_memcpy(w->scratch + len, rte_pktmbuf_mtod(m, const uint8_t *), n);
+		len += n;
+	}
+	return tally_wire_parse(w->scratch, len, &w->filter, fr);
+}
+
 void
 tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 {
 	const struct tally_wire_hdr *dg[TALLY_MAX_BURST];
 	struct rte_mbuf *done[TALLY_MAX_BURST];
+	uint64_t arrival_ns = 0;
 	uint16_t nd = 0, nf = 0, i;
+	uint32_t ndg = 0;
+	int in_scratch = 0; /* a datagram in dg[] lies in the scratch buffer */
 
 	for (i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		struct tally_frame fr;
 		int type;
 
-		type = tally_wire_parse(rte_pktmbuf_mtod(m, const uint8_t *),
-					rte_pktmbuf_data_len(m), &w->filter, &fr);
+		if (likely(m->nb_segs == 1)) {
+			type = tally_wire_parse(rte_pktmbuf_mtod(m, const uint8_t *),
+						rte_pktmbuf_data_len(m), &w->filter, &fr);
+		} else {
+			/*
+			 * The scratch buffer holds one frame: aggregate the datagram still in it
+			 * (and those before it, so records keep their arrival order) before it
+			 * is overwritten.
+			 */
+			if (in_scratch) {
+				if (arrival_ns == 0)
+					arrival_ns = tally_clock_ns(w->clock, rte_rdtsc());
+				worker_aggregate(w, dg, nd, arrival_ns);
+				ndg += nd;
+				nd = 0;
+			}
+			type = worker_parse_chain(w, m, &fr);
+			in_scratch = type == TALLY_FRAME_TELEMETRY;
+		}
 		if (likely(type == TALLY_FRAME_TELEMETRY)) {
 			dg[nd++] = (const struct tally_wire_hdr *)fr.payload;
 			done[nf++] = m;
@@ -584,9 +631,13 @@ tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 		}
 	}
 	WC(w, rx_packets) += n;
-	WC(w, datagrams) += nd;
-	if (nd > 0)
-		worker_aggregate(w, dg, nd, tally_clock_ns(w->clock, rte_rdtsc()));
+	WC(w, datagrams) += ndg + nd;
+	if (nd > 0) {
+		/* One arrival time for the burst: that of its first aggregation. */
+		if (arrival_ns == 0)
+			arrival_ns = tally_clock_ns(w->clock, rte_rdtsc());
+		worker_aggregate(w, dg, nd, arrival_ns);
+	}
 	rte_pktmbuf_free_bulk(done, nf);
 }
 

@@ -75,7 +75,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		table = tally_table_init(aligned_alloc(64, (len + 63) & ~(size_t)63), 1024);
 	}
-	if (size > 65535)
+	/* The worker hands the parser at most this much of a frame, chained or not. */
+	if (size > TALLY_WIRE_FRAME_MAX)
 		return 0;
 	/* An exact-size copy, so any read past the frame is caught by ASan. */
 	frame = malloc(size ? size : 1);

@@ -108,6 +108,72 @@ test_bucket(void **state)
 	assert_int_equal(n, 10);
 }
 
+/* Write one frame of len bytes (and a wire length) in pieces of seg bytes; read it back. */
+static uint8_t *
+write_pieces(uint32_t len, uint32_t seg, uint32_t wire, size_t *n)
+{
+	char path[] = "/tmp/tally_pcapng_XXXXXX";
+	struct iovec iov[256];
+	struct tally_pcapng p;
+	uint8_t *frame = test_malloc(len), *buf = test_malloc(len + 4096);
+	unsigned int k = 0;
+	uint32_t i;
+	int fd = mkstemp(path);
+	FILE *f;
+
+	assert_true(fd >= 0);
+	close(fd);
+	for (i = 0; i < len; i++)
+		frame[i] = (uint8_t)(i * 7 + i / 251);
+	for (i = 0; i < len; i += seg, k++) {
+		assert_true(k < 256);
+		iov[k].iov_base = frame + i;
+		iov[k].iov_len = len - i < seg ? len - i : seg;
+	}
+	assert_int_equal(tally_pcapng_open(&p, path, 0), 0);
+	assert_int_equal(tally_pcapng_writev(&p, iov, k, wire, 1, "malformed: kind"), 0);
+	tally_pcapng_close(&p);
+	f = fopen(path, "rb");
+	*n = fread(buf, 1, len + 4096, f);
+	fclose(f);
+	unlink(path);
+	/* The packet data, past SHB (28) and IDB (32), against the frame. */
+	assert_memory_equal(buf + 28 + 32 + 28, frame, RTE_MIN(rd32(buf + 28 + 32 + 20), len));
+	test_free(frame);
+	return buf;
+}
+
+static void
+test_jumbo_pieces(void **state)
+{
+	const uint32_t epb = 28 + 32;
+	uint8_t *buf;
+	size_t n;
+
+	/* A 65,546-byte frame in 2 KB segments, as a chain of mbufs: kept whole. */
+	buf = write_pieces(65546, 2048, 65546, &n);
+	assert_int_equal(rd32(buf + 28 + 12), TALLY_PCAPNG_SNAPLEN);
+	assert_int_equal(rd32(buf + epb + 20), 65546);
+	assert_int_equal(rd32(buf + epb + 24), 65546);
+	assert_int_equal(rd32(buf + epb + 4), 28 + 65548 + 4 + 16 + 4 + 4);
+	assert_int_equal(n, epb + rd32(buf + epb + 4));
+	test_free(buf);
+
+	/* Past the snapshot length only the wire length is kept. */
+	buf = write_pieces(TALLY_PCAPNG_SNAPLEN + 1000, 2000, TALLY_PCAPNG_SNAPLEN + 1000, &n);
+	assert_int_equal(rd32(buf + epb + 20), TALLY_PCAPNG_SNAPLEN);
+	assert_int_equal(rd32(buf + epb + 24), TALLY_PCAPNG_SNAPLEN + 1000);
+	assert_int_equal(n, epb + rd32(buf + epb + 4));
+	test_free(buf);
+
+	/* Pieces holding more than the frame (a segment's slack): the frame's length counts. */
+	buf = write_pieces(300, 128, 201, &n);
+	assert_int_equal(rd32(buf + epb + 20), 201);
+	assert_int_equal(rd32(buf + epb + 24), 201);
+	assert_int_equal(n, epb + rd32(buf + epb + 4));
+	test_free(buf);
+}
+
 int
 main(void)
 {
@@ -115,6 +181,7 @@ main(void)
 		cmocka_unit_test(test_blocks),
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_bucket),
+		cmocka_unit_test(test_jumbo_pieces),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -302,6 +302,58 @@ test_parse_fragments(void **state)
 	assert_int_equal(tally_wire_parse(frame, len, &any, &fr), TALLY_FRAME_OTHER);
 }
 
+/* A jumbo frame: the longest frame the parser reads, and a datagram of the most records. */
+static uint8_t jumbo[TALLY_WIRE_FRAME_MAX];
+static uint8_t jumbo_payload[TALLY_WIRE_HDR_LEN + TALLY_WIRE_MAX_RECORDS_IPV6 * TALLY_WIRE_REC_LEN];
+
+static void
+test_parse_jumbo_limits(void **state)
+{
+	uint8_t *p = jumbo_payload;
+	uint32_t plen, len;
+	struct tally_frame fr;
+
+	/* UDP's 16-bit length: 4,092 records over IPv4 (a 65,532-byte packet), 4,093 over IPv6. */
+	assert_int_equal(TALLY_WIRE_MAX_RECORDS_IPV4, 4092);
+	assert_int_equal(TALLY_WIRE_MAX_RECORDS_IPV6, 4093);
+	assert_true(20 + 8 + TALLY_WIRE_HDR_LEN + 16 * (TALLY_WIRE_MAX_RECORDS_IPV4 + 1) > 65535);
+	assert_true(8 + TALLY_WIRE_HDR_LEN + 16 * (TALLY_WIRE_MAX_RECORDS_IPV6 + 1) > 65535);
+
+	plen = make_payload(p, TALLY_WIRE_MAX_RECORDS_IPV4);
+	assert_int_equal(plen, 65504);
+	len = make_ipv4(jumbo, 1, p, plen, PORT);
+	assert_int_equal(len, 18 + 20 + 8 + 65504);
+	assert_int_equal(tally_wire_parse(jumbo, len, &any, &fr), TALLY_FRAME_TELEMETRY);
+	assert_int_equal(fr.payload_len, plen);
+	assert_int_equal(((const struct tally_wire_hdr *)fr.payload)->count, 4092);
+	/* Padding up to the longest frame the parser reads is still padding. */
+	assert_int_equal(tally_wire_parse(jumbo, sizeof(jumbo), &any, &fr), TALLY_FRAME_TELEMETRY);
+	assert_int_equal(fr.payload_len, plen);
+
+	plen = make_payload(p, TALLY_WIRE_MAX_RECORDS_IPV6);
+	len = make_ipv6(jumbo, p, plen);
+	assert_true(len <= sizeof(jumbo));
+	assert_int_equal(tally_wire_parse(jumbo, len, &any, &fr), TALLY_FRAME_TELEMETRY);
+	assert_int_equal(fr.payload_len, plen);
+	assert_memory_equal(fr.payload, p, plen);
+
+	/* Every record is checked, the last one 65 KB into the frame too. */
+	jumbo[len - TALLY_WIRE_REC_LEN + 4] = 4;
+	assert_int_equal(tally_wire_parse(jumbo, len, &any, &fr), TALLY_FRAME_MALFORMED);
+	assert_int_equal(fr.reason, TALLY_MALFORMED_KIND);
+
+	/* Only the first 2 KB of it, one mbuf's worth, is a truncated datagram. */
+	plen = make_payload(p, TALLY_WIRE_MAX_RECORDS_IPV4);
+	len = make_ipv4(jumbo, 0, p, plen, PORT);
+	assert_int_equal(tally_wire_parse(jumbo, 2048, &any, &fr), TALLY_FRAME_MALFORMED);
+	assert_int_equal(fr.reason, TALLY_MALFORMED_TRUNCATED);
+
+	/* A jumbo first fragment stays a fragment: fragments are not reassembled. */
+	jumbo[14 + 6] = 0x20;
+	assert_int_equal(tally_wire_parse(jumbo, len, &any, &fr), TALLY_FRAME_MALFORMED);
+	assert_int_equal(fr.reason, TALLY_MALFORMED_FRAGMENT);
+}
+
 int
 main(void)
 {
@@ -314,6 +366,7 @@ main(void)
 		cmocka_unit_test(test_parse_payload_reason_passes_through),
 		cmocka_unit_test(test_parse_addresses_and_exceptions),
 		cmocka_unit_test(test_parse_fragments),
+		cmocka_unit_test(test_parse_jumbo_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
