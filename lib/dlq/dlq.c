@@ -113,7 +113,12 @@ tally_dlq_start(struct tally_dlq *d, const char *path, uint64_t max_bytes,
 	d->nrings = nrings;
 	rc = tally_pcapng_open(&d->pcap, path, max_bytes);
 	if (rc != 0) {
-		snprintf(err, errlen, "--dlq: cannot create %s: %s", path, strerror(-rc));
+		snprintf(err, errlen, "--dlq: cannot open %s: %s", path,
+			 rc == -ELOOP	 ? "it is a symbolic link (not followed)"
+			 : rc == -EINVAL ? "not a regular file"
+			 : rc == -ENOTSUP
+				 ? "it holds something other than a pcapng capture (not appended to)"
+				 : strerror(-rc));
 		return -1;
 	}
 	rc = rte_ctrl_thread_create(&d->tid, "tally-dlq", NULL, dlq_main, d);

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* pcapng blocks (SHB, IDB, EPB with opt_comment) written with stdio, off the data path. */
 #include <errno.h>
-#include <stdio.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tally_pcapng.h"
 
@@ -83,6 +86,54 @@ write_headers(struct tally_pcapng *p)
 	return rc ? -EIO : 0;
 }
 
+/*
+ * Open path for appending, never following a symlink there (as root that would write
+ * through it to anything) nor blocking on a FIFO; only a regular file will do (-EINVAL),
+ * and one that already holds data must be a pcapng capture (-ENOTSUP): it is appended to.
+ * mode 0640 whatever the umask adds. excl: the name must be new (after a rotation).
+ */
+static int
+open_capture(struct tally_pcapng *p, int excl)
+{
+	uint32_t magic = 0;
+	struct stat sb;
+	int fd, rc;
+
+	fd = open(p->path,
+		  O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+			  (excl ? O_EXCL : 0),
+		  0640);
+	if (fd < 0)
+		return errno == ENXIO ? -EINVAL : -errno; /* ENXIO: a FIFO nobody reads */
+	rc = fstat(fd, &sb) != 0 ? -errno : !S_ISREG(sb.st_mode) ? -EINVAL : 0;
+	if (rc == 0 && sb.st_size > 0) {
+		int rfd = open(p->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (rfd < 0 || pread(rfd, &magic, sizeof(magic), 0) != (ssize_t)sizeof(magic) ||
+		    magic != BT_SHB)
+			rc = -ENOTSUP;
+		if (rfd >= 0)
+			close(rfd);
+	}
+	if (rc == 0 && (fchmod(fd, sb.st_mode & 0640) != 0 ||
+			fcntl(fd, F_SETFL, O_WRONLY | O_APPEND) != 0))
+		rc = -errno;
+	if (rc == 0 && (p->f = fdopen(fd, "ab")) == NULL)
+		rc = -errno;
+	if (rc != 0) {
+		close(fd);
+		return rc;
+	}
+	p->bytes = (uint64_t)sb.st_size;
+	/* A section of its own: what an earlier run captured stays as it was, before it. */
+	if (write_headers(p) != 0) {
+		fclose(p->f);
+		p->f = NULL;
+		return -EIO;
+	}
+	return 0;
+}
+
 int
 tally_pcapng_open(struct tally_pcapng *p, const char *path, uint64_t max_bytes)
 {
@@ -91,15 +142,7 @@ tally_pcapng_open(struct tally_pcapng *p, const char *path, uint64_t max_bytes)
 		return -ENAMETOOLONG;
 	strcpy(p->path, path);
 	p->max_bytes = max_bytes;
-	p->f = fopen(path, "wb");
-	if (p->f == NULL)
-		return -errno;
-	if (write_headers(p) != 0) {
-		fclose(p->f);
-		p->f = NULL;
-		return -EIO;
-	}
-	return 0;
+	return open_capture(p, 0);
 }
 
 static int
@@ -111,18 +154,14 @@ rotate(struct tally_pcapng *p)
 	p->f = NULL;
 	snprintf(old, sizeof(old), "%s.1", p->path);
 	if (rename(p->path, old) != 0) {
-		int rc = -errno;
+		int rc = -errno, again;
 
 		/* Keep writing to the same file rather than losing the capture. */
-		p->f = fopen(p->path, "ab");
-		return p->f == NULL ? -errno : rc;
+		again = open_capture(p, 0);
+		return again != 0 ? again : rc;
 	}
-	p->f = fopen(p->path, "wb");
-	if (p->f == NULL)
-		return -errno;
-	p->bytes = 0;
 	p->rotations++;
-	return write_headers(p);
+	return open_capture(p, 1);
 }
 
 int

@@ -18,9 +18,12 @@ struct tally_pcapng {
 };
 
 /*
- * Create (truncate) path and write the section header and interface description. Returns 0
- * or -errno. With max_bytes, a full file is renamed to path.1 (replacing an older one) and a
- * new one started, so at most about twice max_bytes are kept.
+ * Open path (created with mode 0640 when new) and start a section of its own: the section
+ * header and interface description. An earlier capture at path is appended to, never
+ * truncated. Returns 0 or -errno: -ELOOP for a symlink at path (never followed), -EINVAL
+ * for anything but a regular file (a FIFO, a directory), -ENOTSUP for a file that holds
+ * something other than pcapng. With max_bytes, a full file is renamed to path.1 (replacing
+ * an older one) and a new one started, so at most about twice max_bytes are kept.
  */
 int tally_pcapng_open(struct tally_pcapng *p, const char *path, uint64_t max_bytes);
 

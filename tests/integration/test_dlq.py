@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
 """Dead-letter capture: the pcapng file holds exactly the malformed datagrams of a capture,
-each with its reason as the packet comment; the rate cap counts the rest; files rotate."""
+each with its reason as the packet comment; the rate cap counts the rest; files rotate; a
+second run appends a section (the first run's capture kept), files are 0640 whatever the
+umask, and a symlink, a FIFO or a file of another format at the path is refused at start."""
 import os
 import struct
+import subprocess
 
 import tallytest as tt
 
@@ -22,17 +25,20 @@ def read_pcap(path):
     return frames
 
 
-def read_pcapng(path):
-    """(frame, comment) of every enhanced packet block; checks the block structure."""
+def read_pcapng(path, sections=1):
+    """(frame, comment) of every enhanced packet block; checks the block structure (one
+    interface per section, each run of tally a section)."""
     d = open(path, 'rb').read()
     tt.check_eq(struct.unpack_from('<I', d, 0)[0], 0x0A0D0D0A, 'pcapng section header')
     tt.check_eq(struct.unpack_from('<I', d, 8)[0], 0x1A2B3C4D, 'pcapng byte-order magic')
-    off, out, idb = 0, [], 0
+    off, out, idb, shb = 0, [], 0, 0
     while off < len(d):
         bt, bl = struct.unpack_from('<II', d, off)
         tt.check(bl % 4 == 0 and off + bl <= len(d), 'pcapng block length %d' % bl)
         tt.check_eq(struct.unpack_from('<I', d, off + bl - 4)[0], bl, 'trailing block length')
-        if bt == 1:
+        if bt == 0x0A0D0D0A:
+            shb += 1
+        elif bt == 1:
             idb += 1
             tt.check_eq(struct.unpack_from('<H', d, off + 8)[0], 1, 'linktype Ethernet')
         elif bt == 6:
@@ -48,7 +54,7 @@ def read_pcapng(path):
                 o += 4 + ((ln + 3) & ~3)
             out.append((frame, comment))
         off += bl
-    tt.check_eq(idb, 1, 'interface description blocks')
+    tt.check_eq((shb, idb), (sections, sections), 'section headers, interface descriptions')
     return out
 
 
@@ -96,6 +102,24 @@ def run(ctx, pcap, dlq, extra, expect_datagrams, expect_malformed):
     return st
 
 
+def start_fails(ctx, pcap, dlq):
+    """tally with --dlq refused at start: the one 'tally:' line of stderr, in under 10 s."""
+    ctx.ntally += 1
+    prefix = 'tally_it_%d_%d' % (os.getpid(), ctx.ntally)
+    ctx.dpdk_dirs.append(os.path.join(tt.DPDK_RUNTIME, prefix))
+    argv = ([ctx.args.tally] + tt.lcores_arg(1) +
+            ['--no-huge', '-m', '512', '--file-prefix', prefix, '--no-pci', '--vdev',
+             'net_pcap0,rx_pcap=' + pcap, '--', '--redis', '127.0.0.1:1', '--dlq', dlq])
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=10)
+    lines = [ln for ln in p.stderr.decode(errors='replace').splitlines()
+             if ln.startswith('tally:')]
+    tt.check(p.returncode != 0 and len(lines) == 1, '--dlq %s: rc %d, %r'
+             % (dlq, p.returncode, lines))
+    tt.log('--dlq %s: %s' % (dlq, lines[0]))
+    return lines[0]
+
+
 def body(ctx):
     pcap = os.path.join(ctx.tmp, 'in.pcap')
     gen = tt.tally_gen(ctx, ['--pcap', pcap, '--datagrams', '5000', '--records', '4',
@@ -141,6 +165,35 @@ def body(ctx):
     if st['dlq_rotations'] == 1:
         tt.check_eq(n, 18000, 'packets in FILE and FILE.1 after one rotation')
     tt.check_eq(st['dlq_written'], 18000, 'dlq_written')
+
+    # 4. A second run with the same --dlq: the first run's capture is kept (a section of its
+    #    own each), and the file is 0640 even under umask 000.
+    old = os.umask(0)
+    try:
+        fresh = os.path.join(ctx.tmp, 'fresh.pcapng')
+        run(ctx, pcap, fresh, [], 5000, 99)
+        tt.check_eq(os.stat(fresh).st_mode & 0o777, 0o640, 'mode of a new capture, umask 000')
+    finally:
+        os.umask(old)
+    run(ctx, pcap, dlq, [], 5000, 99)
+    got = read_pcapng(dlq, sections=2)
+    tt.check_eq(len(got), 198, 'packets after a second run on the same file')
+    tt.check(sorted(got[:99]) == bad and sorted(got[99:]) == bad, 'both runs kept whole')
+
+    # 5. What is not a capture at the path: refused at start with one line, left as it was.
+    target = os.path.join(ctx.tmp, 'precious')
+    with open(target, 'w') as f:
+        f.write('not a capture\n')
+    link = os.path.join(ctx.tmp, 'link.pcapng')
+    os.symlink(target, link)
+    fifo = os.path.join(ctx.tmp, 'fifo.pcapng')
+    os.mkfifo(fifo)
+    for path, why in ((link, 'symbolic link'), (fifo, 'not a regular file'),
+                      (target, 'something other than a pcapng capture')):
+        line = start_fails(ctx, pcap, path)
+        tt.check('--dlq' in line and why in line, '--dlq %s: %r' % (path, line))
+    with open(target) as f:
+        tt.check_eq(f.read(), 'not a capture\n', "the link's target")
 
 
 if __name__ == '__main__':

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests of the pcapng writer and the dead-letter token bucket. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -174,6 +176,71 @@ test_jumbo_pieces(void **state)
 	test_free(buf);
 }
 
+/* Bytes of a file (at most len), and its length. */
+static size_t
+slurp(const char *path, uint8_t *buf, size_t len)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, len, f);
+	fclose(f);
+	return n;
+}
+
+static void
+test_never_destroys(void **state)
+{
+	char dir[64], path[128], other[128], link[128], fifo[128];
+	static uint8_t before[4096], after[8192];
+	struct tally_pcapng p;
+	uint8_t frame[60];
+	size_t n1, n2;
+	struct stat sb;
+	mode_t old;
+	FILE *f;
+
+	test_dir_create(dir, "tally_pcapng_");
+	snprintf(path, sizeof(path), "%s/dead.pcapng", dir);
+	memset(frame, 0x5a, sizeof(frame));
+	/* new: 0640 whatever the umask would allow */
+	old = umask(0);
+	assert_int_equal(tally_pcapng_open(&p, path, 0), 0);
+	umask(old);
+	assert_int_equal(tally_pcapng_write(&p, frame, sizeof(frame), 1, "malformed: kind"), 0);
+	tally_pcapng_close(&p);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0640);
+	/* a second run appends a section of its own: the first capture stays byte for byte */
+	n1 = slurp(path, before, sizeof(before));
+	assert_int_equal(tally_pcapng_open(&p, path, 0), 0);
+	assert_int_equal(tally_pcapng_write(&p, frame, sizeof(frame), 2, "malformed: kind"), 0);
+	tally_pcapng_close(&p);
+	n2 = slurp(path, after, sizeof(after));
+	assert_true(n2 > n1);
+	assert_memory_equal(after, before, n1);
+	assert_int_equal(rd32(after + n1), 0x0A0D0D0Au); /* the new section header */
+	/* a file of another format is refused and left alone */
+	snprintf(other, sizeof(other), "%s/notes.txt", dir);
+	f = fopen(other, "w");
+	assert_non_null(f);
+	fputs("not a capture\n", f);
+	fclose(f);
+	assert_int_equal(tally_pcapng_open(&p, other, 0), -ENOTSUP);
+	assert_int_equal(slurp(other, before, sizeof(before)), 14);
+	/* a symlink is never followed, a FIFO never waited on */
+	snprintf(link, sizeof(link), "%s/link.pcapng", dir);
+	assert_int_equal(symlink(other, link), 0);
+	assert_int_equal(tally_pcapng_open(&p, link, 0), -ELOOP);
+	assert_int_equal(slurp(other, before, sizeof(before)), 14);
+	snprintf(fifo, sizeof(fifo), "%s/fifo.pcapng", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(tally_pcapng_open(&p, fifo, 0), -EINVAL);
+	assert_int_equal(tally_pcapng_open(&p, dir, 0), -EISDIR);
+	test_dir_remove(dir);
+}
+
 int
 main(void)
 {
@@ -182,6 +249,7 @@ main(void)
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_bucket),
 		cmocka_unit_test(test_jumbo_pieces),
+		cmocka_unit_test(test_never_destroys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
