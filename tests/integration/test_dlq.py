@@ -60,32 +60,7 @@ def read_pcapng(path, sections=1):
 
 def reason_of(frame):
     """The wire v1 reason a frame of tally-gen fails with (IPv4, no VLAN), or None."""
-    p = frame[14 + 20 + 8:]
-    if len(p) < 32:
-        return 'short'
-    if p[:2] != b'TY':
-        return 'magic'
-    if p[2] != 1:
-        return 'version'
-    if p[3] != 0:
-        return 'flags'
-    count, reserved = struct.unpack_from('<HH', p, 4)
-    if reserved:
-        return 'reserved'
-    if count == 0:
-        return 'count'
-    if len(p) != 32 + 16 * count:
-        return 'length'
-    for i in range(count):
-        kind = p[32 + 16 * i + 4]
-        if kind < 1 or kind > 3:
-            return 'kind'
-        if p[32 + 16 * i + 5:32 + 16 * i + 8] != b'\0\0\0':
-            return 'reserved'
-        v = struct.unpack_from('<d', p, 32 + 16 * i + 8)[0]
-        if v != v or v in (float('inf'), float('-inf')):
-            return 'value'
-    return None
+    return tt.v1_reason(frame[14 + 20 + 8:])
 
 
 def run(ctx, pcap, dlq, extra, expect_datagrams, expect_malformed):

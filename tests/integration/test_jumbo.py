@@ -100,34 +100,6 @@ def crafted():
     ]
 
 
-def v1_reason(p):
-    """The wire v1 reason a payload fails with, or None (checks in the README's order)."""
-    if len(p) < 32:
-        return 'short'
-    if p[:2] != b'TY':
-        return 'magic'
-    if p[2] != 1:
-        return 'version'
-    if p[3] != 0:
-        return 'flags'
-    count, reserved = struct.unpack_from('<HH', p, 4)
-    if reserved:
-        return 'reserved'
-    if count == 0:
-        return 'count'
-    if len(p) != 32 + 16 * count:
-        return 'length'
-    for i in range(count):
-        r = p[32 + 16 * i:48 + 16 * i]
-        if r[4] < 1 or r[4] > 3:
-            return 'kind'
-        if r[5:8] != b'\0\0\0':
-            return 'reserved'
-        if (struct.unpack_from('<Q', r, 8)[0] >> 52) & 0x7ff == 0x7ff:
-            return 'value'
-    return None
-
-
 def classify(f):
     """'ok', or the malformed reason of a telemetry frame of this test (any address)."""
     off, et = 14, struct.unpack_from('!H', f, 12)[0]
@@ -153,7 +125,7 @@ def classify(f):
     ulen = struct.unpack_from('!H', l4, 4)[0]
     if ulen < 8 or ulen > len(l4):
         return 'truncated'
-    return v1_reason(l4[8:ulen]) or 'ok'
+    return tt.v1_reason(l4[8:ulen]) or 'ok'
 
 
 # ---------------------------------------------------------------------------------------------
