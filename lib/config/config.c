@@ -136,6 +136,9 @@ static const struct opt opts[] = {
 	 "capture at most this many malformed datagrams at once ..."},
 	{"dlq-rate", OPT_U64, OFF(dlq_rate), "1000", 1, 1u << 24,
 	 "... then this many a second; the rest are counted only"},
+	{"exception-rate", OPT_U64, OFF(exception_rate), "1000", 0, 1000000,
+	 "ARP, ping and neighbor solicitation replies a second, as many at once; requests over "
+	 "it get none and count as exception_rate_limited (0 = never reply)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -61,6 +61,7 @@ struct tally_config {
 	uint64_t dlq_max_mb;
 	uint64_t dlq_burst;
 	uint64_t dlq_rate;
+	uint64_t exception_rate; /* ARP / ICMP / ND replies a second (and at once); 0: none */
 	/* Filled by the parser: options given (command line or INI), by option table index. */
 	uint8_t given[TALLY_CONFIG_MAX_OPTS];
 	/* Options given that have no effect with the others: for the caller to print. */

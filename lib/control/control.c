@@ -65,6 +65,14 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 	t->ctl.c[TALLY_CC_arp_replies] = app->exc.arp_replies;
 	t->ctl.c[TALLY_CC_icmp_replies] = app->exc.icmp_replies;
 	t->ctl.c[TALLY_CC_exception_tx_drops] = app->exc.tx_drops;
+	t->ctl.c[TALLY_CC_exception_rate_limited] = app->exc.rate_limited;
+	t->ctl.c[TALLY_CC_exception_ignored] = app->exc.refused[TALLY_REPLY_IGNORED];
+	t->ctl.c[TALLY_CC_exception_refused_checksum] = app->exc.refused[TALLY_REPLY_BAD_CHECKSUM];
+	t->ctl.c[TALLY_CC_exception_refused_source] = app->exc.refused[TALLY_REPLY_BAD_SOURCE];
+	t->ctl.c[TALLY_CC_exception_refused_fragment] = app->exc.refused[TALLY_REPLY_FRAGMENT];
+	t->ctl.c[TALLY_CC_exception_refused_hop_limit] =
+		app->exc.refused[TALLY_REPLY_BAD_HOP_LIMIT];
+	t->ctl.c[TALLY_CC_exception_refused_nd] = app->exc.refused[TALLY_REPLY_BAD_NS];
 	if (ss != NULL) {
 		t->ctl.c[TALLY_CC_windows_flushed] = ss->windows_flushed;
 		t->ctl.c[TALLY_CC_redis_commands] = ss->commands;

@@ -5,6 +5,7 @@
  */
 #include <unistd.h>
 
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
@@ -26,9 +27,13 @@ find_port(const struct tally_app *app, uint16_t port_id)
 	return NULL;
 }
 
-/* Answer ARP / ICMP / ICMPv6 the workers handed over, on the port's TX queue. */
+/*
+ * Answer ARP / ICMP / ICMPv6 the workers handed over, on the port's TX queue. A request is
+ * checked first and takes a token only once it deserves a reply, so refusals never starve
+ * the requests that do.
+ */
 static unsigned int
-serve_exceptions(struct tally_app *app, struct tally_worker *w)
+serve_exceptions(struct tally_app *app, struct tally_worker *w, struct tally_reply_bucket *bucket)
 {
 	struct rte_mbuf *pkts[EXC_BURST];
 	unsigned int n, i;
@@ -42,10 +47,17 @@ serve_exceptions(struct tally_app *app, struct tally_worker *w)
 		int type, len;
 
 		type = tally_wire_parse(data, rte_pktmbuf_data_len(m), &w->filter, &fr);
-		len = p ? tally_reply_build(data, rte_pktmbuf_data_len(m), type, &fr, p->mac,
-					   &w->filter)
-			: -1;
-		if (len <= 0 || m->nb_segs != 1) {
+		len = p != NULL && m->nb_segs == 1
+			      ? tally_reply_build(data, rte_pktmbuf_data_len(m), type, &fr, p->mac,
+						  &w->filter)
+			      : -TALLY_REPLY_IGNORED;
+		if (len < 0) {
+			app->exc.refused[-len]++;
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		if (!tally_reply_bucket_take(bucket, rte_get_tsc_cycles())) {
+			app->exc.rate_limited++;
 			rte_pktmbuf_free(m);
 			continue;
 		}
@@ -68,13 +80,16 @@ static void *
 exception_main(void *arg)
 {
 	struct tally_app *app = arg;
+	struct tally_reply_bucket bucket;
 	uint32_t i;
 
+	tally_reply_bucket_init(&bucket, app->cfg.exception_rate, rte_get_tsc_hz(),
+				rte_get_tsc_cycles());
 	while (!app->exc.stop) {
 		unsigned int n = 0;
 
 		for (i = 0; i < app->nworkers; i++)
-			n += serve_exceptions(app, &app->workers[i]);
+			n += serve_exceptions(app, &app->workers[i], &bucket);
 		if (n == 0)
 			usleep(EXC_IDLE_US);
 	}

@@ -15,6 +15,7 @@
 #include "tally_delivery.h"
 #include "tally_dlq.h"
 #include "tally_port.h"
+#include "tally_reply.h"
 #include "tally_sink.h"
 #include "tally_spool.h"
 #include "tally_stats.h"
@@ -72,6 +73,8 @@ struct tally_app {
 		uint64_t arp_replies;
 		uint64_t icmp_replies;
 		uint64_t tx_drops;
+		uint64_t rate_limited;			   /* over --exception-rate */
+		uint64_t refused[TALLY_REPLY_REFUSAL_MAX]; /* by enum tally_reply_refusal */
 	} exc;
 	char partial_id[TALLY_HOST_MAX + 32];
 	struct tally_control_stats ctl;

@@ -72,7 +72,14 @@
 	_(dlq_rotations)     /* capture files rotated at --dlq-max-mb */                           \
 	_(arp_replies)                                                                             \
 	_(icmp_replies)                                                                            \
-	_(exception_tx_drops)
+	_(exception_tx_drops)                                                                      \
+	_(exception_rate_limited)      /* valid requests not answered: over --exception-rate */    \
+	_(exception_refused_checksum)  /* requests with a bad IPv4, ICMP or ICMPv6 checksum */     \
+	_(exception_refused_fragment)  /* ICMP echo requests in IPv4 fragments */                  \
+	_(exception_refused_source)    /* requests from a group MAC or a non-host address */       \
+	_(exception_refused_hop_limit) /* neighbor solicitations whose hop limit is not 255 */     \
+	_(exception_refused_nd)	       /* neighbor solicitations invalid per RFC 4861 7.1.1 */     \
+	_(exception_ignored)	       /* exception frames that are no request for us */
 
 enum tally_worker_counter {
 #define TALLY_WC_ENUM(n) TALLY_WC_##n,
