@@ -131,7 +131,7 @@ enc_hset(struct tally_encoder *e, const struct tally_table *t, uint32_t first, u
 	while (i < end) {
 		uint32_t stop = end - i > TALLY_ENC_METRICS_PER_CMD ? i + TALLY_ENC_METRICS_PER_CMD
 								     : end;
-		struct tally_enc_ref ref = {.first = i, .entries = 1};
+		struct tally_enc_ref ref = {.first = i, .entries = 1, .chunks = 1};
 
 		enc_reset(e);
 		enc_arg(e, "HSET");
@@ -209,6 +209,17 @@ tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entr
 	out->first = pos;
 	out->chunk = (pos - start) / TALLY_ENC_METRICS_PER_CMD;
 	out->n = end - pos > TALLY_ENC_METRICS_PER_CMD ? TALLY_ENC_METRICS_PER_CMD : end - pos;
+	out->chunks = 1;
+}
+
+void
+tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out)
+{
+	uint32_t end = device_end(t, pos);
+
+	tally_enc_entry(t, pos, out);
+	out->n = end - pos > TALLY_ENC_PART_METRICS ? TALLY_ENC_PART_METRICS : end - pos;
+	out->chunks = (out->n + TALLY_ENC_METRICS_PER_CMD - 1) / TALLY_ENC_METRICS_PER_CMD;
 }
 
 /* The per-metric field/value pairs of schema v2 (count, sum, min, max, last, ts). */
@@ -275,6 +286,7 @@ tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_
 			enc_series_v2(e, tally_table_at(t, ent[i].first + k));
 	}
 	ref.entries = n;
+	ref.chunks = n;
 	emit(ctx, e->argc, e->argv, e->argvlen, &ref);
 	*pos = at;
 	return n;
@@ -334,21 +346,31 @@ applied_text(char *b, size_t cap, const char *partial_id, uint32_t chunk)
 	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
-/* The most a chunk of n series takes as a payload. */
-static size_t
-put_worst(uint32_t n)
-{
-	return (size_t)n * F_N * 2 * (TEXT_MAX + 8) + TALLY_ENC_ID_LEN + 64;
-}
+/*
+ * The most a payload takes, whatever the data: per series its six fields and values (a metric
+ * id of 10 digits and the suffixes, a count of 20 digits, four doubles of 24 characters, a
+ * time of 20) with 2 bytes of framing each; per chunk its applied mark; then the type, the
+ * header, the version and the CRC.
+ */
+#define SERIES_WORST (F_N * 11 + 20 + 20 + 4 * 24 + 20 + 2 * F_N * 2)
+#define MARK_WORST (TALLY_ENC_ID_LEN + 16 + 4)
+#define PAYLOAD_WORST(n, chunks) ((size_t)(n)*SERIES_WORST + (size_t)(chunks)*MARK_WORST + 32)
 
-/* The payload of a new window key holding one chunk at buf; its length, 0 when it does not fit. */
+_Static_assert(PAYLOAD_WORST(TALLY_ENC_PART_METRICS, TALLY_ENC_PART_CHUNKS) <=
+		       TALLY_ENC_PAYLOAD_MAX,
+	       "a whole part fits one payload");
+_Static_assert(TALLY_ENC_PART_CHUNKS <= 64 && TALLY_ENC_FIELDS_V2 == F_N,
+	       "a part's chunks are bits of a u64; the fold keeps each field of a series");
+
+/* The payload of a new window key holding a part at buf; its length, 0 when it does not fit. */
 static size_t
 put_payload(uint8_t *buf, size_t cap, const struct tally_table *t, const struct tally_enc_entry *en,
 	    const char *partial_id)
 {
 	char mark[TALLY_ENC_ID_LEN + 16], f[TEXT_MAX], v[TEXT_MAX];
-	size_t marklen = applied_text(mark, sizeof(mark), partial_id, en->chunk);
-	uint32_t pairs = en->n * F_N + 1, i;
+	/* the last chunk's mark is the longest (the most digits) */
+	size_t marklen = applied_text(mark, sizeof(mark), partial_id, en->chunk + en->chunks - 1);
+	uint32_t pairs = en->n * F_N + en->chunks, i;
 	struct tally_dump d;
 	int j;
 
@@ -363,7 +385,10 @@ put_payload(uint8_t *buf, size_t cap, const struct tally_table *t, const struct 
 			tally_dump_pair(&d, f, fl, v, vl);
 		}
 	}
-	tally_dump_pair(&d, mark, marklen, "1", 1);
+	for (i = 0; i < en->chunks; i++) {
+		marklen = applied_text(mark, sizeof(mark), partial_id, en->chunk + i);
+		tally_dump_pair(&d, mark, marklen, "1", 1);
+	}
 	return tally_dump_end(&d);
 }
 
@@ -378,16 +403,17 @@ tally_encode_put(struct tally_encoder *e, const struct tally_table *t, uint32_t 
 	uint32_t n = 0, at = *pos, i;
 
 	while (at < t->series && n < TALLY_ENC_ENTRIES_PER_CALL) {
-		tally_enc_entry(t, at, &ent[n]);
+		tally_enc_part(t, at, &ent[n]);
 		if (n > 0 && ((one_device && ent[n].device_id != ent[0].device_id) ||
-			      used + put_worst(ent[n].n) > sizeof(e->payload)))
+			      used + PAYLOAD_WORST(ent[n].n, ent[n].chunks) > sizeof(e->payload)))
 			break;
 		off[n] = used;
 		len[n] = put_payload(e->payload + used, sizeof(e->payload) - used, t, &ent[n],
 				     partial_id);
 		if (len[n] == 0)
-			return 0; /* cannot happen: sizeof(payload) > put_worst(64 series) */
+			return 0; /* cannot happen: a part fits an empty payload (PAYLOAD_WORST) */
 		used += len[n];
+		ref.chunks += ent[n].chunks;
 		at = ent[n].first + ent[n].n;
 		n++;
 	}
@@ -413,9 +439,9 @@ tally_encode_put(struct tally_encoder *e, const struct tally_table *t, uint32_t 
 	return n;
 }
 
-/* The series of the chunk with this metric id (they are sorted by it), or -1. */
+/* The series of the part with this metric id (they are sorted by it), or -1. */
 static int
-chunk_find(const struct tally_table *t, const struct tally_enc_entry *en, uint32_t metric)
+part_find(const struct tally_table *t, const struct tally_enc_entry *en, uint32_t metric)
 {
 	uint32_t lo = 0, hi = en->n;
 
@@ -454,6 +480,33 @@ field_parse(const char *f, size_t len, uint32_t *metric, int *j)
 	return 0;
 }
 
+/*
+ * The part's chunk an applied mark of this partial names (prefix: its chunk 0 mark), as a bit
+ * of the part; 0 for any other field. Chunk k > 0 is `<prefix>:<k>`, k as "%u" prints it.
+ */
+static uint64_t
+mark_bit(const char *f, size_t len, const char *prefix, size_t plen,
+	 const struct tally_enc_entry *en)
+{
+	uint64_t c = 0;
+	size_t i;
+
+	if (len < plen || memcmp(f, prefix, plen) != 0)
+		return 0;
+	if (len > plen) {
+		if (f[plen] != ':' || len == plen + 1 || len > plen + 11 || f[plen + 1] == '0')
+			return 0;
+		for (i = plen + 1; i < len; i++) {
+			if (f[i] < '0' || f[i] > '9')
+				return 0;
+			c = c * 10 + (uint64_t)(f[i] - '0');
+		}
+	}
+	if (c < en->chunk || c >= (uint64_t)en->chunk + en->chunks)
+		return 0;
+	return 1ULL << (c - en->chunk);
+}
+
 /* A stored number, whole (no trailing bytes), or 0 when it is not one. */
 static int
 parse_double(const char *str, size_t len, double *out)
@@ -486,131 +539,199 @@ parse_u64(const char *str, size_t len, uint64_t *out)
 	return 1;
 }
 
+/*
+ * Fold series k of the part (s) with what old holds of it into fo: the count and sum, and
+ * which stored texts stay. -1 with *bad the field that is not a number (nothing is written).
+ */
+static int
+fold_series(struct tally_enc_fold *fo, uint32_t k, const struct tally_slot *s,
+	    const struct tally_hash_view *old, int *bad)
+{
+	const int32_t *a = fo->at[k];
+	uint8_t keep = 0;
+	uint64_t c;
+	double o;
+
+	fo->count[k] = s->count;
+	fo->sum[k] = s->sum;
+	fo->keep[k] = 0;
+	if (a[F_COUNT] < 0)
+		return 0; /* the metric is new to the key: all ours */
+	*bad = F_COUNT;
+	if (!parse_u64(old->value[a[F_COUNT]], old->value_len[a[F_COUNT]], &c))
+		return -1;
+	fo->count[k] = c + s->count;
+	*bad = F_SUM;
+	if (a[F_SUM] >= 0) {
+		if (!parse_double(old->value[a[F_SUM]], old->value_len[a[F_SUM]], &o))
+			return -1;
+		fo->sum[k] = o + s->sum;
+	}
+	/* min and max keep one of the two texts as it is */
+	*bad = F_MIN;
+	if (a[F_MIN] >= 0) {
+		if (!parse_double(old->value[a[F_MIN]], old->value_len[a[F_MIN]], &o))
+			return -1;
+		if (!(s->min < o))
+			keep |= 1u << F_MIN;
+	}
+	*bad = F_MAX;
+	if (a[F_MAX] >= 0) {
+		if (!parse_double(old->value[a[F_MAX]], old->value_len[a[F_MAX]], &o))
+			return -1;
+		if (!(s->max > o))
+			keep |= 1u << F_MAX;
+	}
+	/* last by time: the stored one when it is newer (times order as strings) */
+	if (a[F_TS] >= 0) {
+		char ts[TEXT_MAX];
+		size_t nl = value_text(ts, s, F_TS), ol = old->value_len[a[F_TS]];
+		int cmp = memcmp(ts, old->value[a[F_TS]], ol < nl ? ol : nl);
+
+		if (cmp < 0 || (cmp == 0 && nl < ol))
+			keep |= 1u << F_LAST | 1u << F_TS;
+	}
+	fo->keep[k] = keep;
+	return 0;
+}
+
+/* The folded text of field j of series k of the part (s), at b; its length. */
+static size_t
+folded_text(char *b, const struct tally_enc_fold *fo, uint32_t k, const struct tally_slot *s, int j)
+{
+	if (j == F_COUNT)
+		return (size_t)tally_fmt_u64(b, fo->count[k]);
+	if (j == F_SUM)
+		return (size_t)tally_fmt_double(b, TEXT_MAX, fo->sum[k]);
+	return value_text(b, s, j);
+}
+
+/* Whether series k of the part is in a chunk being folded (not applied, not refused). */
+static inline int
+folding(uint64_t skip, uint32_t k)
+{
+	return !(skip & (1ULL << (k / TALLY_ENC_METRICS_PER_CMD)));
+}
+
 int
 tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t pos,
 		  uint64_t start_ms, uint64_t retention_s, const char *partial_id,
-		  const struct tally_hash_view *old, char *err, size_t errlen, tally_emit_fn emit,
+		  const struct tally_hash_view *old, tally_refuse_fn refuse, tally_emit_fn emit,
 		  void *ctx)
 {
-	/* where each field of the chunk's metrics is in old (-1: not there), and its new text */
-	int32_t at[TALLY_ENC_METRICS_PER_CMD][F_N];
-	char mark[TALLY_ENC_ID_LEN + 16], key[TALLY_ENC_ARG_LEN];
+	struct tally_enc_fold *fo = &e->fold;
+	char prefix[TALLY_ENC_ID_LEN + 16], f[TEXT_MAX], v[TEXT_MAX];
 	struct tally_enc_ref ref = {.first = pos, .entries = 1};
 	struct tally_enc_entry en;
 	struct tally_dump d;
-	size_t marklen, longest, len;
-	uint32_t i, pairs;
-	int j;
+	uint64_t skip = 0, all;
+	size_t plen, marklen, longest, len;
+	uint32_t i, c, pairs, lead = UINT32_MAX;
+	int j, k;
 
-	tally_enc_entry(t, pos, &en);
-	marklen = applied_text(mark, sizeof(mark), partial_id, en.chunk);
-	longest = marklen > 24 ? marklen : 24;
-	memset(at, 0xff, sizeof(at));
+	tally_enc_part(t, pos, &en);
+	ref.chunks = en.chunks;
+	if (old->n > TALLY_ENC_FOLD_PAIRS)
+		return TALLY_FOLD_TOO_BIG;
+	plen = applied_text(prefix, sizeof(prefix), partial_id, 0);
+	longest = applied_text(e->mark, sizeof(e->mark), partial_id, en.chunk + en.chunks - 1);
+	if (longest < 24)
+		longest = 24;
+	/* Where each field of the part's metrics is in old, and the chunks already applied. */
+	memset(fo->at, 0xff, sizeof(fo->at[0]) * en.n);
 	for (i = 0; i < old->n; i++) {
 		uint32_t metric;
-		int k;
 
-		if (old->field_len[i] == marklen && memcmp(old->field[i], mark, marklen) == 0)
-			return TALLY_FOLD_APPLIED;
+		fo->of[i] = -1;
 		if (old->field_len[i] > longest)
 			longest = old->field_len[i];
 		if (old->value_len[i] > longest)
 			longest = old->value_len[i];
-		if (field_parse(old->field[i], old->field_len[i], &metric, &j) &&
-		    (k = chunk_find(t, &en, metric)) >= 0)
-			at[k][j] = (int32_t)i;
-	}
-	/* The new text of every field of the chunk's metrics: e->buf past the command's args. */
-	pairs = old->n + 1;
-	for (i = 0; i < en.n; i++) {
-		const struct tally_slot *s = tally_table_at(t, en.first + i);
-		char(*v)[TALLY_ENC_ARG_LEN] = &e->buf[16 + i * F_N];
-		size_t *vl = &e->argvlen[16 + i * F_N];
-		double o;
-		uint64_t c;
-		int keep[F_N] = {0};
-
-		for (j = 0; j < F_N; j++)
-			vl[j] = value_text(v[j], s, j);
-		if (at[i][F_COUNT] >= 0) {
-			const int32_t *a = at[i];
-
-			if (!parse_u64(old->value[a[F_COUNT]], old->value_len[a[F_COUNT]], &c))
-				goto nan_count;
-			vl[F_COUNT] = (size_t)tally_fmt_u64(v[F_COUNT], c + s->count);
-			if (a[F_SUM] >= 0) {
-				if (!parse_double(old->value[a[F_SUM]], old->value_len[a[F_SUM]],
-						  &o))
-					goto nan_sum;
-				vl[F_SUM] = (size_t)tally_fmt_double(v[F_SUM],
-								     TEXT_MAX, o + s->sum);
+		if (field_parse(old->field[i], old->field_len[i], &metric, &j)) {
+			if ((k = part_find(t, &en, metric)) >= 0) {
+				fo->at[k][j] = (int32_t)i;
+				fo->of[i] = k * 8 + j;
 			}
-			/* min and max keep one of the two texts as it is */
-			if (a[F_MIN] >= 0) {
-				if (!parse_double(old->value[a[F_MIN]], old->value_len[a[F_MIN]],
-						  &o))
-					goto nan_min;
-				keep[F_MIN] = !(s->min < o);
-			}
-			if (a[F_MAX] >= 0) {
-				if (!parse_double(old->value[a[F_MAX]], old->value_len[a[F_MAX]],
-						  &o))
-					goto nan_max;
-				keep[F_MAX] = !(s->max > o);
-			}
-			/* last by time: the stored one when it is newer (times order as strings) */
-			if (a[F_TS] >= 0) {
-				size_t ol = old->value_len[a[F_TS]], nl = vl[F_TS];
-				int cmp = memcmp(v[F_TS], old->value[a[F_TS]],
-						 ol < nl ? ol : nl);
-
-				if (cmp < 0 || (cmp == 0 && nl < ol))
-					keep[F_LAST] = keep[F_TS] = 1;
-			}
-		}
-		for (j = 0; j < F_N; j++) {
-			if (keep[j])
-				vl[j] = (size_t)-1; /* the stored text stays */
-			if (at[i][j] < 0 && !keep[j])
-				pairs++;
+		} else {
+			skip |= mark_bit(old->field[i], old->field_len[i], prefix, plen, &en);
 		}
 	}
-	if (!tally_dump_small(pairs, longest) && pairs > TALLY_ENC_FOLD_PAIRS)
-		return TALLY_FOLD_TOO_BIG;
+	/*
+	 * Every check comes before the write: a chunk with a stored field that is not a number
+	 * is refused alone (it is that chunk's problem), the part's other chunks fold.
+	 */
+	all = en.chunks == 64 ? ~0ULL : (1ULL << en.chunks) - 1;
+	for (c = 0; c < en.chunks; c++) {
+		uint32_t from = c * TALLY_ENC_METRICS_PER_CMD;
+		uint32_t to = from + TALLY_ENC_METRICS_PER_CMD;
+
+		if (skip & (1ULL << c))
+			continue;
+		for (i = from; i < to && i < en.n; i++)
+			if (fold_series(fo, i, tally_table_at(t, en.first + i), old, &j) != 0)
+				break;
+		if (i < to && i < en.n) {
+			char why[256], key[TALLY_ENC_ARG_LEN];
+			const int32_t at = fo->at[i][j];
+
+			snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, en.device_id,
+				 start_ms);
+			snprintf(why, sizeof(why), "tally: %s field %.*s is not a number: %.*s",
+				 key, (int)old->field_len[at], old->field[at],
+				 (int)(old->value_len[at] > 64 ? 64 : old->value_len[at]),
+				 old->value[at]);
+			refuse(ctx, en.first + from, why, strlen(why));
+			skip |= 1ULL << c;
+			continue;
+		}
+		if (lead == UINT32_MAX)
+			lead = c;
+	}
+	if (skip == all)
+		return TALLY_FOLD_NONE;
+	/* The folded key: old's fields in their order, the part's new fields, its new marks. */
+	pairs = old->n;
+	for (i = 0; i < en.n; i++)
+		for (j = 0; j < F_N && folding(skip, i); j++)
+			pairs += fo->at[i][j] < 0 && !(fo->keep[i] & (1u << j));
+	for (c = 0; c < en.chunks; c++)
+		pairs += !(skip & (1ULL << c));
 	tally_dump_begin(&d, e->payload, sizeof(e->payload), pairs,
 			 tally_dump_small(pairs, longest));
 	for (i = 0; i < old->n; i++) {
-		uint32_t metric;
-		int k;
+		int32_t o = fo->of[i];
+		uint32_t x = (uint32_t)o / 8;
 
-		if (field_parse(old->field[i], old->field_len[i], &metric, &j) &&
-		    (k = chunk_find(t, &en, metric)) >= 0 && at[k][j] == (int32_t)i &&
-		    e->argvlen[16 + k * F_N + j] != (size_t)-1)
-			tally_dump_pair(&d, old->field[i], old->field_len[i],
-					e->buf[16 + k * F_N + j],
-					e->argvlen[16 + k * F_N + j]);
-		else
+		j = o & 7;
+		if (o >= 0 && folding(skip, x) && !(fo->keep[x] & (1u << j))) {
+			len = folded_text(v, fo, x, tally_table_at(t, en.first + x), j);
+			tally_dump_pair(&d, old->field[i], old->field_len[i], v, len);
+		} else {
 			tally_dump_pair(&d, old->field[i], old->field_len[i], old->value[i],
 					old->value_len[i]);
+		}
 	}
 	for (i = 0; i < en.n; i++) {
 		const struct tally_slot *s = tally_table_at(t, en.first + i);
 
-		for (j = 0; j < F_N; j++) {
-			char f[TEXT_MAX];
-			size_t fl;
-
-			if (at[i][j] >= 0 || e->argvlen[16 + i * F_N + j] == (size_t)-1)
+		for (j = 0; j < F_N && folding(skip, i); j++) {
+			if (fo->at[i][j] >= 0 || (fo->keep[i] & (1u << j)))
 				continue;
-			fl = field_text(f, s->metric_id, j);
-			tally_dump_pair(&d, f, fl, e->buf[16 + i * F_N + j],
-					e->argvlen[16 + i * F_N + j]);
+			len = field_text(f, s->metric_id, j);
+			tally_dump_pair(&d, f, len, v, folded_text(v, fo, i, s, j));
 		}
 	}
-	tally_dump_pair(&d, mark, marklen, "1", 1);
+	for (c = 0; c < en.chunks; c++) {
+		if (skip & (1ULL << c))
+			continue;
+		marklen = applied_text(e->mark, sizeof(e->mark), partial_id, en.chunk + c);
+		tally_dump_pair(&d, e->mark, marklen, "1", 1);
+	}
 	len = tally_dump_end(&d);
 	if (len == 0)
 		return TALLY_FOLD_TOO_BIG;
+	/* swap2 checks the first chunk folded: its mark written since the read answers 0 */
+	marklen = applied_text(e->mark, sizeof(e->mark), partial_id, en.chunk + lead);
 	enc_reset(e);
 	enc_arg(e, "FCALL");
 	enc_arg(e, "tally_swap2");
@@ -619,35 +740,13 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 	enc_arg(e, "tally:{%" PRIu64 "}:latest", en.device_id);
 	enc_arg(e, "%" PRIu64, retention_s);
 	enc_arg(e, "%" PRIu64, start_ms);
-	e->argv[e->argc] = mark;
+	e->argv[e->argc] = e->mark;
 	e->argvlen[e->argc++] = marklen;
 	enc_arg(e, "%" PRIu32, old->n);
 	e->argv[e->argc] = (const char *)e->payload;
 	e->argvlen[e->argc++] = len;
 	emit(ctx, e->argc, e->argv, e->argvlen, &ref);
 	return TALLY_FOLD_SENT;
-
-nan_count:
-	j = F_COUNT;
-	goto nan;
-nan_sum:
-	j = F_SUM;
-	goto nan;
-nan_min:
-	j = F_MIN;
-	goto nan;
-nan_max:
-	j = F_MAX;
-nan:
-	snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, en.device_id, start_ms);
-	{
-		const int32_t k = at[i][j];
-
-		snprintf(err, errlen, "tally: %s field %.*s is not a number: %.*s", key,
-			 (int)old->field_len[k], old->field[k],
-			 (int)(old->value_len[k] > 64 ? 64 : old->value_len[k]), old->value[k]);
-	}
-	return TALLY_FOLD_REFUSED;
 }
 
 void

@@ -22,10 +22,10 @@
 /* What a pipelined command was, so its reply can be put down to what it carried. */
 enum pend_kind {
 	PEND_OTHER,  /* stats, top, expiry, latest: an error is counted and logged */
-	PEND_DATA,   /* window data: device chunks (ref), FCALL tally_merge2 */
-	PEND_PUT,    /* the same, FCALL tally_put2 (a payload per chunk) */
-	PEND_READ,   /* HGETALL of a window key that exists: one chunk to fold into it */
-	PEND_SWAP,   /* FCALL tally_swap2: one chunk folded by the sink */
+	PEND_DATA,   /* window data: device chunks (ref), FCALL tally_merge2 (or hset's HSET) */
+	PEND_PUT,    /* the same as device parts, FCALL tally_put2 (a payload per part) */
+	PEND_READ,   /* HGETALL of a window key that exists: one part to fold into it */
+	PEND_SWAP,   /* FCALL tally_swap2: one part folded by the sink */
 	PEND_COPY,   /* a refused chunk's copy to tally:refused */
 	PEND_ASKING, /* the ASKING before a command sent after an ASK redirect */
 	PEND_WAIT,   /* WAIT after a batch (--redis-wait-replicas) */
@@ -33,7 +33,8 @@ enum pend_kind {
 
 struct pend {
 	uint8_t kind;
-	uint8_t entries;
+	uint8_t entries; /* device chunks (PEND_DATA) or parts (put, read, swap) from first on */
+	uint16_t cost;	 /* the device chunks they hold: their share of --flush-batch */
 	uint32_t first;
 };
 
@@ -42,6 +43,16 @@ static inline int
 pend_data(uint8_t kind)
 {
 	return kind == PEND_DATA || kind == PEND_PUT || kind == PEND_READ || kind == PEND_SWAP;
+}
+
+/* The entry of the window at pos that a command of this kind carries: a chunk, or a part. */
+static void
+pend_entry(const struct tally_table *t, uint8_t kind, uint32_t pos, struct tally_enc_entry *e)
+{
+	if (kind == PEND_DATA)
+		tally_enc_entry(t, pos, e);
+	else
+		tally_enc_part(t, pos, e);
 }
 
 /* How a reply is handled. */
@@ -56,6 +67,8 @@ enum reply_class {
 #define RESP_MAX (TALLY_ENC_MAX_ARGS * (TALLY_ENC_ARG_LEN + 16) + TALLY_ENC_PAYLOAD_MAX + 64)
 #define REFUSED_JSON_MAX 16384
 #define TRYAGAIN_MS 20 /* a write to a slot being migrated waits this long before it retries */
+/* Device chunks the last command of a batch may add past --flush-batch (16 parts of 64). */
+#define BATCH_OVER (TALLY_ENC_ENTRIES_PER_CALL * TALLY_ENC_PART_CHUNKS)
 
 /* One connection: the single Redis, or one master of a cluster. */
 struct sink_node {
@@ -69,10 +82,9 @@ struct sink_node {
 
 /* A data command to send again: after MOVED (by the new map), ASK (to node) or TRYAGAIN. */
 struct redo {
-	uint32_t first;
-	uint8_t entries;
-	int8_t node; /* ASK: the node to send it to, with ASKING; -1: by the slot map */
-	uint8_t fields; /* with tally_merge2 (its fields), not as a payload */
+	uint32_t first, end; /* the series: device chunks from first, up to end */
+	int8_t node;	     /* ASK: the node to send it to, with ASKING; -1: by the slot map */
+	uint8_t fields;	     /* with tally_merge2 (its fields), not as a payload */
 };
 
 struct tally_sink {
@@ -119,6 +131,7 @@ struct tally_sink {
 	uint64_t top_dev;	   /* device whose records are being summed for the top */
 	uint64_t top_records;
 	uint64_t *refused_bits;	   /* chunk starts of this window already refused (one bit each) */
+	uint32_t fold_next;	   /* the part after the last one put2 found existing, or -1 */
 	uint64_t refused_log_ms;   /* when refusals were last logged */
 	uint64_t refused_unlogged; /* refusals since */
 	char refused_json[REFUSED_JSON_MAX];
@@ -525,10 +538,10 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	/*
 	 * Room per node for a full batch, the commands sent again after redirects, and those
 	 * appended while the batch's replies are read: the two that keep a copy of each refused
-	 * chunk, the read and the swap of each chunk folded into a key that exists.
+	 * chunk, the read and the swap of each part folded into a key that exists.
 	 */
-	s->pend_cap = 5 * (s->conf.flush_batch + 64);
-	s->redo = calloc(s->conf.flush_batch + 64, sizeof(*s->redo));
+	s->pend_cap = 5 * (s->conf.flush_batch + BATCH_OVER);
+	s->redo = calloc(s->conf.flush_batch + BATCH_OVER, sizeof(*s->redo));
 	if (s->conf.max_series > 0)
 		s->refused_bits = calloc((s->conf.max_series + 63) / 64, sizeof(uint64_t));
 	if (s->redo == NULL || (s->conf.max_series > 0 && s->refused_bits == NULL)) {
@@ -606,6 +619,7 @@ window_restart(struct tally_sink *s)
 	}
 	s->nredo = 0;
 	s->restart = 0;
+	s->fold_next = UINT32_MAX;
 }
 
 /*
@@ -719,11 +733,12 @@ append(struct tally_sink *s, uint8_t kind, int argc, const char **argv, const si
 	p = &n->pend[(n->head + n->n++) % s->pend_cap];
 	p->kind = kind;
 	p->entries = ref != NULL ? (uint8_t)ref->entries : 0;
+	p->cost = ref != NULL ? (uint16_t)ref->chunks : 1;
 	p->first = ref != NULL ? ref->first : 0;
-	s->pending_cost += ref != NULL ? ref->entries : 1;
+	s->pending_cost += p->cost;
 	if (s->unsent_cost == 0)
 		s->first_pending_ms = s->now_ms;
-	s->unsent_cost += ref != NULL ? ref->entries : 1;
+	s->unsent_cost += p->cost;
 	s->pending++;
 	return 0;
 }
@@ -891,24 +906,47 @@ refuse_entry(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
 	append(s, PEND_OTHER, 4, argv, argvlen, NULL);
 }
 
-/* Remember device chunks to send again once the batch is read. */
+/* Every chunk of a part (or the one chunk of an entry) refused, each kept on its own. */
 static void
-redo_at(struct tally_sink *s, uint32_t first, uint8_t entries, int node, int fields)
+refuse_span(struct tally_sink *s, const struct tally_enc_entry *e, const char *why, size_t whylen)
 {
-	if (s->nredo >= s->conf.flush_batch + 64) {
+	uint32_t c;
+
+	for (c = 0; c < e->chunks; c++)
+		refuse_entry(s, e->first + c * TALLY_ENC_METRICS_PER_CMD, why, whylen);
+}
+
+/* tally_encode_swap() refused a chunk of the part it folds. */
+static void
+fold_refuse(void *arg, uint32_t pos, const char *why, size_t whylen)
+{
+	refuse_entry(arg, pos, why, whylen);
+}
+
+/* Remember device chunks (or parts) to send again once the batch is read. */
+static void
+redo_at(struct tally_sink *s, uint32_t first, uint32_t end, int node, int fields)
+{
+	if (s->nredo >= s->conf.flush_batch + BATCH_OVER) {
 		s->restart = 1; /* no room to remember it: the whole window again */
 		return;
 	}
-	s->redo[s->nredo++] = (struct redo){.first = first,
-					    .entries = entries,
-					    .node = (int8_t)node,
-					    .fields = (uint8_t)fields};
+	s->redo[s->nredo++] = (struct redo){
+		.first = first, .end = end, .node = (int8_t)node, .fields = (uint8_t)fields};
 }
 
+/* What a redirected command carried, the same way: chunks with fields, parts as payloads. */
 static void
 redo_add(struct tally_sink *s, const struct pend *p, int node)
 {
-	redo_at(s, p->first, p->entries, node, 0);
+	struct tally_enc_entry e = {.first = p->first};
+	uint32_t i;
+
+	for (i = 0; i < p->entries && s->win != NULL && e.first < s->win->series; i++) {
+		pend_entry(s->win, p->kind, e.first, &e);
+		e.first += e.n;
+	}
+	redo_at(s, p->first, e.first, node, p->kind == PEND_DATA);
 }
 
 /*
@@ -934,7 +972,7 @@ encode_data(struct tally_sink *s, uint32_t *pos, int one_device, int fields)
 				one_device, emit, s);
 }
 
-/* The chunk at pos goes to a window key that exists: read it (HGETALL) to fold into it. */
+/* The part at pos goes to a window key that exists: read it (HGETALL) to fold into it. */
 static void
 fold_read(struct tally_sink *s, uint32_t pos)
 {
@@ -944,11 +982,45 @@ fold_read(struct tally_sink *s, uint32_t pos)
 	const char *argv[2] = {"HGETALL", key};
 	size_t argvlen[2] = {7, 0};
 
-	tally_enc_entry(s->win, pos, &e);
+	tally_enc_part(s->win, pos, &e);
+	ref.chunks = e.chunks;
 	argvlen[1] = (size_t)snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, e.device_id,
 				      s->win_start);
 	s->emit_kind = PEND_READ;
 	emit(s, 2, argv, argvlen, &ref);
+}
+
+/*
+ * The part at pos goes through tally_merge2 instead, chunk by chunk (each checks its own
+ * mark, so chunks of it written meanwhile count once).
+ */
+static void
+part_by_fields(struct tally_sink *s, uint32_t pos)
+{
+	struct tally_enc_entry e;
+
+	tally_enc_part(s->win, pos, &e);
+	redo_at(s, pos, pos + e.n, -1, 1);
+}
+
+/*
+ * put2 found the window key of the part e: read it to fold into it. A device of several
+ * parts folds them one after the other: a part whose previous part is being folded would
+ * read the key before that part's swap (and read it again after), so it is put again after
+ * this batch, behind that swap, and read then.
+ */
+static void
+fold_after(struct tally_sink *s, const struct tally_enc_entry *e)
+{
+	struct redo *last = s->nredo > 0 ? &s->redo[s->nredo - 1] : NULL;
+
+	if (e->first != s->fold_next || e->chunk == 0)
+		fold_read(s, e->first);
+	else if (last != NULL && last->end == e->first && !last->fields && last->node < 0)
+		last->end = e->first + e->n; /* the device's next parts wait with it */
+	else
+		redo_at(s, e->first, e->first + e->n, -1, 0);
+	s->fold_next = e->first + e->n;
 }
 
 /* Redis would not RESTORE (an ACL without it, a payload it cannot read): the slower path. */
@@ -961,10 +1033,10 @@ restore_off(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
 			 "tally_merge2 from now on (slower; see README, Exactly-once writes)",
 			 (int)(whylen > 200 ? 200 : whylen), why);
 	s->no_restore = 1;
-	redo_at(s, pos, 1, -1, 1);
+	part_by_fields(s, pos);
 }
 
-/* The HGETALL of a window key to fold the chunk at pos into. */
+/* The HGETALL of a window key to fold the part at pos into. */
 static void
 fold_reply(struct tally_sink *s, uint32_t pos, const redisReply *r)
 {
@@ -972,11 +1044,10 @@ fold_reply(struct tally_sink *s, uint32_t pos, const redisReply *r)
 				    .field_len = s->fold_field_len,
 				    .value = s->fold_value,
 				    .value_len = s->fold_value_len};
-	char err[256];
 	size_t i;
 
 	if (r->elements / 2 > TALLY_ENC_FOLD_PAIRS) {
-		redo_at(s, pos, 1, -1, 1);
+		part_by_fields(s, pos);
 		return;
 	}
 	for (i = 0; i + 1 < r->elements; i += 2) {
@@ -991,17 +1062,10 @@ fold_reply(struct tally_sink *s, uint32_t pos, const redisReply *r)
 		v.n++;
 	}
 	s->emit_kind = PEND_SWAP;
-	switch (tally_encode_swap(&s->enc, s->win, pos, s->win_start, s->conf.retention_s,
-				  s->win_id, &v, err, sizeof(err), emit, s)) {
-	case TALLY_FOLD_REFUSED:
-		refuse_entry(s, pos, err, strlen(err));
-		break;
-	case TALLY_FOLD_TOO_BIG:
-		redo_at(s, pos, 1, -1, 1);
-		break;
-	default: /* sent, or the key holds the chunk already */
-		break;
-	}
+	if (tally_encode_swap(&s->enc, s->win, pos, s->win_start, s->conf.retention_s, s->win_id,
+			      &v, fold_refuse, emit, s) == TALLY_FOLD_TOO_BIG)
+		part_by_fields(s, pos);
+	/* else sent, or nothing left to fold (the chunks applied already, or refused) */
 }
 
 /*
@@ -1072,22 +1136,26 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 		return c;
 	}
 	if ((p->kind == PEND_DATA || p->kind == PEND_PUT) && r->type == REDIS_REPLY_ARRAY) {
-		/* tally_merge2, tally_put2: one reply per device chunk, in order */
+		/* tally_merge2, tally_put2: one reply per device chunk (part), in order */
 		for (i = 0; i < p->entries && s->win != NULL && pos < s->win->series; i++) {
 			struct tally_enc_entry e;
 			const redisReply *x = i < r->elements ? r->element[i] : NULL;
 
-			tally_enc_entry(s->win, pos, &e);
+			pend_entry(s->win, p->kind, pos, &e);
+			if (p->kind == PEND_PUT && x != NULL && x->type == REDIS_REPLY_INTEGER &&
+			    x->integer == 2) {
+				fold_after(s, &e); /* the key exists: fold into it */
+				pos = e.first + e.n;
+				continue;
+			}
+			s->fold_next = UINT32_MAX;
 			if (x != NULL && x->type == REDIS_REPLY_ERROR) {
 				if (has_prefix(x->str, x->len, "NORESTORE"))
 					restore_off(s, pos, x->str, x->len);
 				else if (classify(x) != REPLY_DATA)
 					return REPLY_NOT_NOW;
 				else
-					refuse_entry(s, pos, x->str, x->len);
-			} else if (p->kind == PEND_PUT && x != NULL &&
-				   x->type == REDIS_REPLY_INTEGER && x->integer == 2) {
-				fold_read(s, pos); /* the key exists: fold into it */
+					refuse_span(s, &e, x->str, x->len);
 			}
 			pos = e.first + e.n;
 		}
@@ -1099,8 +1167,16 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 		return REPLY_OK;
 	}
 	if (p->kind == PEND_SWAP && s->win != NULL && pos < s->win->series) {
-		if (r->type == REDIS_REPLY_INTEGER && r->integer == 2) {
-			s->st.fold_retries++; /* the key changed since it was read: again */
+		struct tally_enc_entry e;
+
+		tally_enc_part(s->win, pos, &e);
+		/*
+		 * 2: the key changed since it was read; 0 with a part of several chunks: the first
+		 * chunk folded is there now, the others may not be. Read it again either way.
+		 */
+		if (r->type == REDIS_REPLY_INTEGER &&
+		    (r->integer == 2 || (r->integer == 0 && e.chunks > 1))) {
+			s->st.fold_retries++;
 			fold_read(s, pos);
 			return REPLY_OK;
 		}
@@ -1117,8 +1193,8 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 		for (i = 0; i < p->entries && s->win != NULL && pos < s->win->series; i++) {
 			struct tally_enc_entry e;
 
-			tally_enc_entry(s->win, pos, &e);
-			refuse_entry(s, pos, r->str, r->len);
+			pend_entry(s->win, p->kind, pos, &e);
+			refuse_span(s, &e, r->str, r->len);
 			pos = e.first + e.n;
 		}
 		return REPLY_DATA;
@@ -1183,7 +1259,7 @@ node_take(struct tally_sink *s, struct sink_node *n, redisReply *r)
 	if (n->sent > 0)
 		n->sent--;
 	s->pending--;
-	s->pending_cost -= pend_data(p.kind) ? p.entries : 1;
+	s->pending_cost -= p.cost;
 	switch (take_reply(s, &p, r)) {
 	case REPLY_NOT_NOW:
 		s->not_now++;
@@ -1251,12 +1327,16 @@ redo_send(struct tally_sink *s)
 
 	s->nredo = 0;
 	for (i = 0; i < n && s->win != NULL; i++) {
-		uint32_t pos = s->redo[i].first, k;
+		uint32_t pos = s->redo[i].first;
 
 		s->force_node = s->redo[i].node;
-		/* One device per call in a cluster: the same grouping gives the same command. */
-		for (k = 0; k < s->redo[i].entries && pos < s->win->series;)
-			k += encode_data(s, &pos, 1, s->redo[i].fields);
+		/*
+		 * One device per call, as in a cluster (the keys of a call share a slot); a call
+		 * may take more of the device than was redirected: merges are idempotent.
+		 */
+		while (pos < s->redo[i].end && pos < s->win->series)
+			if (encode_data(s, &pos, 1, s->redo[i].fields) == 0)
+				break;
 		s->force_node = -1;
 	}
 }
@@ -1455,6 +1535,7 @@ tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t st
 	s->win_pos = 0;
 	s->nredo = 0;
 	s->restart = 0;
+	s->fold_next = UINT32_MAX;
 	if (s->refused_bits != NULL)
 		memset(s->refused_bits, 0,
 		       (((t->series < s->conf.max_series ? t->series : s->conf.max_series) + 63) /

@@ -9,38 +9,71 @@
 #include "tally_table.h"
 
 /*
- * Metrics per command: a device with more is written in chunks of this many, each an entry
- * of its own (merged and marked applied on its own).
+ * Metrics per chunk: a device with more is written in chunks of this many, each with an
+ * applied mark of its own (`_applied:<partial id>[:<chunk>]`), so whichever write carries a
+ * chunk (tally_merge2 one chunk per entry, tally_put2 and tally_swap2 a part), it counts once.
  */
 #define TALLY_ENC_METRICS_PER_CMD 64
-#define TALLY_ENC_FIELDS_PER_METRIC 5
-#define TALLY_ENC_ENTRIES_PER_CALL 16 /* device chunks per FCALL tally_merge2 */
+#define TALLY_ENC_FIELDS_PER_METRIC 5 /* --redis-write hset; merge adds <metric>:ts */
+#define TALLY_ENC_FIELDS_V2 6
+#define TALLY_ENC_ENTRIES_PER_CALL 16 /* device chunks per FCALL tally_merge2, parts per put2 */
 #define TALLY_ENC_MAX_ARGS 2048
 #define TALLY_ENC_ARG_LEN 48
 #define TALLY_ENC_ID_LEN 192 /* `_applied:<instance (<= 64)>:<run start ms>:<pid>:<random>` */
-#define TALLY_ENC_PAYLOAD_MAX (96 * 1024) /* DUMP payloads of one FCALL tally_put2 */
-#define TALLY_ENC_FOLD_PAIRS 4096	  /* fields of a window key the sink folds into */
+/*
+ * The DUMP payloads of one FCALL (put2's together, swap2's one): below 1 MiB, the least that
+ * Redis's proto-max-bulk-len and client-query-buffer-limit can be set to, so no Redis refuses
+ * a command for its size.
+ */
+#define TALLY_ENC_PAYLOAD_MAX (1024 * 1024 - 16 * 1024)
+/*
+ * Chunks per part: the fast path writes a device's chunks together, as one payload that holds
+ * every chunk's fields and applied mark (one RESTORE, or one read and one swap for a key that
+ * exists). A device with more metrics, or whose chunks would not surely fit
+ * TALLY_ENC_PAYLOAD_MAX, is written in several parts, each part's chunks still marked one by
+ * one.
+ */
+#define TALLY_ENC_PART_CHUNKS 64
+#define TALLY_ENC_PART_METRICS (TALLY_ENC_PART_CHUNKS * TALLY_ENC_METRICS_PER_CMD)
+/* Fields of a window key the sink folds into: two writers of a whole part, with room to spare. */
+#define TALLY_ENC_FOLD_PAIRS 32768
 
 /*
- * The window data a command carries: `entries` device chunks of the sorted window table,
- * starting at series `first` (tally_enc_entry() walks them). NULL for other commands.
+ * The window data a command carries: `entries` entries of the sorted window table (device
+ * chunks, or device parts for tally_put2 and tally_swap2), starting at series `first`
+ * (tally_enc_entry() and tally_enc_part() walk them), `chunks` device chunks in all (what the
+ * sink counts toward --flush-batch). NULL for other commands.
  */
 struct tally_enc_ref {
 	uint32_t first;
 	uint32_t entries;
+	uint32_t chunks;
 };
 
-/* One device chunk: up to TALLY_ENC_METRICS_PER_CMD series of one device. */
+/* Device chunks: up to TALLY_ENC_METRICS_PER_CMD series of one device, or a part of them. */
 struct tally_enc_entry {
 	uint64_t device_id;
-	uint32_t first; /* its first series in the sorted table */
-	uint32_t n;	/* series */
-	uint32_t chunk; /* which chunk of the device (0 for devices of <= 64 metrics) */
+	uint32_t first;	 /* its first series in the sorted table */
+	uint32_t n;	 /* series */
+	uint32_t chunk;	 /* its first chunk of the device (0 for devices of <= 64 metrics) */
+	uint32_t chunks; /* chunks: 1 for a chunk, up to TALLY_ENC_PART_CHUNKS for a part */
 };
 
 /* Receives one encoded command; argv is valid only during the call. */
 typedef void (*tally_emit_fn)(void *ctx, int argc, const char **argv, const size_t *argvlen,
 			      const struct tally_enc_ref *ref);
+
+/* What the sink's fold keeps per series of a part and per field read (tally_encode_swap()). */
+struct tally_enc_fold {
+	/* per series of the part: where each of its fields is in old (-1: not there) */
+	int32_t at[TALLY_ENC_PART_METRICS][TALLY_ENC_FIELDS_V2];
+	/* per series of the part: the folded count and sum, the fields whose stored text stays */
+	uint64_t count[TALLY_ENC_PART_METRICS];
+	double sum[TALLY_ENC_PART_METRICS];
+	uint8_t keep[TALLY_ENC_PART_METRICS];
+	/* per field of old: the part's series and field it holds (series * 8 + field), or -1 */
+	int32_t of[TALLY_ENC_FOLD_PAIRS];
+};
 
 /* Scratch space for one command; lives with the caller so no allocation is needed. */
 struct tally_encoder {
@@ -49,7 +82,9 @@ struct tally_encoder {
 	size_t argvlen[TALLY_ENC_MAX_ARGS];
 	char buf[TALLY_ENC_MAX_ARGS][TALLY_ENC_ARG_LEN];
 	char id[TALLY_ENC_ID_LEN];
+	char mark[TALLY_ENC_ID_LEN + 16];
 	uint8_t payload[TALLY_ENC_PAYLOAD_MAX];
+	struct tally_enc_fold fold;
 };
 
 /*
@@ -104,10 +139,12 @@ unsigned int tally_encode_merge(struct tally_encoder *e, const struct tally_tabl
 
 /*
  * The fast path of the same merges: one `FCALL tally_put2` for up to
- * TALLY_ENC_ENTRIES_PER_CALL device chunks from *pos on, each carried as the DUMP payload of
- * its whole window key (its fields and the applied mark), which the Function RESTOREs when
- * the key does not exist yet; a key that exists is answered 2, and the sink folds into it
- * (tally_encode_swap()). The same arguments and replies as tally_encode_merge() otherwise.
+ * TALLY_ENC_ENTRIES_PER_CALL device parts from *pos on (tally_enc_part(): a device's chunks
+ * together), each carried as the DUMP payload of its whole window key (the fields and the
+ * applied mark of every chunk of the part), which the Function RESTOREs when the key does not
+ * exist yet; a key that exists is answered 2, and the sink folds into it
+ * (tally_encode_swap()). The same arguments as tally_encode_merge() otherwise, one reply per
+ * part; returns the parts encoded (0 at the end).
  */
 unsigned int tally_encode_put(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
 			      uint64_t start_ms, uint64_t retention_s, const char *partial_id,
@@ -123,25 +160,37 @@ struct tally_hash_view {
 };
 
 enum {
-	TALLY_FOLD_REFUSED = -1, /* a field of one of the chunk's metrics is not a number: err */
-	TALLY_FOLD_TOO_BIG = 0,	 /* the folded key does not fit a payload: tally_merge2 it */
-	TALLY_FOLD_SENT = 1,	 /* `FCALL tally_swap2` emitted */
-	TALLY_FOLD_APPLIED = 2,	 /* the key already holds the chunk's applied mark */
+	TALLY_FOLD_TOO_BIG = 0, /* the folded key does not fit a payload: tally_merge2 the part */
+	TALLY_FOLD_SENT = 1,	/* `FCALL tally_swap2` emitted */
+	TALLY_FOLD_NONE = 2,	/* nothing to fold: each chunk is applied already, or refused */
 };
 
+/* A device chunk (at series pos) the fold refused, and why; why is valid during the call. */
+typedef void (*tally_refuse_fn)(void *ctx, uint32_t pos, const char *why, size_t whylen);
+
 /*
- * Fold the device chunk at series pos into what its window key holds (old, read by HGETALL):
- * count and sum add, min and max fold, last by time, the chunk's applied mark added, every
- * other field kept as it is. Emits `FCALL tally_swap2`, which replaces the key with the
- * result only if it still has old->n fields (1), or answers 2 (read it again) or 0.
+ * Fold the device part at series pos (tally_enc_part()) into what its window key holds (old,
+ * read by HGETALL): chunks whose applied mark old holds are left out, and so is a chunk with
+ * a field in old that is not a number (given to refuse, with the key and the field); for the
+ * others count and sum add, min and max fold, last by time, their applied marks are added,
+ * and every other field stays as it is. Emits `FCALL tally_swap2` with the applied mark of
+ * the first chunk folded, which replaces the key with the result only if it still has old->n
+ * fields (1), or answers 2 (read it again) or 0 (that chunk is there now: read it again).
  */
 int tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t pos,
 		      uint64_t start_ms, uint64_t retention_s, const char *partial_id,
-		      const struct tally_hash_view *old, char *err, size_t errlen,
-		      tally_emit_fn emit, void *ctx);
+		      const struct tally_hash_view *old, tally_refuse_fn refuse, tally_emit_fn emit,
+		      void *ctx);
 
 /* The device chunk that starts at series pos of a sorted table (pos at a chunk start). */
 void tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out);
+
+/*
+ * The device part that starts at series pos (a chunk start): the device's chunks from there,
+ * up to TALLY_ENC_PART_CHUNKS, as many as surely fit one payload (at least one). The same
+ * table gives the same parts: replies are put down to them by their first series.
+ */
+void tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out);
 
 /* The Redis Function library (Lua) that tally_encode_merge() calls. */
 extern const char tally_merge_lua[];
@@ -218,7 +267,7 @@ struct tally_sink_stats {
 	uint64_t refused_lost;	  /* refused chunks whose copy tally:refused did not take either */
 	uint64_t redirects;	  /* cluster: MOVED, ASK and TRYAGAIN replies followed */
 	uint64_t wait_short; /* batches fewer replicas than --redis-wait-replicas had in time */
-	uint64_t folds;	     /* chunks folded into a window key that existed (read, swap) */
+	uint64_t folds;	     /* device parts folded into a window key that existed (read, swap) */
 	uint64_t fold_retries; /* folds read again: the key changed between the read and swap */
 };
 

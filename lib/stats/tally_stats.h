@@ -53,7 +53,7 @@
 	_(redis_redirects)	  /* cluster: MOVED, ASK, TRYAGAIN replies followed */             \
 	_(redis_masters)	  /* gauge: masters written to (1 without a cluster) */            \
 	_(redis_wait_short)	  /* batches fewer replicas had than --redis-wait-replicas */      \
-	_(redis_folds)		  /* chunks folded into a window key that existed */               \
+	_(redis_folds)		  /* device parts folded into a window key that existed */         \
 	_(redis_fold_retries)	  /* folds read again: the key changed after it was read */        \
 	_(sink_queue)		  /* gauge: merged windows held in memory */                       \
 	_(spool_windows)	  /* windows (or parts) written to the spool */                    \

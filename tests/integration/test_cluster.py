@@ -10,7 +10,9 @@
                          tally given one node that does not own tally:self: totals exact, every
                          master holds window keys, each key on its slot's master, no errors.
 --case cluster_two       two instances (east, west; overlapping devices) in one window: totals
-                         are the sum of both captures, shared windows carry both partials.
+                         are the sum of both captures, shared windows carry both partials; the
+                         same with devices of 300 metrics: one RESTORE per device and writer,
+                         one HGETALL per shared device.
 --case cluster_reshard   slots holding tally's keys migrate while a kernel sender streams (one
                          left half-migrated for 3 s: ASK, TRYAGAIN): totals exact, none lost.
 --case cluster_failover  3 masters + 3 replicas, a master SIGKILLed mid-stream and replaced by
@@ -408,6 +410,46 @@ def case_two(ctx):
             both += ids == {'east', 'west'}
         tt.log('%d of %d windows of shared devices hold both partials' % (both, len(shared)))
         tt.check(both > 0, 'no window of a shared device holds both partials')
+        two_many_metrics(ctx, c, seeds)
+
+
+def two_many_metrics(ctx, c, seeds):
+    """Two instances, devices of 300 metrics (five chunks), 10 of 20 devices shared: each
+    writer's part of a device is one payload, RESTOREd new or read once and folded."""
+    window_ms = 60000
+    caps = []
+    for name, base, seed in (('east-many', 1, 3), ('west-many', 11, 4)):
+        pcap = os.path.join(ctx.tmp, name + '.pcap')
+        tot = os.path.join(ctx.tmp, name + '.totals')
+        tt.tally_gen(ctx, ['--pcap', pcap, '--datagrams', '200', '--records', '300',
+                           '--metrics', '300', '--devices', '20', '--device-base', str(base),
+                           '--seed', str(seed), '--totals', tot])
+        tt.check_eq(len({k[0] for k in tt.read_totals(tot)}), 20, name + ': devices')
+        caps.append((name, pcap, tot))
+    for p in c.masters():
+        c.client(p).call('FLUSHALL')
+    tt.wait_window_margin(window_ms, 15000)
+    ts = [cluster_tally(ctx, c, seed, ['net_pcap0,rx_pcap=' + pcap],
+                        ['--window-ms', str(window_ms), '--instance', name], name=name)
+          for seed, (name, pcap, _) in zip(seeds, caps)]
+    for t in ts:
+        t.wait_telemetry(lambda s: s.get('datagrams') == 200, timeout=30,
+                         what='datagrams=200')
+    for p in c.masters():
+        c.client(p).call('CONFIG', 'RESETSTAT')
+    for t in ts:
+        t.stop()
+    calls = {'restore': 0, 'hgetall': 0}
+    for p in c.masters():
+        for line in c.client(p).call('INFO', 'commandstats').splitlines():
+            name = line.split(':', 1)[0][len('cmdstat_'):]
+            if name in calls:
+                calls[name] += int(line.split('calls=')[1].split(',')[0])
+    tt.check_eq((calls['restore'], calls['hgetall']), (40, 10),
+                'devices of 300 metrics: (RESTORE, HGETALL) over the masters')
+    tt.compare_totals_text(tt.combine_totals(caps[0][2], caps[1][2]),
+                           cluster_totals(ctx, seeds[2]), 'two instances, 300 metrics',
+                           'east + west')
 
 
 # ---------------------------------------------------------------------------------------------

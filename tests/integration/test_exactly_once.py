@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
 """Merge-safe writes: a window written in parts (tally restarted mid-window, two instances
-seeing the same devices) adds up exactly, and the same partial applied twice counts once."""
+seeing the same devices) adds up exactly, and the same partial applied twice counts once; also
+for devices of hundreds of metrics, each written whole (one RESTORE, or one read and one swap
+for a key that exists) and not chunk by chunk."""
+
+import os
+import signal
 
 import tallytest as tt
 
 WINDOW_MS = 60000
+MANY_DEVICES = 6
+MANY_METRICS = 300  # five chunks of 64 a device
 
 
 def gen(ctx, name, seed, datagrams=4000):
@@ -28,6 +35,128 @@ def wait_counted(tally, datagrams):
 def expect_totals(ctx, redis, text, what):
     tt.compare_totals_text(text, tt.query_totals(ctx, redis), '%s: totals' % what,
                            'sum of what was sent')
+
+
+def gen_metrics(ctx, name, seed, devices, metrics, datagrams, base=1, extra=()):
+    """A capture of devices with `metrics` metrics each, every one in each datagram (tally-gen
+    takes a device's metrics round robin); returns (pcap, totals path)."""
+    pcap = os.path.join(ctx.tmp, name + '.pcap')
+    totals = os.path.join(ctx.tmp, name + '.totals')
+    tt.tally_gen(ctx, ['--pcap', pcap, '--datagrams', str(datagrams), '--records',
+                       str(min(metrics, 4092)), '--metrics', str(metrics), '--devices',
+                       str(devices), '--device-base', str(base), '--seed', str(seed),
+                       '--totals', totals] + list(extra))
+    got = {k[0] for k in tt.read_totals(totals)}
+    tt.check_eq(len(got), devices, '%s: devices in the capture' % name)
+    return pcap, totals
+
+
+def command_calls(redis):
+    """INFO commandstats as {command: calls}; the Function's own calls count too."""
+    out = {}
+    for line in redis.client.call('INFO', 'commandstats').splitlines():
+        if line.startswith('cmdstat_'):
+            name, rest = line[len('cmdstat_'):].split(':', 1)
+            out[name] = int(rest.split(',')[0].split('=')[1])
+    return out
+
+
+def stop_both(t1, t2):
+    """SIGTERM to both at once, so their windows are written at the same time."""
+    t1.proc.send_signal(signal.SIGTERM)
+    t2.stop(timeout=30)
+    tt.check_eq(t1.proc.wait(30), 0, 'exit status of the first instance')
+
+
+def many_metrics(ctx, redis):
+    """Devices of 300 metrics: a new window key is one RESTORE of the device's whole partial
+    (every chunk's fields and marks), a key that exists one read and one swap."""
+    a, ta = gen_metrics(ctx, 'ma', 11, MANY_DEVICES, MANY_METRICS, 30)
+    b, tb = gen_metrics(ctx, 'mb', 12, MANY_DEVICES, MANY_METRICS, 30)
+    both = tt.combine_totals(ta, tb)
+    n = MANY_DEVICES
+
+    def run(pcap, extra=(), name='tally'):
+        t = run_once(ctx, redis, pcap, 30, list(extra), name=name)
+        wait_counted(t, 30)
+        return t
+
+    def calls_and_stats(what, restore, hgetall, folds):
+        """Before the totals are read: tally-query reads the keys with HGETALL."""
+        c, st = command_calls(redis), redis.self_stats()
+        tt.check_eq((c.get('restore', 0), c.get('hgetall', 0)), (restore, hgetall),
+                    '%s: (RESTORE, HGETALL) Redis ran' % what)
+        if folds is not None:
+            tt.check_eq((st['redis_folds'], st['redis_fold_retries']), (folds, 0),
+                        '%s: (redis_folds, redis_fold_retries)' % what)
+
+    # 1. One writer, a new window: one RESTORE per device, no read, no fold.
+    redis.flushall()
+    tt.wait_window_margin(WINDOW_MS, 20000)
+    t = run(a)
+    redis.client.call('CONFIG', 'RESETSTAT')
+    t.stop(timeout=30)
+    calls_and_stats('many metrics, one writer', n, 0, 0)
+    expect_totals(ctx, redis, tt.combine_totals(ta), 'many metrics, one writer')
+    key = sorted(k for k in redis.client.scan('tally:{*}:*') if tt.WINDOW_KEY.match(k))[0]
+    dev, win = tt.WINDOW_KEY.match(key).groups()
+    h = redis.client.hgetall(key)
+    marks = sorted(f for f in h if tt.APPLIED_FIELD.match(f))
+    tt.check_eq(len(h), MANY_METRICS * 6 + 5, 'fields of %s' % key)
+    tt.check_eq(marks, sorted([marks[0]] + ['%s:%d' % (marks[0], k) for k in range(1, 5)]),
+                'the applied mark of each of the five chunks in %s' % key)
+    # tally_merge2 reads the marks put2 wrote: chunk 3 of this partial is applied already.
+    rc = redis.client.call('FCALL', 'tally_merge2', '2', key, 'tally:{%s}:latest' % dev,
+                           '600', win, marks[0], '3', '12',
+                           '200:count', '5', '200:sum', '100', '200:min', '1', '200:max', '50',
+                           '200:last', '7', '200:ts', '00000000000000000001')
+    tt.check_eq(rc, [0], 'tally_merge2 of a chunk put2 wrote')
+
+    # 2. Restarted mid-window: the second run reads each device's key once and swaps it once.
+    redis.client.call('CONFIG', 'RESETSTAT')
+    t = run(b)
+    t.stop(timeout=30)
+    calls_and_stats('many metrics, restart mid-window', n, n, n)
+    expect_totals(ctx, redis, both, 'many metrics, restart mid-window')
+
+    # 3. Two instances at once, written at the same time: one RESTOREs, the other folds.
+    redis.flushall()
+    tt.wait_window_margin(WINDOW_MS, 20000)
+    t1 = run(a, ['--instance', 'east'], 'east')
+    t2 = run(b, ['--instance', 'west'], 'west')
+    redis.client.call('CONFIG', 'RESETSTAT')
+    stop_both(t1, t2)
+    calls_and_stats('many metrics, two instances', 2 * n, n, None)
+    expect_totals(ctx, redis, both, 'many metrics, two instances')
+
+    # 4. A window tally_merge2 wrote chunk by chunk (a Redis without RESTORE then), then a
+    #    run with RESTORE: each device folded once, every chunk's mark read.
+    redis.flushall()
+    redis.client.call('ACL', 'SETUSER', 'default', '-restore')
+    tt.wait_window_margin(WINDOW_MS, 20000)
+    run(a).stop(timeout=30)
+    redis.client.call('ACL', 'SETUSER', 'default', '+restore')
+    redis.client.call('CONFIG', 'RESETSTAT')
+    run(b).stop(timeout=30)
+    calls_and_stats('many metrics, merge2 then put2', n, n, n)
+    expect_totals(ctx, redis, both, 'many metrics, merge2 then put2')
+
+    # 5. A device of 4,100 metrics: two parts (4,096 metrics, then 4), the second folded into
+    #    the first's key; a second writer folds both. Values of 17 digits make a payload of
+    #    about 640 kB, taken by a Redis whose size limits are the least they can be (1 MiB).
+    c1, tc1 = gen_metrics(ctx, 'big1', 13, 1, 4100, 3, base=500, extra=['--float'])
+    c2, tc2 = gen_metrics(ctx, 'big2', 14, 1, 4100, 3, base=500, extra=['--float'])
+    redis.flushall()
+    for limit in ('proto-max-bulk-len', 'client-query-buffer-limit'):
+        redis.client.call('CONFIG', 'SET', limit, str(1 << 20))
+    tt.wait_window_margin(WINDOW_MS, 20000)
+    for pcap, what, calls in ((c1, 'one writer', (2, 1, 1)), (c2, 'a second one', (2, 2, 2))):
+        t = run_once(ctx, redis, pcap, 3)
+        wait_counted(t, 3)
+        redis.client.call('CONFIG', 'RESETSTAT')
+        t.stop(timeout=30)
+        calls_and_stats('a device of 4,100 metrics, ' + what, *calls)
+    expect_totals(ctx, redis, tt.combine_totals(tc1, tc2), 'a device of 4,100 metrics')
 
 
 def body(ctx):
@@ -115,6 +244,9 @@ def body(ctx):
     tt.log('hset after a restart holds %d of %d records' % (
         sum(int(l.split()[2]) for l in got.splitlines()),
         sum(int(l.split()[2]) for l in both.splitlines())))
+
+    # 6. Devices of hundreds of metrics.
+    many_metrics(ctx, redis)
 
 
 if __name__ == '__main__':

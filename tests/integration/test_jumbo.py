@@ -18,9 +18,9 @@ SNAPLEN = 262144
 STOP_S = 30
 MBUF_DATA = 2048     # data room of tally's mbufs: longer frames arrive as chains
 
-# name, tally-gen arguments: a group of devices of its own per records-per-datagram size. A
-# device's metrics are written to Redis 64 at a time, each 64 more a fold of its window key, so
-# the metrics per device are kept to a few hundred: shutdown stays within seconds.
+# name, tally-gen arguments: a group of devices of its own per records-per-datagram size. The
+# 4,092-record group has as many metrics per device: each such device's window key is written
+# whole, one RESTORE (no fold of chunk after chunk).
 GROUPS = [
     ('r1', ['--records', 1, '--datagrams', 2000, '--devices', 200, '--device-base', 1]),
     ('r90', ['--records', 90, '--datagrams', 400, '--devices', 100, '--device-base', 1001]),
@@ -32,7 +32,7 @@ GROUPS = [
                '--metrics', 300]),
     # Each payload reason twice; all but short, count and length are 65,546-byte frames.
     ('r4092', ['--records', 4092, '--datagrams', 24, '--devices', 4, '--device-base', 5001,
-               '--metrics', 256, '--malformed', 18]),
+               '--metrics', 4092, '--malformed', 18]),
     ('r4093v6', ['--records', 4093, '--datagrams', 12, '--devices', 3, '--device-base', 6001,
                  '--metrics', 200, '--ipv6', '--vlan', 100]),
 ]
@@ -267,6 +267,8 @@ def body(ctx):
     tt.check_eq(st['rx_packets'], len(frames), 'tally:self rx_packets')
     tt.check_eq(st['other'], 0, 'tally:self other')
     tt.check_eq(st['table_full'], 0, 'tally:self table_full')
+    tt.check_eq((st['redis_folds'], st['redis_fold_retries']), (0, 0),
+                'one writer of a new window: (redis_folds, redis_fold_retries)')
     for r in tt.MALFORMED_REASONS:
         tt.check_eq(st['malformed:' + r], by_reason.get(r, 0), 'tally:self malformed:' + r)
     tt.compare_totals_text(expected_totals, tt.query_totals(ctx, redis), label='tally-gen')

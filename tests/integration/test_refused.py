@@ -24,6 +24,79 @@ def fcalls(redis):
     return 0
 
 
+def window_series(redis, dev, w):
+    """{(dev, metric): (count, sum, min, max)} of the metrics whose four fields are numbers."""
+    h = redis.client.hgetall('tally:{%d}:%d' % (dev, w))
+    out = {}
+    for f, v in h.items():
+        m = tt.SERIES_FIELD.match(f)
+        if m and m.group(2) == 'count':
+            k = m.group(1)
+            try:
+                out[(dev, int(k))] = (int(v), float(h[k + ':sum']), float(h[k + ':min']),
+                                      float(h[k + ':max']))
+            except (KeyError, ValueError):
+                pass
+    return out
+
+
+def many_metrics(ctx, redis):
+    """Devices of 300 metrics (five chunks of 64) are refused chunk by chunk: a field that is
+    not a number refuses its chunk alone, the device's other chunks are folded into the key;
+    a window key of the wrong type refuses all five, each kept as a line of its own."""
+    pcap = os.path.join(ctx.tmp, 'many.pcap')
+    totals = os.path.join(ctx.tmp, 'many.totals')
+    tt.tally_gen(ctx, ['--pcap', pcap, '--datagrams', '15', '--records', '300', '--metrics',
+                       '300', '--devices', '3', '--device-base', '1001', '--seed', '3',
+                       '--totals', totals])
+    expected = tt.read_totals(totals)
+    redis.flushall()
+    tt.wait_window_margin(WINDOW_MS, 20000)
+    w = int(time.time() * 1000) // WINDOW_MS * WINDOW_MS
+    redis.client.call('HSET', 'tally:{1001}:%d' % w, '150:count', 'x')  # chunk 2: 129-192
+    redis.client.call('SADD', 'tally:{1002}:%d' % w, 'a set')
+    tally = ctx.tally(['net_pcap0,rx_pcap=' + pcap],
+                      ['--redis', redis.addr, '--window-ms', str(WINDOW_MS), '--stats-ms', '100'],
+                      redis=redis, name='tally-many')
+    tally.wait_stats(lambda s: s.get('datagrams') == 15, timeout=30, what='datagrams=15')
+    tally.stop()
+    st = redis.self_stats()
+
+    def refused(k):
+        return k[0] == 1002 or (k[0] == 1001 and 129 <= k[1] <= 192)
+
+    tt.check_eq((st['redis_refused'], st['redis_refused_lost']), (1 + 5, 0),
+                'many metrics: (redis_refused, redis_refused_lost) chunks')
+    tt.check_eq(st['redis_refused_records'],
+                sum(v[0] for k, v in expected.items() if refused(k)),
+                'many metrics: redis_refused_records')
+    tt.check_eq((st['redis_folds'], st['redis_fold_retries'], st['window_retries']), (1, 0, 0),
+                'many metrics: (redis_folds, redis_fold_retries, window_retries)')
+    kept, chunks = {}, set()
+    for line in redis.client.call('LRANGE', 'tally:refused', '0', '-1'):
+        e = json.loads(line)
+        chunks.add((e['device'], e['chunk']))
+        tt.check_eq(len(e['series']), 64 if e['chunk'] < 4 else 44, 'series of a refused chunk')
+        for x in e['series']:
+            tt.check_eq((x['metric'] - 1) // 64, e['chunk'], 'metric %d in chunk %d'
+                        % (x['metric'], e['chunk']))
+            tt.fold_series(kept, (e['device'], x['metric']), x['count'], x['sum'], x['min'],
+                           x['max'])
+    tt.check_eq(sorted(chunks), [(1001, 2)] + [(1002, k) for k in range(5)],
+                'many metrics: (device, chunk) in tally:refused')
+    tt.check_eq(kept, {k: v for k, v in expected.items() if refused(k)},
+                'many metrics: refused aggregates')
+    got = {}
+    for dev in (1001, 1003):
+        got.update(window_series(redis, dev, w))
+    tt.check_eq(got, {k: v for k, v in expected.items() if not refused(k)},
+                'many metrics: what Redis holds of devices 1001 and 1003')
+    tt.check_eq(redis.client.call('HGET', 'tally:{1001}:%d' % w, '150:count'), 'x',
+                'the foreign field is untouched')
+    tt.check_eq(redis.client.call('SMEMBERS', 'tally:{1002}:%d' % w), ['a set'],
+                'foreign set kept')
+
+
 def body(ctx):
     pcap, totals, gen = tt.gen_capture(ctx, 'refused', DATAGRAMS, devices=DEVICES)
     expected = tt.read_totals(totals)
@@ -118,6 +191,8 @@ def body(ctx):
                 sum(v[0] for k, v in expected.items() if k[0] in (5, 6)),
                 'redis_refused_records')
     tt.check_eq(redis.client.call('LLEN', 'tally:refused'), 2, 'entries in tally:refused')
+
+    many_metrics(ctx, redis)
 
 
 if __name__ == '__main__':

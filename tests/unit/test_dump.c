@@ -104,9 +104,12 @@ test_plain_hash(void **state)
 }
 
 /* A listpack or plain-hash payload read back into pairs (an independent reader). */
+#define HASH_MAX 32768
 struct hash {
 	int n;
-	char f[512][200], v[512][64];
+	const char *f[HASH_MAX], *v[HASH_MAX];
+	char text[4 << 20];
+	size_t used;
 };
 
 static size_t
@@ -125,9 +128,23 @@ rdb_len(const uint8_t *p, uint64_t *len)
 	return 5;
 }
 
-static size_t
-lp_read(const uint8_t *p, char *out)
+/* A string of the payload, NUL-terminated, into the hash's text. */
+static const char *
+hash_text(struct hash *h, const void *p, size_t len)
 {
+	char *out = h->text + h->used;
+
+	assert_true(h->used + len + 1 <= sizeof(h->text));
+	memcpy(out, p, len);
+	out[len] = 0;
+	h->used += len + 1;
+	return out;
+}
+
+static size_t
+lp_read(struct hash *h, const uint8_t *p, const char **out)
+{
+	char num[24];
 	size_t n;
 	int64_t v;
 
@@ -135,8 +152,7 @@ lp_read(const uint8_t *p, char *out)
 		v = p[0];
 		n = 1;
 	} else if ((p[0] & 0xc0) == 0x80) {
-		memcpy(out, p + 1, p[0] & 63);
-		out[p[0] & 63] = 0;
+		*out = hash_text(h, p + 1, p[0] & 63);
 		n = 1 + (p[0] & 63);
 		goto back;
 	} else if ((p[0] & 0xe0) == 0xc0) {
@@ -147,8 +163,7 @@ lp_read(const uint8_t *p, char *out)
 	} else if ((p[0] & 0xf0) == 0xe0) {
 		size_t l = ((size_t)(p[0] & 15) << 8) | p[1];
 
-		memcpy(out, p + 2, l);
-		out[l] = 0;
+		*out = hash_text(h, p + 2, l);
 		n = 2 + l;
 		goto back;
 	} else {
@@ -163,7 +178,8 @@ lp_read(const uint8_t *p, char *out)
 		v = (int64_t)u;
 		n = 1 + (size_t)bytes;
 	}
-	sprintf(out, "%lld", (long long)v);
+	snprintf(num, sizeof(num), "%lld", (long long)v);
+	*out = hash_text(h, num, strlen(num));
 back:
 	return n + (n <= 127 ? 1 : 2);
 }
@@ -182,16 +198,16 @@ read_payload(const uint8_t *p, size_t len, struct hash *h)
 		     (uint64_t)p[len - 1] << 56));
 	assert_int_equal(p[len - 10], TALLY_DUMP_RDB_VERSION);
 	h->n = 0;
+	h->used = 0;
 	if (p[0] == 4) {
 		at += rdb_len(p + at, &pairs);
+		assert_true(pairs <= HASH_MAX);
 		for (i = 0; i < pairs; i++, h->n++) {
 			at += rdb_len(p + at, &l);
-			memcpy(h->f[h->n], p + at, l);
-			h->f[h->n][l] = 0;
+			h->f[h->n] = hash_text(h, p + at, l);
 			at += l;
 			at += rdb_len(p + at, &l);
-			memcpy(h->v[h->n], p + at, l);
-			h->v[h->n][l] = 0;
+			h->v[h->n] = hash_text(h, p + at, l);
 			at += l;
 		}
 	} else {
@@ -201,8 +217,8 @@ read_payload(const uint8_t *p, size_t len, struct hash *h)
 		pairs = (p[at + 4] | p[at + 5] << 8) / 2;
 		at += 6;
 		for (i = 0; i < pairs; i++, h->n++) {
-			at += lp_read(p + at, h->f[h->n]);
-			at += lp_read(p + at, h->v[h->n]);
+			at += lp_read(h, p + at, &h->f[h->n]);
+			at += lp_read(h, p + at, &h->v[h->n]);
 		}
 		assert_int_equal(p[at++], 0xff);
 	}
@@ -222,10 +238,15 @@ hget(const struct hash *h, const char *f)
 
 struct call {
 	int n, argc;
-	char argv[16][64];
-	uint8_t payload[4][TALLY_ENC_PAYLOAD_MAX / 4];
-	size_t plen[4];
+	char argv[40][64];
+	const uint8_t *payload[TALLY_ENC_ENTRIES_PER_CALL];
+	size_t plen[TALLY_ENC_ENTRIES_PER_CALL], size; /* size: every argument */
+	uint8_t data[TALLY_ENC_PAYLOAD_MAX + 4096];
 	struct tally_enc_ref ref;
+	/* refused chunks (tally_encode_swap()): where, and why the last one was */
+	int refused;
+	uint32_t refused_pos[64];
+	char why[256];
 };
 
 /* Keeps the last command: its short arguments as text, payloads (binary) apart. */
@@ -233,23 +254,40 @@ static void
 keep(void *ctx, int argc, const char **argv, const size_t *argvlen, const struct tally_enc_ref *ref)
 {
 	struct call *c = ctx;
+	size_t used = 0;
 	int i, np = 0;
 
 	c->n++;
 	c->argc = argc;
 	c->ref = ref ? *ref : (struct tally_enc_ref){0};
+	c->size = 0;
 	for (i = 0; i < argc; i++) {
-		if (argvlen[i] < 64 && memchr(argv[i], 0, argvlen[i]) == NULL && i < 16) {
+		c->size += argvlen[i];
+		if (argvlen[i] < 64 && memchr(argv[i], 0, argvlen[i]) == NULL && i < 40) {
 			memcpy(c->argv[i], argv[i], argvlen[i]);
 			c->argv[i][argvlen[i]] = 0;
 		} else {
-			assert_true(np < 4 && argvlen[i] <= sizeof(c->payload[0]));
-			memcpy(c->payload[np], argv[i], argvlen[i]);
+			assert_true(np < TALLY_ENC_ENTRIES_PER_CALL &&
+				    used + argvlen[i] <= sizeof(c->data));
+			memcpy(c->data + used, argv[i], argvlen[i]);
+			c->payload[np] = c->data + used;
 			c->plen[np++] = argvlen[i];
-			if (i < 16)
+			used += argvlen[i];
+			if (i < 40)
 				strcpy(c->argv[i], "<payload>");
 		}
 	}
+}
+
+static void
+refused(void *ctx, uint32_t pos, const char *why, size_t whylen)
+{
+	struct call *c = ctx;
+
+	assert_true(c->refused < 64 && whylen < sizeof(c->why));
+	c->refused_pos[c->refused++] = pos;
+	memcpy(c->why, why, whylen);
+	c->why[whylen] = 0;
 }
 
 static void
@@ -282,6 +320,7 @@ test_put(void **state)
 	assert_string_equal(c.argv[8], "60000");
 	assert_int_equal(c.ref.first, 0);
 	assert_int_equal(c.ref.entries, 2);
+	assert_int_equal(c.ref.chunks, 2);
 
 	/* device 7: both metrics and the applied mark, as tally_merge2 would have written them */
 	read_payload(c.payload[0], c.plen[0], &h);
@@ -308,6 +347,39 @@ test_put(void **state)
 	test_table_free(raw);
 }
 
+/* A device of n metrics (ids from m0 on, step), each one value at time ts. */
+static void
+add_device(struct tally_table *t, uint64_t dev, uint32_t n, uint32_t m0, uint32_t step, int floats)
+{
+	uint32_t m;
+
+	for (m = 0; m < n; m++) {
+		/* floats: 24 characters each, the longest %.17g prints */
+		double v = floats ? -1.2345678901234567e-300 * (m + 1) : (double)m;
+
+		tally_table_add(t, dev, tally_hash_device(dev), m0 + m * step, 1, v, 1000 + m);
+	}
+}
+
+/* The fields of series i of a payload that holds a device's series in order, as written. */
+static void
+check_series(const struct hash *h, int i, uint32_t metric, double v, uint64_t ts)
+{
+	char want[6][32], f[32];
+	static const char *const sfx[6] = {"count", "sum", "min", "max", "last", "ts"};
+	int j;
+
+	snprintf(want[0], 32, "1");
+	for (j = 1; j < 5; j++)
+		tally_fmt_double(want[j], 32, v);
+	snprintf(want[5], 32, "%020llu", (unsigned long long)ts);
+	for (j = 0; j < 6; j++) {
+		snprintf(f, sizeof(f), "%u:%s", metric, sfx[j]);
+		assert_string_equal(h->f[6 * i + j], f);
+		assert_string_equal(h->v[6 * i + j], want[j]);
+	}
+}
+
 static void
 test_put_chunks(void **state)
 {
@@ -315,46 +387,136 @@ test_put_chunks(void **state)
 	static struct call c;
 	static struct hash h;
 	void *raw;
-	struct tally_table *t = test_table_new(256, &raw);
+	struct tally_table *t = test_table_new(1024, &raw);
 	uint32_t pos = 0, m;
+	char mark[32];
 
 	(void)state;
-	/* 70 metrics: chunk 0 (64, a plain hash: too many for a listpack) and chunk 1 (6) */
-	for (m = 1; m <= 70; m++)
-		tally_table_add(t, 5, tally_hash_device(5), m, 1, m, 1);
+	/* 300 metrics: five chunks, one payload, every chunk's mark; then a device of 70 */
+	add_device(t, 5, 300, 1, 1, 0);
+	add_device(t, 6, 70, 1, 1, 0);
 	tally_table_sort(t);
 	assert_int_equal(tally_encode_put(&e, t, &pos, 0, 60, "p", 0, keep, &c), 2);
-	assert_int_equal(c.payload[0][0], 4);
+	assert_int_equal(pos, 370);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.argv[2], "4");
+	assert_string_equal(c.argv[3], "tally:{5}:0");
+	assert_string_equal(c.argv[5], "tally:{6}:0");
+	assert_int_equal(c.ref.entries, 2);
+	assert_int_equal(c.ref.chunks, 5 + 2);
+	assert_int_equal(c.payload[0][0], 4); /* a plain hash: too many pairs for a listpack */
 	read_payload(c.payload[0], c.plen[0], &h);
-	assert_int_equal(h.n, 64 * 6 + 1);
-	assert_string_equal(hget(&h, "64:sum"), "64");
-	assert_string_equal(hget(&h, "_applied:p"), "1");
-	assert_int_equal(c.payload[1][0], 16);
+	assert_int_equal(h.n, 300 * 6 + 5);
+	for (m = 0; m < 300; m++)
+		check_series(&h, (int)m, m + 1, m, 1000 + m);
+	/* the marks tally_merge2 would have left chunk by chunk: 0 has no suffix */
+	assert_string_equal(h.f[1800], "_applied:p");
+	for (m = 1; m < 5; m++) {
+		snprintf(mark, sizeof(mark), "_applied:p:%u", m);
+		assert_string_equal(h.f[1800 + m], mark);
+		assert_string_equal(h.v[1800 + m], "1");
+	}
 	read_payload(c.payload[1], c.plen[1], &h);
-	assert_int_equal(h.n, 6 * 6 + 1);
-	assert_string_equal(hget(&h, "_applied:p:1"), "1");
+	assert_int_equal(h.n, 70 * 6 + 2);
+	assert_string_equal(h.f[420], "_applied:p");
+	assert_string_equal(h.f[421], "_applied:p:1");
 	assert_string_equal(hget(&h, "70:count"), "1");
+
+	/* one device per call (a cluster) */
+	pos = 0;
+	c.n = 0;
+	assert_int_equal(tally_encode_put(&e, t, &pos, 0, 60, "p", 1, keep, &c), 1);
+	assert_int_equal(pos, 300);
+	assert_int_equal(c.ref.chunks, 5);
 	test_table_free(raw);
 }
 
-/* Fold a chunk into a view of these pairs. */
-static int
-fold(struct tally_encoder *e, struct tally_table *t, const char *const (*old)[2], uint32_t n,
-     struct call *c, char *err)
+static void
+test_put_big_device(void **state)
 {
-	const char *f[32], *v[32];
-	size_t fl[32], vl[32];
+	static struct tally_encoder e;
+	static struct call c;
+	static struct hash h;
+	void *raw;
+	struct tally_table *t = test_table_new(16384, &raw);
+	uint32_t pos = 0, m;
+	char mark[32];
+
+	(void)state;
+	/* 4,092 metrics (a jumbo datagram's worth): 64 chunks, still one payload */
+	add_device(t, 9, 4092, 1, 1, 0);
+	tally_table_sort(t);
+	assert_int_equal(tally_encode_put(&e, t, &pos, 0, 60, "p", 0, keep, &c), 1);
+	assert_int_equal(pos, 4092);
+	assert_int_equal(c.ref.entries, 1);
+	assert_int_equal(c.ref.chunks, 64);
+	assert_true(c.size <= TALLY_ENC_PAYLOAD_MAX);
+	read_payload(c.payload[0], c.plen[0], &h);
+	assert_int_equal(h.n, 4092 * 6 + 64);
+	for (m = 0; m < 4092; m++)
+		check_series(&h, (int)m, m + 1, m, 1000 + m);
+	for (m = 0; m < 64; m++) {
+		snprintf(mark, sizeof(mark), m ? "_applied:p:%u" : "_applied:p", m);
+		assert_string_equal(h.f[4092 * 6 + m], mark);
+	}
+
+	/*
+	 * The worst a part holds (4,096 metrics of 10-digit ids, doubles that print 24
+	 * characters, the longest partial id) fits one payload; 4,097 metrics are two parts, the
+	 * second starting at chunk 64.
+	 */
+	tally_table_reset(t);
+	add_device(t, 10, 4097, 4000000000u, 60000, 1);
+	tally_table_sort(t);
+	pos = 0;
+	{
+		char id[TALLY_ENC_ID_LEN];
+
+		memset(id, 'x', sizeof(id) - 1);
+		id[sizeof(id) - 1] = 0;
+		assert_int_equal(tally_encode_put(&e, t, &pos, 0, 60, id, 0, keep, &c), 2);
+		assert_int_equal(pos, 4097);
+		assert_int_equal(c.ref.chunks, 65);
+		assert_true(c.plen[0] + c.plen[1] <= TALLY_ENC_PAYLOAD_MAX);
+		read_payload(c.payload[0], c.plen[0], &h);
+		assert_int_equal(h.n, 4096 * 6 + 64);
+		assert_string_equal(h.f[1], "4000000000:sum");
+		assert_int_equal(strlen(h.v[1]), 24);
+		assert_int_equal(strlen(h.f[4096 * 6 + 63]), 9 + sizeof(id) - 1 + 3);
+		read_payload(c.payload[1], c.plen[1], &h);
+		assert_int_equal(h.n, 6 + 1);
+		assert_string_equal(h.f[0], "4245760000:count");
+		assert_true(strstr(h.f[6], ":64") == h.f[6] + strlen(h.f[6]) - 3);
+	}
+	test_table_free(raw);
+}
+
+/* Fold the part at pos into a view of these pairs. */
+static int
+fold_at(struct tally_encoder *e, struct tally_table *t, uint32_t pos, const char *const *old,
+	uint32_t n, struct call *c)
+{
+	static const char *f[HASH_MAX], *v[HASH_MAX];
+	static size_t fl[HASH_MAX], vl[HASH_MAX];
 	struct tally_hash_view view = {n, f, fl, v, vl};
 	uint32_t i;
 
 	for (i = 0; i < n; i++) {
-		f[i] = old[i][0];
-		v[i] = old[i][1];
+		f[i] = old[2 * i];
+		v[i] = old[2 * i + 1];
 		fl[i] = strlen(f[i]);
 		vl[i] = strlen(v[i]);
 	}
 	c->n = 0;
-	return tally_encode_swap(e, t, 0, 60000, 3600, "b", &view, err, 256, keep, c);
+	c->refused = 0;
+	return tally_encode_swap(e, t, pos, 60000, 3600, "b", &view, refused, keep, c);
+}
+
+static int
+fold(struct tally_encoder *e, struct tally_table *t, const char *const (*old)[2], uint32_t n,
+     struct call *c)
+{
+	return fold_at(e, t, 0, &old[0][0], n, c);
 }
 
 static void
@@ -374,14 +536,13 @@ test_swap(void **state)
 	static const char *const nan_min[][2] = {{"3:count", "1"}, {"3:min", "x"}};
 	void *raw;
 	struct tally_table *t = test_table_new(64, &raw);
-	char err[256];
 
 	(void)state;
 	tally_table_add(t, 7, tally_hash_device(7), 3, 2, 0.25, 40); /* kind 2; older than 50 */
 	tally_table_add(t, 7, tally_hash_device(7), 3, 1, 7, 30);
 	tally_table_add(t, 7, tally_hash_device(7), 9, 1, -4, 7); /* not in the key yet */
 	tally_table_sort(t);
-	assert_int_equal(fold(&e, t, old, 10, &c, err), TALLY_FOLD_SENT);
+	assert_int_equal(fold(&e, t, old, 10, &c), TALLY_FOLD_SENT);
 	assert_int_equal(c.n, 1);
 	assert_string_equal(c.argv[1], "tally_swap2");
 	assert_string_equal(c.argv[2], "2");
@@ -392,6 +553,7 @@ test_swap(void **state)
 	assert_string_equal(c.argv[7], "_applied:b");
 	assert_string_equal(c.argv[8], "10"); /* the fields it had when read */
 	assert_int_equal(c.ref.entries, 1);
+	assert_int_equal(c.ref.chunks, 1);
 	read_payload(c.payload[0], c.plen[0], &h);
 	assert_int_equal(h.n, 10 + 6 + 1);
 	/* what was there stays in place, folded */
@@ -413,13 +575,169 @@ test_swap(void **state)
 	assert_string_equal(hget(&h, "9:ts"), "00000000000000000007");
 	assert_string_equal(h.f[16], "_applied:b");
 
-	assert_int_equal(fold(&e, t, applied, 2, &c, err), TALLY_FOLD_APPLIED);
+	assert_int_equal(fold(&e, t, applied, 2, &c), TALLY_FOLD_NONE);
 	assert_int_equal(c.n, 0);
-	assert_int_equal(fold(&e, t, nan, 2, &c, err), TALLY_FOLD_REFUSED);
+	assert_int_equal(c.refused, 0);
+	assert_int_equal(fold(&e, t, nan, 2, &c), TALLY_FOLD_NONE);
 	assert_int_equal(c.n, 0);
-	assert_string_equal(err, "tally: tally:{7}:60000 field 3:count is not a number: many");
-	assert_int_equal(fold(&e, t, nan_min, 2, &c, err), TALLY_FOLD_REFUSED);
-	assert_string_equal(err, "tally: tally:{7}:60000 field 3:min is not a number: x");
+	assert_int_equal(c.refused, 1);
+	assert_int_equal(c.refused_pos[0], 0);
+	assert_string_equal(c.why, "tally: tally:{7}:60000 field 3:count is not a number: many");
+	assert_int_equal(fold(&e, t, nan_min, 2, &c), TALLY_FOLD_NONE);
+	assert_string_equal(c.why, "tally: tally:{7}:60000 field 3:min is not a number: x");
+	test_table_free(raw);
+}
+
+/* Fold the part at pos into a key read back from a payload. */
+static int
+fold_hash(struct tally_encoder *e, struct tally_table *t, uint32_t pos, const struct hash *old,
+	  struct call *c)
+{
+	static const char *pairs[2 * HASH_MAX];
+	int i;
+
+	for (i = 0; i < old->n; i++) {
+		pairs[2 * i] = old->f[i];
+		pairs[2 * i + 1] = old->v[i];
+	}
+	return fold_at(e, t, pos, pairs, (uint32_t)old->n, c);
+}
+
+static void
+test_swap_part(void **state)
+{
+	static struct tally_encoder e;
+	static struct call c;
+	static struct hash h, old;
+	static const char *const all[] = {
+		"_applied:b",	"1", "_applied:b:1", "1", "_applied:b:2", "1",
+		"_applied:b:3", "1", "_applied:b:4", "1",
+	};
+	void *raw;
+	struct tally_table *t = test_table_new(1024, &raw);
+	uint32_t m, n0;
+	char f[32];
+
+	(void)state;
+	/* 300 metrics, ids 1..300: chunks 0 (1-64), 1 (65-128), 2, 3 (193-256), 4 (257-300) */
+	add_device(t, 7, 300, 1, 1, 0);
+	tally_table_sort(t);
+	/*
+	 * A key a previous run of this partial left half written (chunks 0 and 2 marked, as the
+	 * previous version wrote them chunk by chunk), another writer's metric 65, and a value
+	 * that is not a number in chunk 3.
+	 */
+	old.n = 0;
+	old.used = 0;
+	for (m = 1; m <= 64; m++) {
+		snprintf(f, sizeof(f), "%u:count", m);
+		old.f[old.n] = hash_text(&old, f, strlen(f));
+		old.v[old.n++] = "1";
+	}
+	{
+		static const char *const rest[][2] = {
+			{"_applied:b", "1"},
+			{"130:count", "1"},
+			{"_applied:b:2", "1"},
+			{"65:count", "10"},
+			{"65:sum", "100"},
+			{"65:min", "-5"},
+			{"65:max", "1e9"},
+			{"65:last", "7"},
+			{"65:ts", "99999999999999999999"},
+			{"200:count", "bad"},
+			{"_applied:bb:1", "1"},
+			{"_applied:b:01", "1"},
+			{"other", "kept"},
+		};
+
+		for (m = 0; m < sizeof(rest) / sizeof(rest[0]); m++) {
+			old.f[old.n] = rest[m][0];
+			old.v[old.n++] = rest[m][1];
+		}
+	}
+	n0 = (uint32_t)old.n;
+	assert_int_equal(fold_hash(&e, t, 0, &old, &c), TALLY_FOLD_SENT);
+	/* chunk 3 is refused alone, with the key and the field */
+	assert_int_equal(c.refused, 1);
+	assert_int_equal(c.refused_pos[0], 192);
+	assert_string_equal(c.why, "tally: tally:{7}:60000 field 200:count is not a number: bad");
+	/* one swap for the part, checking the first chunk it folds, and the fields it read */
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.argv[1], "tally_swap2");
+	assert_string_equal(c.argv[7], "_applied:b:1");
+	snprintf(f, sizeof(f), "%u", n0);
+	assert_string_equal(c.argv[8], f);
+	assert_int_equal(c.ref.first, 0);
+	assert_int_equal(c.ref.entries, 1);
+	assert_int_equal(c.ref.chunks, 5);
+	read_payload(c.payload[0], c.plen[0], &h);
+	/* old's fields, chunk 1's 63 new metrics and chunk 4's 44, the marks of chunks 1 and 4 */
+	assert_int_equal(h.n, (int)n0 + (63 + 44) * 6 + 2);
+	for (m = 0; m < n0; m++)
+		assert_string_equal(h.f[m], old.f[m]);
+	assert_string_equal(h.v[0], "1");		 /* chunk 0: applied, as it was */
+	assert_string_equal(hget(&h, "130:count"), "1"); /* chunk 2: the same */
+	assert_null(hget(&h, "130:sum"));
+	assert_string_equal(hget(&h, "65:count"), "11");   /* 10 + 1 */
+	assert_string_equal(hget(&h, "65:sum"), "164");	   /* 100 + 64 */
+	assert_string_equal(hget(&h, "65:min"), "-5");	   /* kept */
+	assert_string_equal(hget(&h, "65:max"), "1e9");	   /* kept as the text it was */
+	assert_string_equal(hget(&h, "65:last"), "7");	   /* the stored one is newer */
+	assert_string_equal(hget(&h, "200:count"), "bad"); /* chunk 3 untouched */
+	assert_null(hget(&h, "201:count"));
+	assert_string_equal(hget(&h, "66:sum"), "65");
+	assert_string_equal(hget(&h, "300:ts"), "00000000000000001299");
+	assert_string_equal(hget(&h, "other"), "kept");
+	assert_string_equal(h.f[h.n - 2], "_applied:b:1");
+	assert_string_equal(h.f[h.n - 1], "_applied:b:4");
+	assert_null(hget(&h, "_applied:b:3"));
+
+	/* every chunk applied: nothing to send */
+	assert_int_equal(fold_at(&e, t, 0, all, 5, &c), TALLY_FOLD_NONE);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(c.refused, 0);
+	/* a part of chunks 1..4 only (a fold starting there) reads chunk 0's mark as not its own */
+	assert_int_equal(fold_at(&e, t, 64, all, 1, &c), TALLY_FOLD_SENT);
+	assert_string_equal(c.argv[7], "_applied:b:1");
+	assert_int_equal(c.ref.chunks, 4);
+	test_table_free(raw);
+}
+
+static void
+test_swap_big_device(void **state)
+{
+	static struct tally_encoder e;
+	static struct call c;
+	static struct hash h, old;
+	void *raw;
+	struct tally_table *t = test_table_new(8192, &raw);
+	uint32_t pos = 0, m;
+	char f[32];
+
+	(void)state;
+	/* a second instance folds its 4,092 metrics into the first one's: one read, one swap */
+	add_device(t, 9, 4092, 1, 1, 0);
+	tally_table_sort(t);
+	assert_int_equal(tally_encode_put(&e, t, &pos, 60000, 3600, "a", 0, keep, &c), 1);
+	read_payload(c.payload[0], c.plen[0], &old);
+	assert_int_equal(fold_hash(&e, t, 0, &old, &c), TALLY_FOLD_SENT);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.ref.chunks, 64);
+	assert_string_equal(c.argv[7], "_applied:b");
+	assert_true(c.plen[0] <= TALLY_ENC_PAYLOAD_MAX);
+	read_payload(c.payload[0], c.plen[0], &h);
+	assert_int_equal(h.n, old.n + 64);
+	for (m = 0; m < 4092; m++) {
+		snprintf(f, sizeof(f), "%u", 2 * m);
+		assert_string_equal(h.v[6 * m], "2");
+		assert_string_equal(h.v[6 * m + 1], f);
+	}
+	assert_string_equal(h.f[old.n], "_applied:b");
+	assert_string_equal(h.f[old.n + 63], "_applied:b:63");
+	/* the folded key read back: every chunk applied */
+	assert_int_equal(fold_hash(&e, t, 0, &h, &c), TALLY_FOLD_NONE);
+	assert_int_equal(c.n, 0);
 	test_table_free(raw);
 }
 
@@ -427,9 +745,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crc64),	   cmocka_unit_test(test_listpack_is_redis_dump),
-		cmocka_unit_test(test_plain_hash), cmocka_unit_test(test_put),
-		cmocka_unit_test(test_put_chunks), cmocka_unit_test(test_swap),
+		cmocka_unit_test(test_crc64),
+		cmocka_unit_test(test_listpack_is_redis_dump),
+		cmocka_unit_test(test_plain_hash),
+		cmocka_unit_test(test_put),
+		cmocka_unit_test(test_put_chunks),
+		cmocka_unit_test(test_put_big_device),
+		cmocka_unit_test(test_swap),
+		cmocka_unit_test(test_swap_part),
+		cmocka_unit_test(test_swap_big_device),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
