@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* DDSketch with exact bucket edges, a caller-sized sparse store, and its byte format. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tally_ddsketch.h"
+#include "dds_tables.h"
+
+_Static_assert(DDS_GEN_KEYS == TALLY_DDS_KEYS, "generated tables match the header");
+_Static_assert(DDS_GEN_INDEX_MIN == TALLY_DDS_INDEX_MIN, "generated tables match the header");
+_Static_assert(TALLY_DDS_CAP_MAX <= UINT16_MAX, "cap and used are 16-bit");
+_Static_assert(sizeof(struct tally_dds) == 32, "sketch header layout");
+
+#define DDS_VARINT_MAX 10
+#define DDS_COUNT_MAX UINT64_MAX
+
+static inline int16_t *
+dds_keys(const struct tally_dds *s)
+{
+	return (int16_t *)(uintptr_t)(s->counts + s->cap);
+}
+
+size_t
+tally_dds_memsize(unsigned int cap)
+{
+	if (cap == 0 || cap > TALLY_DDS_CAP_MAX)
+		return 0;
+	return (sizeof(struct tally_dds) + cap * (sizeof(uint64_t) + sizeof(int16_t)) + 7) & ~7ul;
+}
+
+struct tally_dds *
+tally_dds_init(void *mem, unsigned int cap)
+{
+	struct tally_dds *s = mem;
+
+	if (mem == NULL || ((uintptr_t)mem & 7) != 0 || tally_dds_memsize(cap) == 0)
+		return NULL;
+	memset(s, 0, sizeof(*s));
+	s->cap = (uint16_t)cap;
+	return s;
+}
+
+void
+tally_dds_reset(struct tally_dds *s)
+{
+	s->zero = 0;
+	s->clamped = 0;
+	s->folded = 0;
+	s->used = 0;
+}
+
+/* Key of |x| for finite bounds[0] < a <= bounds[KEYS]: one table load and one compare. */
+static inline int
+dds_key_in_range(double a)
+{
+	uint64_t bits;
+	int key;
+
+	memcpy(&bits, &a, sizeof(bits));
+	key = tally_dds_lookup[(bits >> DDS_SLOT_SHIFT) - DDS_SLOT0];
+	return key + (a > tally_dds_bound[key]);
+}
+
+int
+tally_dds_key(double x, int *key)
+{
+	double a = fabs(x);
+	int sign = signbit(x) ? -1 : 1;
+
+	if (isnan(x))
+		return -EINVAL;
+	if (a == 0) {
+		*key = 0;
+		return 0;
+	}
+	/* Subnormals and infinities land here too: the edge bucket, counted by the caller. */
+	if (a <= tally_dds_bound[0]) {
+		*key = sign;
+		return TALLY_DDS_CLAMPED;
+	}
+	if (a > tally_dds_bound[TALLY_DDS_KEYS]) {
+		*key = sign * TALLY_DDS_KEYS;
+		return TALLY_DDS_CLAMPED;
+	}
+	*key = sign * dds_key_in_range(a);
+	return 0;
+}
+
+int
+tally_dds_key_bounds(int key, double *lo, double *hi)
+{
+	int k = key < 0 ? -key : key;
+
+	if (k > TALLY_DDS_KEYS)
+		return -EINVAL;
+	if (key == 0) {
+		*lo = 0;
+		*hi = 0;
+	} else if (key > 0) {
+		*lo = tally_dds_bound[k - 1];
+		*hi = tally_dds_bound[k];
+	} else {
+		*lo = -tally_dds_bound[k];
+		*hi = -tally_dds_bound[k - 1];
+	}
+	return 0;
+}
+
+double
+tally_dds_key_value(int key)
+{
+	int k = key < 0 ? -key : key;
+	double v;
+
+	if (key == 0 || k > TALLY_DDS_KEYS)
+		return 0;
+	/* 2 gamma^i / (1 + gamma) = (1 - a) gamma^i: 1% from both ends of its bucket. */
+	v = (1 - TALLY_DDS_ALPHA) * tally_dds_bound[k];
+	return key < 0 ? -v : v;
+}
+
+static inline uint64_t
+sat_add(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+
+	return __builtin_add_overflow(a, b, &r) ? DDS_COUNT_MAX : r;
+}
+
+/* Position of key in the store, or -(insertion point) - 1 when absent. */
+static inline int
+dds_find(const struct tally_dds *s, int key)
+{
+	const int16_t *keys = dds_keys(s);
+	int lo = 0, hi = s->used;
+
+	while (lo < hi) {
+		int mid = (lo + hi) >> 1;
+
+		if (keys[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < s->used && keys[lo] == key)
+		return lo;
+	return -lo - 1;
+}
+
+/* Count n values of key (not 0) into the store: insert, or fold into a neighbour if full. */
+static void
+dds_put(struct tally_dds *s, int key, uint64_t n)
+{
+	int16_t *keys = dds_keys(s);
+	int pos = dds_find(s, key);
+	int at;
+
+	if (pos >= 0) {
+		s->counts[pos] = sat_add(s->counts[pos], n);
+		return;
+	}
+	at = -pos - 1;
+	if (s->used < s->cap) {
+		memmove(&s->counts[at + 1], &s->counts[at], (s->used - at) * sizeof(s->counts[0]));
+		memmove(&keys[at + 1], &keys[at], (s->used - at) * sizeof(keys[0]));
+		s->counts[at] = n;
+		keys[at] = (int16_t)key;
+		s->used++;
+		return;
+	}
+	/* Full: the neighbour nearer in key space takes the values (the lower one on a tie). */
+	if (at == s->used || (at > 0 && key - keys[at - 1] <= keys[at] - key))
+		at--;
+	s->counts[at] = sat_add(s->counts[at], n);
+	s->folded = sat_add(s->folded, n);
+}
+
+int
+tally_dds_add(struct tally_dds *s, double x)
+{
+	int key, rc;
+
+	rc = tally_dds_key(x, &key);
+	if (rc < 0)
+		return rc;
+	if (rc == TALLY_DDS_CLAMPED)
+		s->clamped++;
+	if (key == 0)
+		s->zero++;
+	else
+		dds_put(s, key, 1);
+	return 0;
+}
+
+int
+tally_dds_add_key(struct tally_dds *s, int key, uint64_t n)
+{
+	if (key < -TALLY_DDS_KEYS || key > TALLY_DDS_KEYS)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	if (key == 0)
+		s->zero = sat_add(s->zero, n);
+	else
+		dds_put(s, key, n);
+	return 0;
+}
+
+void
+tally_dds_merge(struct tally_dds *dst, const struct tally_dds *src)
+{
+	const int16_t *skeys = dds_keys(src);
+	int16_t *dkeys = dds_keys(dst);
+	int i, j, k, uni = dst->used;
+
+	dst->zero = sat_add(dst->zero, src->zero);
+	dst->clamped = sat_add(dst->clamped, src->clamped);
+	dst->folded = sat_add(dst->folded, src->folded);
+
+	/* Size of the union first: if it fits, merge in place from the back (no scratch). */
+	for (i = 0, j = 0; j < src->used;) {
+		if (i < dst->used && dkeys[i] < skeys[j]) {
+			i++;
+		} else {
+			if (i >= dst->used || dkeys[i] != skeys[j])
+				uni++;
+			else
+				i++;
+			j++;
+		}
+	}
+	if (uni > dst->cap) {
+		for (j = 0; j < src->used; j++)
+			dds_put(dst, skeys[j], src->counts[j]);
+		return;
+	}
+	i = dst->used - 1;
+	j = src->used - 1;
+	for (k = uni - 1; j >= 0; k--) {
+		if (i >= 0 && dkeys[i] > skeys[j]) {
+			dkeys[k] = dkeys[i];
+			dst->counts[k] = dst->counts[i];
+			i--;
+		} else if (i >= 0 && dkeys[i] == skeys[j]) {
+			dkeys[k] = dkeys[i];
+			dst->counts[k] = sat_add(dst->counts[i], src->counts[j]);
+			i--;
+			j--;
+		} else {
+			dkeys[k] = skeys[j];
+			dst->counts[k] = src->counts[j];
+			j--;
+		}
+	}
+	dst->used = (uint16_t)uni;
+}
+
+uint64_t
+tally_dds_count(const struct tally_dds *s)
+{
+	uint64_t n = s->zero;
+	int i;
+
+	for (i = 0; i < s->used; i++)
+		n = sat_add(n, s->counts[i]);
+	return n;
+}
+
+int
+tally_dds_quantile(const struct tally_dds *s, double q, double *value)
+{
+	const int16_t *keys = dds_keys(s);
+	uint64_t n = tally_dds_count(s), rank, seen = 0;
+	double r;
+	int i;
+
+	if (!(q >= 0 && q <= 1))
+		return -EINVAL;
+	if (n == 0)
+		return -ENOENT;
+	/* rank = floor(q (n - 1)), kept below n when n - 1 rounds up in a double. */
+	r = floor(q * (double)(n - 1));
+	rank = r >= (double)(n - 1) ? n - 1 : (uint64_t)r;
+	for (i = 0; i < s->used && keys[i] < 0; i++) {
+		seen = sat_add(seen, s->counts[i]);
+		if (seen > rank) {
+			*value = tally_dds_key_value(keys[i]);
+			return 0;
+		}
+	}
+	seen = sat_add(seen, s->zero);
+	if (seen > rank) {
+		*value = 0;
+		return 0;
+	}
+	for (; i < s->used; i++) {
+		seen = sat_add(seen, s->counts[i]);
+		if (seen > rank)
+			break;
+	}
+	/* Only saturated counts can run past the end: report the last bucket. */
+	if (i == s->used)
+		i--;
+	*value = tally_dds_key_value(keys[i]);
+	return 0;
+}
+
+int
+tally_dds_bucket(const struct tally_dds *s, unsigned int n, int *key, uint64_t *count)
+{
+	if (n >= s->used)
+		return -ERANGE;
+	*key = dds_keys(s)[n];
+	*count = s->counts[n];
+	return 0;
+}
+
+/* ---- Serialisation ---- */
+
+static inline size_t
+varint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static inline uint8_t *
+varint_put(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* Read a canonical LEB128 varint; NULL on truncation, overlong or > 64-bit encodings. */
+static const uint8_t *
+varint_get(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	int i;
+
+	for (i = 0; i < DDS_VARINT_MAX && p < end; i++) {
+		uint8_t b = *p++;
+
+		if (i == DDS_VARINT_MAX - 1 && b > 1)
+			return NULL;
+		r |= (uint64_t)(b & 0x7f) << (7 * i);
+		if ((b & 0x80) == 0) {
+			/* A last 0 byte after others spells a shorter number longer. */
+			if (b == 0 && i > 0)
+				return NULL;
+			*v = r;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static inline uint32_t
+zigzag(int key)
+{
+	return key < 0 ? (uint32_t)(-2 * key - 1) : (uint32_t)(2 * key);
+}
+
+static inline int
+unzigzag(uint64_t z)
+{
+	return (z & 1) ? -(int)(z >> 1) - 1 : (int)(z >> 1);
+}
+
+size_t
+tally_dds_serial_size(const struct tally_dds *s)
+{
+	const int16_t *keys = dds_keys(s);
+	size_t len = TALLY_DDS_HDR_LEN + varint_len(s->zero) + varint_len(s->clamped) +
+		     varint_len(s->folded) + varint_len(s->used);
+	int i;
+
+	for (i = 0; i < s->used; i++) {
+		len += varint_len(i == 0 ? zigzag(keys[0]) : (uint64_t)(keys[i] - keys[i - 1] - 1));
+		len += varint_len(s->counts[i] - 1);
+	}
+	return len;
+}
+
+int
+tally_dds_serialise(const struct tally_dds *s, uint8_t *buf, size_t len)
+{
+	const int16_t *keys = dds_keys(s);
+	size_t need = tally_dds_serial_size(s);
+	uint8_t *p = buf;
+	int i;
+
+	if (need > len || need > INT32_MAX)
+		return -ENOSPC;
+	*p++ = TALLY_DDS_MAGIC0;
+	*p++ = TALLY_DDS_MAGIC1;
+	*p++ = TALLY_DDS_VERSION;
+	*p++ = 0;
+	p = varint_put(p, s->zero);
+	p = varint_put(p, s->clamped);
+	p = varint_put(p, s->folded);
+	p = varint_put(p, s->used);
+	for (i = 0; i < s->used; i++) {
+		p = varint_put(p, i == 0 ? zigzag(keys[0]) : (uint64_t)(keys[i] - keys[i - 1] - 1));
+		p = varint_put(p, s->counts[i] - 1);
+	}
+	return (int)(p - buf);
+}
+
+/*
+ * Walk a serialised sketch. With dst NULL it only checks it; otherwise it adds it into dst
+ * (call it that way only on bytes a check pass accepted).
+ */
+static int
+dds_walk(struct tally_dds *dst, const uint8_t *buf, size_t len)
+{
+	const uint8_t *p = buf, *end;
+	uint64_t zero, clamped, folded, nb, v, total, b;
+	int key = 0;
+
+	if (buf == NULL || len < TALLY_DDS_HDR_LEN || p[0] != TALLY_DDS_MAGIC0 ||
+	    p[1] != TALLY_DDS_MAGIC1 || p[2] != TALLY_DDS_VERSION || p[3] != 0)
+		return -EINVAL;
+	end = buf + len;
+	p += TALLY_DDS_HDR_LEN;
+	if ((p = varint_get(p, end, &zero)) == NULL || (p = varint_get(p, end, &clamped)) == NULL ||
+	    (p = varint_get(p, end, &folded)) == NULL || (p = varint_get(p, end, &nb)) == NULL)
+		return -EINVAL;
+	if (nb > TALLY_DDS_CAP_MAX)
+		return -EINVAL;
+	total = zero;
+	for (b = 0; b < nb; b++) {
+		if ((p = varint_get(p, end, &v)) == NULL)
+			return -EINVAL;
+		if (b == 0) {
+			if (v > 2 * TALLY_DDS_KEYS)
+				return -EINVAL;
+			key = unzigzag(v);
+		} else {
+			if (v >= 2 * TALLY_DDS_KEYS)
+				return -EINVAL;
+			key += (int)v + 1;
+		}
+		if (key == 0 || key < -TALLY_DDS_KEYS || key > TALLY_DDS_KEYS)
+			return -EINVAL;
+		if ((p = varint_get(p, end, &v)) == NULL || v == UINT64_MAX)
+			return -EINVAL;
+		if (__builtin_add_overflow(total, v + 1, &total))
+			return -EINVAL;
+		if (dst != NULL)
+			dds_put(dst, key, v + 1);
+	}
+	if (p != end)
+		return -EINVAL;
+	if (dst != NULL) {
+		dst->zero = sat_add(dst->zero, zero);
+		dst->clamped = sat_add(dst->clamped, clamped);
+		dst->folded = sat_add(dst->folded, folded);
+	}
+	return 0;
+}
+
+int
+tally_dds_merge_bytes(struct tally_dds *dst, const uint8_t *buf, size_t len)
+{
+	int rc = dds_walk(NULL, buf, len);
+
+	if (rc == 0)
+		dds_walk(dst, buf, len);
+	return rc;
+}
+
+int
+tally_dds_parse(struct tally_dds *s, const uint8_t *buf, size_t len)
+{
+	tally_dds_reset(s);
+	return tally_dds_merge_bytes(s, buf, len);
+}

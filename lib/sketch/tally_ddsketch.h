@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* DDSketch: mergeable log-bucket quantiles with 1% relative accuracy over a fixed range. */
+#ifndef TALLY_DDSKETCH_H
+#define TALLY_DDSKETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Mapping: gamma = (1 + a) / (1 - a) = 101/99 with a = 0.01; bucket index i holds
+ * (gamma^(i-1), gamma^i] and its value is (1 - a) * gamma^i, within 1% of everything in it.
+ * The range is fixed so that every writer's buckets add: indices -1036..1382, that is
+ * |x| in (9.83e-10, 1.0099e12], which contains [1e-9, 1e12]. A key names a bucket with its
+ * sign: key k = i + 1037 (1..TALLY_DDS_KEYS) for x > 0, -k for x < 0, 0 for +-0.
+ * Signed key order is value order. Edges are exact: a table holds the largest double at or
+ * below each real gamma^i, computed from exact fractions at build time.
+ */
+#define TALLY_DDS_ALPHA 0.01
+#define TALLY_DDS_INDEX_MIN (-1036)
+#define TALLY_DDS_INDEX_MAX 1382
+#define TALLY_DDS_KEYS (TALLY_DDS_INDEX_MAX - TALLY_DDS_INDEX_MIN + 1) /* 2419 per sign */
+#define TALLY_DDS_CAP_MAX (2 * TALLY_DDS_KEYS) /* a store this big never folds */
+
+/* Serialisation, version 1: see tally_dds_serialise(). */
+#define TALLY_DDS_MAGIC0 'D'
+#define TALLY_DDS_MAGIC1 'S'
+#define TALLY_DDS_VERSION 1
+#define TALLY_DDS_HDR_LEN 4
+
+/* Returned by tally_dds_key() for a value outside the range, held by the edge bucket. */
+#define TALLY_DDS_CLAMPED 1
+
+/*
+ * One series' sketch: a sorted sparse store of at most `cap` (key, count) pairs in memory
+ * the caller gives (tally_dds_memsize(cap) bytes), plus the zero count. Sparse because a
+ * series touches about 115 buckets per decade its values span, a small part of the 4,838
+ * the range has; sorted so that quantiles, merges and the byte format walk it in value
+ * order. Updates never allocate. A value whose bucket is absent when the store is full goes
+ * to the nearest bucket present (by key; the lower one on a tie) and is counted in `folded`;
+ * values out of range go to the edge bucket and are counted in `clamped`. Either way no
+ * value is lost: tally_dds_count() counts them all. One writer at a time.
+ */
+struct tally_dds {
+	uint64_t zero;	  /* values equal to +0 or -0 */
+	uint64_t clamped; /* values outside the range, held in the edge bucket of their sign */
+	uint64_t folded;  /* values that found the store full, held in the nearest bucket */
+	uint16_t cap;	  /* buckets the store can hold */
+	uint16_t used;	  /* buckets it holds (each with a count >= 1) */
+	uint32_t reserved;
+	uint64_t counts[]; /* counts[cap], then int16_t keys[cap], ascending */
+};
+
+/* Bytes of a sketch with cap buckets: 32 + 10 * cap, rounded up to 8. 0 if cap is invalid. */
+size_t tally_dds_memsize(unsigned int cap);
+
+/*
+ * Lay an empty sketch out in mem (8-byte aligned, tally_dds_memsize(cap) bytes). Returns it,
+ * valid as long as mem is, or NULL if mem is NULL or misaligned or cap is not 1..CAP_MAX.
+ */
+struct tally_dds *tally_dds_init(void *mem, unsigned int cap);
+
+/* Empty the sketch (counters too), keeping its capacity. */
+void tally_dds_reset(struct tally_dds *s);
+
+/*
+ * Key of x into *key: 0 (in range), TALLY_DDS_CLAMPED (|x| below or above the range,
+ * subnormals and infinities included: *key is the edge key of x's sign), or -EINVAL (NaN).
+ */
+int tally_dds_key(double x, int *key);
+
+/* Bounds of a key's bucket: values v in it satisfy *lo < v <= *hi (key > 0), *lo <= v < *hi
+ * (key < 0), or v == 0 (key 0). -EINVAL if |key| > TALLY_DDS_KEYS. */
+int tally_dds_key_bounds(int key, double *lo, double *hi);
+
+/* The value a key's bucket reports: within 1% of every in-range value in it. 0 for key 0. */
+double tally_dds_key_value(int key);
+
+/* Add one value: 0, or -EINVAL for NaN (nothing stored). The per-record path. */
+int tally_dds_add(struct tally_dds *s, double x);
+
+/* Add n values to a bucket by key (e.g. read back from Redis): 0, or -EINVAL for a bad key. */
+int tally_dds_add_key(struct tally_dds *s, int key, uint64_t n);
+
+/*
+ * Add src's counts into dst (src is unchanged). Exact, associative and commutative while dst
+ * has room for the union of the buckets; otherwise the buckets that find no room fold as in
+ * tally_dds_add and count in dst->folded. Counts saturate at UINT64_MAX (never reached).
+ */
+void tally_dds_merge(struct tally_dds *dst, const struct tally_dds *src);
+
+/* Values added: zero count plus every bucket's count. */
+uint64_t tally_dds_count(const struct tally_dds *s);
+
+/*
+ * The q-quantile (0 <= q <= 1) into *value, by DDSketch's rank convention: the value of the
+ * bucket holding the element of 0-based rank floor(q * (count - 1)) in sorted order, so
+ * within 1% of that element when it was in range. Returns 0, -EINVAL (q not in [0, 1]) or
+ * -ENOENT (empty sketch).
+ */
+int tally_dds_quantile(const struct tally_dds *s, double q, double *value);
+
+/*
+ * The n-th non-empty bucket in value order (n < s->used; the zero count is s->zero), for
+ * output by bucket (e.g. cumulative "le" buckets from tally_dds_key_bounds()).
+ * Returns 0 or -ERANGE.
+ */
+int tally_dds_bucket(const struct tally_dds *s, unsigned int n, int *key, uint64_t *count);
+
+/*
+ * Serialise into buf (version 1, little-endian): 'D' 'S' version flags(0), then LEB128
+ * varints: zero, clamped, folded, the number of buckets B, and B pairs in ascending key
+ * order: the first key zigzag-encoded, each later one as (key - previous key - 1), then
+ * (count - 1). Equal sketches give equal bytes. Returns the length, or -ENOSPC if len is
+ * short (tally_dds_serial_size() is the exact need).
+ */
+int tally_dds_serialise(const struct tally_dds *s, uint8_t *buf, size_t len);
+
+/* Bytes tally_dds_serialise() writes for s (at most 44 + 12 * s->used). */
+size_t tally_dds_serial_size(const struct tally_dds *s);
+
+/*
+ * Add a serialised sketch into dst as tally_dds_merge() does. Everything is checked before
+ * dst changes: bad magic, version or flags, truncation, non-canonical or overlong varints,
+ * keys out of range or not ascending, trailing bytes, or a total over UINT64_MAX give
+ * -EINVAL and leave dst as it was. Returns 0.
+ */
+int tally_dds_merge_bytes(struct tally_dds *dst, const uint8_t *buf, size_t len);
+
+/* Reset s and read a serialised sketch into it: 0 or -EINVAL (s is then empty). */
+int tally_dds_parse(struct tally_dds *s, const uint8_t *buf, size_t len);
+
+#endif /* TALLY_DDSKETCH_H */

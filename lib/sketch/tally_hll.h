@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* HyperLogLog whose state is byte for byte Redis's dense HLL string (PFCOUNT/PFMERGE work). */
+#ifndef TALLY_HLL_H
+#define TALLY_HLL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Redis 7 hyperloglog.c: a 16-byte header ("HYLL", encoding, 3 unused bytes, the cached
+ * cardinality as 8 little-endian bytes whose top bit set means "stale"), then 16,384 6-bit
+ * registers packed from the least significant bit of each byte up (register 0 is bits 0-5 of
+ * byte 0, register 1 bits 6-7 of byte 0 and 0-3 of byte 1, ...). An element is hashed with
+ * MurmurHash64A, seed 0xadc83b19: the low 14 bits pick the register, the position of the
+ * lowest set bit of the other 50 (plus one, 51 if none) is the value; a register keeps the max.
+ */
+#define TALLY_HLL_P 14
+#define TALLY_HLL_Q (64 - TALLY_HLL_P)
+#define TALLY_HLL_REGISTERS (1u << TALLY_HLL_P)
+#define TALLY_HLL_BITS 6
+#define TALLY_HLL_REGISTER_MAX ((1u << TALLY_HLL_BITS) - 1)
+#define TALLY_HLL_HDR_SIZE 16
+#define TALLY_HLL_DENSE_SIZE (TALLY_HLL_HDR_SIZE + TALLY_HLL_REGISTERS * TALLY_HLL_BITS / 8)
+#define TALLY_HLL_SEED 0xadc83b19ull
+#define TALLY_HLL_DENSE 0
+#define TALLY_HLL_SPARSE 1
+
+/*
+ * One distinct-count series: 12,304 bytes, always in Redis's dense encoding, so writing it
+ * to Redis is writing `raw` as a string value (SET; PFMERGE then folds it into other keys)
+ * and reading a key back is tally_hll_parse(). Dense is what tally writes because
+ * it is fixed-size (sized at start, never grows), updated in place in O(1) on the per-record
+ * path and merged register by register; Redis reads either encoding, never turns a dense key
+ * back into a sparse one, and PFADD/PFMERGE keep working on it. One writer at a time.
+ */
+struct tally_hll {
+	uint8_t raw[TALLY_HLL_DENSE_SIZE];
+};
+
+/* Redis's MurmurHash64A (MurmurHash2, 64-bit, endian-neutral). */
+uint64_t tally_murmur64a(const void *key, size_t len, uint64_t seed);
+
+/* An empty HLL: header "HYLL", dense, cached cardinality 0 (valid), every register 0. */
+void tally_hll_init(struct tally_hll *h);
+
+/* Add an element: 1 if a register grew (the cached cardinality is then marked stale), or 0. */
+int tally_hll_add(struct tally_hll *h, const void *ele, size_t len);
+
+/* Add tally's element for a record: its 8 value bytes as on the wire (v little-endian). */
+int tally_hll_add_u64(struct tally_hll *h, uint64_t v);
+
+/* Register idx (< TALLY_HLL_REGISTERS), 0..63. */
+unsigned int tally_hll_register(const struct tally_hll *h, uint32_t idx);
+
+/* Raise register idx to val (at most 63) if it is lower: 1 if it changed (cache stale). */
+int tally_hll_update(struct tally_hll *h, uint32_t idx, unsigned int val);
+
+/* Register-wise max of src into dst; dst's cached cardinality is marked stale (as PFMERGE). */
+void tally_hll_merge(struct tally_hll *dst, const struct tally_hll *src);
+
+/*
+ * Merge a Redis HLL string (dense or sparse, e.g. a GET reply) into dst, as PFMERGE does.
+ * It is checked first: a wrong magic, an unknown encoding, a dense string not exactly
+ * TALLY_HLL_DENSE_SIZE bytes, or sparse opcodes that do not cover exactly 16,384 registers
+ * give -EINVAL and leave dst as it was. Returns 0.
+ */
+int tally_hll_merge_raw(struct tally_hll *dst, const void *buf, size_t len);
+
+/*
+ * Read a Redis HLL string into h, converting sparse to dense as Redis's hllSparseToDense
+ * does (the header, cached cardinality included, is kept; the encoding becomes dense).
+ * 0, or -EINVAL as for tally_hll_merge_raw() (h is then empty).
+ */
+int tally_hll_parse(struct tally_hll *h, const void *buf, size_t len);
+
+/* The estimate Redis's hllCount computes from the registers (Ertl's estimator, Redis >= 5). */
+uint64_t tally_hll_estimate(const struct tally_hll *h);
+
+/* What PFCOUNT on this key answers: the cached cardinality if valid, else the estimate,
+ * which is then cached (as PFCOUNT does). */
+uint64_t tally_hll_count(struct tally_hll *h);
+
+#endif /* TALLY_HLL_H */
