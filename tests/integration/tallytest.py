@@ -646,6 +646,43 @@ def v1_reason(p):
     return None
 
 
+def read_pcapng(path, sections=1):
+    """(frame, comment) of every enhanced packet block of a dead-letter capture; checks the
+    block structure, one interface per section (each run of tally a section), Ethernet, a
+    snapshot length that holds any datagram, and every frame captured whole."""
+    d = open(path, 'rb').read()
+    check_eq(struct.unpack_from('<I', d, 0)[0], 0x0A0D0D0A, 'pcapng section header')
+    check_eq(struct.unpack_from('<I', d, 8)[0], 0x1A2B3C4D, 'pcapng byte-order magic')
+    off, out, idb, shb = 0, [], 0, 0
+    while off < len(d):
+        bt, bl = struct.unpack_from('<II', d, off)
+        check(bl % 4 == 0 and off + bl <= len(d), 'pcapng block length %d' % bl)
+        check_eq(struct.unpack_from('<I', d, off + bl - 4)[0], bl, 'trailing block length')
+        if bt == 0x0A0D0D0A:
+            shb += 1
+        elif bt == 1:
+            idb += 1
+            check_eq(struct.unpack_from('<H', d, off + 8)[0], 1, 'linktype Ethernet')
+            snap = struct.unpack_from('<I', d, off + 12)[0]
+            check(snap == 0 or snap >= 65535 + 58, 'dead-letter snaplen %d' % snap)
+        elif bt == 6:
+            cap, orig = struct.unpack_from('<II', d, off + 20)
+            check_eq(cap, orig, 'dead-letter frame of %d bytes captured whole' % orig)
+            frame = d[off + 28:off + 28 + cap]
+            o, comment = off + 28 + ((cap + 3) & ~3), None
+            while True:
+                code, ln = struct.unpack_from('<HH', d, o)
+                if code == 0:
+                    break
+                if code == 1:
+                    comment = d[o + 4:o + 4 + ln].decode()
+                o += 4 + ((ln + 3) & ~3)
+            out.append((frame, comment))
+        off += bl
+    check_eq((shb, idb), (sections, sections), 'section headers, interface descriptions')
+    return out
+
+
 def spool_segments(spool_dir):
     """Paths of the segment files in a spool directory, oldest first."""
     try:

@@ -25,39 +25,6 @@ def read_pcap(path):
     return frames
 
 
-def read_pcapng(path, sections=1):
-    """(frame, comment) of every enhanced packet block; checks the block structure (one
-    interface per section, each run of tally a section)."""
-    d = open(path, 'rb').read()
-    tt.check_eq(struct.unpack_from('<I', d, 0)[0], 0x0A0D0D0A, 'pcapng section header')
-    tt.check_eq(struct.unpack_from('<I', d, 8)[0], 0x1A2B3C4D, 'pcapng byte-order magic')
-    off, out, idb, shb = 0, [], 0, 0
-    while off < len(d):
-        bt, bl = struct.unpack_from('<II', d, off)
-        tt.check(bl % 4 == 0 and off + bl <= len(d), 'pcapng block length %d' % bl)
-        tt.check_eq(struct.unpack_from('<I', d, off + bl - 4)[0], bl, 'trailing block length')
-        if bt == 0x0A0D0D0A:
-            shb += 1
-        elif bt == 1:
-            idb += 1
-            tt.check_eq(struct.unpack_from('<H', d, off + 8)[0], 1, 'linktype Ethernet')
-        elif bt == 6:
-            cap, orig = struct.unpack_from('<II', d, off + 20)
-            frame = d[off + 28:off + 28 + cap]
-            o, comment = off + 28 + ((cap + 3) & ~3), None
-            while True:
-                code, ln = struct.unpack_from('<HH', d, o)
-                if code == 0:
-                    break
-                if code == 1:
-                    comment = d[o + 4:o + 4 + ln].decode()
-                o += 4 + ((ln + 3) & ~3)
-            out.append((frame, comment))
-        off += bl
-    tt.check_eq((shb, idb), (sections, sections), 'section headers, interface descriptions')
-    return out
-
-
 def reason_of(frame):
     """The wire v1 reason a frame of tally-gen fails with (IPv4, no VLAN), or None."""
     return tt.v1_reason(frame[14 + 20 + 8:])
@@ -106,7 +73,7 @@ def body(ctx):
     # 1. Everything under the cap: the capture holds exactly the malformed frames and reasons.
     dlq = os.path.join(ctx.tmp, 'dead.pcapng')
     st = run(ctx, pcap, dlq, [], 5000, 99)
-    got = sorted(read_pcapng(dlq))
+    got = sorted(tt.read_pcapng(dlq))
     tt.check_eq(len(got), 99, 'packets in the dead-letter capture')
     tt.check(got == bad, 'dead-letter frames and comments equal the malformed input')
     for r in REASONS:
@@ -119,7 +86,7 @@ def body(ctx):
     # 2. Over the rate cap the rest is counted only.
     dlq2 = os.path.join(ctx.tmp, 'capped.pcapng')
     st = run(ctx, pcap, dlq2, ['--dlq-burst', '10', '--dlq-rate', '1'], 5000, 99)
-    got = read_pcapng(dlq2)
+    got = tt.read_pcapng(dlq2)
     tt.check_eq(len(got), st['dlq_written'], 'capture holds what dlq_written says')
     tt.check(10 <= st['dlq_written'] <= 15, 'burst of 10 plus ~1/s: %d' % st['dlq_written'])
     tt.check_eq(st['dlq_written'] + st['dlq_dropped'], 99, 'written + dropped')
@@ -135,7 +102,7 @@ def body(ctx):
                                 '--mbufs', '65535'], 1000, 18000)
     tt.check(st['dlq_rotations'] >= 1, 'rotated %d times' % st['dlq_rotations'])
     tt.check(os.path.exists(dlq3 + '.1'), 'older capture kept as FILE.1')
-    n = len(read_pcapng(dlq3)) + len(read_pcapng(dlq3 + '.1'))
+    n = len(tt.read_pcapng(dlq3)) + len(tt.read_pcapng(dlq3 + '.1'))
     tt.check(os.path.getsize(dlq3) <= 1 << 20, 'capture within --dlq-max-mb')
     if st['dlq_rotations'] == 1:
         tt.check_eq(n, 18000, 'packets in FILE and FILE.1 after one rotation')
@@ -151,7 +118,7 @@ def body(ctx):
     finally:
         os.umask(old)
     run(ctx, pcap, dlq, [], 5000, 99)
-    got = read_pcapng(dlq, sections=2)
+    got = tt.read_pcapng(dlq, sections=2)
     tt.check_eq(len(got), 198, 'packets after a second run on the same file')
     tt.check(sorted(got[:99]) == bad and sorted(got[99:]) == bad, 'both runs kept whole')
 

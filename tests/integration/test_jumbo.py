@@ -156,35 +156,6 @@ def write_pcap(path, frames):
             f.write(fr)
 
 
-def read_pcapng(path):
-    """(frame, comment) of every enhanced packet block; each must be whole (cap == orig)."""
-    d = open(path, 'rb').read()
-    tt.check_eq(struct.unpack_from('<I', d, 0)[0], 0x0A0D0D0A, 'pcapng section header')
-    off, out = 0, []
-    while off < len(d):
-        bt, bl = struct.unpack_from('<II', d, off)
-        tt.check(bl % 4 == 0 and off + bl <= len(d), 'pcapng block length %d' % bl)
-        tt.check_eq(struct.unpack_from('<I', d, off + bl - 4)[0], bl, 'trailing block length')
-        if bt == 1:
-            snap = struct.unpack_from('<I', d, off + 12)[0]
-            tt.check(snap == 0 or snap >= 65535 + 58, 'dead-letter snaplen %d' % snap)
-        elif bt == 6:
-            cap, orig = struct.unpack_from('<II', d, off + 20)
-            tt.check_eq(cap, orig, 'dead-letter frame of %d bytes captured whole' % orig)
-            frame = d[off + 28:off + 28 + cap]
-            o, comment = off + 28 + ((cap + 3) & ~3), None
-            while True:
-                code, ln = struct.unpack_from('<HH', d, o)
-                if code == 0:
-                    break
-                if code == 1:
-                    comment = d[o + 4:o + 4 + ln].decode()
-                o += 4 + ((ln + 3) & ~3)
-            out.append((frame, comment))
-        off += bl
-    return out
-
-
 def build(ctx):
     """The merged capture: every group's frames dealt round-robin, so bursts mix chained and
     one-segment frames, then the crafted ones. Returns (path, frames, summaries, totals)."""
@@ -272,7 +243,7 @@ def body(ctx):
     for r in tt.MALFORMED_REASONS:
         tt.check_eq(st['malformed:' + r], by_reason.get(r, 0), 'tally:self malformed:' + r)
     tt.compare_totals_text(expected_totals, tt.query_totals(ctx, redis), label='tally-gen')
-    got = sorted(read_pcapng(dlq))
+    got = sorted(tt.read_pcapng(dlq))
     tt.check_eq([len(f) for f, _ in got], [len(f) for f, _ in bad],
                 'lengths of the dead-letter frames')
     tt.check(got == bad, 'dead-letter frames and reasons equal the malformed input, byte for byte')
