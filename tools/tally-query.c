@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -44,6 +46,8 @@ struct q_conf {
 	int port;
 	uint64_t timeout_ms;
 	bool json;
+	bool csv;		   /* RFC 4180 rows instead of aligned tables */
+	bool sparkline;		   /* range: a sparkline per field after the table */
 	const char *user;	   /* NULL: the default user */
 	const char *password_file; /* NULL: no AUTH */
 	enum q_cluster_mode cluster;
@@ -129,9 +133,10 @@ struct q_series_map {
 	size_t n;
 };
 
-/* Aligned text table; cells are owned by the table. */
+/* Aligned text table, or CSV; cells are owned by the table, NULL for an absent value. */
 struct q_table {
 	unsigned int ncols;
+	bool csv;
 	const char *const *head;
 	char **cells;
 	size_t rows;
@@ -234,6 +239,128 @@ parse_arg_u64(const char *what, const char *s, uint64_t max)
 		q_exit(Q_EXIT_USAGE, "%s: '%s' is not an integer in [0, %" PRIu64 "]", what, s,
 		       max);
 	return v;
+}
+
+/* The value of the n digits at s, or -1 when one of them is not a digit. */
+static int
+parse_digits(const char *s, unsigned int n)
+{
+	int v = 0;
+
+	for (; n > 0; n--, s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	return v;
+}
+
+/*
+ * ISO 8601 with seconds: 2026-12-04T01:23:45[.fraction](Z|+HH:MM|-HH:MM), to epoch ms (the
+ * fraction truncated to ms). Dates are checked whole: Feb 30 is an error, not Mar 2.
+ */
+static int
+parse_iso_time(const char *s, uint64_t *ms)
+{
+	struct tm tm = {0};
+	int64_t frac = 0;
+	int64_t offset_s = 0;
+	int64_t t;
+	int scale;
+	time_t secs;
+	const char *p;
+
+	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+	    s[16] != ':')
+		return -EINVAL;
+	tm.tm_year = parse_digits(s, 4) - 1900;
+	tm.tm_mon = parse_digits(s + 5, 2) - 1;
+	tm.tm_mday = parse_digits(s + 8, 2);
+	tm.tm_hour = parse_digits(s + 11, 2);
+	tm.tm_min = parse_digits(s + 14, 2);
+	tm.tm_sec = parse_digits(s + 17, 2);
+	if (tm.tm_year < 70 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+	    tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
+	    tm.tm_sec > 59)
+		return -EINVAL;
+	p = s + 19;
+	if (*p == '.') {
+		for (p++, scale = 100; *p >= '0' && *p <= '9'; p++, scale /= 10)
+			frac += scale * (*p - '0');
+		if (scale == 100)
+			return -EINVAL;
+	}
+	if ((p[0] == '+' || p[0] == '-') && strlen(p) == 6 && p[3] == ':') {
+		int hh = parse_digits(p + 1, 2);
+		int mm = parse_digits(p + 4, 2);
+
+		if (hh < 0 || hh > 23 || mm < 0 || mm > 59)
+			return -EINVAL;
+		offset_s = (p[0] == '-' ? -1 : 1) * (int64_t)(hh * 3600 + mm * 60);
+	} else if (strcmp(p, "Z") != 0) {
+		return -EINVAL;
+	}
+	secs = timegm(&tm);
+	/* timegm normalises an impossible date (Feb 30) into the next month: refuse it. */
+	if (secs == (time_t)-1 || tm.tm_mday != parse_digits(s + 8, 2))
+		return -EINVAL;
+	t = (int64_t)secs - offset_s;
+	if (t < 0)
+		return -ERANGE;
+	*ms = (uint64_t)t * 1000 + (uint64_t)frac;
+	return 0;
+}
+
+/*
+ * A time given to range: epoch ms (digits only), ISO 8601 (see parse_iso_time), or a time
+ * before now_ms: -N followed by s, m, h or d. Exits with a usage error naming what.
+ */
+static uint64_t
+parse_arg_time(const char *what, const char *s, uint64_t now_ms)
+{
+	static const char units[] = "smhd";
+	static const uint64_t unit_ms[] = {1000, 60 * 1000, 3600 * 1000, 24 * 3600 * 1000};
+	const char *u;
+	size_t len = strlen(s);
+	uint64_t v;
+
+	if (parse_u64(s, len, UINT64_MAX, &v) == 0)
+		return v;
+	if (len >= 3 && s[0] == '-' && (u = strchr(units, s[len - 1])) != NULL &&
+	    parse_u64(s + 1, len - 2, UINT64_MAX / unit_ms[u - units], &v) == 0 &&
+	    v * unit_ms[u - units] <= now_ms)
+		return now_ms - v * unit_ms[u - units];
+	if (parse_iso_time(s, &v) == 0)
+		return v;
+	q_exit(Q_EXIT_USAGE,
+	       "%s: '%s' is not a time: epoch ms, ISO 8601 (2026-12-04T01:23:45Z) or before now "
+	       "(-30s, -15m, -2h, -1d)",
+	       what, s);
+}
+
+/* ISO 8601 UTC with ms of an epoch ms, "2026-12-04T01:23:45.000Z", into buf. */
+static const char *
+fmt_time(uint64_t ms, char *buf, size_t size)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms / 1000 > (uint64_t)INT64_MAX || gmtime_r(&secs, &tm) == NULL)
+		snprintf(buf, size, "-");
+	else
+		snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (unsigned int)(ms % 1000));
+	return buf;
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void
@@ -733,12 +860,12 @@ metric_cmp(const void *a, const void *b)
 	return (x->metric > y->metric) - (x->metric < y->metric);
 }
 
-/* Cell text of one stats field: integers and %.17g doubles, "-" when absent. */
+/* Cell text of one stats field: integers and %.17g doubles, NULL when absent. */
 static char *
 stats_cell(const struct q_stats *st, enum q_field f)
 {
 	if (!(st->have & (1u << f)))
-		return q_asprintf("-");
+		return NULL;
 	if (f == Q_COUNT)
 		return q_asprintf("%" PRIu64, st->count);
 	return q_asprintf("%.17g", st->val[f]);
@@ -791,11 +918,13 @@ json_stats(const struct q_stats *st, unsigned int fields)
 }
 
 static void
-table_init(struct q_table *t, const char *const *head, unsigned int ncols)
+table_init(struct q_table *t, const struct q_conf *conf, const char *const *head,
+	   unsigned int ncols)
 {
 	memset(t, 0, sizeof(*t));
 	t->head = head;
 	t->ncols = ncols;
+	t->csv = conf->csv;
 }
 
 /* Append a row; takes ownership of the ncols cell strings. */
@@ -810,7 +939,27 @@ table_add(struct q_table *t, char **cells)
 	t->rows++;
 }
 
-/* First column left-aligned, the others (numbers) right-aligned, two spaces apart. */
+/* A CSV field, quoted as RFC 4180 says when it holds a comma, a quote or a line break. */
+static void
+csv_field(const char *s)
+{
+	if (strpbrk(s, ",\"\r\n") == NULL) {
+		fputs(s, stdout);
+		return;
+	}
+	putchar('"');
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
+			putchar('"');
+		putchar(*s);
+	}
+	putchar('"');
+}
+
+/*
+ * A table: the first column left-aligned, the others (numbers) right-aligned, two spaces
+ * apart, "-" for an absent value; or CSV: a header line, then the rows, absent values empty.
+ */
 static void
 table_print(struct q_table *t)
 {
@@ -820,18 +969,25 @@ table_print(struct q_table *t)
 
 	for (j = 0; j < t->ncols; j++)
 		width[j] = strlen(t->head[j]);
-	for (i = 0; i < t->rows; i++)
-		for (j = 0; j < t->ncols; j++)
-			if (strlen(t->cells[i * t->ncols + j]) > width[j])
-				width[j] = strlen(t->cells[i * t->ncols + j]);
+	for (i = 0; i < t->rows * t->ncols; i++) {
+		const char *s = t->cells[i];
+
+		if (s != NULL && strlen(s) > width[i % t->ncols])
+			width[i % t->ncols] = strlen(s);
+	}
 	for (i = 0; i <= t->rows; i++) {
 		for (j = 0; j < t->ncols; j++) {
 			const char *s = i == 0 ? t->head[j] : t->cells[(i - 1) * t->ncols + j];
 
-			if (j == 0)
-				printf("%-*s", (int)width[j], s);
-			else
-				printf("  %*s", (int)width[j], s);
+			if (t->csv) {
+				if (j > 0)
+					putchar(',');
+				csv_field(s != NULL ? s : "");
+			} else if (j == 0) {
+				printf("%-*s", (int)width[j], s != NULL ? s : "-");
+			} else {
+				printf("  %*s", (int)width[j], s != NULL ? s : "-");
+			}
 		}
 		putchar('\n');
 	}
@@ -981,13 +1137,18 @@ fold_metric_pairs(const redisReply *r, struct q_metric **metrics, size_t *nb)
 static int
 cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
-	static const char *const head[] = {"metric", "count", "sum", "min", "max", "last"};
+	/* CSV rows carry the device and window; the table says them once, above. */
+	static const char *const head[] = {"device", "window", "time", "metric", "count",
+					   "sum",    "min",    "max",  "last"};
+	unsigned int skip = conf->csv ? 0 : 3;
 	struct q_metric *metrics = NULL;
+	char wtime[64] = "-";
+	bool has_w = false;
 	const char *window = NULL;
 	redisReply *wr = NULL;
 	size_t window_len = 0;
 	struct q_cmd cmd;
-	uint64_t wstart;
+	uint64_t wstart = 0;
 	char latest[48];
 	char key[48];
 	redisReply *r;
@@ -1028,7 +1189,11 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	} else {
 		q_exit(Q_EXIT_ERROR, "tally:{%" PRIu64 "}:latest is not tally's", a->device);
 	}
-	if (nb == 0 && window != NULL && parse_u64(window, window_len, UINT64_MAX, &wstart) == 0) {
+	if (window != NULL && parse_u64(window, window_len, UINT64_MAX, &wstart) == 0) {
+		has_w = true;
+		fmt_time(wstart, wtime, sizeof(wtime));
+	}
+	if (nb == 0 && has_w) {
 		snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, a->device, wstart);
 		q_cmd_format(&cmd, key, strlen(key), "HGETALL %s", key);
 		wr = q_run(q, "HGETALL", &cmd);
@@ -1040,13 +1205,11 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	qsort(metrics, nb, sizeof(*metrics), metric_cmp);
 
 	if (conf->json) {
-		uint64_t w;
-
 		printf("{\"device\":%" PRIu64 ",\"window\":", a->device);
-		if (window != NULL && parse_u64(window, window_len, UINT64_MAX, &w) == 0)
-			printf("%" PRIu64, w);
+		if (has_w)
+			printf("%" PRIu64 ",\"time\":\"%s\"", wstart, wtime);
 		else
-			printf("null");
+			printf("null,\"time\":null");
 		printf(",\"metrics\":[");
 		for (i = 0; i < nb; i++) {
 			printf("%s{\"metric\":%" PRIu32, i ? "," : "", metrics[i].metric);
@@ -1055,16 +1218,26 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 		}
 		printf("]}\n");
 	} else {
-		printf("device %" PRIu64 "  window %.*s\n", a->device,
-		       window ? (int)window_len : 1, window ? window : "-");
-		table_init(&t, head, 6);
+		if (!conf->csv && has_w)
+			printf("device %" PRIu64 "  window %" PRIu64 "  %s\n", a->device, wstart,
+			       wtime);
+		else if (!conf->csv)
+			printf("device %" PRIu64 "  window %.*s\n", a->device,
+			       window ? (int)window_len : 1, window ? window : "-");
+		table_init(&t, conf, head + skip, 9 - skip);
 		for (i = 0; i < nb; i++) {
-			char *cells[6];
+			char *cells[9];
+			char **c = cells;
 			int f;
 
-			cells[0] = q_asprintf("%" PRIu32, metrics[i].metric);
+			if (conf->csv) {
+				*c++ = q_asprintf("%" PRIu64, a->device);
+				*c++ = has_w ? q_asprintf("%" PRIu64, wstart) : NULL;
+				*c++ = has_w ? q_strndup(wtime, strlen(wtime)) : NULL;
+			}
+			*c++ = q_asprintf("%" PRIu32, metrics[i].metric);
 			for (f = 0; f < Q_NB_FIELDS; f++)
-				cells[1 + f] = stats_cell(&metrics[i].st, (enum q_field)f);
+				*c++ = stats_cell(&metrics[i].st, (enum q_field)f);
 			table_add(&t, cells);
 		}
 		table_print(&t);
@@ -1076,15 +1249,109 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	return 0;
 }
 
+/* One row of range: a window's fields of the metric asked for. */
+struct q_window {
+	uint64_t window;
+	struct q_stats st;
+};
+
+static bool
+window_value(const struct q_window *w, enum q_field f, double *v)
+{
+	if (!(w->st.have & (1u << f)))
+		return false;
+	*v = f == Q_COUNT ? (double)w->st.count : w->st.val[f];
+	return isfinite(*v);
+}
+
+/*
+ * One line per field: its name, a block per window (▁ at the field's min over the range, █ at
+ * its max, a blank where the window lacks the field), then the min and max.
+ */
+static void
+range_sparklines(const struct q_window *w, size_t n)
+{
+	static const char *const blocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+	int f;
+
+	for (f = 0; f < Q_NB_FIELDS; f++) {
+		double lo = INFINITY;
+		double hi = -INFINITY;
+		double v;
+		size_t i;
+
+		for (i = 0; i < n; i++) {
+			if (window_value(&w[i], (enum q_field)f, &v)) {
+				lo = v < lo ? v : lo;
+				hi = v > hi ? v : hi;
+			}
+		}
+		printf("%-5s  ", q_field_names[f]);
+		for (i = 0; i < n; i++) {
+			/* Halves keep hi - lo finite for any two finite doubles. */
+			double span = hi / 2 - lo / 2;
+			int level = 0;
+
+			if (!window_value(&w[i], (enum q_field)f, &v)) {
+				putchar(' ');
+				continue;
+			}
+			if (span > 0)
+				level = (int)((v / 2 - lo / 2) / span * 7 + 0.5);
+			level = level > 7 ? 7 : level;
+			fputs(blocks[level], stdout);
+		}
+		if (lo <= hi)
+			printf("  %.17g .. %.17g\n", lo, hi);
+		else
+			printf("  -\n");
+	}
+}
+
+static void
+range_print(const struct q_conf *conf, const struct q_window *w, size_t n)
+{
+	static const char *const head[] = {"window", "time", "count", "sum", "min", "max", "last"};
+	struct q_table t;
+	char wtime[64];
+	size_t i;
+	int f;
+
+	if (conf->json) {
+		putchar('[');
+		for (i = 0; i < n; i++) {
+			printf("%s{\"window\":%" PRIu64 ",\"time\":\"%s\"", i ? "," : "",
+			       w[i].window, fmt_time(w[i].window, wtime, sizeof(wtime)));
+			json_stats(&w[i].st, (1u << Q_NB_FIELDS) - 1);
+			putchar('}');
+		}
+		printf("]\n");
+		return;
+	}
+	table_init(&t, conf, head, 7);
+	for (i = 0; i < n; i++) {
+		char *cells[7];
+
+		cells[0] = q_asprintf("%" PRIu64, w[i].window);
+		fmt_time(w[i].window, wtime, sizeof(wtime));
+		cells[1] = q_strndup(wtime, strlen(wtime));
+		for (f = 0; f < Q_NB_FIELDS; f++)
+			cells[2 + f] = stats_cell(&w[i].st, (enum q_field)f);
+		table_add(&t, cells);
+	}
+	table_print(&t);
+	if (conf->sparkline && !conf->csv && n > 0)
+		range_sparklines(w, n);
+}
+
 static int
 cmd_range(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
-	static const char *const head[] = {"window", "count", "sum", "min", "max", "last"};
 	struct q_cmd *cmds = q_realloc(NULL, Q_PIPELINE, sizeof(*cmds));
 	redisReply **replies = q_realloc(NULL, Q_PIPELINE, sizeof(*replies));
+	struct q_window *rows;
 	struct q_keys keys;
-	struct q_table t;
-	size_t printed = 0;
+	size_t nrows = 0;
 	size_t start;
 	size_t i;
 	size_t n;
@@ -1099,11 +1366,8 @@ cmd_range(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 		keys.v[n++] = keys.v[i];
 	}
 	keys.n = n;
+	rows = q_realloc(NULL, keys.n ? keys.n : 1, sizeof(*rows));
 
-	if (conf->json)
-		putchar('[');
-	else
-		table_init(&t, head, 6);
 	for (start = 0; start < keys.n; start += Q_PIPELINE) {
 		size_t end = start + Q_PIPELINE < keys.n ? start + Q_PIPELINE : keys.n;
 
@@ -1142,26 +1406,12 @@ cmd_range(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 			freeReplyObject(r);
 			if (st.have == 0)
 				continue;
-			if (conf->json) {
-				printf("%s{\"window\":%" PRIu64, printed ? "," : "",
-				       keys.v[i].window);
-				json_stats(&st, (1u << Q_NB_FIELDS) - 1);
-				putchar('}');
-			} else {
-				char *cells[6];
-
-				cells[0] = q_asprintf("%" PRIu64, keys.v[i].window);
-				for (f = 0; f < Q_NB_FIELDS; f++)
-					cells[1 + f] = stats_cell(&st, (enum q_field)f);
-				table_add(&t, cells);
-			}
-			printed++;
+			rows[nrows].window = keys.v[i].window;
+			rows[nrows++].st = st;
 		}
 	}
-	if (conf->json)
-		printf("]\n");
-	else
-		table_print(&t);
+	range_print(conf, rows, nrows);
+	free(rows);
 	keys_free(&keys);
 	free(replies);
 	free(cmds);
@@ -1262,7 +1512,7 @@ cmd_self(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 		}
 		printf("}\n");
 	} else {
-		table_init(&t, head, 2);
+		table_init(&t, conf, head, 2);
 		for (i = 0; i < n; i++) {
 			char *cells[2] = {
 				q_strndup(pairs[2 * i]->str, pairs[2 * i]->len),
@@ -1394,6 +1644,8 @@ cmd_totals(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 
 	if (conf->json)
 		putchar('[');
+	else if (conf->csv)
+		printf("device,metric,count,sum,min,max\n");
 	for (i = 0; i < n; i++) {
 		const struct q_series *s = &map.slots[i];
 
@@ -1403,9 +1655,12 @@ cmd_totals(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 			json_stats(&s->st, (1u << Q_LAST) - 1);
 			putchar('}');
 		} else {
-			printf("%" PRIu64 " %" PRIu32 " %" PRIu64 " %.17g %.17g %.17g\n", s->device,
-			       s->metric, s->st.count, s->st.val[Q_SUM], s->st.val[Q_MIN],
-			       s->st.val[Q_MAX]);
+			/* tally-gen --totals's format, byte for byte; CSV: commas between. */
+			char sep = conf->csv ? ',' : ' ';
+
+			printf("%" PRIu64 "%c%" PRIu32 "%c%" PRIu64 "%c%.17g%c%.17g%c%.17g\n",
+			       s->device, sep, s->metric, sep, s->st.count, sep, s->st.val[Q_SUM],
+			       sep, s->st.val[Q_MIN], sep, s->st.val[Q_MAX]);
 		}
 	}
 	if (conf->json)
@@ -1420,9 +1675,14 @@ cmd_totals(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 static int
 cmd_top(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
-	static const char *const head[] = {"rank", "device", "records"};
+	/* CSV rows carry the window; the table says it once, above. */
+	static const char *const head[] = {"window", "time", "rank", "device", "records"};
+	unsigned int skip = conf->csv ? 0 : 2;
 	uint64_t n = a->has_device ? a->device : 10;
+	char wtime[64] = "-";
+	bool has_w = false;
 	redisReply *w, *r;
+	uint64_t wstart;
 	struct q_table t;
 	struct q_cmd cmd;
 	size_t i;
@@ -1437,23 +1697,38 @@ cmd_top(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	r = q_run(q, "ZREVRANGE", &cmd);
 	if (w->type != REDIS_REPLY_STRING || r->type != REDIS_REPLY_ARRAY)
 		q_exit(Q_EXIT_ERROR, "no tally:top yet (has tally written a window?)");
+	if (parse_u64(w->str, w->len, UINT64_MAX, &wstart) == 0) {
+		has_w = true;
+		fmt_time(wstart, wtime, sizeof(wtime));
+	}
 	if (conf->json) {
-		printf("{\"window\":%.*s,\"devices\":[", (int)w->len, w->str);
+		printf("{\"window\":%.*s,\"time\":", (int)w->len, w->str);
+		if (has_w)
+			printf("\"%s\"", wtime);
+		else
+			printf("null");
+		printf(",\"devices\":[");
 		for (i = 0; i + 1 < r->elements; i += 2)
 			printf("%s{\"device\":%.*s,\"records\":%.*s}", i ? "," : "",
 			       (int)r->element[i]->len, r->element[i]->str,
 			       (int)r->element[i + 1]->len, r->element[i + 1]->str);
 		printf("]}\n");
 	} else {
-		printf("heaviest devices of window %.*s\n", (int)w->len, w->str);
-		table_init(&t, head, 3);
+		if (!conf->csv)
+			printf("heaviest devices of window %.*s%s%s\n", (int)w->len, w->str,
+			       has_w ? "  " : "", has_w ? wtime : "");
+		table_init(&t, conf, head + skip, 5 - skip);
 		for (i = 0; i + 1 < r->elements; i += 2) {
-			char rank[24], *cells[3];
+			char *cells[5];
+			char **c = cells;
 
-			snprintf(rank, sizeof(rank), "%zu", i / 2 + 1);
-			cells[0] = q_strndup(rank, strlen(rank));
-			cells[1] = q_strndup(r->element[i]->str, r->element[i]->len);
-			cells[2] = q_strndup(r->element[i + 1]->str, r->element[i + 1]->len);
+			if (conf->csv) {
+				*c++ = q_strndup(w->str, w->len);
+				*c++ = has_w ? q_strndup(wtime, strlen(wtime)) : NULL;
+			}
+			*c++ = q_asprintf("%zu", i / 2 + 1);
+			*c++ = q_strndup(r->element[i]->str, r->element[i]->len);
+			*c++ = q_strndup(r->element[i + 1]->str, r->element[i + 1]->len);
 			table_add(&t, cells);
 		}
 		table_print(&t);
@@ -1465,7 +1740,7 @@ cmd_top(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 
 static const struct q_command q_commands[] = {
 	{"latest", "DEVICE", 1, 1, cmd_latest},
-	{"range", "DEVICE METRIC [FROM_MS [TO_MS]]", 2, 4, cmd_range},
+	{"range", "DEVICE METRIC [FROM [TO]]", 2, 4, cmd_range},
 	{"self", "", 0, 0, cmd_self},
 	{"totals", "[DEVICE]", 0, 1, cmd_totals},
 	{"top", "[N]", 0, 1, cmd_top},
@@ -1491,14 +1766,23 @@ usage(FILE *f)
 		   "                      slots are; auto: when INFO cluster says cluster_enabled:1\n"
 		   "                      [auto]\n"
 		   "  --timeout-ms N      connect and reply timeout [%d]\n"
-		   "  --json              print JSON instead of tables\n"
+		   "  --json              print JSON instead of tables (window starts as epoch\n"
+		   "                      ms in \"window\", as UTC in \"time\")\n"
+		   "  --csv               print CSV instead of tables: a header line, then rows\n"
+		   "  --from T, --to T    range: only windows starting in [from, to) (= FROM, TO)\n"
+		   "  --sparkline         range: a sparkline per field after the table (the\n"
+		   "                      default when stdout is a terminal; never with --json\n"
+		   "                      or --csv)\n"
 		   "  --top N             the N heaviest devices of the last window (= top N)\n"
 		   "  --help              show this help\n\n"
 		   "Commands:\n", Q_DEFAULT_TIMEOUT_MS);
 	for (i = 0; i < Q_NB_COMMANDS; i++)
 		fprintf(f, "  %s%s%s\n", q_commands[i].name, q_commands[i].args[0] ? " " : "",
 			q_commands[i].args);
-	fprintf(f, "\n'totals' prints 'device metric count sum min max' lines, as "
+	fprintf(f, "\nA time T (FROM, TO) is epoch ms (1796347425000), ISO 8601 UTC\n"
+		   "(2026-12-04T01:23:45Z, 2026-12-04T01:23:45.250+00:00) or before now (-30s,\n"
+		   "-15m, -2h, -1d). Tables print window starts as epoch ms and UTC time.\n"
+		   "'totals' prints 'device metric count sum min max' lines, as "
 		   "tally-gen --totals does.\n");
 }
 
@@ -1523,7 +1807,8 @@ is_password_opt(const char *arg)
 }
 
 static void
-parse_command_args(const struct q_command *cmd, char **argv, int argc, struct q_args *a)
+parse_command_args(const struct q_command *cmd, char **argv, int argc, struct q_args *a,
+		   uint64_t now)
 {
 	if (argc < cmd->min_args || argc > cmd->max_args)
 		q_exit(Q_EXIT_USAGE, "%s: expects %s%s", cmd->name,
@@ -1539,10 +1824,29 @@ parse_command_args(const struct q_command *cmd, char **argv, int argc, struct q_
 	if (argc >= 2)
 		a->metric = (uint32_t)parse_arg_u64("METRIC", argv[1], UINT32_MAX);
 	if (argc >= 3)
-		a->from = parse_arg_u64("FROM_MS", argv[2], UINT64_MAX);
+		a->from = parse_arg_time("FROM", argv[2], now);
 	if (argc >= 4) {
 		a->has_to = true;
-		a->to = parse_arg_u64("TO_MS", argv[3], UINT64_MAX);
+		a->to = parse_arg_time("TO", argv[3], now);
+	}
+}
+
+/* --from and --to: range's FROM and TO, given once either way. */
+static void
+apply_time_opts(const struct q_command *cmd, int argc, const char *from, const char *to,
+		struct q_args *a, uint64_t now)
+{
+	if ((from != NULL || to != NULL) && cmd->run != cmd_range)
+		q_exit(Q_EXIT_USAGE, "%s: only range takes a time", from ? "--from" : "--to");
+	if (from != NULL && argc >= 3)
+		q_exit(Q_EXIT_USAGE, "--from: FROM is given as an argument too");
+	if (to != NULL && argc >= 4)
+		q_exit(Q_EXIT_USAGE, "--to: TO is given as an argument too");
+	if (from != NULL)
+		a->from = parse_arg_time("--from", from, now);
+	if (to != NULL) {
+		a->has_to = true;
+		a->to = parse_arg_time("--to", to, now);
 	}
 }
 
@@ -1556,14 +1860,24 @@ main(int argc, char **argv)
 		{"redis-cluster", required_argument, NULL, 'c'},
 		{"timeout-ms", required_argument, NULL, 't'},
 		{"json", no_argument, NULL, 'j'},
+		{"csv", no_argument, NULL, 'C'},
+		{"from", required_argument, NULL, 'F'},
+		{"to", required_argument, NULL, 'O'},
+		{"sparkline", no_argument, NULL, 'S'},
 		{"top", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct q_conf conf = {.redis = Q_DEFAULT_REDIS, .timeout_ms = Q_DEFAULT_TIMEOUT_MS};
 	const struct q_command *cmd = NULL;
+	uint64_t now = now_ms();
+	const char *from = NULL;
+	const char *to = NULL;
 	char *top_n = NULL;
 	struct q_args args;
+	char **pos;
+	int npos = 0;
+	int at;
 	struct q_redis *q;
 	size_t i;
 	int rc;
@@ -1575,7 +1889,27 @@ main(int argc, char **argv)
 			       "a password is never given on the command line; put it in a file "
 			       "(chmod 600) and give --redis-password-file FILE");
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	/*
+	 * Options may go anywhere, as with getopt's permutation, but the arguments are taken here
+	 * in order, so that a relative time (-15m; no option starts with a digit) is FROM or TO.
+	 */
+	pos = q_realloc(NULL, (size_t)argc, sizeof(*pos));
+	while (optind < argc) {
+		at = optind;
+		if (argv[at][0] == '-' && argv[at][1] >= '0' && argv[at][1] <= '9') {
+			pos[npos++] = argv[optind++];
+			continue;
+		}
+		o = getopt_long(argc, argv, "+:", longopts, NULL);
+		if (o == -1 && optind > at) { /* "--": the rest are arguments */
+			while (optind < argc)
+				pos[npos++] = argv[optind++];
+			break;
+		}
+		if (o == -1) {
+			pos[npos++] = argv[optind++];
+			continue;
+		}
 		switch (o) {
 		case 'r':
 			conf.redis = optarg;
@@ -1609,6 +1943,18 @@ main(int argc, char **argv)
 		case 'j':
 			conf.json = true;
 			break;
+		case 'C':
+			conf.csv = true;
+			break;
+		case 'F':
+			from = optarg;
+			break;
+		case 'O':
+			to = optarg;
+			break;
+		case 'S':
+			conf.sparkline = true;
+			break;
 		case 'T':
 			top_n = optarg;
 			break;
@@ -1616,31 +1962,38 @@ main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case ':':
-			q_exit(Q_EXIT_USAGE, "%s: missing argument", argv[optind - 1]);
+			q_exit(Q_EXIT_USAGE, "%s: missing argument", argv[at]);
 		default:
-			q_exit(Q_EXIT_USAGE, "%s: unknown option (see --help)", argv[optind - 1]);
+			q_exit(Q_EXIT_USAGE, "%s: unknown option (see --help)", argv[at]);
 		}
 	}
 	parse_redis_addr(&conf);
+	if (conf.json && conf.csv)
+		q_exit(Q_EXIT_USAGE, "--csv: not with --json (pick one)");
+	if (!conf.json && !conf.csv && isatty(STDOUT_FILENO))
+		conf.sparkline = true;
 	if (conf.user != NULL && conf.password_file == NULL)
 		q_exit(Q_EXIT_USAGE, "--redis-user %s needs a password: give --redis-password-file",
 		       conf.user);
 	if (top_n != NULL) { /* --top N is the top command */
-		if (optind < argc)
+		if (npos > 0)
 			q_exit(Q_EXIT_USAGE, "--top takes no COMMAND");
 		cmd = &q_commands[Q_NB_COMMANDS - 1];
-		parse_command_args(cmd, &top_n, 1, &args);
+		parse_command_args(cmd, &top_n, 1, &args, now);
+		apply_time_opts(cmd, 1, from, to, &args, now);
 		goto run;
 	}
-	if (optind >= argc)
+	if (npos == 0)
 		q_exit(Q_EXIT_USAGE, "missing COMMAND (latest, range, self, totals or top; see --help)");
 	for (i = 0; i < Q_NB_COMMANDS; i++)
-		if (strcmp(argv[optind], q_commands[i].name) == 0)
+		if (strcmp(pos[0], q_commands[i].name) == 0)
 			cmd = &q_commands[i];
 	if (cmd == NULL)
-		q_exit(Q_EXIT_USAGE, "%s: unknown command (see --help)", argv[optind]);
-	parse_command_args(cmd, argv + optind + 1, argc - optind - 1, &args);
+		q_exit(Q_EXIT_USAGE, "%s: unknown command (see --help)", pos[0]);
+	parse_command_args(cmd, pos + 1, npos - 1, &args, now);
+	apply_time_opts(cmd, npos - 1, from, to, &args, now);
 run:
+	free(pos);
 	q = q_realloc(NULL, 1, sizeof(*q));
 	q_open(q, &conf);
 	rc = cmd->run(q, &conf, &args);
