@@ -159,6 +159,19 @@ ports_init(struct tally_app *app, char *err, size_t errlen)
 	return 0;
 }
 
+/* Device mode with several workers exchanges records: one table more each (the previous). */
+static int
+device_exchange(const struct tally_app *app)
+{
+	return app->cfg.partition == TALLY_PARTITION_DEVICE && app->nworkers > 1;
+}
+
+static uint32_t
+tables_per_worker(const struct tally_app *app)
+{
+	return device_exchange(app) ? 4 : 3;
+}
+
 static int
 worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *err,
 	    size_t errlen)
@@ -170,7 +183,7 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 	w->id = id;
 	w->nworkers = app->nworkers;
 	w->mode = c->partition;
-	w->ntables = (w->mode == TALLY_PARTITION_DEVICE && app->nworkers > 1) ? 4 : 3;
+	w->ntables = tables_per_worker(app);
 	tally_hot_init(&w->hot, w->mode == TALLY_PARTITION_DEVICE ? c->hot_share : 0);
 	if (w->mode == TALLY_PARTITION_DEVICE && c->hot_flush_ms > 0)
 		w->hot_flush_tsc = c->hot_flush_ms * (rte_get_tsc_hz() / 1000u);
@@ -227,7 +240,7 @@ fwd_rings_init(struct tally_app *app, char *err, size_t errlen)
 {
 	uint32_t i, j;
 
-	if (app->cfg.partition != TALLY_PARTITION_DEVICE || app->nworkers < 2)
+	if (!device_exchange(app))
 		return 0;
 	for (i = 0; i < app->nworkers; i++) {
 		for (j = 0; j < app->nworkers; j++) {
@@ -337,9 +350,9 @@ static int
 memory_check(struct tally_app *app, char *err, size_t errlen)
 {
 	const struct tally_config *c = &app->cfg;
-	int device = c->partition == TALLY_PARTITION_DEVICE && app->nworkers > 1;
+	int device = device_exchange(app);
 	uint64_t table = tally_table_memsize((uint32_t)c->table_series);
-	uint64_t ntables = (uint64_t)app->nworkers * (device ? 4 : 3) + app->nmerge +
+	uint64_t ntables = (uint64_t)app->nworkers * tables_per_worker(app) + app->nmerge +
 			   (c->spool_dir[0] != '\0' ? 1 : 0);
 	uint64_t mbuf = rte_mempool_calc_obj_size(sizeof(struct rte_mbuf) +
 						   RTE_MBUF_DEFAULT_BUF_SIZE, 0, NULL);
@@ -361,7 +374,7 @@ memory_check(struct tally_app *app, char *err, size_t errlen)
 		    "buffer %s; --mbufs %" PRIu64 " %s; --fwd-ring %s), more than %s %s: lower "
 		    "--table-series or --sink-queue-mb",
 		    human(need, b[0], 16), ntables, c->table_series, human(tables, b[1], 16),
-		    device ? 4 : 3, app->nworkers, app->nmerge, c->sink_queue_mb,
+		    tables_per_worker(app), app->nworkers, app->nmerge, c->sink_queue_mb,
 		    c->spool_dir[0] != '\0' ? ", 1 for spool replay" : "", human(sort, b[2], 16),
 		    c->mbufs, human(pool, b[3], 16), human(rings, b[4], 16),
 		    c->max_memory_mb > 0 ? "--max-memory-mb" : "the host has free (hugepages + "
