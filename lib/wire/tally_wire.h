@@ -27,6 +27,8 @@
 #define TALLY_KIND_COUNTER 1
 #define TALLY_KIND_GAUGE 2
 #define TALLY_KIND_HISTOGRAM 3
+#define TALLY_KIND_DISTINCT 4 /* the value's 64 bits are an element (an id or a hash) */
+#define TALLY_KIND_MAX TALLY_KIND_DISTINCT
 
 /*
  * Why a datagram was rejected. Declared once: the enum, the names used in stats
@@ -41,8 +43,8 @@
 	_(RESERVED, "reserved")     /* a reserved byte (header or record) is not zero */         \
 	_(COUNT, "count")           /* count is zero */                                          \
 	_(LENGTH, "length")         /* payload length is not 32 + 16 * count */                  \
-	_(KIND, "kind")             /* a record kind is not 1, 2 or 3 */                         \
-	_(VALUE, "value")           /* a value is NaN or infinite */                             \
+	_(KIND, "kind")             /* a record kind is not 1..4 */                             \
+	_(VALUE, "value")           /* a value (kinds 1-3) is NaN or inf */                       \
 	_(TRUNCATED, "truncated")   /* IP or UDP length disagrees with the frame */              \
 	_(FRAGMENT, "fragment")     /* an IP fragment addressed to the telemetry port */
 
@@ -75,7 +77,7 @@ struct __attribute__((packed)) tally_wire_rec {
 	uint32_t metric_id;
 	uint8_t kind;
 	uint8_t reserved[3];
-	double value;
+	double value; /* kind 4: the element's 64 bits (read them with memcpy) */
 };
 
 /* Host is little-endian (x86-64, arm64): the wire layout is read in place, with no copy. */

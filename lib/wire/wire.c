@@ -86,11 +86,12 @@ tally_wire_validate(const uint8_t *p, uint32_t len)
 	for (i = 0; i < count; i++, rec += TALLY_WIRE_REC_LEN) {
 		uint8_t kind = rec[4];
 
-		if (kind < TALLY_KIND_COUNTER || kind > TALLY_KIND_HISTOGRAM)
+		if (kind < TALLY_KIND_COUNTER || kind > TALLY_KIND_DISTINCT)
 			REJECT(KIND);
 		if ((rec[5] | rec[6] | rec[7]) != 0)
 			REJECT(RESERVED);
-		if (!value_is_finite(rec + 8))
+		/* a distinct record's value is an element's 64 bits, not a number */
+		if (kind != TALLY_KIND_DISTINCT && !value_is_finite(rec + 8))
 			REJECT(VALUE);
 	}
 	return 0;

@@ -101,7 +101,7 @@ def cases(now_ns):
     bad('reserved', eth(ipv4(udp(payload(9, ok, rec_reserved=b'\0\x01\0')))))
     bad('count', eth(ipv4(udp(payload(9, [])))))
     bad('length', eth(ipv4(udp(payload(9, ok, count=3)))))
-    bad('kind', eth(ipv4(udp(payload(9, [(1, 4, 1.0)])))))
+    bad('kind', eth(ipv4(udp(payload(9, [(1, 5, 1.0)])))))
     bad('value', eth(ipv4(udp(payload(9, [(1, 1, math.nan)])))))
     bad('value', eth(ipv4(udp(payload(9, [(1, 2, -math.inf)])))))
     p = udp(payload(9, ok))

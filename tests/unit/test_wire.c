@@ -148,8 +148,10 @@ test_malformed_each_reason(void **state)
 	len = make_payload(p, 3);
 	p[TALLY_WIRE_HDR_LEN + 32 + 4] = 0;
 	assert_int_equal(validate_reason(p, len), TALLY_MALFORMED_KIND);
-	p[TALLY_WIRE_HDR_LEN + 32 + 4] = 4;
+	p[TALLY_WIRE_HDR_LEN + 32 + 4] = 5;
 	assert_int_equal(validate_reason(p, len), TALLY_MALFORMED_KIND);
+	p[TALLY_WIRE_HDR_LEN + 32 + 4] = TALLY_KIND_DISTINCT;
+	assert_int_equal(tally_wire_validate(p, len), 0);
 
 	len = make_payload(p, 3);
 	tally_wire_put_rec(p, 2, 9, 2, NAN);
@@ -158,6 +160,11 @@ test_malformed_each_reason(void **state)
 	assert_int_equal(validate_reason(p, len), TALLY_MALFORMED_VALUE);
 	tally_wire_put_rec(p, 2, 9, 2, -INFINITY);
 	assert_int_equal(validate_reason(p, len), TALLY_MALFORMED_VALUE);
+	/* a distinct record's value is an element: any 64 bits, NaN and infinity patterns too */
+	tally_wire_put_rec(p, 2, 9, TALLY_KIND_DISTINCT, NAN);
+	assert_int_equal(tally_wire_validate(p, len), 0);
+	tally_wire_put_rec(p, 2, 9, TALLY_KIND_DISTINCT, -INFINITY);
+	assert_int_equal(tally_wire_validate(p, len), 0);
 	v = 1e308;
 	tally_wire_put_rec(p, 2, 9, 2, v * 10);
 	assert_int_equal(validate_reason(p, len), TALLY_MALFORMED_VALUE);
@@ -338,7 +345,7 @@ test_parse_jumbo_limits(void **state)
 	assert_memory_equal(fr.payload, p, plen);
 
 	/* Every record is checked, the last one 65 KB into the frame too. */
-	jumbo[len - TALLY_WIRE_REC_LEN + 4] = 4;
+	jumbo[len - TALLY_WIRE_REC_LEN + 4] = 5;
 	assert_int_equal(tally_wire_parse(jumbo, len, &any, &fr), TALLY_FRAME_MALFORMED);
 	assert_int_equal(fr.reason, TALLY_MALFORMED_KIND);
 
