@@ -52,6 +52,31 @@
 /* Sleep between retries when the kernel has no room for a datagram. */
 #define GEN_RETRY_NS 20000
 
+/* Entries of --kinds and --quantiles: a cycle of kinds and a handful of q's is all tests need. */
+#define GEN_MAX_KINDS 64
+#define GEN_MAX_QUANTILES 16
+
+/* First size of the --expect value log, in entries (64 KiB); it doubles from there. */
+#define GEN_OBS_INIT 4096
+
+/* Distributions of histogram values (--dist). */
+enum gen_dist {
+	GEN_DIST_INT,
+	GEN_DIST_UNIFORM,
+	GEN_DIST_LOGNORMAL,
+	GEN_DIST_PARETO,
+	GEN_DIST_BIMODAL,
+	GEN_DIST_MAX
+};
+
+static const char *const gen_dist_names[GEN_DIST_MAX] = {
+	[GEN_DIST_INT] = "int",
+	[GEN_DIST_UNIFORM] = "uniform",
+	[GEN_DIST_LOGNORMAL] = "lognormal",
+	[GEN_DIST_PARETO] = "pareto",
+	[GEN_DIST_BIMODAL] = "bimodal",
+};
+
 struct gen_conf {
 	const char *pcap_path;
 	const char *send_addr;
@@ -83,6 +108,18 @@ struct gen_conf {
 	uint64_t seed;
 	uint64_t time_ns;
 	uint64_t rate;
+	const char *kinds_list;
+	const char *dist_name;
+	uint64_t cardinality;
+	const char *expect_path;
+	const char *values_path;
+	const char *quantiles_list;
+	/* Parsed from the strings above by parse_args(). */
+	uint8_t kinds[GEN_MAX_KINDS];
+	unsigned int nb_kinds;
+	enum gen_dist dist;
+	double quantiles[GEN_MAX_QUANTILES];
+	unsigned int nb_quantiles;
 };
 
 enum gen_opt_type {
@@ -144,13 +181,30 @@ static const struct gen_option gen_options[] = {
 	 "fraction of datagrams sent by --hot-device"},
 	{"float", GEN_OPT_FLAG, GEN_OFF(float_values), 0, 0, NULL,
 	 "arbitrary finite values in [-1e6, 1e6) instead of integers in [0, 1000)"},
+	{"kinds", GEN_OPT_STR, GEN_OFF(kinds_list), 0, 0, "LIST",
+	 "metric m has kind LIST[(m-1) % length]: 1 counter, 2 gauge, 3 histogram, 4 distinct"},
+	{"dist", GEN_OPT_STR, GEN_OFF(dist_name), 0, 0, "NAME",
+	 "histogram (kind 3) values: int (as counters and gauges, --float included), "
+	 "uniform U[1, 1000), lognormal (mu 3, sigma 1), pareto (xm 1, alpha 1.5), "
+	 "bimodal (70% lognormal mu 1 sigma 0.3, 30% lognormal mu 5 sigma 0.3)"},
+	{"cardinality", GEN_OPT_U64, GEN_OFF(cardinality), 1, (double)UINT64_MAX, "N",
+	 "a distinct (kind 4) record draws j in [0, N); its element is a 64-bit mix of "
+	 "(metric, j), the same on every device"},
 	{"malformed", GEN_OPT_U64, GEN_OFF(malformed), 0, 1e12, "N",
 	 "also mix in N malformed datagrams, cycling through the payload reasons"},
 	{"seed", GEN_OPT_U64, GEN_OFF(seed), 0, (double)UINT64_MAX, "N", "PRNG seed"},
 	{"time-ns", GEN_OPT_U64, GEN_OFF(time_ns), 0, (double)UINT64_MAX, "NS",
 	 "time_ns of every datagram (default: now + 1 us per datagram)"},
 	{"totals", GEN_OPT_STR, GEN_OFF(totals_path), 0, 0, "FILE",
-	 "write 'device metric count sum min max' per series"},
+	 "write 'device metric count sum min max' per series (kind 4: sum, min, max are '-')"},
+	{"expect", GEN_OPT_STR, GEN_OFF(expect_path), 0, 0, "FILE",
+	 "write a JSON line per series, then per metric over all devices (device null): "
+	 "count, sum, min, max, exact quantiles (kind 3), exact distinct elements (kind 4)"},
+	{"quantiles", GEN_OPT_STR, GEN_OFF(quantiles_list), 0, 0, "LIST",
+	 "the q's of --expect, each in [0, 1]: the value of rank floor(q * (count - 1))"},
+	{"values", GEN_OPT_STR, GEN_OFF(values_path), 0, 0, "FILE",
+	 "write 'device metric kind value' per kind-3 and kind-4 record, in the order sent "
+	 "(kind 4: the element as an unsigned 64-bit integer)"},
 	{"json", GEN_OPT_FLAG, GEN_OFF(json), 0, 0, NULL, "print the summary as JSON"},
 	{"help", GEN_OPT_HELP, 0, 0, 0, NULL, "show this help"},
 };
@@ -174,6 +228,10 @@ static const struct gen_conf gen_defaults = {
 	.metrics = 8,
 	.records = 8,
 	.seed = 1,
+	.kinds_list = "1,2,3",
+	.dist_name = "int",
+	.cardinality = 1000,
+	.quantiles_list = "0.5,0.9,0.99,0.999",
 };
 
 /* Per-device generator state; the slot after the last device is a hot device outside the range. */
@@ -202,6 +260,16 @@ struct gen_net {
 	bool v6;
 };
 
+/*
+ * A histogram value or distinct element kept for --expect. Sorting by key then bits puts each
+ * series' values in order (key: the series' place in the output, rank * metrics + metric - 1),
+ * and again each metric's over all devices (key: metric - 1).
+ */
+struct gen_obs {
+	uint64_t key;
+	uint64_t bits; /* kind 4: the element; kind 3: the value as double_order() maps it */
+};
+
 struct gen_counters {
 	uint64_t datagrams;
 	uint64_t valid;
@@ -228,6 +296,11 @@ struct gen_state {
 	uint64_t pcap_us0;
 	uint16_t ip_id;
 	uint64_t nb_value_faults;
+	bool hot_first;                 /* the hot device sorts before every device of the range */
+	FILE *values;                   /* --values, or NULL */
+	struct gen_obs *obs;            /* --expect's log of kind-3/4 records, or NULL */
+	uint64_t nb_obs;
+	uint64_t obs_cap;
 	FILE *pcap;                     /* the first of the queue files */
 	FILE *pcapq[GEN_MAX_QUEUES];
 	int *socks;
@@ -416,6 +489,67 @@ opt_seen(const bool *seen, const char *name)
 	return false;
 }
 
+/*
+ * A comma-separated list of numbers in [min, max], at most max_n of them; integer entries are
+ * plain digits. Returns how many; anything else is one line naming the option.
+ */
+static unsigned int
+parse_list(const char *opt, const char *s, bool integer, double min, double max, double *out,
+	   unsigned int max_n)
+{
+	const char *p = s;
+	unsigned int n = 0;
+	char *end;
+	double v;
+
+	for (;;) {
+		if (n == max_n)
+			opt_fail(opt, "'%s' has more than %u entries", s, max_n);
+		errno = 0;
+		v = strtod(p, &end);
+		/* strtod takes blanks, signs, hex, "inf" and "nan": only plain numbers pass. */
+		if (end == p || (*end != ',' && *end != '\0') || errno == ERANGE || !isfinite(v) ||
+		    strspn(p, integer ? "0123456789" : "0123456789.eE-") != (size_t)(end - p))
+			opt_fail(opt, "'%s' is not a comma-separated list of %s", s,
+				 integer ? "integers" : "numbers");
+		if (v < min || v > max)
+			opt_fail(opt, "%g is out of range [%g, %g]", v, min, max);
+		out[n++] = v;
+		if (*end == '\0')
+			return n;
+		p = end + 1;
+	}
+}
+
+/* The lists and names behind --kinds, --dist and --quantiles, parsed into conf. */
+static void
+parse_generator(struct gen_conf *conf)
+{
+	double v[GEN_MAX_KINDS > GEN_MAX_QUANTILES ? GEN_MAX_KINDS : GEN_MAX_QUANTILES];
+	unsigned int i, j;
+
+	conf->nb_kinds = parse_list("kinds", conf->kinds_list, true, TALLY_KIND_COUNTER,
+				    TALLY_KIND_MAX, v, GEN_MAX_KINDS);
+	for (i = 0; i < conf->nb_kinds; i++)
+		conf->kinds[i] = (uint8_t)v[i];
+
+	for (i = 0; i < GEN_DIST_MAX; i++)
+		if (strcmp(conf->dist_name, gen_dist_names[i]) == 0)
+			break;
+	if (i == GEN_DIST_MAX)
+		opt_fail("dist", "'%s' is not one of int, uniform, lognormal, pareto, bimodal",
+			 conf->dist_name);
+	conf->dist = (enum gen_dist)i;
+
+	conf->nb_quantiles = parse_list("quantiles", conf->quantiles_list, false, 0, 1,
+					conf->quantiles, GEN_MAX_QUANTILES);
+	/* Each q is a key of one JSON object: a second one would hide the first. */
+	for (i = 0; i < conf->nb_quantiles; i++)
+		for (j = 0; j < i; j++)
+			if (conf->quantiles[i] == conf->quantiles[j])
+				opt_fail("quantiles", "%g is given twice", conf->quantiles[i]);
+}
+
 /* Parse argv into conf and net; every mistake ends the program with one line and status 2. */
 static void
 parse_args(int argc, char **argv, struct gen_conf *conf, struct gen_net *net, bool *seen)
@@ -490,17 +624,23 @@ parse_args(int argc, char **argv, struct gen_conf *conf, struct gen_net *net, bo
 		opt_fail("hot-share", "needs --hot-device");
 	if (opt_seen(seen, "hot-device") && !opt_seen(seen, "hot-share"))
 		opt_fail("hot-device", "needs --hot-share");
+	parse_generator(conf);
+}
+
+/* splitmix64's finaliser: a bijection of 64-bit words that scatters every input bit. */
+static inline uint64_t
+mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
 }
 
 /* xoshiro256** seeded through splitmix64: fast, and one seed always gives one stream. */
 static uint64_t
 splitmix64(uint64_t *x)
 {
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return mix64(*x += 0x9e3779b97f4a7c15ULL);
 }
 
 static void
@@ -555,10 +695,60 @@ gen_value(uint64_t s[4], bool float_values)
 	return (double)rng_below(s, 1000);
 }
 
-static inline uint8_t
-metric_kind(uint32_t metric)
+/* Standard normal by Box-Muller; the second variate is dropped so that a draw is stateless. */
+static inline double
+rng_normal(uint64_t s[4])
 {
-	return (uint8_t)((metric - 1) % 3 + 1);
+	double u1 = 1.0 - rng_unit(s); /* in (0, 1]: the log stays finite */
+	double u2 = rng_unit(s);
+
+	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static inline double
+rng_lognormal(uint64_t s[4], double mu, double sigma)
+{
+	return exp(mu + sigma * rng_normal(s));
+}
+
+/* A histogram value of --dist; int keeps the counters' values, so old runs stay the same. */
+static inline double
+hist_value(uint64_t s[4], enum gen_dist dist, bool float_values)
+{
+	switch (dist) {
+	case GEN_DIST_UNIFORM:
+		return 1.0 + rng_unit(s) * 999.0;
+	case GEN_DIST_LOGNORMAL:
+		return rng_lognormal(s, 3.0, 1.0);
+	case GEN_DIST_PARETO:
+		/* Inverse CDF, xm * U^(-1/alpha) with U in (0, 1]: at most 2^(53/1.5), finite. */
+		return pow(1.0 - rng_unit(s), -1.0 / 1.5);
+	case GEN_DIST_BIMODAL:
+		if (rng_unit(s) < 0.7)
+			return rng_lognormal(s, 1.0, 0.3);
+		return rng_lognormal(s, 5.0, 0.3);
+	case GEN_DIST_INT:
+	case GEN_DIST_MAX:
+		break;
+	}
+	return gen_value(s, float_values);
+}
+
+/*
+ * Element j of a metric's distinct series. It depends on nothing else, so devices that draw
+ * the same j send the same element and a merge of their series is the union of their j's; the
+ * outer mix is a bijection, so distinct j's are distinct elements and the exact count is known.
+ */
+static inline uint64_t
+distinct_element(uint32_t metric, uint64_t j)
+{
+	return mix64(mix64(metric) + j);
+}
+
+static inline uint8_t
+metric_kind(const struct gen_conf *conf, uint32_t metric)
+{
+	return conf->kinds[(metric - 1) % conf->nb_kinds];
 }
 
 /* CDF of Zipf(s) over ranks 1..n; rank r is device index r - 1. */
@@ -623,13 +813,29 @@ static uint32_t
 build_payload(struct gen_state *st, uint8_t *p, uint64_t device, uint64_t seq,
 	      uint64_t time_ns, uint64_t cursor, uint16_t nrec, uint64_t rng[4])
 {
-	uint64_t metrics = st->conf->metrics;
+	const struct gen_conf *conf = st->conf;
+	uint64_t metrics = conf->metrics;
 	uint32_t m = (uint32_t)(cursor % metrics) + 1;
+	uint8_t kind;
+	uint64_t e;
 	uint16_t r;
 
 	tally_wire_put_hdr(p, nrec, device, seq, time_ns);
 	for (r = 0; r < nrec; r++) {
-		tally_wire_put_rec(p, r, m, metric_kind(m), gen_value(rng, st->conf->float_values));
+		kind = metric_kind(conf, m);
+		if (kind == TALLY_KIND_DISTINCT) {
+			e = distinct_element(m, rng_below(rng, conf->cardinality));
+			tally_wire_put_rec(p, r, m, kind, 0);
+			/* Copied as bits: an element may be a NaN a double need not keep. */
+			memcpy(p + TALLY_WIRE_HDR_LEN + (uint32_t)r * TALLY_WIRE_REC_LEN +
+				       offsetof(struct tally_wire_rec, value),
+			       &e, sizeof(e));
+		} else if (kind == TALLY_KIND_HISTOGRAM) {
+			tally_wire_put_rec(p, r, m, kind,
+					   hist_value(rng, conf->dist, conf->float_values));
+		} else {
+			tally_wire_put_rec(p, r, m, kind, gen_value(rng, conf->float_values));
+		}
 		m = m == metrics ? 1 : m + 1;
 	}
 	return TALLY_WIRE_HDR_LEN + (uint32_t)nrec * TALLY_WIRE_REC_LEN;
@@ -814,18 +1020,89 @@ emit(struct gen_state *st, uint32_t plen, uint64_t seq, uint64_t index)
 	return 0;
 }
 
+/* Doubles mapped to integers of the same order (negatives below positives, -0 below +0). */
+static inline uint64_t
+double_order(double v)
+{
+	uint64_t u;
+
+	memcpy(&u, &v, sizeof(u));
+	return (u >> 63) ? ~u : u | (1ULL << 63);
+}
+
+static inline double
+order_double(uint64_t u)
+{
+	double v;
+
+	u = (u >> 63) ? u & ~(1ULL << 63) : ~u;
+	memcpy(&v, &u, sizeof(v));
+	return v;
+}
+
+/* Where a slot's series go in --totals and --expect: sorted by device id. */
+static inline uint64_t
+slot_rank(const struct gen_state *st, uint64_t slot)
+{
+	if (!st->hot_first)
+		return slot;
+	return slot == st->conf->devices ? 0 : slot + 1;
+}
+
+/* A kind-3 or kind-4 record that went out: to --values, and to --expect's log. */
+static void
+keep_sample(struct gen_state *st, uint64_t slot, uint32_t metric, uint8_t kind, uint64_t bits)
+{
+	struct gen_obs *obs;
+	double v;
+
+	memcpy(&v, &bits, sizeof(v));
+	if (st->values != NULL) {
+		if (kind == TALLY_KIND_DISTINCT)
+			fprintf(st->values, "%" PRIu64 " %" PRIu32 " %u %" PRIu64 "\n",
+				slot_device(st, slot), metric, kind, bits);
+		else
+			fprintf(st->values, "%" PRIu64 " %" PRIu32 " %u %.17g\n",
+				slot_device(st, slot), metric, kind, v);
+	}
+	if (st->obs == NULL)
+		return;
+	if (st->nb_obs == st->obs_cap) {
+		if (st->obs_cap > UINT64_MAX / 2 / sizeof(*obs))
+			fail("out of memory for --expect's %" PRIu64 " values", st->nb_obs);
+		obs = realloc(st->obs, st->obs_cap * 2 * sizeof(*obs));
+		if (obs == NULL)
+			fail("out of memory for --expect's %" PRIu64 " values", st->nb_obs);
+		st->obs = obs;
+		st->obs_cap *= 2;
+	}
+	obs = &st->obs[st->nb_obs++];
+	obs->key = slot_rank(st, slot) * st->conf->metrics + metric - 1;
+	obs->bits = kind == TALLY_KIND_DISTINCT ? bits : double_order(v);
+}
+
 static void
 account_valid(struct gen_state *st, uint64_t slot, const uint8_t *p, uint16_t nrec)
 {
 	struct gen_series *row = &st->series[slot * st->conf->metrics];
 	const uint8_t *recs = p + TALLY_WIRE_HDR_LEN;
+	bool keep = st->values != NULL || st->obs != NULL;
 	struct tally_wire_rec rec;
 	struct gen_series *s;
+	uint64_t bits;
 	uint16_t r;
 
 	for (r = 0; r < nrec; r++) {
 		memcpy(&rec, recs + (uint32_t)r * TALLY_WIRE_REC_LEN, sizeof(rec));
 		s = &row[rec.metric_id - 1];
+		memcpy(&bits, &rec.value, sizeof(bits));
+		if (keep && rec.kind >= TALLY_KIND_HISTOGRAM)
+			keep_sample(st, slot, rec.metric_id, rec.kind, bits);
+		/* tally keeps a distinct series' count and HLL only: an element is no sum. */
+		if (rec.kind == TALLY_KIND_DISTINCT) {
+			s->count++;
+			continue;
+		}
 		if (s->count == 0) {
 			s->min = rec.value;
 			s->max = rec.value;
@@ -911,6 +1188,9 @@ gen_malformed(struct gen_state *st, uint64_t mal_index, uint64_t index, uint64_t
 		p[TALLY_WIRE_HDR_LEN + 4] = 7;
 		break;
 	case TALLY_MALFORMED_VALUE:
+		/* Any 64 bits are a distinct element: a NaN is a fault only in a numeric kind. */
+		if (p[TALLY_WIRE_HDR_LEN + 4] == TALLY_KIND_DISTINCT)
+			p[TALLY_WIRE_HDR_LEN + 4] = TALLY_KIND_GAUGE;
 		v = (st->nb_value_faults++ & 1) ? INFINITY : NAN;
 		memcpy(p + TALLY_WIRE_HDR_LEN + 8, &v, sizeof(v));
 		break;
@@ -1088,6 +1368,15 @@ gen_init(struct gen_state *st, const struct gen_conf *conf, const bool *seen)
 		st->hot_slot = conf->hot_device - conf->device_base;
 	else
 		st->hot_slot = conf->devices;
+	st->hot_first = st->has_hot && st->hot_slot == conf->devices &&
+			conf->hot_device < conf->device_base;
+
+	if (conf->expect_path != NULL) {
+		st->obs_cap = GEN_OBS_INIT;
+		st->obs = malloc(st->obs_cap * sizeof(*st->obs));
+		if (st->obs == NULL)
+			fail("out of memory for --expect");
+	}
 
 	if (conf->zipf > 0) {
 		st->zipf_cdf = zipf_cdf_create(conf->devices, conf->zipf);
@@ -1117,6 +1406,11 @@ write_slot(FILE *f, const struct gen_state *st, uint64_t slot)
 	for (m = 0; m < st->conf->metrics; m++) {
 		if (row[m].count == 0)
 			continue;
+		if (metric_kind(st->conf, (uint32_t)(m + 1)) == TALLY_KIND_DISTINCT) {
+			fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu64 " - - -\n", device, m + 1,
+				row[m].count);
+			continue;
+		}
 		fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %.17g %.17g %.17g\n", device, m + 1,
 			row[m].count, row[m].sum, row[m].min, row[m].max);
 	}
@@ -1136,6 +1430,143 @@ write_totals(const struct gen_state *st, FILE *f)
 		write_slot(f, st, slot);
 	if (hot_apart && conf->hot_device >= conf->device_base)
 		write_slot(f, st, conf->devices);
+}
+
+static int
+obs_cmp(const void *a, const void *b)
+{
+	const struct gen_obs *x = a;
+	const struct gen_obs *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	if (x->bits != y->bits)
+		return x->bits < y->bits ? -1 : 1;
+	return 0;
+}
+
+/* q as a JSON key: the shortest form that reads back as q ("0.99", not 0.98999999999999999). */
+static void
+print_q(FILE *f, double q)
+{
+	char s[32];
+	int prec;
+
+	for (prec = 1; prec <= 17; prec++) {
+		snprintf(s, sizeof(s), "%.*g", prec, q);
+		if (strtod(s, NULL) == q)
+			break;
+	}
+	fprintf(f, "\"%s\"", s);
+}
+
+/*
+ * One --expect line. device is NULL for a metric over all devices; run holds the series'
+ * sorted kind-3/4 values (n of them, n == s->count).
+ */
+static void
+write_expect_line(FILE *f, const struct gen_conf *conf, const uint64_t *device, uint32_t metric,
+		  const struct gen_series *s, const struct gen_obs *run, uint64_t n)
+{
+	uint8_t kind = metric_kind(conf, metric);
+	uint64_t distinct;
+	uint64_t i;
+	unsigned int k;
+
+	if (device != NULL)
+		fprintf(f, "{\"device\":%" PRIu64, *device);
+	else
+		fprintf(f, "{\"device\":null");
+	fprintf(f, ",\"metric\":%" PRIu32 ",\"kind\":%u,\"count\":%" PRIu64, metric, kind,
+		s->count);
+	if (kind == TALLY_KIND_DISTINCT) {
+		distinct = n != 0;
+		for (i = 1; i < n; i++)
+			distinct += run[i].bits != run[i - 1].bits;
+		fprintf(f, ",\"distinct\":%" PRIu64 "}\n", distinct);
+		return;
+	}
+	fprintf(f, ",\"sum\":%.17g,\"min\":%.17g,\"max\":%.17g", s->sum, s->min, s->max);
+	if (kind == TALLY_KIND_HISTOGRAM && n != 0) {
+		fprintf(f, ",\"quantiles\":{");
+		for (k = 0; k < conf->nb_quantiles; k++) {
+			i = (uint64_t)floor(conf->quantiles[k] * (double)(n - 1));
+			fputs(k == 0 ? "" : ",", f);
+			print_q(f, conf->quantiles[k]);
+			fprintf(f, ":%.17g", order_double(run[i].bits));
+		}
+		fputc('}', f);
+	}
+	fputs("}\n", f);
+}
+
+/* The run of log entries with this key, from *pos on; moves *pos past it. */
+static const struct gen_obs *
+obs_run(const struct gen_state *st, uint64_t key, uint64_t *pos, uint64_t *n)
+{
+	uint64_t start = *pos;
+
+	while (*pos < st->nb_obs && st->obs[*pos].key == key)
+		(*pos)++;
+	*n = *pos - start;
+	return st->obs + start;
+}
+
+/*
+ * --expect: each series in --totals' order, then each metric merged over all devices (sums
+ * added in device order, quantiles and distinct counts of the union). Sorts the log twice.
+ */
+static void
+write_expect(struct gen_state *st, FILE *f)
+{
+	const struct gen_conf *conf = st->conf;
+	uint64_t metrics = conf->metrics;
+	const struct gen_series *s;
+	const struct gen_obs *run;
+	struct gen_series all;
+	uint64_t rank, slot, device, pos, n, i;
+	uint32_t m;
+
+	qsort(st->obs, st->nb_obs, sizeof(*st->obs), obs_cmp);
+	pos = 0;
+	for (rank = 0; rank < st->nb_slots; rank++) {
+		if (st->hot_first)
+			slot = rank == 0 ? conf->devices : rank - 1;
+		else
+			slot = rank;
+		device = slot_device(st, slot);
+		for (m = 1; m <= metrics; m++) {
+			s = &st->series[slot * metrics + m - 1];
+			if (s->count == 0)
+				continue;
+			run = obs_run(st, rank * metrics + m - 1, &pos, &n);
+			write_expect_line(f, conf, &device, m, s, run, n);
+		}
+	}
+
+	for (i = 0; i < st->nb_obs; i++)
+		st->obs[i].key %= metrics;
+	qsort(st->obs, st->nb_obs, sizeof(*st->obs), obs_cmp);
+	pos = 0;
+	for (m = 1; m <= metrics; m++) {
+		memset(&all, 0, sizeof(all));
+		for (rank = 0; rank < st->nb_slots; rank++) {
+			slot = st->hot_first ? (rank == 0 ? conf->devices : rank - 1) : rank;
+			s = &st->series[slot * metrics + m - 1];
+			if (s->count == 0)
+				continue;
+			if (all.count == 0 || s->min < all.min)
+				all.min = s->min;
+			if (all.count == 0 || s->max > all.max)
+				all.max = s->max;
+			all.count += s->count;
+			all.sum += s->sum;
+		}
+		if (all.count == 0)
+			continue;
+		run = obs_run(st, m - 1, &pos, &n);
+		write_expect_line(f, conf, NULL, m, &all, run, n);
+	}
 }
 
 static uint64_t
@@ -1190,6 +1621,7 @@ main(int argc, char **argv)
 	bool seen[GEN_NB_OPTIONS] = {false};
 	struct gen_conf conf;
 	FILE *totals = NULL;
+	FILE *expect = NULL;
 	uint64_t i;
 
 	parse_args(argc, argv, &conf, &st.net, seen);
@@ -1200,6 +1632,18 @@ main(int argc, char **argv)
 		if (totals == NULL)
 			fail("cannot create %s: %s", conf.totals_path, strerror(errno));
 		setvbuf(totals, NULL, _IOFBF, GEN_PCAP_BUF);
+	}
+	if (conf.expect_path != NULL) {
+		expect = fopen(conf.expect_path, "w");
+		if (expect == NULL)
+			fail("cannot create %s: %s", conf.expect_path, strerror(errno));
+		setvbuf(expect, NULL, _IOFBF, GEN_PCAP_BUF);
+	}
+	if (conf.values_path != NULL) {
+		st.values = fopen(conf.values_path, "w");
+		if (st.values == NULL)
+			fail("cannot create %s: %s", conf.values_path, strerror(errno));
+		setvbuf(st.values, NULL, _IOFBF, GEN_PCAP_BUF);
 	}
 	gen_init(&st, &conf, seen);
 	gen_run(&st);
@@ -1213,7 +1657,15 @@ main(int argc, char **argv)
 		if (fclose(totals) != 0)
 			fail("cannot write %s: %s", conf.totals_path, strerror(errno));
 	}
+	if (st.values != NULL && fclose(st.values) != 0)
+		fail("cannot write %s: %s", conf.values_path, strerror(errno));
+	if (expect != NULL) {
+		write_expect(&st, expect);
+		if (fclose(expect) != 0)
+			fail("cannot write %s: %s", conf.expect_path, strerror(errno));
+	}
 	print_summary(&st, conf.json);
+	free(st.obs);
 	free(st.zipf_cdf);
 	free(st.series);
 	free(st.devs);
