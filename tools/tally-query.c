@@ -19,6 +19,8 @@
 
 #include "tally_auth.h"
 #include "tally_cluster.h"
+#include "tally_ddsketch.h"
+#include "tally_hll.h"
 
 #define Q_NAME "tally-query"
 #define Q_DEFAULT_REDIS "127.0.0.1:6379"
@@ -33,6 +35,10 @@
 
 #define Q_EXIT_ERROR 1
 #define Q_EXIT_USAGE 2
+
+/* quantile's --q when not given, and the most quantiles one --q may ask for. */
+#define Q_DEFAULT_QUANTILES "0.5,0.9,0.99,0.999"
+#define Q_MAX_QUANTILES 64
 
 enum q_cluster_mode {
 	Q_CLUSTER_AUTO, /* a cluster when INFO cluster says cluster_enabled:1 */
@@ -143,7 +149,13 @@ struct q_table {
 	size_t cap;
 };
 
-/* Positional arguments of a command, parsed before connecting. */
+/* Devices lo..hi, both included: one item of --devices. */
+struct q_span {
+	uint64_t lo;
+	uint64_t hi;
+};
+
+/* Arguments and options of a command, parsed before connecting. */
 struct q_args {
 	bool has_device;
 	uint64_t device;
@@ -151,15 +163,30 @@ struct q_args {
 	uint64_t from;
 	bool has_to;
 	uint64_t to;
+	struct q_span *devices; /* --devices: sorted, disjoint, apart; NULL: DEVICE (or all) */
+	size_t ndevices;
+	double *q; /* quantile's --q, in the order given */
+	size_t nq;
 };
+
+/* What a command takes besides its positional arguments. */
+#define Q_TAKES_TIME (1u << 0)	  /* --from, --to */
+#define Q_TAKES_DEVICES (1u << 1) /* --devices instead of DEVICE */
+#define Q_TAKES_Q (1u << 2)	  /* --q */
 
 struct q_command {
 	const char *name;
 	const char *args;
+	const char *alt_args; /* a second form for --help, or NULL */
 	int min_args;
 	int max_args;
+	unsigned int takes;
 	int (*run)(struct q_redis *q, const struct q_conf *conf, const struct q_args *a);
 };
+
+/* Parses one key name SCAN returned: 0 and its device and window, or -EINVAL to skip it. */
+typedef int (*q_key_parse_fn)(const char *s, size_t len, const struct q_args *a,
+			      uint64_t *device, uint64_t *window);
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
 q_exit(int status, const char *fmt, ...)
@@ -996,7 +1023,10 @@ table_print(struct q_table *t)
 	free(t->cells);
 }
 
-/* Window keys are `tally:{<digits>}:<digits>`; `:latest` and anything else are skipped. */
+/*
+ * Window keys are `tally:{<digits>}:<digits>`; `:latest`, a distinct metric's
+ * `tally:{<digits>}:<digits>:hll:<metric>` and anything else are skipped.
+ */
 static int
 parse_window_key(const char *s, size_t len, uint64_t *device, uint64_t *window)
 {
@@ -1014,6 +1044,61 @@ parse_window_key(const char *s, size_t len, uint64_t *device, uint64_t *window)
 	return parse_u64(close + 2, len - (size_t)(close + 2 - s), UINT64_MAX, window);
 }
 
+/* True when device is one of those a names: DEVICE, the --devices list, or any. */
+static bool
+args_device(const struct q_args *a, uint64_t device)
+{
+	size_t lo = 0;
+	size_t hi = a->ndevices;
+
+	if (a->devices == NULL)
+		return !a->has_device || device == a->device;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (device < a->devices[mid].lo)
+			hi = mid;
+		else if (device > a->devices[mid].hi)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+/* The one device a names, if it names exactly one: SCAN can then match its keys alone. */
+static bool
+args_one_device(const struct q_args *a, uint64_t *device)
+{
+	if (a->devices != NULL && a->ndevices == 1 && a->devices[0].lo == a->devices[0].hi) {
+		*device = a->devices[0].lo;
+		return true;
+	}
+	*device = a->device;
+	return a->devices == NULL && a->has_device;
+}
+
+static int
+scan_parse_window(const char *s, size_t len, const struct q_args *a, uint64_t *device,
+		  uint64_t *window)
+{
+	(void)a;
+	return parse_window_key(s, len, device, window);
+}
+
+/* A distinct metric's HLL, `tally:{<device>}:<window>:hll:<metric>`, of the metric asked for. */
+static int
+scan_parse_hll(const char *s, size_t len, const struct q_args *a, uint64_t *device,
+	       uint64_t *window)
+{
+	char suffix[32];
+	size_t slen = (size_t)snprintf(suffix, sizeof(suffix), ":hll:%" PRIu32, a->metric);
+
+	if (len <= slen || memcmp(s + len - slen, suffix, slen) != 0)
+		return -EINVAL;
+	return parse_window_key(s, len - slen, device, window);
+}
+
 static int
 key_cmp(const void *a, const void *b)
 {
@@ -1027,10 +1112,10 @@ key_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* Add the window keys one node holds that match pattern (of device a->device, if given). */
+/* Add the keys one node holds that match pattern and parse, of the devices a names. */
 static void
-scan_node(struct q_redis *q, struct q_node *node, const char *pattern, const struct q_args *a,
-	  struct q_keys *keys)
+scan_node(struct q_redis *q, struct q_node *node, const char *pattern, q_key_parse_fn parse,
+	  const struct q_args *a, struct q_keys *keys)
 {
 	char *cursor = q_strndup("0", 1);
 	size_t i;
@@ -1054,9 +1139,8 @@ scan_node(struct q_redis *q, struct q_node *node, const char *pattern, const str
 			struct q_key key;
 
 			if (k->type != REDIS_REPLY_STRING ||
-			    parse_window_key(k->str, k->len, &key.device, &key.window) != 0)
-				continue;
-			if (a->has_device && key.device != a->device)
+			    parse(k->str, k->len, a, &key.device, &key.window) != 0 ||
+			    !args_device(a, key.device))
 				continue;
 			if (keys->n == keys->cap) {
 				keys->cap = keys->cap ? keys->cap * 2 : 1024;
@@ -1072,31 +1156,59 @@ scan_node(struct q_redis *q, struct q_node *node, const char *pattern, const str
 }
 
 /*
- * SCAN all window keys of one device (or all devices), sorted, duplicates removed. A cluster
- * is scanned master by master: each holds the keys of its own slots.
+ * SCAN the keys matching `tally:{<device>}:*<suffix>` that parse, of the devices a names,
+ * sorted, duplicates removed. A cluster is scanned master by master: each holds the keys of
+ * its own slots.
  */
 static void
-scan_window_keys(struct q_redis *q, const struct q_args *a, struct q_keys *keys)
+scan_keys(struct q_redis *q, const struct q_args *a, const char *suffix, q_key_parse_fn parse,
+	  struct q_keys *keys)
 {
-	char pattern[64];
+	uint64_t device;
+	char pattern[96];
 	uint32_t m;
 	size_t i;
 	size_t n;
 
-	if (a->has_device)
-		snprintf(pattern, sizeof(pattern), "tally:{%" PRIu64 "}:*", a->device);
+	if (args_one_device(a, &device))
+		snprintf(pattern, sizeof(pattern), "tally:{%" PRIu64 "}:*%s", device, suffix);
 	else
-		snprintf(pattern, sizeof(pattern), "tally:{*}:*");
+		snprintf(pattern, sizeof(pattern), "tally:{*}:*%s", suffix);
 	memset(keys, 0, sizeof(*keys));
 	if (!q->cluster)
-		scan_node(q, &q->node[0], pattern, a, keys);
+		scan_node(q, &q->node[0], pattern, parse, a, keys);
 	for (m = 0; q->cluster && m < q->map->nmasters; m++)
-		scan_node(q, q_master(q, m), pattern, a, keys);
+		scan_node(q, q_master(q, m), pattern, parse, a, keys);
 
 	/* SCAN may return a key twice while Redis rehashes, or a slot migrates. */
-	qsort(keys->v, keys->n, sizeof(*keys->v), key_cmp);
+	if (keys->n > 1)
+		qsort(keys->v, keys->n, sizeof(*keys->v), key_cmp);
 	for (i = 0, n = 0; i < keys->n; i++) {
 		if (n > 0 && strcmp(keys->v[n - 1].name, keys->v[i].name) == 0) {
+			free(keys->v[i].name);
+			continue;
+		}
+		keys->v[n++] = keys->v[i];
+	}
+	keys->n = n;
+}
+
+/* SCAN all window keys of the devices a names (all devices if none), sorted. */
+static void
+scan_window_keys(struct q_redis *q, const struct q_args *a, struct q_keys *keys)
+{
+	scan_keys(q, a, "", scan_parse_window, keys);
+}
+
+/* Keep the keys of windows that start in [a->from, a->to); they stay sorted. */
+static void
+keys_in_range(struct q_keys *keys, const struct q_args *a)
+{
+	size_t i;
+	size_t n;
+
+	for (i = 0, n = 0; i < keys->n; i++) {
+		if (keys->v[i].window < a->from || (a->has_to && keys->v[i].window >= a->to)) {
 			free(keys->v[i].name);
 			continue;
 		}
@@ -1202,7 +1314,8 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	}
 	if (nb == 0 && wr != NULL)
 		fold_metric_pairs(wr, &metrics, &nb);
-	qsort(metrics, nb, sizeof(*metrics), metric_cmp);
+	if (nb > 1)
+		qsort(metrics, nb, sizeof(*metrics), metric_cmp);
 
 	if (conf->json) {
 		printf("{\"device\":%" PRIu64 ",\"window\":", a->device);
@@ -1354,18 +1467,9 @@ cmd_range(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	size_t nrows = 0;
 	size_t start;
 	size_t i;
-	size_t n;
 
 	scan_window_keys(q, a, &keys);
-	/* Keep [from, to): keys are sorted by window. */
-	for (i = 0, n = 0; i < keys.n; i++) {
-		if (keys.v[i].window < a->from || (a->has_to && keys.v[i].window >= a->to)) {
-			free(keys.v[i].name);
-			continue;
-		}
-		keys.v[n++] = keys.v[i];
-	}
-	keys.n = n;
+	keys_in_range(&keys, a);
 	rows = q_realloc(NULL, keys.n ? keys.n : 1, sizeof(*rows));
 
 	for (start = 0; start < keys.n; start += Q_PIPELINE) {
@@ -1640,7 +1744,8 @@ cmd_totals(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	for (i = 0, n = 0; i < map.cap; i++)
 		if (map.slots[i].used && (map.slots[i].st.have & (1u << Q_COUNT)))
 			map.slots[n++] = map.slots[i];
-	qsort(map.slots, n, sizeof(*map.slots), series_cmp);
+	if (n > 1)
+		qsort(map.slots, n, sizeof(*map.slots), series_cmp);
 
 	if (conf->json)
 		putchar('[');
@@ -1655,12 +1760,23 @@ cmd_totals(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 			json_stats(&s->st, (1u << Q_LAST) - 1);
 			putchar('}');
 		} else {
-			/* tally-gen --totals's format, byte for byte; CSV: commas between. */
+			/*
+			 * tally-gen --totals's format, byte for byte; CSV: commas between. A field
+			 * the series has in no window (a distinct metric has its count alone) is
+			 * "-", empty in CSV.
+			 */
 			char sep = conf->csv ? ',' : ' ';
+			int f;
 
-			printf("%" PRIu64 "%c%" PRIu32 "%c%" PRIu64 "%c%.17g%c%.17g%c%.17g\n",
-			       s->device, sep, s->metric, sep, s->st.count, sep, s->st.val[Q_SUM],
-			       sep, s->st.val[Q_MIN], sep, s->st.val[Q_MAX]);
+			printf("%" PRIu64 "%c%" PRIu32 "%c%" PRIu64, s->device, sep, s->metric, sep,
+			       s->st.count);
+			for (f = Q_SUM; f <= Q_MAX; f++) {
+				if (s->st.have & (1u << f))
+					printf("%c%.17g", sep, s->st.val[f]);
+				else
+					printf("%c%s", sep, conf->csv ? "" : "-");
+			}
+			putchar('\n');
 		}
 	}
 	if (conf->json)
@@ -1738,15 +1854,421 @@ cmd_top(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	return 0;
 }
 
+/* The devices whose keys a command merged, as ascending runs (keys come sorted by device). */
+struct q_merged {
+	struct q_span *run;
+	size_t nruns;
+	size_t cap;
+	size_t keys;
+};
+
+static void
+merged_add(struct q_merged *m, uint64_t device)
+{
+	struct q_span *last = m->nruns > 0 ? &m->run[m->nruns - 1] : NULL;
+
+	m->keys++;
+	if (last != NULL && (device == last->hi || device == last->hi + 1)) {
+		last->hi = device;
+		return;
+	}
+	if (m->nruns == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 16;
+		m->run = q_realloc(m->run, m->cap, sizeof(*m->run));
+	}
+	m->run[m->nruns++] = (struct q_span){.lo = device, .hi = device};
+}
+
+/* Spans as "1-3,7", after "device " or "devices "; the caller frees it. */
+static char *
+spans_text(const struct q_span *v, size_t n, bool label)
+{
+	char *buf = NULL;
+	size_t size = 0;
+	size_t i;
+	FILE *f;
+
+	f = open_memstream(&buf, &size);
+	if (f == NULL)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	if (label)
+		fprintf(f, "device%s ", n > 1 || (n == 1 && v[0].lo != v[0].hi) ? "s" : "");
+	for (i = 0; i < n; i++) {
+		fprintf(f, "%s%" PRIu64, i ? "," : "", v[i].lo);
+		if (v[i].hi != v[i].lo)
+			fprintf(f, "-%" PRIu64, v[i].hi);
+	}
+	if (fclose(f) != 0)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	return buf;
+}
+
+/* Opens a JSON object with the merged devices, one by one: {"devices":[1,2,3] */
+static void
+json_devices(const struct q_merged *m)
+{
+	const char *sep = "";
+	uint64_t d;
+	size_t i;
+
+	printf("{\"devices\":[");
+	for (i = 0; i < m->nruns; i++) {
+		for (d = m->run[i].lo;; d++) {
+			printf("%s%" PRIu64, sep, d);
+			sep = ",";
+			if (d == m->run[i].hi)
+				break;
+		}
+	}
+	putchar(']');
+}
+
+/*
+ * What quantile or distinct found nothing of, for its "no data" line: "device 7" or
+ * "devices 1-3,7", then the time asked for ("in [from, to)", "from F on"). The caller frees it.
+ */
+static char *
+args_scope(const struct q_args *a)
+{
+	char *who, *s;
+
+	if (a->devices != NULL)
+		who = spans_text(a->devices, a->ndevices, true);
+	else
+		who = q_asprintf("device %" PRIu64, a->device);
+	if (a->has_to)
+		s = q_asprintf("%s in [%" PRIu64 ", %" PRIu64 ")", who, a->from, a->to);
+	else if (a->from > 0)
+		s = q_asprintf("%s from %" PRIu64 " on", who, a->from);
+	else
+		s = q_asprintf("%s", who);
+	free(who);
+	return s;
+}
+
+/* The shortest text that reads back as d: "0.999", not "0.99899999999999999". */
+static char *
+fmt_short(double d)
+{
+	char buf[32];
+	int prec;
+
+	for (prec = 1; prec < 17; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	return q_asprintf("%.*g", prec, d);
+}
+
+/* A sketch of every bucket the range has: merges into it never fold. */
+static struct tally_dds *
+dds_new_full(void)
+{
+	void *mem = malloc(tally_dds_memsize(TALLY_DDS_CAP_MAX));
+	struct tally_dds *s = tally_dds_init(mem, TALLY_DDS_CAP_MAX);
+
+	if (s == NULL)
+		q_exit(Q_EXIT_ERROR, "out of memory");
+	return s;
+}
+
+static void
+quantile_print(const struct q_conf *conf, const struct q_args *a, const struct q_merged *m,
+	       const struct q_stats *st, const struct tally_dds *dds, const double *value)
+{
+	/* CSV rows carry what the table says once, above. */
+	static const char *const head[] = {"devices", "metric", "windows", "count", "sum", "min",
+					   "max",     "clamped", "folded", "q",   "value"};
+	unsigned int skip = conf->csv ? 0 : 9;
+	struct q_table t;
+	char *label;
+	size_t i;
+	int f;
+
+	if (conf->json) {
+		json_devices(m);
+		printf(",\"metric\":%" PRIu32 ",\"windows\":%zu", a->metric, m->keys);
+		json_stats(st, (1u << Q_LAST) - 1);
+		printf(",\"clamped\":%" PRIu64 ",\"folded\":%" PRIu64 ",\"quantiles\":[",
+		       dds->clamped, dds->folded);
+		for (i = 0; i < a->nq; i++) {
+			char *q = fmt_short(a->q[i]);
+
+			printf("%s{\"q\":%s,\"value\":", i ? "," : "", q);
+			json_double(value[i]);
+			putchar('}');
+			free(q);
+		}
+		printf("]}\n");
+		return;
+	}
+	if (!conf->csv) {
+		label = spans_text(m->run, m->nruns, true);
+		printf("%s  metric %" PRIu32 "  windows %zu", label, a->metric, m->keys);
+		free(label);
+		for (f = Q_COUNT; f <= Q_MAX; f++) {
+			char *c = stats_cell(st, (enum q_field)f);
+
+			printf("  %s %s", q_field_names[f], c != NULL ? c : "-");
+			free(c);
+		}
+		/* Values held in an edge or a neighbour bucket: said when there are some. */
+		if (dds->clamped > 0)
+			printf("  clamped %" PRIu64, dds->clamped);
+		if (dds->folded > 0)
+			printf("  folded %" PRIu64, dds->folded);
+		putchar('\n');
+	}
+	table_init(&t, conf, head + skip, 11 - skip);
+	for (i = 0; i < a->nq; i++) {
+		char *cells[11];
+		char **c = cells;
+
+		if (conf->csv) {
+			*c++ = spans_text(m->run, m->nruns, false);
+			*c++ = q_asprintf("%" PRIu32, a->metric);
+			*c++ = q_asprintf("%zu", m->keys);
+			for (f = Q_COUNT; f <= Q_MAX; f++)
+				*c++ = stats_cell(st, (enum q_field)f);
+			*c++ = q_asprintf("%" PRIu64, dds->clamped);
+			*c++ = q_asprintf("%" PRIu64, dds->folded);
+		}
+		*c++ = fmt_short(a->q[i]);
+		*c++ = q_asprintf("%.17g", value[i]);
+		table_add(&t, cells);
+	}
+	table_print(&t);
+}
+
+/*
+ * Quantiles of a histogram metric over the windows of one device or several, from the
+ * DDSketch each window key holds in `<metric>:sketch`. Every bucket edge is the same for all
+ * writers, so adding the buckets up is exact: the result is the sketch of all those values.
+ */
+static int
+cmd_quantile(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
+{
+	struct q_cmd *cmds = q_realloc(NULL, Q_PIPELINE, sizeof(*cmds));
+	redisReply **replies = q_realloc(NULL, Q_PIPELINE, sizeof(*replies));
+	double *value = q_realloc(NULL, a->nq, sizeof(*value));
+	struct tally_dds *dds = dds_new_full();
+	struct q_merged merged = {0};
+	struct q_stats st = {0};
+	size_t unsketched = 0;
+	struct q_keys keys;
+	char *scope;
+	size_t start;
+	size_t i;
+	int f;
+
+	scan_window_keys(q, a, &keys);
+	keys_in_range(&keys, a);
+	for (start = 0; start < keys.n; start += Q_PIPELINE) {
+		size_t end = start + Q_PIPELINE < keys.n ? start + Q_PIPELINE : keys.n;
+
+		for (i = start; i < end; i++) {
+			/* The sketch first, then the fields Q_COUNT .. Q_MAX. */
+			const char *argv[3 + Q_MAX + 1] = {"HMGET", keys.v[i].name};
+			char fields[Q_MAX + 2][32];
+
+			snprintf(fields[0], sizeof(fields[0]), "%" PRIu32 ":sketch", a->metric);
+			for (f = Q_COUNT; f <= Q_MAX; f++)
+				snprintf(fields[1 + f], sizeof(fields[1 + f]), "%" PRIu32 ":%s",
+					 a->metric, q_field_names[f]);
+			for (f = 0; f < Q_MAX + 2; f++)
+				argv[2 + f] = fields[f];
+			q_cmd_argv(&cmds[i - start], 3 + Q_MAX + 1, argv);
+		}
+		q_run_many(q, "HMGET", cmds, end - start, replies);
+		for (i = start; i < end; i++) {
+			redisReply *r = q_key_reply(replies[i - start], "HMGET", keys.v[i].name,
+						    keys.v[i].len);
+			const redisReply *sk;
+
+			q_cmd_free(&cmds[i - start]);
+			if (r == NULL)
+				continue;
+			if (r->type != REDIS_REPLY_ARRAY || r->elements != Q_MAX + 2)
+				q_exit(Q_EXIT_ERROR, "redis HMGET: unexpected reply");
+			sk = r->element[0];
+			if (sk->type != REDIS_REPLY_STRING) {
+				/* The metric without a sketch: not a histogram. */
+				unsketched += r->element[1]->type == REDIS_REPLY_STRING;
+				freeReplyObject(r);
+				continue;
+			}
+			if (tally_dds_merge_bytes(dds, (const uint8_t *)sk->str, sk->len) != 0)
+				q_exit(Q_EXIT_ERROR,
+				       "%s: field %" PRIu32 ":sketch is not a DDSketch "
+				       "(version %d): %zu bytes that do not parse",
+				       keys.v[i].name, a->metric, TALLY_DDS_VERSION, sk->len);
+			for (f = Q_COUNT; f <= Q_MAX; f++) {
+				const redisReply *v = r->element[1 + f];
+				struct q_stats one = {0};
+
+				if (v->type == REDIS_REPLY_STRING &&
+				    parse_stat_value((enum q_field)f, v->str, v->len, &one) == 0)
+					stats_fold(&st, &one, (enum q_field)f);
+			}
+			merged_add(&merged, keys.v[i].device);
+			freeReplyObject(r);
+		}
+	}
+	scope = args_scope(a);
+	if (merged.keys == 0 && unsketched > 0)
+		q_exit(Q_EXIT_ERROR,
+		       "no data: no window of %s has a sketch of metric %" PRIu32 " (%zu have the "
+		       "metric without one: not a histogram?)",
+		       scope, a->metric, unsketched);
+	if (merged.keys == 0)
+		q_exit(Q_EXIT_ERROR, "no data: no window of %s has a sketch of metric %" PRIu32,
+		       scope, a->metric);
+	if (tally_dds_count(dds) == 0)
+		q_exit(Q_EXIT_ERROR, "no data: the %zu sketches of metric %" PRIu32 " of %s are "
+		       "empty", merged.keys, a->metric, scope);
+	for (i = 0; i < a->nq; i++)
+		tally_dds_quantile(dds, a->q[i], &value[i]);
+	quantile_print(conf, a, &merged, &st, dds, value);
+	free(scope);
+	free(merged.run);
+	free(value);
+	free(dds);
+	keys_free(&keys);
+	free(replies);
+	free(cmds);
+	return 0;
+}
+
+static void
+distinct_print(const struct q_conf *conf, const struct q_args *a, const struct q_merged *m,
+	       uint64_t estimate)
+{
+	/* CSV rows carry what the table says once, above. */
+	static const char *const head[] = {"devices", "metric", "keys", "distinct"};
+	unsigned int skip = conf->csv ? 0 : 2;
+	char *cells[4];
+	char **c = cells;
+	struct q_table t;
+	char *label;
+
+	if (conf->json) {
+		json_devices(m);
+		printf(",\"metric\":%" PRIu32 ",\"keys\":%zu,\"distinct\":%" PRIu64 "}\n",
+		       a->metric, m->keys, estimate);
+		return;
+	}
+	if (!conf->csv) {
+		label = spans_text(m->run, m->nruns, true);
+		printf("%s  metric %" PRIu32 "\n", label, a->metric);
+		free(label);
+	}
+	table_init(&t, conf, head + skip, 4 - skip);
+	if (conf->csv) {
+		*c++ = spans_text(m->run, m->nruns, false);
+		*c++ = q_asprintf("%" PRIu32, a->metric);
+	}
+	*c++ = q_asprintf("%zu", m->keys);
+	*c++ = q_asprintf("%" PRIu64, estimate);
+	table_add(&t, cells);
+	table_print(&t);
+}
+
+/*
+ * Distinct values of a metric over the windows of one device or several: the union of the
+ * HyperLogLogs in `tally:{<device>}:<window>:hll:<metric>`, merged here register by register.
+ * A cluster keeps each device on its own slot, where a PFCOUNT of several keys would be
+ * refused (CROSSSLOT); the merge gives what that PFCOUNT would.
+ */
+static int
+cmd_distinct(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
+{
+	struct q_cmd *cmds = q_realloc(NULL, Q_PIPELINE, sizeof(*cmds));
+	redisReply **replies = q_realloc(NULL, Q_PIPELINE, sizeof(*replies));
+	struct tally_hll *hll = q_realloc(NULL, 1, sizeof(*hll));
+	struct q_merged merged = {0};
+	struct q_keys keys;
+	char suffix[32];
+	char *scope;
+	size_t start;
+	size_t i;
+
+	tally_hll_init(hll);
+	snprintf(suffix, sizeof(suffix), ":hll:%" PRIu32, a->metric);
+	scan_keys(q, a, suffix, scan_parse_hll, &keys);
+	keys_in_range(&keys, a);
+	for (start = 0; start < keys.n; start += Q_PIPELINE) {
+		size_t end = start + Q_PIPELINE < keys.n ? start + Q_PIPELINE : keys.n;
+
+		for (i = start; i < end; i++)
+			q_cmd_format(&cmds[i - start], keys.v[i].name, keys.v[i].len, "GET %b",
+				     keys.v[i].name, keys.v[i].len);
+		q_run_many(q, "GET", cmds, end - start, replies);
+		for (i = start; i < end; i++) {
+			redisReply *r = q_key_reply(replies[i - start], "GET", keys.v[i].name,
+						    keys.v[i].len);
+
+			q_cmd_free(&cmds[i - start]);
+			if (r == NULL)
+				continue;
+			/* Expired since the SCAN: as if it had not been found. */
+			if (r->type == REDIS_REPLY_NIL) {
+				freeReplyObject(r);
+				continue;
+			}
+			if (r->type != REDIS_REPLY_STRING)
+				q_exit(Q_EXIT_ERROR, "redis GET: unexpected reply");
+			if (tally_hll_merge_raw(hll, r->str, r->len) != 0)
+				q_exit(Q_EXIT_ERROR,
+				       "%s: not a Redis HyperLogLog (HYLL, dense or sparse): %zu "
+				       "bytes that do not parse",
+				       keys.v[i].name, r->len);
+			merged_add(&merged, keys.v[i].device);
+			freeReplyObject(r);
+		}
+	}
+	scope = args_scope(a);
+	if (merged.keys == 0)
+		q_exit(Q_EXIT_ERROR,
+		       "no data: no window of %s has an HLL of metric %" PRIu32
+		       " (tally:{<device>}:<window>%s)",
+		       scope, a->metric, suffix);
+	distinct_print(conf, a, &merged, tally_hll_estimate(hll));
+	free(scope);
+	free(merged.run);
+	free(hll);
+	keys_free(&keys);
+	free(replies);
+	free(cmds);
+	return 0;
+}
+
 static const struct q_command q_commands[] = {
-	{"latest", "DEVICE", 1, 1, cmd_latest},
-	{"range", "DEVICE METRIC [FROM [TO]]", 2, 4, cmd_range},
-	{"self", "", 0, 0, cmd_self},
-	{"totals", "[DEVICE]", 0, 1, cmd_totals},
-	{"top", "[N]", 0, 1, cmd_top},
+	{"latest", "DEVICE", NULL, 1, 1, 0, cmd_latest},
+	{"range", "DEVICE METRIC [FROM [TO]]", NULL, 2, 4, Q_TAKES_TIME, cmd_range},
+	{"self", "", NULL, 0, 0, 0, cmd_self},
+	{"totals", "[DEVICE]", NULL, 0, 1, 0, cmd_totals},
+	{"quantile", "DEVICE METRIC [--q LIST] [--from T] [--to T]",
+	 "--devices LIST [-] METRIC [--q LIST] [--from T] [--to T]", 2, 2,
+	 Q_TAKES_TIME | Q_TAKES_DEVICES | Q_TAKES_Q, cmd_quantile},
+	{"distinct", "DEVICE METRIC [--from T] [--to T]",
+	 "--devices LIST [-] METRIC [--from T] [--to T]", 2, 2, Q_TAKES_TIME | Q_TAKES_DEVICES,
+	 cmd_distinct},
+	{"top", "[N]", NULL, 0, 1, 0, cmd_top},
 };
 
 #define Q_NB_COMMANDS (sizeof(q_commands) / sizeof(q_commands[0]))
+
+static const struct q_command *
+find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < Q_NB_COMMANDS; i++)
+		if (strcmp(name, q_commands[i].name) == 0)
+			return &q_commands[i];
+	return NULL;
+}
 
 static void
 usage(FILE *f)
@@ -1769,21 +2291,38 @@ usage(FILE *f)
 		   "  --json              print JSON instead of tables (window starts as epoch\n"
 		   "                      ms in \"window\", as UTC in \"time\")\n"
 		   "  --csv               print CSV instead of tables: a header line, then rows\n"
-		   "  --from T, --to T    range: only windows starting in [from, to) (= FROM, TO)\n"
+		   "  --from T, --to T    range, quantile, distinct: only windows starting in\n"
+		   "                      [from, to) (range: = FROM, TO) [all windows]\n"
+		   "  --devices LIST      quantile, distinct: merge the windows of these devices,\n"
+		   "                      ids and ranges A-B, comma-separated (1,5,10-20);\n"
+		   "                      DEVICE is then '-' or left out\n"
+		   "  --q LIST            quantile: the quantiles, comma-separated, each in\n"
+		   "                      [0, 1] [" Q_DEFAULT_QUANTILES "]\n"
 		   "  --sparkline         range: a sparkline per field after the table (the\n"
 		   "                      default when stdout is a terminal; never with --json\n"
 		   "                      or --csv)\n"
 		   "  --top N             the N heaviest devices of the last window (= top N)\n"
 		   "  --help              show this help\n\n"
 		   "Commands:\n", Q_DEFAULT_TIMEOUT_MS);
-	for (i = 0; i < Q_NB_COMMANDS; i++)
+	for (i = 0; i < Q_NB_COMMANDS; i++) {
 		fprintf(f, "  %s%s%s\n", q_commands[i].name, q_commands[i].args[0] ? " " : "",
 			q_commands[i].args);
+		if (q_commands[i].alt_args != NULL)
+			fprintf(f, "  %s %s\n", q_commands[i].name, q_commands[i].alt_args);
+	}
 	fprintf(f, "\nA time T (FROM, TO) is epoch ms (1796347425000), ISO 8601 UTC\n"
 		   "(2026-12-04T01:23:45Z, 2026-12-04T01:23:45.250+00:00) or before now (-30s,\n"
 		   "-15m, -2h, -1d). Tables print window starts as epoch ms and UTC time.\n"
 		   "'totals' prints 'device metric count sum min max' lines, as "
-		   "tally-gen --totals does.\n");
+		   "tally-gen --totals does\n"
+		   "('-' for a field no window of the series has: a distinct metric's sum).\n"
+		   "'quantile' merges the DDSketch (<METRIC>:sketch) of every window found,\n"
+		   "exactly, and prints each q with its value (within 1%% of the value of rank\n"
+		   "floor(q (count - 1)) of all the values), with the windows merged and their\n"
+		   "count, sum, min and max. 'distinct' merges the HyperLogLogs\n"
+		   "tally:{DEVICE}:<window>:hll:<METRIC> and prints the estimate (what PFCOUNT of\n"
+		   "those keys answers) and the keys merged. Nothing found is one line and\n"
+		   "exit 1.\n");
 }
 
 /*
@@ -1806,15 +2345,139 @@ is_password_opt(const char *arg)
 	return len > strlen("redis-") && len < sizeof(full) && strncmp(arg, full, len) == 0;
 }
 
-static void
-parse_command_args(const struct q_command *cmd, char **argv, int argc, struct q_args *a,
-		   uint64_t now)
+/* Exits naming the bad item of a comma-separated list, and the list when it has more. */
+static void __attribute__((noreturn))
+bad_item(const char *opt, const char *list, const char *item, size_t len, const char *what)
 {
+	if (item == list && item[len] == '\0')
+		q_exit(Q_EXIT_USAGE, "%s: '%s' is not %s", opt, list, what);
+	q_exit(Q_EXIT_USAGE, "%s: '%.*s' (in '%s') is not %s", opt, (int)len, item, list, what);
+}
+
+/*
+ * quantile's --q: numbers in [0, 1], comma-separated, kept in the order given. Exits with a
+ * usage error naming the item.
+ */
+static void
+parse_arg_quantiles(const char *list, struct q_args *a)
+{
+	const char *p = list;
+	char buf[64];
+	size_t len;
+	char *end;
+	double v;
+
+	a->q = q_realloc(NULL, Q_MAX_QUANTILES, sizeof(*a->q));
+	for (a->nq = 0;; a->nq++, p += len + 1) {
+		len = strcspn(p, ",");
+		if (a->nq == Q_MAX_QUANTILES)
+			q_exit(Q_EXIT_USAGE, "--q: '%s' has more than %d quantiles", list,
+			       Q_MAX_QUANTILES);
+		/* Plain decimals only: strtod would also take blanks, hex, "nan" and "inf". */
+		if (len == 0 || len >= sizeof(buf) || strspn(p, "0123456789.eE+-") < len ||
+		    p[0] == '-' || p[0] == '+')
+			break;
+		memcpy(buf, p, len);
+		buf[len] = '\0';
+		errno = 0;
+		v = strtod(buf, &end);
+		if (*end != '\0' || errno != 0 || !(v >= 0 && v <= 1))
+			break;
+		a->q[a->nq] = v;
+		if (p[len] == '\0') {
+			a->nq++;
+			return;
+		}
+	}
+	bad_item("--q", list, p, len, "a quantile in [0, 1]");
+}
+
+static int
+span_cmp(const void *a, const void *b)
+{
+	const struct q_span *x = a;
+	const struct q_span *y = b;
+
+	return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/*
+ * --devices: device ids and ranges A-B (A <= B), comma-separated, kept as sorted spans that
+ * neither overlap nor touch. Exits with a usage error naming the item.
+ */
+static void
+parse_arg_devices(const char *list, struct q_args *a)
+{
+	const char *p = list;
+	const char *dash;
+	struct q_span *s;
+	size_t n = 1;
+	size_t len;
+	size_t i;
+
+	for (i = 0; list[i] != '\0'; i++)
+		n += list[i] == ',';
+	a->devices = q_realloc(NULL, n, sizeof(*a->devices));
+	for (i = 0; i < n; i++, p += len + 1) {
+		s = &a->devices[i];
+		len = strcspn(p, ",");
+		dash = memchr(p, '-', len);
+		if (dash == NULL && parse_u64(p, len, UINT64_MAX, &s->lo) == 0)
+			s->hi = s->lo;
+		else if (dash == NULL || parse_u64(p, (size_t)(dash - p), UINT64_MAX, &s->lo) ||
+			 parse_u64(dash + 1, (size_t)(p + len - dash - 1), UINT64_MAX, &s->hi) ||
+			 s->lo > s->hi)
+			bad_item("--devices", list, p, len, "a device or a range A-B, A <= B");
+	}
+	qsort(a->devices, n, sizeof(*a->devices), span_cmp);
+	for (i = 0, a->ndevices = 0; i < n; i++) {
+		s = a->ndevices > 0 ? &a->devices[a->ndevices - 1] : NULL;
+		if (s != NULL && (s->hi == UINT64_MAX || a->devices[i].lo <= s->hi + 1)) {
+			s->hi = a->devices[i].hi > s->hi ? a->devices[i].hi : s->hi;
+			continue;
+		}
+		a->devices[a->ndevices++] = a->devices[i];
+	}
+}
+
+/* Options given as text, checked against the command that takes them. */
+struct q_opts {
+	const char *from;
+	const char *to;
+	const char *q;
+	const char *devices;
+};
+
+static void
+parse_command_args(const struct q_command *cmd, char **argv, int argc, const struct q_opts *o,
+		   struct q_args *a, uint64_t now)
+{
+	bool devices = (cmd->takes & Q_TAKES_DEVICES) && o->devices != NULL;
+
+	memset(a, 0, sizeof(*a));
+	if (devices) {
+		/* --devices names the devices: DEVICE is '-' or left out. */
+		if (argc == cmd->max_args && strcmp(argv[0], "-") != 0)
+			q_exit(Q_EXIT_USAGE,
+			       "%s: DEVICE %s and --devices: give one (with --devices, DEVICE "
+			       "is '-' or left out)",
+			       cmd->name, argv[0]);
+		if (argc == cmd->max_args) {
+			argv++;
+			argc--;
+		}
+		if (argc != 1)
+			q_exit(Q_EXIT_USAGE, "%s: expects %s (see --help)", cmd->name,
+			       cmd->alt_args);
+		a->metric = (uint32_t)parse_arg_u64("METRIC", argv[0], UINT32_MAX);
+		return;
+	}
 	if (argc < cmd->min_args || argc > cmd->max_args)
 		q_exit(Q_EXIT_USAGE, "%s: expects %s%s", cmd->name,
 		       cmd->args[0] ? cmd->args : "no arguments",
 		       cmd->args[0] ? " (see --help)" : "");
-	memset(a, 0, sizeof(*a));
+	if (argc >= 1 && (cmd->takes & Q_TAKES_DEVICES) && strcmp(argv[0], "-") == 0)
+		q_exit(Q_EXIT_USAGE, "%s: DEVICE '-' needs --devices LIST", cmd->name);
 	if (argc >= 1) {
 		/* top's only argument is a count; it shares the slot of DEVICE. */
 		a->has_device = true;
@@ -1831,23 +2494,35 @@ parse_command_args(const struct q_command *cmd, char **argv, int argc, struct q_
 	}
 }
 
-/* --from and --to: range's FROM and TO, given once either way. */
+/*
+ * --from and --to (range's FROM and TO, given once either way), --q, --devices: each only to
+ * a command that takes it.
+ */
 static void
-apply_time_opts(const struct q_command *cmd, int argc, const char *from, const char *to,
-		struct q_args *a, uint64_t now)
+apply_opts(const struct q_command *cmd, int argc, const struct q_opts *o, struct q_args *a,
+	   uint64_t now)
 {
-	if ((from != NULL || to != NULL) && cmd->run != cmd_range)
-		q_exit(Q_EXIT_USAGE, "%s: only range takes a time", from ? "--from" : "--to");
-	if (from != NULL && argc >= 3)
+	if ((o->from != NULL || o->to != NULL) && !(cmd->takes & Q_TAKES_TIME))
+		q_exit(Q_EXIT_USAGE, "%s: only range, quantile and distinct take a time",
+		       o->from ? "--from" : "--to");
+	if (o->devices != NULL && !(cmd->takes & Q_TAKES_DEVICES))
+		q_exit(Q_EXIT_USAGE, "--devices: only quantile and distinct take a device list");
+	if (o->q != NULL && !(cmd->takes & Q_TAKES_Q))
+		q_exit(Q_EXIT_USAGE, "--q: only quantile takes quantiles");
+	if (o->from != NULL && argc >= 3)
 		q_exit(Q_EXIT_USAGE, "--from: FROM is given as an argument too");
-	if (to != NULL && argc >= 4)
+	if (o->to != NULL && argc >= 4)
 		q_exit(Q_EXIT_USAGE, "--to: TO is given as an argument too");
-	if (from != NULL)
-		a->from = parse_arg_time("--from", from, now);
-	if (to != NULL) {
+	if (o->from != NULL)
+		a->from = parse_arg_time("--from", o->from, now);
+	if (o->to != NULL) {
 		a->has_to = true;
-		a->to = parse_arg_time("--to", to, now);
+		a->to = parse_arg_time("--to", o->to, now);
 	}
+	if (o->devices != NULL)
+		parse_arg_devices(o->devices, a);
+	if (cmd->takes & Q_TAKES_Q)
+		parse_arg_quantiles(o->q != NULL ? o->q : Q_DEFAULT_QUANTILES, a);
 }
 
 int
@@ -1865,14 +2540,15 @@ main(int argc, char **argv)
 		{"to", required_argument, NULL, 'O'},
 		{"sparkline", no_argument, NULL, 'S'},
 		{"top", required_argument, NULL, 'T'},
+		{"q", required_argument, NULL, 'q'},
+		{"devices", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct q_conf conf = {.redis = Q_DEFAULT_REDIS, .timeout_ms = Q_DEFAULT_TIMEOUT_MS};
 	const struct q_command *cmd = NULL;
 	uint64_t now = now_ms();
-	const char *from = NULL;
-	const char *to = NULL;
+	struct q_opts opts = {0};
 	char *top_n = NULL;
 	struct q_args args;
 	char **pos;
@@ -1947,10 +2623,16 @@ main(int argc, char **argv)
 			conf.csv = true;
 			break;
 		case 'F':
-			from = optarg;
+			opts.from = optarg;
 			break;
 		case 'O':
-			to = optarg;
+			opts.to = optarg;
+			break;
+		case 'q':
+			opts.q = optarg;
+			break;
+		case 'D':
+			opts.devices = optarg;
 			break;
 		case 'S':
 			conf.sparkline = true;
@@ -1978,20 +2660,19 @@ main(int argc, char **argv)
 	if (top_n != NULL) { /* --top N is the top command */
 		if (npos > 0)
 			q_exit(Q_EXIT_USAGE, "--top takes no COMMAND");
-		cmd = &q_commands[Q_NB_COMMANDS - 1];
-		parse_command_args(cmd, &top_n, 1, &args, now);
-		apply_time_opts(cmd, 1, from, to, &args, now);
+		cmd = find_command("top");
+		parse_command_args(cmd, &top_n, 1, &opts, &args, now);
+		apply_opts(cmd, 1, &opts, &args, now);
 		goto run;
 	}
 	if (npos == 0)
-		q_exit(Q_EXIT_USAGE, "missing COMMAND (latest, range, self, totals or top; see --help)");
-	for (i = 0; i < Q_NB_COMMANDS; i++)
-		if (strcmp(pos[0], q_commands[i].name) == 0)
-			cmd = &q_commands[i];
+		q_exit(Q_EXIT_USAGE, "missing COMMAND (latest, range, self, totals, quantile, "
+		       "distinct or top; see --help)");
+	cmd = find_command(pos[0]);
 	if (cmd == NULL)
 		q_exit(Q_EXIT_USAGE, "%s: unknown command (see --help)", pos[0]);
-	parse_command_args(cmd, pos + 1, npos - 1, &args, now);
-	apply_time_opts(cmd, npos - 1, from, to, &args, now);
+	parse_command_args(cmd, pos + 1, npos - 1, &opts, &args, now);
+	apply_opts(cmd, npos - 1, &opts, &args, now);
 run:
 	free(pos);
 	q = q_realloc(NULL, 1, sizeof(*q));
@@ -1999,6 +2680,8 @@ run:
 	rc = cmd->run(q, &conf, &args);
 	q_close(q);
 	free(q);
+	free(args.devices);
+	free(args.q);
 	if (fflush(stdout) != 0)
 		q_exit(Q_EXIT_ERROR, "cannot write output: %s", strerror(errno));
 	return rc;

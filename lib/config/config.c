@@ -80,6 +80,12 @@ static const struct opt opts[] = {
 	{"log-ms", OPT_U64, OFF(log_ms), "5000", 100, 3600000, "period of the one-line log"},
 	{"table-series", OPT_U64, OFF(table_series), "262144", 16, 1u << 28,
 	 "series one worker table (and one merged window) holds; more are counted as table_full"},
+	{"histogram-series", OPT_U64, OFF(histogram_series), "4096", 0, 1u << 26,
+	 "histogram series one table holds the sketches of: 4 KiB of side memory each (a "
+	 "sketch of b buckets takes 32 + 10 b bytes); beyond it, counted as side_full"},
+	{"distinct-series", OPT_U64, OFF(distinct_series), "1024", 0, 1u << 26,
+	 "distinct series one table holds the HLLs of: 4 KiB of side memory each (4 bytes a "
+	 "register set, 12,304 bytes past 1,024); beyond it, counted as side_full"},
 	{"burst", OPT_U64, OFF(burst), "64", 1, 512, "rx_burst size"},
 	{"rx-desc", OPT_U64, OFF(rx_desc), "1024", 64, 32768, "RX descriptors per queue"},
 	{"redis-wait-replicas", OPT_U64, OFF(redis_wait_replicas), "0", 0, 16,

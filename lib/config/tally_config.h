@@ -34,6 +34,8 @@ struct tally_config {
 	uint64_t stats_ms;
 	uint64_t log_ms;
 	uint64_t table_series;
+	uint64_t histogram_series; /* side memory of a table: TALLY_SIDE_PER_SERIES each */
+	uint64_t distinct_series;
 	uint64_t burst;
 	uint64_t rx_desc;
 	uint64_t redis_timeout_ms;

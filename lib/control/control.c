@@ -81,6 +81,9 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_flush_lag_ms] = ss->flush_lag_ms;
 	}
 	t->ctl.c[TALLY_CC_merge_full] = app->merger.lost_records;
+	t->ctl.c[TALLY_CC_side_full] = app->merger.side_full;
+	t->ctl.c[TALLY_CC_kind_mismatch] = app->merger.kind_mismatch;
+	t->ctl.c[TALLY_CC_sketch_folded] = app->merger.folded;
 	if (ss != NULL) {
 		t->ctl.c[TALLY_CC_breaker_state] = ss->breaker_state;
 		t->ctl.c[TALLY_CC_breaker_opens] = ss->breaker_opens;

@@ -74,10 +74,17 @@ stopped(const struct tally_app *app, char *err, size_t errlen)
 	return app->quit ? fail(err, errlen, "start-up stopped by a signal") : 0;
 }
 
+/* Side memory of every table: the sketches and HLLs of its histogram and distinct series. */
+static uint64_t
+side_bytes(const struct tally_config *c)
+{
+	return (c->histogram_series + c->distinct_series) * TALLY_SIDE_PER_SERIES;
+}
+
 static struct tally_table *
 table_alloc(struct tally_app *app, uint64_t series, int socket)
 {
-	size_t len = tally_table_memsize((uint32_t)series);
+	size_t len = tally_table_memsize((uint32_t)series, side_bytes(&app->cfg));
 	struct tally_mem *mem;
 	void *p;
 
@@ -96,7 +103,7 @@ table_alloc(struct tally_app *app, uint64_t series, int socket)
 	mem->addr = p;
 	mem->len = len;
 	app->nmem++;
-	return tally_table_init(p, (uint32_t)series);
+	return tally_table_init(p, (uint32_t)series, side_bytes(&app->cfg));
 }
 
 static struct rte_ring *
@@ -351,7 +358,7 @@ memory_check(struct tally_app *app, char *err, size_t errlen)
 {
 	const struct tally_config *c = &app->cfg;
 	int device = device_exchange(app);
-	uint64_t table = tally_table_memsize((uint32_t)c->table_series);
+	uint64_t table = tally_table_memsize((uint32_t)c->table_series, side_bytes(c));
 	uint64_t ntables = (uint64_t)app->nworkers * tables_per_worker(app) + app->nmerge +
 			   (c->spool_dir[0] != '\0' ? 1 : 0);
 	uint64_t mbuf = rte_mempool_calc_obj_size(sizeof(struct rte_mbuf) +
@@ -364,16 +371,18 @@ memory_check(struct tally_app *app, char *err, size_t errlen)
 				: 0;
 	uint64_t need = tables + sort + pool + rings;
 	uint64_t have = c->max_memory_mb > 0 ? c->max_memory_mb << 20 : heap_free() + mem_available();
-	char b[6][16];
+	char b[7][16];
 
 	if (need <= have)
 		return 0;
 	return fail(err, errlen,
 		    "memory: the options need %s (%" PRIu64 " tables of --table-series %" PRIu64
-		    " = %s: %u per worker x %u, %u for --sink-queue-mb %" PRIu64 "%s; their sort "
+		    " and %s of --histogram-series/--distinct-series side memory = %s: %u per "
+		    "worker x %u, %u for --sink-queue-mb %" PRIu64 "%s; their sort "
 		    "buffer %s; --mbufs %" PRIu64 " %s; --fwd-ring %s), more than %s %s: lower "
-		    "--table-series or --sink-queue-mb",
-		    human(need, b[0], 16), ntables, c->table_series, human(tables, b[1], 16),
+		    "--table-series, --histogram-series, --distinct-series or --sink-queue-mb",
+		    human(need, b[0], 16), ntables, c->table_series, human(side_bytes(c), b[6], 16),
+		    human(tables, b[1], 16),
 		    tables_per_worker(app), app->nworkers, app->nmerge, c->sink_queue_mb,
 		    c->spool_dir[0] != '\0' ? ", 1 for spool replay" : "", human(sort, b[2], 16),
 		    c->mbufs, human(pool, b[3], 16), human(rings, b[4], 16),
@@ -415,10 +424,11 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 
 	/*
 	 * The sink queue: as many merged tables as --sink-queue-mb holds, at least 4: one being
-	 * written, one waiting, and the two windows a boundary may have merging at once.
+	 * written, one waiting, and the two windows a boundary may have merging at once. Their
+	 * side memory (sketches, HLLs) comes on top, as in every table: memory_check() adds it.
 	 */
 	app->nmerge = (uint32_t)RTE_MIN((c->sink_queue_mb << 20) /
-					 tally_table_memsize((uint32_t)c->table_series),
+					 tally_table_memsize((uint32_t)c->table_series, 0),
 				 (uint64_t)TALLY_MERGE_TABLES);
 	app->nmerge = RTE_MAX(app->nmerge, 4u);
 	/* While the sink waits on a slow Redis (a batch may take --redis-timeout-ms) windows

@@ -147,6 +147,7 @@ replay_step(struct tally_delivery *d)
 	struct tally_spool *sp = d->conf.spool;
 	struct tally_table *rt = d->conf.replay;
 	struct tally_spool_rec rec;
+	const uint8_t *side;
 	uint32_t i;
 	int rc;
 
@@ -165,6 +166,7 @@ replay_step(struct tally_delivery *d)
 		return 1;
 	}
 	tally_table_reset(rt);
+	side = rec.side;
 	for (i = 0; i < rec.nseries; i++) {
 		const struct tally_spool_series *x = &rec.series[i];
 		struct tally_slot from = {.device_id = x->device_id, .metric_id = x->metric_id,
@@ -174,13 +176,29 @@ replay_step(struct tally_delivery *d)
 		struct tally_slot *to = tally_table_lookup(rt, x->device_id,
 							   tally_hash_device(x->device_id),
 							   x->metric_id);
+		const uint8_t *blob = NULL;
+		size_t len = 0;
 
+		if (tally_kind_side(x->kind) && rec.has_side) {
+			/* the lengths were checked against the record's bytes when it was read */
+			blob = side;
+			len = (size_t)x->last_ns;
+			if (len > (size_t)(rec.side + rec.side_len - side))
+				len = 0;
+			side += len;
+			from.side = 0;
+			from.side_len = 0;
+		} else if (!tally_kind_side(x->kind) || !rec.has_side) {
+			from.kind = (uint8_t)tally_kind_of(x->kind);
+			if (tally_kind_side(from.kind))
+				from.kind = TALLY_KIND_GAUGE; /* an older version's: a gauge then */
+		}
 		if (to == NULL) {
 			d->st.spool_lost += x->count;
 			continue;
 		}
-		tally_slot_merge(to, &from);
-		rt->records += x->count;
+		if (tally_table_fold_bytes(rt, to, &from, len > 0 ? blob : NULL, len) != 0)
+			d->st.spool_lost += x->count;
 	}
 	d->conf.ops->write_window(d->conf.sink, rt, rec.window_start, rec.partial_id);
 	d->replay_writing = 1;

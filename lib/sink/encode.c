@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Redis schema v2: the commands that write the devices of one closed window. */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -9,6 +10,8 @@
 
 #include "tally_dump.h"
 #include "tally_sink.h"
+
+#define TEXT_MAX 32 /* a field or value of a numeric field: `<u32>:count`, %.17g, 20 digits */
 
 int
 tally_fmt_u64(char *buf, uint64_t v)
@@ -52,6 +55,7 @@ static void
 enc_reset(struct tally_encoder *e)
 {
 	e->argc = 0;
+	e->blob_used = 0;
 }
 
 /* Append one argument formatted with fmt; arguments are short by construction. */
@@ -72,25 +76,6 @@ enc_arg(struct tally_encoder *e, const char *fmt, ...)
 	e->argc++;
 }
 
-static void
-enc_double(struct tally_encoder *e, double v)
-{
-	int n = tally_fmt_double(e->buf[e->argc], TALLY_ENC_ARG_LEN, v);
-
-	e->argv[e->argc] = e->buf[e->argc];
-	e->argvlen[e->argc] = (size_t)n;
-	e->argc++;
-}
-
-/* An unsigned integer argument, without printf (the per-series path). */
-static void
-enc_u64(struct tally_encoder *e, uint64_t v)
-{
-	e->argvlen[e->argc] = (size_t)tally_fmt_u64(e->buf[e->argc], v);
-	e->argv[e->argc] = e->buf[e->argc];
-	e->argc++;
-}
-
 /* A field name `<metric>:<suffix>`. */
 static void
 enc_field(struct tally_encoder *e, uint32_t metric, const char *suffix, size_t slen)
@@ -105,19 +90,183 @@ enc_field(struct tally_encoder *e, uint32_t metric, const char *suffix, size_t s
 	e->argc++;
 }
 
-static void
-enc_series(struct tally_encoder *e, const struct tally_slot *s)
+/* A histogram series with no side memory left for it has an empty sketch. */
+static const uint8_t empty_sketch[] = {TALLY_DDS_MAGIC0, TALLY_DDS_MAGIC1, TALLY_DDS_VERSION, 0,
+				       0, 0, 0, 0};
+
+/* The serialised sketch of histogram series s at buf (cap bytes); its length, 0 if short. */
+static size_t
+sketch_bytes(const struct tally_table *t, const struct tally_slot *s, uint8_t *buf, size_t cap)
 {
-	enc_field(e, s->metric_id, "count", 5);
-	enc_u64(e, s->count);
-	enc_field(e, s->metric_id, "sum", 3);
-	enc_double(e, s->sum);
-	enc_field(e, s->metric_id, "min", 3);
-	enc_double(e, s->min);
-	enc_field(e, s->metric_id, "max", 3);
-	enc_double(e, s->max);
-	enc_field(e, s->metric_id, "last", 4);
-	enc_double(e, s->last);
+	const struct tally_dds *d = tally_table_sketch(t, s);
+	int n;
+
+	if (d == NULL) {
+		if (cap < sizeof(empty_sketch))
+			return 0;
+		memcpy(buf, empty_sketch, sizeof(empty_sketch));
+		return sizeof(empty_sketch);
+	}
+	n = tally_dds_serialise(d, buf, cap);
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* Bytes sketch_bytes() takes for s. */
+static size_t
+sketch_size(const struct tally_table *t, const struct tally_slot *s)
+{
+	const struct tally_dds *d = tally_table_sketch(t, s);
+
+	return d != NULL ? tally_dds_serial_size(d) : sizeof(empty_sketch);
+}
+
+/* Bytes the sketches of series [first, first + n) take (0 without histograms). */
+static size_t
+sketches_size(const struct tally_table *t, uint32_t first, uint32_t n)
+{
+	size_t bytes = 0;
+	uint32_t i;
+
+	if (t->side_used == 0)
+		return 0;
+	for (i = first; i < first + n; i++)
+		if (tally_table_at(t, i)->kind == TALLY_KIND_HISTOGRAM)
+			bytes += sketch_size(t, tally_table_at(t, i));
+	return bytes;
+}
+
+#define F_N TALLY_FIELDS_N
+
+/*
+ * The most a payload takes, whatever the data: per series its six fields and values (a metric
+ * id of 10 digits and the suffixes, a count of 20 digits, four doubles of 24 characters, a
+ * time of 20) with 2 bytes of framing each; per chunk its applied mark; then the type, the
+ * header, the version and the CRC.
+ */
+#define NUMERIC_FIELDS 6 /* a gauge's: count, sum, min, max, last, ts */
+#define SERIES_WORST (NUMERIC_FIELDS * 11 + 20 + 20 + 4 * 24 + 20 + 2 * NUMERIC_FIELDS * 2)
+#define MARK_WORST (TALLY_ENC_ID_LEN + 16 + 4)
+#define PAYLOAD_WORST(n, chunks) ((size_t)(n)*SERIES_WORST + (size_t)(chunks)*MARK_WORST + 32)
+/* a sketch's field name, and a long string's length bytes in a listpack or a plain hash */
+#define SKETCH_FRAMING (11 + 16)
+
+_Static_assert(PAYLOAD_WORST(TALLY_ENC_PART_METRICS, TALLY_ENC_PART_CHUNKS) <=
+		       TALLY_ENC_PAYLOAD_MAX,
+	       "a whole part of counters and gauges fits one payload");
+_Static_assert(PAYLOAD_WORST(TALLY_ENC_METRICS_PER_CMD, 1) +
+			       TALLY_ENC_METRICS_PER_CMD * (TALLY_ENC_SKETCH_MAX + SKETCH_FRAMING) <=
+		       TALLY_ENC_PAYLOAD_MAX,
+	       "a chunk of histograms fits one payload");
+_Static_assert(TALLY_ENC_PART_CHUNKS <= 64 && F_N <= 8,
+	       "a part's chunks are bits of a u64; a series' fields are bits of a byte");
+
+/* The most bytes series s takes in a payload: each field of its kind, name, value, framing. */
+static size_t
+series_worst(const struct tally_table *t, const struct tally_slot *s)
+{
+	size_t n = 0;
+	unsigned int j;
+
+	if (!tally_kind_side(s->kind))
+		return SERIES_WORST;
+	for (j = 0; j < TALLY_FIELDS_N; j++) {
+		if (!tally_kind_has(s->kind, j))
+			continue;
+		n += 11 + 1 + tally_fields[j].len + 2 * 2;
+		n += j == TALLY_FIELD_SKETCH ? sketch_size(t, s) + SKETCH_FRAMING
+		     : j == TALLY_FIELD_COUNT || j == TALLY_FIELD_TS ? 20
+								       : 24;
+	}
+	return n;
+}
+
+/* The longest sketch of series [first, first + n): what decides a payload's encoding. */
+static size_t
+longest_sketch(const struct tally_table *t, uint32_t first, uint32_t n)
+{
+	size_t longest = 0, len;
+	uint32_t i;
+
+	if (t->side_used == 0)
+		return 0;
+	for (i = first; i < first + n; i++) {
+		if (tally_table_at(t, i)->kind != TALLY_KIND_HISTOGRAM)
+			continue;
+		len = sketch_size(t, tally_table_at(t, i));
+		longest = len > longest ? len : longest;
+	}
+	return longest;
+}
+
+/* A time as schema v2 writes it: 20 digits, zero-padded, so that times order as text. */
+static size_t
+time_text(char *b, uint64_t ns)
+{
+	int n = tally_fmt_u64(b, ns), k;
+
+	memmove(b + 20 - n, b, (size_t)n);
+	for (k = 0; k < 20 - n; k++)
+		b[k] = '0';
+	return 20;
+}
+
+/* Value j of a numeric field of s as schema v2 writes it, at b (TEXT_MAX); its length. */
+static size_t
+value_text(char *b, const struct tally_slot *s, int j)
+{
+	switch (j) {
+	case TALLY_FIELD_COUNT:
+		return (size_t)tally_fmt_u64(b, s->count);
+	case TALLY_FIELD_SUM:
+		return (size_t)tally_fmt_double(b, TEXT_MAX, s->sum);
+	case TALLY_FIELD_MIN:
+		return (size_t)tally_fmt_double(b, TEXT_MAX, s->min);
+	case TALLY_FIELD_MAX:
+		return (size_t)tally_fmt_double(b, TEXT_MAX, s->max);
+	case TALLY_FIELD_LAST:
+		return (size_t)tally_fmt_double(b, TEXT_MAX, s->last);
+	default:
+		return time_text(b, s->last_ns);
+	}
+}
+
+/* Fields and values of one series as arguments: the fields of its kind (v2: with `ts`). */
+static void
+enc_series(struct tally_encoder *e, const struct tally_table *t, const struct tally_slot *s,
+	   int v2)
+{
+	unsigned int j;
+
+	for (j = 0; j < TALLY_FIELDS_N; j++) {
+		if (!tally_kind_has(s->kind, j) || (j == TALLY_FIELD_TS && !v2))
+			continue;
+		enc_field(e, s->metric_id, tally_fields[j].suffix, tally_fields[j].len);
+		if (j == TALLY_FIELD_SKETCH) {
+			/* binary: the bytes wait in the payload buffer until the command is sent */
+			uint8_t *b = e->payload + e->blob_used;
+			size_t n = sketch_bytes(t, s, b, sizeof(e->payload) - e->blob_used);
+
+			e->blob_used += (uint32_t)n;
+			e->argv[e->argc] = (const char *)b;
+			e->argvlen[e->argc++] = n;
+			continue;
+		}
+		e->argvlen[e->argc] = value_text(e->buf[e->argc], s, (int)j);
+		e->argv[e->argc] = e->buf[e->argc];
+		e->argc++;
+	}
+}
+
+/* Arguments enc_series() gives a series. */
+static int
+series_args(const struct tally_slot *s, int v2)
+{
+	unsigned int j;
+	int n = 0;
+
+	for (j = 0; j < TALLY_FIELDS_N; j++)
+		n += tally_kind_has(s->kind, j) && (j != TALLY_FIELD_TS || v2);
+	return 2 * n;
 }
 
 /* HSET `tally:{dev}:<start>` <series first..end>, in chunks of TALLY_ENC_METRICS_PER_CMD. */
@@ -137,7 +286,7 @@ enc_hset(struct tally_encoder *e, const struct tally_table *t, uint32_t first, u
 		enc_arg(e, "HSET");
 		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64, dev, start_ms);
 		for (; i < stop; i++)
-			enc_series(e, tally_table_at(t, i));
+			enc_series(e, t, tally_table_at(t, i), 0);
 		emit(ctx, e->argc, e->argv, e->argvlen, &ref);
 		ncmd++;
 	}
@@ -159,6 +308,12 @@ enc_expire(struct tally_encoder *e, const char *key, uint64_t retention_s, tally
 /* One past the last series of the device whose series start at or before i. */
 static uint32_t
 device_end(const struct tally_table *t, uint32_t i)
+{
+	return tally_enc_device_end(t, i);
+}
+
+uint32_t
+tally_enc_device_end(const struct tally_table *t, uint32_t i)
 {
 	uint64_t dev = tally_table_at(t, i)->device_id;
 
@@ -215,31 +370,32 @@ tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entr
 void
 tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out)
 {
-	uint32_t end = device_end(t, pos);
+	uint32_t end = device_end(t, pos), n, c, i;
+	size_t bytes = 32;
 
 	tally_enc_entry(t, pos, out);
-	out->n = end - pos > TALLY_ENC_PART_METRICS ? TALLY_ENC_PART_METRICS : end - pos;
-	out->chunks = (out->n + TALLY_ENC_METRICS_PER_CMD - 1) / TALLY_ENC_METRICS_PER_CMD;
-}
+	n = end - pos > TALLY_ENC_PART_METRICS ? TALLY_ENC_PART_METRICS : end - pos;
+	out->n = n;
+	out->chunks = (n + TALLY_ENC_METRICS_PER_CMD - 1) / TALLY_ENC_METRICS_PER_CMD;
+	out->bytes = (uint32_t)PAYLOAD_WORST(n, out->chunks);
+	if (t->side_used == 0)
+		return; /* counters and gauges: a whole part fits (the assertions above) */
+	/* sketches: as many whole chunks as surely fit one payload, at least one */
+	for (c = 0; c < out->chunks; c++) {
+		uint32_t from = c * TALLY_ENC_METRICS_PER_CMD;
+		uint32_t to = from + TALLY_ENC_METRICS_PER_CMD < n ? from + TALLY_ENC_METRICS_PER_CMD
+								   : n;
+		size_t cb = MARK_WORST;
 
-/* The per-metric field/value pairs of schema v2 (count, sum, min, max, last, ts). */
-static void
-enc_series_v2(struct tally_encoder *e, const struct tally_slot *s)
-{
-	char *b;
-	int n, k;
-
-	enc_series(e, s);
-	enc_field(e, s->metric_id, "ts", 2);
-	/* zero-padded to 20 digits: the Function orders times as strings */
-	b = e->buf[e->argc];
-	n = tally_fmt_u64(b, s->last_ns);
-	memmove(b + 20 - n, b, (size_t)n);
-	for (k = 0; k < 20 - n; k++)
-		b[k] = '0';
-	e->argv[e->argc] = b;
-	e->argvlen[e->argc] = 20;
-	e->argc++;
+		for (i = from; i < to; i++)
+			cb += series_worst(t, tally_table_at(t, pos + i));
+		if (c > 0 && bytes + cb > TALLY_ENC_PAYLOAD_MAX)
+			break;
+		bytes += cb;
+	}
+	out->chunks = c;
+	out->n = c * TALLY_ENC_METRICS_PER_CMD < n ? c * TALLY_ENC_METRICS_PER_CMD : n;
+	out->bytes = (uint32_t)bytes;
 }
 
 unsigned int
@@ -250,15 +406,25 @@ tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_
 	struct tally_enc_entry ent[TALLY_ENC_ENTRIES_PER_CALL];
 	struct tally_enc_ref ref = {.first = *pos};
 	uint32_t n = 0, at = *pos, i, k;
-	int args = 6;
+	int args = 6, eargs[TALLY_ENC_ENTRIES_PER_CALL];
+	size_t blobs = 0, eb;
 
-	/* Which entries fit one call: by count, by arguments, and one device in a cluster. */
+	/*
+	 * Which entries fit one call: by count, by arguments, by the bytes of their sketches
+	 * (they wait in the payload buffer), and one device in a cluster.
+	 */
 	while (at < t->series && n < TALLY_ENC_ENTRIES_PER_CALL) {
 		tally_enc_entry(t, at, &ent[n]);
+		eargs[n] = 0;
+		for (k = 0; k < ent[n].n; k++)
+			eargs[n] += series_args(tally_table_at(t, ent[n].first + k), 1);
+		eb = sketches_size(t, ent[n].first, ent[n].n);
 		if (n > 0 && ((one_device && ent[n].device_id != ent[0].device_id) ||
-			      args + 4 + 12 * (int)ent[n].n > TALLY_ENC_MAX_ARGS))
+			      args + 4 + eargs[n] > TALLY_ENC_MAX_ARGS ||
+			      blobs + eb > sizeof(e->payload)))
 			break;
-		args += 4 + 12 * (int)ent[n].n;
+		args += 4 + eargs[n];
+		blobs += eb;
 		at = ent[n].first + ent[n].n;
 		n++;
 	}
@@ -281,9 +447,9 @@ tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_
 	e->argv[e->argc++] = e->id;
 	for (i = 0; i < n; i++) {
 		enc_arg(e, "%" PRIu32, ent[i].chunk);
-		enc_arg(e, "%" PRIu32, 12 * ent[i].n);
+		enc_arg(e, "%d", eargs[i]);
 		for (k = 0; k < ent[i].n; k++)
-			enc_series_v2(e, tally_table_at(t, ent[i].first + k));
+			enc_series(e, t, tally_table_at(t, ent[i].first + k), 1);
 	}
 	ref.entries = n;
 	ref.chunks = n;
@@ -292,12 +458,6 @@ tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_
 	return n;
 }
 
-/* The suffixes of a metric's fields in schema v2, in the order they are written. */
-enum { F_COUNT, F_SUM, F_MIN, F_MAX, F_LAST, F_TS, F_N };
-static const char *const suffix[F_N] = {"count", "sum", "min", "max", "last", "ts"};
-static const size_t suffix_len[F_N] = {5, 3, 3, 3, 4, 2};
-#define TEXT_MAX 32 /* a field or value of a series: `<u32>:count`, %.17g, 20 digits */
-
 /* Field j of a series, `<metric>:<suffix>`, at b; its length. */
 static size_t
 field_text(char *b, uint32_t metric, int j)
@@ -305,35 +465,8 @@ field_text(char *b, uint32_t metric, int j)
 	int n = tally_fmt_u64(b, metric);
 
 	b[n++] = ':';
-	memcpy(b + n, suffix[j], suffix_len[j]);
-	return (size_t)n + suffix_len[j];
-}
-
-/* Value j of a series as schema v2 writes it (the same text as tally_encode_merge()'s). */
-static size_t
-value_text(char *b, const struct tally_slot *s, int j)
-{
-	int n, k;
-
-	switch (j) {
-	case F_COUNT:
-		return (size_t)tally_fmt_u64(b, s->count);
-	case F_SUM:
-		return (size_t)tally_fmt_double(b, TEXT_MAX, s->sum);
-	case F_MIN:
-		return (size_t)tally_fmt_double(b, TEXT_MAX, s->min);
-	case F_MAX:
-		return (size_t)tally_fmt_double(b, TEXT_MAX, s->max);
-	case F_LAST:
-		return (size_t)tally_fmt_double(b, TEXT_MAX, s->last);
-	default:
-		/* zero-padded to 20 digits: times order as strings */
-		n = tally_fmt_u64(b, s->last_ns);
-		memmove(b + 20 - n, b, (size_t)n);
-		for (k = 0; k < 20 - n; k++)
-			b[k] = '0';
-		return 20;
-	}
+	memcpy(b + n, tally_fields[j].suffix, tally_fields[j].len);
+	return (size_t)n + tally_fields[j].len;
 }
 
 /* The applied mark of a chunk, `_applied:<partial id>[:<chunk>]` (as tally_merge2 makes it). */
@@ -346,42 +479,39 @@ applied_text(char *b, size_t cap, const char *partial_id, uint32_t chunk)
 	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
-/*
- * The most a payload takes, whatever the data: per series its six fields and values (a metric
- * id of 10 digits and the suffixes, a count of 20 digits, four doubles of 24 characters, a
- * time of 20) with 2 bytes of framing each; per chunk its applied mark; then the type, the
- * header, the version and the CRC.
- */
-#define SERIES_WORST (F_N * 11 + 20 + 20 + 4 * 24 + 20 + 2 * F_N * 2)
-#define MARK_WORST (TALLY_ENC_ID_LEN + 16 + 4)
-#define PAYLOAD_WORST(n, chunks) ((size_t)(n)*SERIES_WORST + (size_t)(chunks)*MARK_WORST + 32)
-
-_Static_assert(PAYLOAD_WORST(TALLY_ENC_PART_METRICS, TALLY_ENC_PART_CHUNKS) <=
-		       TALLY_ENC_PAYLOAD_MAX,
-	       "a whole part fits one payload");
-_Static_assert(TALLY_ENC_PART_CHUNKS <= 64 && TALLY_ENC_FIELDS_V2 == F_N,
-	       "a part's chunks are bits of a u64; the fold keeps each field of a series");
-
 /* The payload of a new window key holding a part at buf; its length, 0 when it does not fit. */
 static size_t
-put_payload(uint8_t *buf, size_t cap, const struct tally_table *t, const struct tally_enc_entry *en,
-	    const char *partial_id)
+put_payload(struct tally_encoder *e, uint8_t *buf, size_t cap, const struct tally_table *t,
+	    const struct tally_enc_entry *en, const char *partial_id)
 {
 	char mark[TALLY_ENC_ID_LEN + 16], f[TEXT_MAX], v[TEXT_MAX];
 	/* the last chunk's mark is the longest (the most digits) */
 	size_t marklen = applied_text(mark, sizeof(mark), partial_id, en->chunk + en->chunks - 1);
-	uint32_t pairs = en->n * F_N + en->chunks, i;
+	size_t longest = longest_sketch(t, en->first, en->n);
+	uint32_t pairs = en->chunks, i;
 	struct tally_dump d;
 	int j;
 
-	tally_dump_begin(&d, buf, cap, pairs, tally_dump_small(pairs, marklen > 24 ? marklen : 24));
+	for (i = 0; i < en->n; i++)
+		pairs += (uint32_t)series_args(tally_table_at(t, en->first + i), 1) / 2;
+	if (marklen > longest)
+		longest = marklen;
+	tally_dump_begin(&d, buf, cap, pairs, tally_dump_small(pairs, longest > 24 ? longest : 24));
 	for (i = 0; i < en->n; i++) {
 		const struct tally_slot *s = tally_table_at(t, en->first + i);
 
 		for (j = 0; j < F_N; j++) {
-			size_t fl = field_text(f, s->metric_id, j);
-			size_t vl = value_text(v, s, j);
+			size_t fl, vl;
 
+			if (!tally_kind_has(s->kind, (unsigned int)j))
+				continue;
+			fl = field_text(f, s->metric_id, j);
+			if (j == TALLY_FIELD_SKETCH) {
+				vl = sketch_bytes(t, s, e->blob, sizeof(e->blob));
+				tally_dump_pair(&d, f, fl, (const char *)e->blob, vl);
+				continue;
+			}
+			vl = value_text(v, s, j);
 			tally_dump_pair(&d, f, fl, v, vl);
 		}
 	}
@@ -405,10 +535,10 @@ tally_encode_put(struct tally_encoder *e, const struct tally_table *t, uint32_t 
 	while (at < t->series && n < TALLY_ENC_ENTRIES_PER_CALL) {
 		tally_enc_part(t, at, &ent[n]);
 		if (n > 0 && ((one_device && ent[n].device_id != ent[0].device_id) ||
-			      used + PAYLOAD_WORST(ent[n].n, ent[n].chunks) > sizeof(e->payload)))
+			      used + ent[n].bytes > sizeof(e->payload)))
 			break;
 		off[n] = used;
-		len[n] = put_payload(e->payload + used, sizeof(e->payload) - used, t, &ent[n],
+		len[n] = put_payload(e, e->payload + used, sizeof(e->payload) - used, t, &ent[n],
 				     partial_id);
 		if (len[n] == 0)
 			return 0; /* cannot happen: a part fits an empty payload (PAYLOAD_WORST) */
@@ -472,7 +602,8 @@ field_parse(const char *f, size_t len, uint32_t *metric, int *j)
 		return 0;
 	i++;
 	for (k = 0; k < F_N; k++)
-		if (len - i == suffix_len[k] && memcmp(f + i, suffix[k], suffix_len[k]) == 0) {
+		if (len - i == tally_fields[k].len &&
+		    memcmp(f + i, tally_fields[k].suffix, tally_fields[k].len) == 0) {
 			*metric = (uint32_t)m;
 			*j = k;
 			return 1;
@@ -540,69 +671,105 @@ parse_u64(const char *str, size_t len, uint64_t *out)
 }
 
 /*
- * Fold series k of the part (s) with what old holds of it into fo: the count and sum, and
- * which stored texts stay. -1 with *bad the field that is not a number (nothing is written).
+ * Fold series k of the part (s) with what old holds of it into fo, by each field's rule: the
+ * count and sum, the folded sketch (into fo->sk at *sk_used), and which stored texts stay
+ * (fields of other kinds stay as they are). -1 with *bad the field that is not a number or
+ * not a sketch (nothing is written), -2 when fo->sk is full (the part goes by fields).
  */
 static int
-fold_series(struct tally_enc_fold *fo, uint32_t k, const struct tally_slot *s,
-	    const struct tally_hash_view *old, int *bad)
+fold_series(struct tally_enc_fold *fo, uint32_t k, const struct tally_table *t,
+	    const struct tally_slot *s, const struct tally_hash_view *old, int *bad,
+	    uint32_t *sk_used)
 {
 	const int32_t *a = fo->at[k];
 	uint8_t keep = 0;
 	uint64_t c;
 	double o;
+	int j;
 
 	fo->count[k] = s->count;
 	fo->sum[k] = s->sum;
-	fo->keep[k] = 0;
-	if (a[F_COUNT] < 0)
+	for (j = 0; j < F_N; j++)
+		if (!tally_kind_has(s->kind, (unsigned int)j))
+			keep |= (uint8_t)(1u << j);
+	fo->keep[k] = keep;
+	if (s->kind == TALLY_KIND_HISTOGRAM) {
+		/* buckets add: the stored sketch, parsed, plus the part's */
+		struct tally_dds *d = tally_dds_init(fo->dds, TALLY_DDS_CAP_MAX);
+		const struct tally_dds *mine = tally_table_sketch(t, s);
+		const int32_t at = a[TALLY_FIELD_SKETCH];
+		int n;
+
+		*bad = TALLY_FIELD_SKETCH;
+		if (at >= 0 && tally_dds_parse(d, (const uint8_t *)old->value[at],
+					       old->value_len[at]) != 0)
+			return -1;
+		if (mine != NULL)
+			tally_dds_merge(d, mine);
+		n = tally_dds_serialise(d, fo->sk + *sk_used, sizeof(fo->sk) - *sk_used);
+		if (n < 0)
+			return -2;
+		fo->sk_off[k] = *sk_used;
+		fo->sk_len[k] = (uint32_t)n;
+		*sk_used += (uint32_t)n;
+	}
+	if (a[TALLY_FIELD_COUNT] < 0)
 		return 0; /* the metric is new to the key: all ours */
-	*bad = F_COUNT;
-	if (!parse_u64(old->value[a[F_COUNT]], old->value_len[a[F_COUNT]], &c))
+	*bad = TALLY_FIELD_COUNT;
+	if (!parse_u64(old->value[a[TALLY_FIELD_COUNT]], old->value_len[a[TALLY_FIELD_COUNT]], &c))
 		return -1;
 	fo->count[k] = c + s->count;
-	*bad = F_SUM;
-	if (a[F_SUM] >= 0) {
-		if (!parse_double(old->value[a[F_SUM]], old->value_len[a[F_SUM]], &o))
+	*bad = TALLY_FIELD_SUM;
+	if (a[TALLY_FIELD_SUM] >= 0 && !(keep & (1u << TALLY_FIELD_SUM))) {
+		if (!parse_double(old->value[a[TALLY_FIELD_SUM]], old->value_len[a[TALLY_FIELD_SUM]],
+				  &o))
 			return -1;
 		fo->sum[k] = o + s->sum;
 	}
 	/* min and max keep one of the two texts as it is */
-	*bad = F_MIN;
-	if (a[F_MIN] >= 0) {
-		if (!parse_double(old->value[a[F_MIN]], old->value_len[a[F_MIN]], &o))
+	*bad = TALLY_FIELD_MIN;
+	if (a[TALLY_FIELD_MIN] >= 0 && !(keep & (1u << TALLY_FIELD_MIN))) {
+		if (!parse_double(old->value[a[TALLY_FIELD_MIN]], old->value_len[a[TALLY_FIELD_MIN]],
+				  &o))
 			return -1;
 		if (!(s->min < o))
-			keep |= 1u << F_MIN;
+			keep |= 1u << TALLY_FIELD_MIN;
 	}
-	*bad = F_MAX;
-	if (a[F_MAX] >= 0) {
-		if (!parse_double(old->value[a[F_MAX]], old->value_len[a[F_MAX]], &o))
+	*bad = TALLY_FIELD_MAX;
+	if (a[TALLY_FIELD_MAX] >= 0 && !(keep & (1u << TALLY_FIELD_MAX))) {
+		if (!parse_double(old->value[a[TALLY_FIELD_MAX]], old->value_len[a[TALLY_FIELD_MAX]],
+				  &o))
 			return -1;
 		if (!(s->max > o))
-			keep |= 1u << F_MAX;
+			keep |= 1u << TALLY_FIELD_MAX;
 	}
 	/* last by time: the stored one when it is newer (times order as strings) */
-	if (a[F_TS] >= 0) {
+	if (a[TALLY_FIELD_TS] >= 0 && !(keep & (1u << TALLY_FIELD_TS))) {
 		char ts[TEXT_MAX];
-		size_t nl = value_text(ts, s, F_TS), ol = old->value_len[a[F_TS]];
-		int cmp = memcmp(ts, old->value[a[F_TS]], ol < nl ? ol : nl);
+		size_t nl = value_text(ts, s, TALLY_FIELD_TS), ol = old->value_len[a[TALLY_FIELD_TS]];
+		int cmp = memcmp(ts, old->value[a[TALLY_FIELD_TS]], ol < nl ? ol : nl);
 
 		if (cmp < 0 || (cmp == 0 && nl < ol))
-			keep |= 1u << F_LAST | 1u << F_TS;
+			keep |= 1u << TALLY_FIELD_LAST | 1u << TALLY_FIELD_TS;
 	}
 	fo->keep[k] = keep;
 	return 0;
 }
 
-/* The folded text of field j of series k of the part (s), at b; its length. */
+/* The folded value of field j of series k of the part (s): at b (numbers) or in fo->sk. */
 static size_t
-folded_text(char *b, const struct tally_enc_fold *fo, uint32_t k, const struct tally_slot *s, int j)
+folded_value(char *b, const struct tally_enc_fold *fo, uint32_t k, const struct tally_slot *s,
+	     int j, const char **out)
 {
-	if (j == F_COUNT)
+	*out = b;
+	if (j == TALLY_FIELD_COUNT)
 		return (size_t)tally_fmt_u64(b, fo->count[k]);
-	if (j == F_SUM)
+	if (j == TALLY_FIELD_SUM)
 		return (size_t)tally_fmt_double(b, TEXT_MAX, fo->sum[k]);
+	if (j == TALLY_FIELD_SKETCH) {
+		*out = (const char *)fo->sk + fo->sk_off[k];
+		return fo->sk_len[k];
+	}
 	return value_text(b, s, j);
 }
 
@@ -626,8 +793,9 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 	struct tally_dump d;
 	uint64_t skip = 0, all;
 	size_t plen, marklen, longest, len;
-	uint32_t i, c, pairs, lead = UINT32_MAX;
-	int j, k;
+	uint32_t i, c, pairs, lead = UINT32_MAX, sk_used = 0;
+	const char *val;
+	int j, k, rc = 0;
 
 	tally_enc_part(t, pos, &en);
 	ref.chunks = en.chunks;
@@ -667,18 +835,25 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 
 		if (skip & (1ULL << c))
 			continue;
+		j = TALLY_FIELD_COUNT;
+		rc = 0;
 		for (i = from; i < to && i < en.n; i++)
-			if (fold_series(fo, i, tally_table_at(t, en.first + i), old, &j) != 0)
+			if ((rc = fold_series(fo, i, t, tally_table_at(t, en.first + i), old, &j,
+					      &sk_used)) != 0)
 				break;
+		if (rc == -2)
+			return TALLY_FOLD_TOO_BIG;
 		if (i < to && i < en.n) {
 			char why[256], key[TALLY_ENC_ARG_LEN];
 			const int32_t at = fo->at[i][j];
+			int binary = j == TALLY_FIELD_SKETCH;
 
 			snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, en.device_id,
 				 start_ms);
-			snprintf(why, sizeof(why), "tally: %s field %.*s is not a number: %.*s",
-				 key, (int)old->field_len[at], old->field[at],
-				 (int)(old->value_len[at] > 64 ? 64 : old->value_len[at]),
+			snprintf(why, sizeof(why), "tally: %s field %.*s is not a %s: %.*s", key,
+				 (int)old->field_len[at], old->field[at],
+				 binary ? "sketch" : "number",
+				 binary ? 0 : (int)(old->value_len[at] > 64 ? 64 : old->value_len[at]),
 				 old->value[at]);
 			refuse(ctx, en.first + from, why, strlen(why));
 			skip |= 1ULL << c;
@@ -690,6 +865,10 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 	if (skip == all)
 		return TALLY_FOLD_NONE;
 	/* The folded key: old's fields in their order, the part's new fields, its new marks. */
+	for (i = 0; i < en.n; i++)
+		if (folding(skip, i) && tally_table_at(t, en.first + i)->kind == TALLY_KIND_HISTOGRAM &&
+		    fo->sk_len[i] > longest)
+			longest = fo->sk_len[i];
 	pairs = old->n;
 	for (i = 0; i < en.n; i++)
 		for (j = 0; j < F_N && folding(skip, i); j++)
@@ -704,8 +883,8 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 
 		j = o & 7;
 		if (o >= 0 && folding(skip, x) && !(fo->keep[x] & (1u << j))) {
-			len = folded_text(v, fo, x, tally_table_at(t, en.first + x), j);
-			tally_dump_pair(&d, old->field[i], old->field_len[i], v, len);
+			len = folded_value(v, fo, x, tally_table_at(t, en.first + x), j, &val);
+			tally_dump_pair(&d, old->field[i], old->field_len[i], val, len);
 		} else {
 			tally_dump_pair(&d, old->field[i], old->field_len[i], old->value[i],
 					old->value_len[i]);
@@ -718,7 +897,8 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 			if (fo->at[i][j] >= 0 || (fo->keep[i] & (1u << j)))
 				continue;
 			len = field_text(f, s->metric_id, j);
-			tally_dump_pair(&d, f, len, v, folded_text(v, fo, i, s, j));
+			marklen = folded_value(v, fo, i, s, j, &val);
+			tally_dump_pair(&d, f, len, val, marklen);
 		}
 	}
 	for (c = 0; c < en.chunks; c++) {
@@ -747,6 +927,104 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 	e->argvlen[e->argc++] = len;
 	emit(ctx, e->argc, e->argv, e->argvlen, &ref);
 	return TALLY_FOLD_SENT;
+}
+
+#define HLL_KEYS_PER_CALL 64
+
+unsigned int
+tally_encode_hll(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
+		 uint32_t stop, uint64_t start_ms, uint64_t retention_s, int merge,
+		 tally_emit_fn emit, void *ctx)
+{
+	uint32_t i = *pos, end, sel[HLL_KEYS_PER_CALL], n = 0, k;
+	size_t off[HLL_KEYS_PER_CALL], len[HLL_KEYS_PER_CALL], used = 0;
+	struct tally_enc_ref ref = {.chunks = 1};
+	uint64_t dev;
+	int rc;
+
+	if (i >= t->series || t->side_used == 0) {
+		*pos = t->series;
+		return 0;
+	}
+	end = device_end(t, i);
+	end = stop < end ? stop : end;
+	dev = tally_table_at(t, i)->device_id;
+	/* the registers of one device's distinct series, as many as one payload holds */
+	for (; i < end && n < HLL_KEYS_PER_CALL; i++) {
+		if (tally_table_at(t, i)->kind != TALLY_KIND_DISTINCT)
+			continue;
+		rc = tally_table_hll(t, tally_table_at(t, i), e->payload + used,
+				     sizeof(e->payload) - used);
+		if (rc == -ENOSPC)
+			break;
+		if (rc <= 0)
+			continue; /* no side memory was left for it: no registers */
+		sel[n] = i;
+		off[n] = used;
+		len[n++] = (size_t)rc;
+		used += (size_t)rc;
+		if (!merge)
+			break; /* plain commands: one key at a time */
+	}
+	*pos = n > 0 ? sel[n - 1] + 1 : end;
+	if (n == 0)
+		return 0;
+	if (!merge) {
+		char key[TALLY_ENC_ARG_LEN], tmp[TALLY_ENC_ARG_LEN];
+		const uint8_t *hll = e->payload + off[0];
+		size_t hll_len = len[0];
+
+		snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64 ":hll:%" PRIu32, dev,
+			 start_ms, tally_table_at(t, sel[0])->metric_id);
+		snprintf(tmp, sizeof(tmp), "tally:{%" PRIu64 "}:%" PRIu64 ":hll:tmp", dev, start_ms);
+		/*
+		 * The registers go in by a scratch key, as PFMERGE takes keys, not values; in a
+		 * transaction, so another writer's registers never pass through it meanwhile.
+		 */
+		enc_reset(e);
+		enc_arg(e, "MULTI");
+		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
+		enc_reset(e);
+		enc_arg(e, "SET");
+		enc_arg(e, "%s", tmp);
+		e->argv[e->argc] = (const char *)hll;
+		e->argvlen[e->argc++] = hll_len;
+		enc_arg(e, "PX");
+		enc_arg(e, "60000");
+		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
+		enc_reset(e);
+		enc_arg(e, "PFMERGE");
+		enc_arg(e, "%s", key);
+		enc_arg(e, "%s", tmp);
+		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
+		enc_expire(e, key, retention_s, emit, ctx);
+		enc_reset(e);
+		enc_arg(e, "DEL");
+		enc_arg(e, "%s", tmp);
+		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
+		enc_reset(e);
+		enc_arg(e, "EXEC");
+		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
+		return 6;
+	}
+	enc_reset(e);
+	enc_arg(e, "FCALL");
+	enc_arg(e, "tally_pf2");
+	enc_arg(e, "%" PRIu32, n + 1);
+	enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64 ":hll:tmp", dev, start_ms);
+	for (k = 0; k < n; k++)
+		enc_arg(e, "tally:{%" PRIu64 "}:%" PRIu64 ":hll:%" PRIu32, dev, start_ms,
+			tally_table_at(t, sel[k])->metric_id);
+	enc_arg(e, "%" PRIu64, retention_s);
+	for (k = 0; k < n; k++) {
+		e->argv[e->argc] = (const char *)e->payload + off[k];
+		e->argvlen[e->argc++] = len[k];
+	}
+	/* its replies are put down to the series from sel[0]; sent again from the device start */
+	ref.first = sel[0];
+	ref.entries = n;
+	emit(ctx, e->argc, e->argv, e->argvlen, &ref);
+	return 1;
 }
 
 void

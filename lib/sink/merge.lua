@@ -3,8 +3,9 @@
 -- Schema v2: merge one partial window of several devices into Redis, each device once.
 -- KEYS: per device, its window hash and its latest key (a string: the newest window's start).
 -- ARGV: TTL (s), window start (ms), applied field (`_applied:<partial id>`), then per device:
--- chunk k, n, and n arguments: per metric the field/value pairs m:count c m:sum s m:min mn
--- m:max mx m:last l m:ts t (t: time of `last`, 20-digit ns, so string order is time order).
+-- chunk k, n, and n arguments: per metric the field/value pairs of its kind, e.g. m:count c
+-- m:sum s m:min mn m:max mx m:last l m:ts t (t: time of `last`, 20-digit ns, so string
+-- order is time order), or for a histogram m:count m:sum m:min m:max m:sketch.
 -- Returns one reply per device: 1 merged, 0 already applied, or an error (that device only).
 -- Every read and check comes before the first write of a device: Redis does not roll a
 -- failed script back, so a device either merges whole and is marked applied, or not at all.
@@ -24,47 +25,138 @@ local function num(key, field, v)
   return x
 end
 
--- The window key already holds something: fold the partial into what is there.
+-- A sketch (lib/sketch/tally_ddsketch.h, version 1): 'D' 'S' 1 0, then LEB128 varints:
+-- zero, clamped, folded, the bucket count B, and B pairs: the first key zigzag-encoded, each
+-- later one as the gap to the previous minus one, then the count minus one. Counts stay below
+-- 2^53, where Lua's numbers are exact.
+local function bad_sketch(key, field)
+  error('tally: ' .. key .. ' field ' .. field .. ' is not a sketch', 0)
+end
+
+local function uvarint(s, p, key, field)
+  local v, mul = 0, 1
+  while true do
+    local b = string.byte(s, p)
+    if b == nil or mul > 2 ^ 49 then
+      bad_sketch(key, field)
+    end
+    v = v + (b % 128) * mul
+    p = p + 1
+    if b < 128 then
+      return v, p
+    end
+    mul = mul * 128
+  end
+end
+
+local function sketch_read(s, key, field)
+  if string.sub(s, 1, 4) ~= 'DS\1\0' then
+    bad_sketch(key, field)
+  end
+  local h, keys, counts, p, k = {}, {}, {}, 5, 0
+  for i = 1, 4 do
+    h[i], p = uvarint(s, p, key, field)
+  end
+  for b = 1, h[4] do
+    local v, c
+    v, p = uvarint(s, p, key, field)
+    if b == 1 then
+      if v % 2 == 0 then k = v / 2 else k = -(v + 1) / 2 end
+    else
+      k = k + v + 1
+    end
+    c, p = uvarint(s, p, key, field)
+    keys[b], counts[b] = k, c + 1
+  end
+  if p ~= #s + 1 then
+    bad_sketch(key, field)
+  end
+  return h, keys, counts
+end
+
+local function uvarint_put(out, v)
+  repeat
+    local b = v % 128
+    v = (v - b) / 128
+    if v > 0 then b = b + 128 end
+    out[#out + 1] = string.char(b)
+  until v == 0
+end
+
+-- Buckets add key by key (exact: the sink's sketches share one fixed bucket layout).
+local function sketch_merge(key, field, a, b)
+  local ha, ka, ca = sketch_read(a, key, field)
+  local hb, kb, cb = sketch_read(b, key, field)
+  local keys, counts, i, j = {}, {}, 1, 1
+  while i <= #ka or j <= #kb do
+    if j > #kb or (i <= #ka and ka[i] < kb[j]) then
+      keys[#keys + 1], counts[#counts + 1], i = ka[i], ca[i], i + 1
+    elseif i > #ka or kb[j] < ka[i] then
+      keys[#keys + 1], counts[#counts + 1], j = kb[j], cb[j], j + 1
+    else
+      keys[#keys + 1], counts[#counts + 1] = ka[i], ca[i] + cb[j]
+      i, j = i + 1, j + 1
+    end
+  end
+  local out = {'DS\1\0'}
+  for x = 1, 3 do
+    uvarint_put(out, ha[x] + hb[x])
+  end
+  uvarint_put(out, #keys)
+  for x = 1, #keys do
+    if x == 1 then
+      if keys[1] >= 0 then uvarint_put(out, keys[1] * 2) else uvarint_put(out, -keys[1] * 2 - 1) end
+    else
+      uvarint_put(out, keys[x] - keys[x - 1] - 1)
+    end
+    uvarint_put(out, counts[x] - 1)
+  end
+  return table.concat(out)
+end
+
+-- The window key already holds something: fold the partial (field/value pairs of the
+-- fields of each metric's kind, lib/table/tally_aggregate.h) into what is there, field by
+-- field by its rule: count and sum add, min and max keep the smaller / larger text, last
+-- and ts are taken when ts is not older, sketch buckets add; a field not stored is taken.
 local function fold(win, applied, args, first, last)
   local names = {}
-  for i = first, last, 12 do
+  for i = first, last, 2 do
     names[#names + 1] = args[i]
-    names[#names + 1] = args[i + 2]
-    names[#names + 1] = args[i + 4]
-    names[#names + 1] = args[i + 6]
-    names[#names + 1] = args[i + 10]
   end
   local old = redis.call('HMGET', win, unpack(names))
+  local newer = {}
+  for i = first, last, 2 do
+    local m, sfx = string.match(args[i], '^(%d+):(%a+)$')
+    local o = old[(i - first) / 2 + 1]
+    if sfx == 'ts' then
+      newer[m] = not o or args[i + 1] >= o
+    end
+  end
   local f = {applied, '1'}
-  local k = 1
-  for i = first, last, 12 do
-    local oc = old[k]
-    if oc then
-      f[#f + 1] = args[i]
-      f[#f + 1] = string.format('%d', num(win, args[i], oc) + tonumber(args[i + 1]))
-      f[#f + 1] = args[i + 2]
-      f[#f + 1] = string.format('%.17g', num(win, args[i + 2], old[k + 1]) +
-                                tonumber(args[i + 3]))
-      -- min and max are one of the two strings as they are: no reformatting
-      if tonumber(args[i + 5]) < num(win, args[i + 4], old[k + 2]) then
-        f[#f + 1] = args[i + 4]
-        f[#f + 1] = args[i + 5]
-      end
-      if tonumber(args[i + 7]) > num(win, args[i + 6], old[k + 3]) then
-        f[#f + 1] = args[i + 6]
-        f[#f + 1] = args[i + 7]
-      end
-      if not old[k + 4] or args[i + 11] >= old[k + 4] then
-        for j = i + 8, i + 11 do
-          f[#f + 1] = args[j]
-        end
-      end
-    else
-      for j = i, i + 11 do
-        f[#f + 1] = args[j]
+  for i = first, last, 2 do
+    local field, v = args[i], args[i + 1]
+    local m, sfx = string.match(field, '^(%d+):(%a+)$')
+    local o = old[(i - first) / 2 + 1]
+    local put = v
+    if o then
+      if sfx == 'count' then
+        put = string.format('%d', num(win, field, o) + tonumber(v))
+      elseif sfx == 'sum' then
+        put = string.format('%.17g', num(win, field, o) + tonumber(v))
+      elseif sfx == 'min' then
+        if not (tonumber(v) < num(win, field, o)) then put = nil end
+      elseif sfx == 'max' then
+        if not (tonumber(v) > num(win, field, o)) then put = nil end
+      elseif sfx == 'last' or sfx == 'ts' then
+        if newer[m] == false then put = nil end
+      elseif sfx == 'sketch' then
+        put = sketch_merge(win, field, o, v)
       end
     end
-    k = k + 5
+    if put then
+      f[#f + 1] = field
+      f[#f + 1] = put
+    end
   end
   return f
 end
@@ -193,6 +285,33 @@ local function swap(keys, args)
   return restore(win, args[1], args[5], true)
 end
 
+-- KEYS: a scratch key, then the distinct-count keys of one device (one slot). ARGV: TTL (s),
+-- then per key its registers as a Redis HLL string. PFMERGE takes the register-wise max, so
+-- the same registers merged twice change nothing: no applied mark is needed. One reply per
+-- key: 1, or an error for that key alone (WRONGTYPE: not an HLL).
+local function pf(keys, args)
+  local tmp, ttl = keys[1], args[1]
+  local res = {}
+  for i = 2, #keys do
+    local ok, r = pcall(function()
+      redis.call('SET', tmp, args[i], 'PX', 60000)
+      redis.call('PFMERGE', keys[i], tmp)
+      redis.call('EXPIRE', keys[i], ttl)
+    end)
+    if ok then
+      res[#res + 1] = 1
+    else
+      if type(r) == 'table' then
+        r = r.err
+      end
+      res[#res + 1] = redis.error_reply(tostring(r))
+    end
+  end
+  redis.call('DEL', tmp)
+  return res
+end
+
 redis.register_function('tally_merge2', merge)
 redis.register_function('tally_put2', put)
 redis.register_function('tally_swap2', swap)
+redis.register_function('tally_pf2', pf)

@@ -29,6 +29,7 @@ enum pend_kind {
 	PEND_COPY,   /* a refused chunk's copy to tally:refused */
 	PEND_ASKING, /* the ASKING before a command sent after an ASK redirect */
 	PEND_WAIT,   /* WAIT after a batch (--redis-wait-replicas) */
+	PEND_HLL,    /* FCALL tally_pf2: distinct series' registers, from series `first` */
 };
 
 struct pend {
@@ -131,6 +132,7 @@ struct tally_sink {
 	uint64_t top_dev;	   /* device whose records are being summed for the top */
 	uint64_t top_records;
 	uint64_t *refused_bits;	   /* chunk starts of this window already refused (one bit each) */
+	uint64_t *hll_refused_bits; /* distinct series of this window whose registers were */
 	uint32_t fold_next;	   /* the part after the last one put2 found existing, or -1 */
 	uint64_t refused_log_ms;   /* when refusals were last logged */
 	uint64_t refused_unlogged; /* refusals since */
@@ -542,8 +544,11 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	 */
 	s->pend_cap = 5 * (s->conf.flush_batch + BATCH_OVER);
 	s->redo = calloc(s->conf.flush_batch + BATCH_OVER, sizeof(*s->redo));
-	if (s->conf.max_series > 0)
-		s->refused_bits = calloc((s->conf.max_series + 63) / 64, sizeof(uint64_t));
+	if (s->conf.max_series > 0) {
+		s->refused_bits = calloc(2 * ((s->conf.max_series + 63) / 64), sizeof(uint64_t));
+		if (s->refused_bits != NULL)
+			s->hll_refused_bits = s->refused_bits + (s->conf.max_series + 63) / 64;
+	}
 	if (s->redo == NULL || (s->conf.max_series > 0 && s->refused_bits == NULL)) {
 		snprintf(err, errlen, "out of memory");
 		free(s->redo);
@@ -879,11 +884,18 @@ refuse_entry(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
 		const struct tally_slot *x = tally_table_at(s->win, e.first + i);
 
 		at += (size_t)snprintf(b + at, cap - at,
-				       "%s{\"metric\":%u,\"count\":%" PRIu64 ",\"sum\":%.17g,"
-				       "\"min\":%.17g,\"max\":%.17g,\"last\":%.17g,\"ts\":%" PRIu64
-				       "}",
-				       i ? "," : "", x->metric_id, x->count, x->sum, x->min, x->max,
-				       x->last, x->last_ns);
+				       "%s{\"metric\":%u,\"kind\":\"%s\",\"count\":%" PRIu64,
+				       i ? "," : "", x->metric_id, tally_kind_name(tally_kind_of(x->kind)),
+				       x->count);
+		if (at < cap && x->kind != TALLY_KIND_DISTINCT)
+			at += (size_t)snprintf(b + at, cap - at,
+					       ",\"sum\":%.17g,\"min\":%.17g,\"max\":%.17g", x->sum,
+					       x->min, x->max);
+		if (at < cap && !tally_kind_side(x->kind))
+			at += (size_t)snprintf(b + at, cap - at, ",\"last\":%.17g,\"ts\":%" PRIu64,
+					       x->last, x->last_ns);
+		if (at < cap)
+			at += (size_t)snprintf(b + at, cap - at, "}");
 	}
 	at += (size_t)snprintf(b + at, at < cap ? cap - at : 0, "]}");
 	argv[0] = "LPUSH";
@@ -955,7 +967,7 @@ redo_add(struct tally_sink *s, const struct pend *p, int node)
  * the entries encoded.
  */
 static unsigned int
-encode_data(struct tally_sink *s, uint32_t *pos, int one_device, int fields)
+encode_rows(struct tally_sink *s, uint32_t *pos, int one_device, int fields)
 {
 	if (!s->conf.merge) {
 		s->emit_kind = PEND_DATA;
@@ -970,6 +982,38 @@ encode_data(struct tally_sink *s, uint32_t *pos, int one_device, int fields)
 	s->emit_kind = PEND_PUT;
 	return tally_encode_put(&s->enc, s->win, pos, s->win_start, s->conf.retention_s, s->win_id,
 				one_device, emit, s);
+}
+
+/*
+ * The registers of the distinct series among [first, end): into their own keys, after the
+ * window key's data (PFMERGE is idempotent: sending them again with the data is harmless).
+ */
+static void
+encode_hll(struct tally_sink *s, uint32_t first, uint32_t end)
+{
+	uint32_t pos = first;
+
+	if (s->win->side_used == 0)
+		return;
+	s->emit_kind = PEND_HLL;
+	while (pos < end) {
+		uint32_t at = pos;
+
+		tally_encode_hll(&s->enc, s->win, &pos, end, s->win_start, s->conf.retention_s,
+				 s->conf.merge, emit, s);
+		if (pos <= at)
+			break;
+	}
+}
+
+static unsigned int
+encode_data(struct tally_sink *s, uint32_t *pos, int one_device, int fields)
+{
+	uint32_t first = *pos;
+	unsigned int n = encode_rows(s, pos, one_device, fields);
+
+	encode_hll(s, first, *pos);
+	return n;
 }
 
 /* The part at pos goes to a window key that exists: read it (HGETALL) to fold into it. */
@@ -1099,10 +1143,52 @@ redirect(struct tally_sink *s, const struct pend *p, const redisReply *r)
 	 * Data of the merge mode is sent again chunk by chunk; the stats and the top are written
 	 * again soon anyway. In hset mode (EXPIRE, SET of latest go with the data) the window.
 	 */
-	if (pend_data(p->kind) && s->conf.merge)
+	if (p->kind == PEND_HLL && s->win != NULL && p->first < s->win->series) {
+		/* the device again from its start: its data (idempotent) and its registers */
+		uint32_t first = p->first;
+
+		while (first > 0 && tally_table_at(s->win, first - 1)->device_id ==
+					    tally_table_at(s->win, p->first)->device_id)
+			first--;
+		redo_at(s, first, tally_enc_device_end(s->win, p->first), node, 0);
+	} else if (pend_data(p->kind) && s->conf.merge)
 		redo_add(s, p, node);
 	else if (!s->conf.merge && p->kind != PEND_ASKING)
 		s->restart = 1;
+}
+
+/*
+ * Redis refused the registers of distinct series pos for what they are (its key holds
+ * another type): counted with its records, logged now and then; the series' count in the
+ * window key is written all the same, and the rest of the window goes on.
+ */
+static void
+hll_refused(struct tally_sink *s, uint32_t pos, const char *why, size_t whylen)
+{
+	const struct tally_slot *x;
+
+	if (s->win == NULL || pos >= s->win->series)
+		return;
+	if (s->hll_refused_bits != NULL && pos < s->conf.max_series) {
+		if (s->hll_refused_bits[pos / 64] & (1ULL << (pos % 64)))
+			return;
+		s->hll_refused_bits[pos / 64] |= 1ULL << (pos % 64);
+	}
+	x = tally_table_at(s->win, pos);
+	s->st.refused++;
+	s->st.refused_records += x->count;
+	if (s->now_ms >= s->refused_log_ms + REFUSED_LOG_MS) {
+		sink_log(s, 1,
+			 "Redis refused tally:{%" PRIu64 "}:%" PRIu64 ":hll:%" PRIu32
+			 " (the distinct count of %" PRIu64 " records): %.*s; %" PRIu64
+			 " more refused since the last line",
+			 x->device_id, s->win_start, x->metric_id, x->count,
+			 (int)(whylen > 200 ? 200 : whylen), why, s->refused_unlogged);
+		s->refused_log_ms = s->now_ms;
+		s->refused_unlogged = 0;
+	} else {
+		s->refused_unlogged++;
+	}
 }
 
 /* The reply of one pending command; returns its class for the batch. */
@@ -1161,6 +1247,25 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 		}
 		return REPLY_OK;
 	}
+	if (p->kind == PEND_HLL && r->type == REDIS_REPLY_ARRAY) {
+		/* tally_pf2: one reply per key, in the order of the distinct series from first */
+		for (i = 0; i < r->elements && i < p->entries && s->win != NULL; i++) {
+			const redisReply *x = r->element[i];
+
+			/* the encoder's order: distinct series that have registers */
+			while (pos < s->win->series &&
+			       (tally_table_at(s->win, pos)->kind != TALLY_KIND_DISTINCT ||
+				tally_table_at(s->win, pos)->side == 0))
+				pos++;
+			if (x->type == REDIS_REPLY_ERROR) {
+				if (classify(x) != REPLY_DATA)
+					return REPLY_NOT_NOW;
+				hll_refused(s, pos, x->str, x->len);
+			}
+			pos++;
+		}
+		return REPLY_OK;
+	}
 	if (p->kind == PEND_READ && r->type == REDIS_REPLY_ARRAY && s->win != NULL &&
 	    pos < s->win->series) {
 		fold_reply(s, pos, r);
@@ -1201,6 +1306,8 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 	}
 	if (p->kind == PEND_COPY)
 		s->st.refused_lost++;
+	if (p->kind == PEND_HLL)
+		s->st.refused += p->entries; /* the registers of every key of the call */
 	if (s->now_ms >= s->refused_log_ms + REFUSED_LOG_MS) {
 		sink_log(s, 1, "Redis refused a command: %.*s", (int)(r->len > 200 ? 200 : r->len),
 			 r->str);
@@ -1537,9 +1644,13 @@ tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t st
 	s->restart = 0;
 	s->fold_next = UINT32_MAX;
 	if (s->refused_bits != NULL)
-		memset(s->refused_bits, 0,
-		       (((t->series < s->conf.max_series ? t->series : s->conf.max_series) + 63) /
-			64) * sizeof(uint64_t));
+	{
+		size_t words = ((t->series < s->conf.max_series ? t->series : s->conf.max_series) +
+				63) / 64;
+
+		memset(s->refused_bits, 0, words * sizeof(uint64_t));
+		memset(s->hll_refused_bits, 0, words * sizeof(uint64_t));
+	}
 	snprintf(s->win_id, sizeof(s->win_id), "%s", partial_id ? partial_id : s->partial_id);
 	tally_top_reset(&s->top);
 	s->top_records = 0;

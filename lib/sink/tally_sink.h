@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tally_ddsketch.h"
+#include "tally_hll.h"
 #include "tally_table.h"
 
 /*
@@ -14,8 +16,7 @@
  * chunk (tally_merge2 one chunk per entry, tally_put2 and tally_swap2 a part), it counts once.
  */
 #define TALLY_ENC_METRICS_PER_CMD 64
-#define TALLY_ENC_FIELDS_PER_METRIC 5 /* --redis-write hset; merge adds <metric>:ts */
-#define TALLY_ENC_FIELDS_V2 6
+#define TALLY_ENC_FIELDS_V2 TALLY_FIELDS_N /* tally_aggregate.h: the fields a series may have */
 #define TALLY_ENC_ENTRIES_PER_CALL 16 /* device chunks per FCALL tally_merge2, parts per put2 */
 #define TALLY_ENC_MAX_ARGS 2048
 #define TALLY_ENC_ARG_LEN 48
@@ -57,6 +58,7 @@ struct tally_enc_entry {
 	uint32_t n;	 /* series */
 	uint32_t chunk;	 /* its first chunk of the device (0 for devices of <= 64 metrics) */
 	uint32_t chunks; /* chunks: 1 for a chunk, up to TALLY_ENC_PART_CHUNKS for a part */
+	uint32_t bytes;	 /* parts: the most their payload can take */
 };
 
 /* Receives one encoded command; argv is valid only during the call. */
@@ -73,7 +75,16 @@ struct tally_enc_fold {
 	uint8_t keep[TALLY_ENC_PART_METRICS];
 	/* per field of old: the part's series and field it holds (series * 8 + field), or -1 */
 	int32_t of[TALLY_ENC_FOLD_PAIRS];
+	/* per series of the part: its folded sketch, at sk[sk_off] (histograms) */
+	uint32_t sk_off[TALLY_ENC_PART_METRICS];
+	uint32_t sk_len[TALLY_ENC_PART_METRICS];
+	uint8_t sk[TALLY_ENC_PAYLOAD_MAX];
+	/* the sketch being folded: any bucket of the range fits */
+	uint64_t dds[(32 + 10 * TALLY_DDS_CAP_MAX + 7) / 8];
 };
+
+/* The most bytes one serialised sketch of a window table takes (TALLY_SKETCH_CAP buckets). */
+#define TALLY_ENC_SKETCH_MAX (44 + 12 * TALLY_SKETCH_CAP)
 
 /* Scratch space for one command; lives with the caller so no allocation is needed. */
 struct tally_encoder {
@@ -84,6 +95,9 @@ struct tally_encoder {
 	char id[TALLY_ENC_ID_LEN];
 	char mark[TALLY_ENC_ID_LEN + 16];
 	uint8_t payload[TALLY_ENC_PAYLOAD_MAX];
+	uint32_t blob_used; /* plain writes: the sketches and HLLs of a command, in payload */
+	uint8_t blob[TALLY_HLL_DENSE_SIZE > TALLY_ENC_SKETCH_MAX ? TALLY_HLL_DENSE_SIZE
+								: TALLY_ENC_SKETCH_MAX];
 	struct tally_enc_fold fold;
 };
 
@@ -181,6 +195,22 @@ int tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint
 		      uint64_t start_ms, uint64_t retention_s, const char *partial_id,
 		      const struct tally_hash_view *old, tally_refuse_fn refuse, tally_emit_fn emit,
 		      void *ctx);
+
+/*
+ * The registers of the distinct series of one device from series *pos on (up to the device's
+ * end or stop), merged into their own keys `tally:{dev}:<start>:hll:<metric>` (PFMERGE: register-wise
+ * max, so sending them twice changes nothing): with merge, `FCALL tally_pf2` (one reply per
+ * key: 1, or an error for that key alone); else SET of a scratch key, PFMERGE, EXPIRE, DEL
+ * in a MULTI.
+ * Advances *pos to the next series not written (the device's end when all are); returns the
+ * commands emitted, 0 when the device has no distinct series left.
+ */
+unsigned int tally_encode_hll(struct tally_encoder *e, const struct tally_table *t, uint32_t *pos,
+			      uint32_t stop, uint64_t start_ms, uint64_t retention_s, int merge,
+			      tally_emit_fn emit, void *ctx);
+
+/* One past the last series of the device whose series include pos (a sorted table). */
+uint32_t tally_enc_device_end(const struct tally_table *t, uint32_t pos);
 
 /* The device chunk that starts at series pos of a sorted table (pos at a chunk start). */
 void tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out);

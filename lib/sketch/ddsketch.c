@@ -133,17 +133,20 @@ sat_add(uint64_t a, uint64_t b)
 static inline int
 dds_find(const struct tally_dds *s, int key)
 {
-	const int16_t *keys = dds_keys(s);
-	int lo = 0, hi = s->used;
+	const int16_t *keys = dds_keys(s), *base = keys;
+	int n = s->used, lo;
 
-	while (lo < hi) {
-		int mid = (lo + hi) >> 1;
+	/*
+	 * Branch-free lower bound (the step is a conditional move): the keys a series' values
+	 * land in are random, so a branch per level would be mispredicted half the time.
+	 */
+	while (n > 1) {
+		int half = n >> 1;
 
-		if (keys[mid] < key)
-			lo = mid + 1;
-		else
-			hi = mid;
+		base = base[half - 1] < key ? base + half : base;
+		n -= half;
 	}
+	lo = (int)(base - keys) + (n == 1 && *base < key);
 	if (lo < s->used && keys[lo] == key)
 		return lo;
 	return -lo - 1;
@@ -486,4 +489,39 @@ tally_dds_parse(struct tally_dds *s, const uint8_t *buf, size_t len)
 {
 	tally_dds_reset(s);
 	return tally_dds_merge_bytes(s, buf, len);
+}
+
+/* The first n header varints of a serialised sketch into v: 0 or -EINVAL. */
+static int
+dds_header(const uint8_t *buf, size_t len, uint64_t *v, int n)
+{
+	const uint8_t *p = buf, *end = buf + len;
+	int i;
+
+	if (buf == NULL || len < TALLY_DDS_HDR_LEN || p[0] != TALLY_DDS_MAGIC0 ||
+	    p[1] != TALLY_DDS_MAGIC1 || p[2] != TALLY_DDS_VERSION || p[3] != 0)
+		return -EINVAL;
+	p += TALLY_DDS_HDR_LEN;
+	for (i = 0; i < n; i++) /* zero, clamped, folded, then the bucket count */
+		if ((p = varint_get(p, end, &v[i])) == NULL)
+			return -EINVAL;
+	return 0;
+}
+
+int
+tally_dds_bytes_buckets(const uint8_t *buf, size_t len)
+{
+	uint64_t v[4];
+
+	if (dds_header(buf, len, v, 4) != 0 || v[3] > TALLY_DDS_CAP_MAX)
+		return -EINVAL;
+	return (int)v[3];
+}
+
+uint64_t
+tally_dds_bytes_folded(const uint8_t *buf, size_t len)
+{
+	uint64_t v[3];
+
+	return dds_header(buf, len, v, 3) == 0 ? v[2] : 0;
 }

@@ -172,6 +172,69 @@ tally_hll_add_u64(struct tally_hll *h, uint64_t v)
 	return hll_add_hash(h, tally_murmur64a(le, sizeof(le), TALLY_HLL_SEED));
 }
 
+unsigned int
+tally_hll_pattern_u64(uint64_t v, uint32_t *idx)
+{
+	uint8_t le[8];
+	uint64_t hash, rest;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		le[i] = (uint8_t)(v >> (8 * i));
+	hash = tally_murmur64a(le, sizeof(le), TALLY_HLL_SEED);
+	*idx = (uint32_t)(hash & (TALLY_HLL_REGISTERS - 1));
+	rest = (hash >> TALLY_HLL_P) | (1ull << TALLY_HLL_Q);
+	return (unsigned int)__builtin_ctzll(rest) + 1;
+}
+
+/* A run of n zero registers as sparse opcodes (ZERO up to 64, XZERO up to 16,384). */
+static uint8_t *
+sparse_zeros(uint8_t *p, uint32_t n)
+{
+	while (n > 0) {
+		uint32_t run = n > TALLY_HLL_REGISTERS ? TALLY_HLL_REGISTERS : n;
+
+		if (run <= 64) {
+			*p++ = (uint8_t)(run - 1);
+		} else {
+			*p++ = (uint8_t)(0x40 | ((run - 1) >> 8));
+			*p++ = (uint8_t)((run - 1) & 0xff);
+		}
+		n -= run;
+	}
+	return p;
+}
+
+int
+tally_hll_write_sparse(const uint32_t *regs, uint32_t n, uint8_t *buf, size_t len)
+{
+	uint8_t *p = buf + TALLY_HLL_HDR_SIZE;
+	uint32_t next = 0, i = 0;
+
+	if (len < TALLY_HLL_SPARSE_SIZE(n))
+		return -ENOSPC;
+	memcpy(buf, "HYLL", 4);
+	buf[4] = TALLY_HLL_SPARSE;
+	memset(buf + 5, 0, TALLY_HLL_HDR_SIZE - 5);
+	buf[15] = 0x80; /* the cached cardinality is not valid: PFCOUNT computes it */
+	while (i < n) {
+		uint32_t idx = regs[i] >> 6, val = regs[i] & 0x3f, run = 1;
+
+		if (val == 0 || val > 32 || idx < next || idx >= TALLY_HLL_REGISTERS)
+			return val > 32 ? -ERANGE : -EINVAL;
+		/* VAL: up to 4 adjacent registers of one value in one byte */
+		while (run < 4 && i + run < n && regs[i + run] >> 6 == idx + run &&
+		       (regs[i + run] & 0x3f) == val)
+			run++;
+		p = sparse_zeros(p, idx - next);
+		*p++ = (uint8_t)(0x80 | (val - 1) << 2 | (run - 1));
+		next = idx + run;
+		i += run;
+	}
+	p = sparse_zeros(p, TALLY_HLL_REGISTERS - next);
+	return (int)(p - buf);
+}
+
 void
 tally_hll_merge(struct tally_hll *dst, const struct tally_hll *src)
 {

@@ -126,6 +126,12 @@ size_t tally_dds_serial_size(const struct tally_dds *s);
  */
 int tally_dds_merge_bytes(struct tally_dds *dst, const uint8_t *buf, size_t len);
 
+/* The number of buckets a serialised sketch holds (its header only is read), or -EINVAL. */
+int tally_dds_bytes_buckets(const uint8_t *buf, size_t len);
+
+/* The folded count a serialised sketch carries (its header only is read; 0 if it is bad). */
+uint64_t tally_dds_bytes_folded(const uint8_t *buf, size_t len);
+
 /* Reset s and read a serialised sketch into it: 0 or -EINVAL (s is then empty). */
 int tally_dds_parse(struct tally_dds *s, const uint8_t *buf, size_t len);
 

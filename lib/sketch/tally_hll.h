@@ -49,6 +49,23 @@ int tally_hll_add(struct tally_hll *h, const void *ele, size_t len);
 /* Add tally's element for a record: its 8 value bytes as on the wire (v little-endian). */
 int tally_hll_add_u64(struct tally_hll *h, uint64_t v);
 
+/*
+ * The register tally's element v (its 8 bytes little-endian) goes to, into *idx, and the value
+ * it offers there (1..51): what tally_hll_add_u64() raises that register to.
+ */
+unsigned int tally_hll_pattern_u64(uint64_t v, uint32_t *idx);
+
+/* Bytes of the sparse string of n registers at most (tally_hll_write_sparse()). */
+#define TALLY_HLL_SPARSE_SIZE(n) (TALLY_HLL_HDR_SIZE + 3 * (size_t)(n) + 2)
+
+/*
+ * Write Redis's sparse HLL string of the registers in regs (n entries idx << 6 | value, idx
+ * ascending and distinct, values 1..51; every other register 0) into buf, with the cached
+ * cardinality marked stale. Its length; -ERANGE when a value is over 32 (sparse cannot hold
+ * it: write the dense form), -ENOSPC when len is short (TALLY_HLL_SPARSE_SIZE(n) suffices).
+ */
+int tally_hll_write_sparse(const uint32_t *regs, uint32_t n, uint8_t *buf, size_t len);
+
 /* Register idx (< TALLY_HLL_REGISTERS), 0..63. */
 unsigned int tally_hll_register(const struct tally_hll *h, uint32_t idx);
 

@@ -14,6 +14,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "tally_ddsketch.h"
+#include "tally_hll.h"
 #include "tally_spool.h"
 
 #define SPOOL_MAGIC 0x31505354u /* "TSP1" */
@@ -27,9 +29,19 @@ struct spool_hdr {
 	uint32_t nseries;
 	uint32_t payload_crc;
 	uint16_t id_len;
-	uint16_t reserved;
+	uint16_t flags; /* SPOOL_F_SIDE: the series are followed by their side state */
 	uint32_t hdr_crc;
 };
+
+/*
+ * The side state of histogram and distinct series (a serialised sketch, a Redis HLL string)
+ * follows the series, in their order, each as long as its series' `last_ns` says. Versions
+ * before it write flags 0 and no such bytes.
+ */
+#define SPOOL_F_SIDE 1
+#define SIDE_BLOB_MAX (TALLY_HLL_DENSE_SIZE > 44 + 12 * TALLY_DDS_CAP_MAX                          \
+			       ? TALLY_HLL_DENSE_SIZE                                              \
+			       : 44 + 12 * TALLY_DDS_CAP_MAX)
 
 _Static_assert(sizeof(struct spool_hdr) == 32, "spool record header");
 
@@ -316,12 +328,49 @@ write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* Bytes the records of series [first, end) take: headers, ids, series. */
+/* The side state of series sl of t as bytes into buf (SIDE_BLOB_MAX): its length, 0: none. */
+static size_t
+side_blob(const struct tally_table *t, const struct tally_slot *sl, uint8_t *buf)
+{
+	const struct tally_dds *d;
+	int n;
+
+	if (sl->kind == TALLY_KIND_HISTOGRAM) {
+		d = tally_table_sketch(t, sl);
+		n = d != NULL ? tally_dds_serialise(d, buf, SIDE_BLOB_MAX) : 0;
+	} else {
+		n = tally_table_hll(t, sl, buf, SIDE_BLOB_MAX);
+	}
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* Bytes of side state the series [first, end) of t carry. */
 static uint64_t
-rec_bytes(uint32_t nseries, size_t id_len)
+side_bytes(const struct tally_table *t, uint32_t first, uint32_t end, uint8_t *scratch)
+{
+	uint64_t n = 0;
+	uint32_t i;
+
+	for (i = first; i < end; i++) {
+		const struct tally_slot *sl = tally_table_at(t, i);
+
+		if (!tally_kind_side(sl->kind))
+			continue;
+		if (sl->kind == TALLY_KIND_HISTOGRAM)
+			n += tally_table_sketch(t, sl) ? tally_dds_serial_size(tally_table_sketch(t, sl))
+						       : 0;
+		else
+			n += side_blob(t, sl, scratch);
+	}
+	return n;
+}
+
+/* Bytes the records of series [first, end) take: headers, ids, series, side state. */
+static uint64_t
+rec_bytes(uint32_t nseries, size_t id_len, uint64_t side)
 {
 	return sizeof(struct spool_hdr) + id_len +
-	       (uint64_t)nseries * sizeof(struct tally_spool_series);
+	       (uint64_t)nseries * sizeof(struct tally_spool_series) + side;
 }
 
 /* End of a record starting at first: about 1024 series, never splitting a device. */
@@ -362,22 +411,31 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 	size_t id_len = strlen(partial_id);
 	uint64_t total = 0, start_off;
 	uint32_t first, end;
+	uint8_t *blob;
 	int rc;
 
 	if (id_len >= sizeof(((struct tally_spool_rec *)0)->partial_id))
 		return -EINVAL;
+	blob = malloc(SIDE_BLOB_MAX);
+	if (blob == NULL) {
+		s->st.last_errno = ENOMEM;
+		s->st.write_errors++;
+		return -EIO;
+	}
 	/* The table is sorted by device (the sink sorts before writing), so parts are whole. */
 	for (first = 0; first < t->series; first = end) {
 		end = rec_end(t, first);
-		total += rec_bytes(end - first, id_len);
+		total += rec_bytes(end - first, id_len, side_bytes(t, first, end, blob));
 	}
 	if (make_room(s, total) != 0) {
+		free(blob);
 		s->st.dropped_new++;
 		return -ENOSPC;
 	}
 	if (s->fd >= 0 && s->seg_bytes > 0 && s->seg_bytes + total > s->seg_max)
 		seg_finish(s);
 	if (s->fd < 0 && (rc = seg_start(s)) != 0) {
+		free(blob);
 		s->st.write_errors++;
 		return rc;
 	}
@@ -385,13 +443,14 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 	for (first = 0; first < t->series; first = end) {
 		struct tally_spool_series *ser;
 		struct spool_hdr *h;
-		uint64_t len;
-		uint8_t *rec;
+		uint64_t len, side = 0;
+		uint8_t *rec, *sides;
 		uint32_t i;
 		int wr;
 
 		end = rec_end(t, first);
-		len = rec_bytes(end - first, id_len);
+		side = side_bytes(t, first, end, blob);
+		len = rec_bytes(end - first, id_len, side);
 		rec = calloc(1, len);
 		if (rec == NULL) {
 			s->st.last_errno = ENOMEM;
@@ -402,9 +461,11 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 		h->window_start = window_start;
 		h->nseries = end - first;
 		h->id_len = (uint16_t)id_len;
+		h->flags = SPOOL_F_SIDE;
 		h->payload_len = (uint32_t)(len - sizeof(*h));
 		memcpy(rec + sizeof(*h), partial_id, id_len);
 		ser = (struct tally_spool_series *)(rec + sizeof(*h) + id_len);
+		sides = (uint8_t *)(ser + (end - first));
 		for (i = first; i < end; i++) {
 			const struct tally_slot *sl = tally_table_at(t, i);
 			struct tally_spool_series x = {.device_id = sl->device_id,
@@ -417,6 +478,15 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 						       .last = sl->last,
 						       .last_ns = sl->last_ns};
 
+			if (tally_kind_side(sl->kind)) {
+				/* last_ns: the length of its side state, which follows the series */
+				size_t n = side_blob(t, sl, blob);
+
+				x.last = 0;
+				x.last_ns = n;
+				memcpy(sides, blob, n);
+				sides += n;
+			}
 			memcpy(&ser[i - first], &x, sizeof(x));
 		}
 		h->payload_crc = tally_crc32c(0, rec + sizeof(*h), h->payload_len);
@@ -429,6 +499,8 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 		}
 		s->st.records++;
 	}
+	free(blob);
+	blob = NULL;
 	/* Durable before the window is let go: a power loss keeps what was acknowledged. */
 	if (fdatasync(s->fd) != 0) {
 		s->st.last_errno = errno;
@@ -439,6 +511,7 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 	s->st.windows++;
 	return 0;
 fail:
+	free(blob);
 	/* No torn record in the middle of a segment: cut the failed append off again. */
 	if (ftruncate(s->fd, (off_t)start_off) != 0)
 		seg_finish(s);
@@ -542,11 +615,32 @@ damaged(struct tally_spool *s, struct tally_spool_iter *it)
 	s->damaged_seq = s->reading_seq;
 }
 
+/* The side state lengths of a record's series add up to exactly the bytes behind them. */
+static int
+spool_side_check(const struct tally_spool_rec *rec)
+{
+	uint64_t n = 0;
+	uint32_t i;
+
+	for (i = 0; i < rec->nseries; i++) {
+		uint64_t len = rec->series[i].last_ns;
+
+		if (!tally_kind_side(rec->series[i].kind))
+			continue;
+		/* each length within what is left, so no sum of them can wrap around */
+		if (len > rec->side_len - n)
+			return -EINVAL;
+		n += len;
+	}
+	return n == rec->side_len ? 0 : -EINVAL;
+}
+
 int
 tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 		      struct tally_spool_rec *rec)
 {
 	const uint8_t *p = it->map;
+	uint64_t fixed;
 
 	while (it->off < it->len) {
 		struct spool_hdr h;
@@ -571,8 +665,9 @@ tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 			break;
 		}
 		it->off = off + sizeof(h) + h.payload_len;
-		if (h.payload_len != h.id_len + (uint64_t)h.nseries * sizeof(*rec->series) ||
-		    h.id_len >= sizeof(rec->partial_id) ||
+		fixed = h.id_len + (uint64_t)h.nseries * sizeof(*rec->series);
+		if (h.payload_len < fixed || (h.flags == 0 && h.payload_len != fixed) ||
+		    (h.flags & ~SPOOL_F_SIDE) != 0 || h.id_len >= sizeof(rec->partial_id) ||
 		    tally_crc32c(0, p + off + sizeof(h), h.payload_len) != h.payload_crc) {
 			damaged(s, it);
 			continue;
@@ -583,12 +678,18 @@ tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 		rec->nseries = h.nseries;
 		/* The series follow an id of any length: copy them to aligned memory. */
 		free(it->aligned);
-		it->aligned = malloc((size_t)h.nseries * sizeof(*rec->series) + 1);
+		it->aligned = malloc((size_t)h.payload_len - h.id_len + 1);
 		if (it->aligned == NULL)
 			return -ENOMEM;
-		memcpy(it->aligned, p + off + sizeof(h) + h.id_len,
-		       (size_t)h.nseries * sizeof(*rec->series));
+		memcpy(it->aligned, p + off + sizeof(h) + h.id_len, (size_t)h.payload_len - h.id_len);
 		rec->series = it->aligned;
+		rec->side = (const uint8_t *)(rec->series + h.nseries);
+		rec->side_len = h.payload_len - fixed;
+		rec->has_side = (h.flags & SPOOL_F_SIDE) != 0;
+		if (rec->has_side && spool_side_check(rec) != 0) {
+			damaged(s, it);
+			continue;
+		}
 		s->st.replayed++;
 		return 1;
 	}

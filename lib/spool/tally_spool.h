@@ -17,7 +17,11 @@ enum tally_spool_policy {
 	TALLY_SPOOL_DROP_OLDEST,  /* delete the oldest segment to make room */
 };
 
-/* One series as spooled (64 bytes, little-endian, as in memory). */
+/*
+ * One series as spooled (64 bytes, little-endian, as in memory). A histogram or distinct
+ * series has last = 0 and last_ns = the length of its side state (tally_dds_serialise()
+ * bytes, or a Redis HLL string), which follows the record's series in their order.
+ */
 struct tally_spool_series {
 	uint64_t device_id;
 	uint32_t metric_id;
@@ -106,6 +110,9 @@ struct tally_spool_rec {
 	char partial_id[256];
 	uint32_t nseries;
 	const struct tally_spool_series *series; /* valid during the callback */
+	const uint8_t *side; /* the side state of its histogram and distinct series, in order */
+	uint64_t side_len;
+	int has_side; /* 0: written by a version before side state (kinds 3, 4 are gauges) */
 };
 
 /*

@@ -42,6 +42,9 @@
 	_(flush_lag_ms)	   /* last window end -> its last Redis ack */                             \
 	_(merge_full)	   /* records lost because a merged window table was full */               \
 	_(merge_late)	   /* records of a window already written (should stay 0) */               \
+	_(side_full)	   /* histogram/distinct records without side memory, not stored */        \
+	_(kind_mismatch)   /* records of another kind than their series' (stored as its kind) */   \
+	_(sketch_folded)   /* histogram values put in a neighbouring bucket: sketch memory spent */\
 	_(breaker_state)   /* 0 closed, 1 open, 2 half-open */                                     \
 	_(breaker_opens)                                                                           \
 	_(redis_failures) /* failed flushes and connects */                                        \

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Layout, reset, merge and ordering of the per-lcore aggregation table. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tally_ddsketch.h"
+#include "tally_hll.h"
 #include "tally_table.h"
 
 #define TABLE_MAX_SERIES (1u << 30)
@@ -24,23 +27,23 @@ align64(size_t n)
 }
 
 size_t
-tally_table_memsize(uint32_t max_series)
+tally_table_memsize(uint32_t max_series, uint64_t side_bytes)
 {
-	if (max_series == 0 || max_series > TABLE_MAX_SERIES)
+	if (max_series == 0 || max_series > TABLE_MAX_SERIES || side_bytes > TALLY_TABLE_SIDE_MAX)
 		return 0;
 	return align64(sizeof(struct tally_table)) +
 	       slot_count(max_series) * sizeof(struct tally_slot) +
-	       align64((size_t)max_series * sizeof(uint32_t));
+	       align64((size_t)max_series * sizeof(uint32_t)) + align64(side_bytes);
 }
 
 struct tally_table *
-tally_table_init(void *mem, uint32_t max_series)
+tally_table_init(void *mem, uint32_t max_series, uint64_t side_bytes)
 {
 	struct tally_table *t = mem;
 	uint64_t nslots;
 
 	if (mem == NULL || max_series == 0 || max_series > TABLE_MAX_SERIES ||
-	    ((uintptr_t)mem & 63) != 0)
+	    side_bytes > TALLY_TABLE_SIDE_MAX || ((uintptr_t)mem & 63) != 0)
 		return NULL;
 	nslots = slot_count(max_series);
 	memset(t, 0, sizeof(*t));
@@ -48,6 +51,8 @@ tally_table_init(void *mem, uint32_t max_series)
 	t->used_idx = (uint32_t *)(t->slots + nslots);
 	t->mask = nslots - 1;
 	t->max_series = max_series;
+	t->side = (uint8_t *)t->used_idx + align64((size_t)max_series * sizeof(uint32_t));
+	t->side_size = align64(side_bytes);
 	memset(t->slots, 0, nslots * sizeof(struct tally_slot));
 	return t;
 }
@@ -62,6 +67,462 @@ tally_table_reset(struct tally_table *t)
 	t->series = 0;
 	t->full = 0;
 	t->records = 0;
+	t->side_used = 0;
+	t->side_full = 0;
+	t->kind_mismatch = 0;
+	t->folded = 0;
+}
+
+/* Side memory ---------------------------------------------------------------------------- */
+
+/*
+ * A distinct series' registers while few are set: idx << 6 | value, ascending, the same
+ * entries Redis's sparse form writes. Past TALLY_HLL_SMALL_MAX it becomes a struct tally_hll
+ * (whose bytes begin "HYLL"), told apart by the magic.
+ */
+#define HLL_SMALL_MAGIC 0x4c4d5354u /* "TSML" */
+#define HLL_SMALL_FIRST 16
+
+struct hll_small {
+	uint32_t magic;
+	uint16_t cap;
+	uint16_t used;
+	uint32_t e[];
+};
+
+/* Hand out len bytes of side memory (8-aligned): the slot's `side` value, or 0 when spent. */
+static uint64_t
+side_alloc(struct tally_table *t, size_t len)
+{
+	uint64_t off = t->side_used;
+
+	len = (len + 7) & ~(size_t)7;
+	if (t->side_size - t->side_used < len)
+		return 0;
+	t->side_used += len;
+	return off + 1;
+}
+
+static inline void *
+side_at(const struct tally_table *t, uint64_t side)
+{
+	return t->side + side - 1;
+}
+
+static uint64_t
+sketch_new(struct tally_table *t, unsigned int cap)
+{
+	uint64_t side = side_alloc(t, tally_dds_memsize(cap));
+
+	if (side != 0)
+		tally_dds_init(side_at(t, side), cap);
+	return side;
+}
+
+static uint64_t
+hll_small_new(struct tally_table *t, unsigned int cap)
+{
+	uint64_t side = side_alloc(t, sizeof(struct hll_small) + cap * sizeof(uint32_t));
+	struct hll_small *h;
+
+	if (side == 0)
+		return 0;
+	h = side_at(t, side);
+	h->magic = HLL_SMALL_MAGIC;
+	h->cap = (uint16_t)cap;
+	h->used = 0;
+	return side;
+}
+
+/* Side state for a series of a side kind that has none yet: 0, or -1 when none is left. */
+static int
+side_start(struct tally_table *t, struct tally_slot *s, uint8_t kind)
+{
+	s->side = kind == TALLY_KIND_HISTOGRAM ? sketch_new(t, TALLY_SKETCH_FIRST)
+					       : hll_small_new(t, HLL_SMALL_FIRST);
+	s->side_len = 0;
+	return s->side != 0 ? 0 : -1;
+}
+
+/* Move s's sketch to room for `need` buckets (at most TALLY_SKETCH_CAP) when it has less. */
+static struct tally_dds *
+sketch_reserve(struct tally_table *t, struct tally_slot *s, unsigned int need)
+{
+	struct tally_dds *d = side_at(t, s->side);
+	unsigned int cap = d->cap;
+	uint64_t side;
+
+	if (need <= d->cap || d->cap >= TALLY_SKETCH_CAP)
+		return d;
+	while (cap < need && cap < TALLY_SKETCH_CAP)
+		cap *= 2;
+	side = sketch_new(t, cap > TALLY_SKETCH_CAP ? TALLY_SKETCH_CAP : cap);
+	if (side == 0)
+		return d; /* no memory left: it folds, counted */
+	tally_dds_merge(side_at(t, side), d);
+	s->side = side;
+	return side_at(t, side);
+}
+
+static void
+sketch_add(struct tally_table *t, struct tally_slot *s, double v)
+{
+	struct tally_dds *d = side_at(t, s->side);
+	uint64_t folded;
+
+	d = sketch_reserve(t, s, d->used + 1u);
+	folded = d->folded;
+
+	tally_dds_add(d, v);
+	t->folded += d->folded - folded;
+}
+
+/* Raise register idx to val in the small form h (which has room). */
+static void
+hll_small_update(struct hll_small *h, uint32_t idx, unsigned int val)
+{
+	uint32_t lo = 0, hi = h->used;
+
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+
+		if (h->e[mid] >> 6 < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < h->used && h->e[lo] >> 6 == idx) {
+		if ((h->e[lo] & 0x3f) < val)
+			h->e[lo] = idx << 6 | val;
+		return;
+	}
+	memmove(&h->e[lo + 1], &h->e[lo], (h->used - lo) * sizeof(h->e[0]));
+	h->e[lo] = idx << 6 | val;
+	h->used++;
+}
+
+/*
+ * Raise register idx of s's HLL to val, growing the small form (or making it dense) when it
+ * is full: 0, or -1 when there is no memory for that (nothing changed).
+ */
+static int
+hll_update(struct tally_table *t, struct tally_slot *s, uint32_t idx, unsigned int val)
+{
+	struct hll_small *h = side_at(t, s->side), *n;
+	uint64_t side;
+	uint32_t i;
+
+	if (h->magic != HLL_SMALL_MAGIC) {
+		tally_hll_update(side_at(t, s->side), idx, val);
+		return 0;
+	}
+	if (h->used == h->cap) {
+		if (h->cap * 2u <= TALLY_HLL_SMALL_MAX) {
+			side = hll_small_new(t, h->cap * 2u);
+			if (side == 0)
+				return -1;
+			n = side_at(t, side);
+			memcpy(n->e, h->e, h->used * sizeof(h->e[0]));
+			n->used = h->used;
+		} else {
+			struct tally_hll *d;
+
+			side = side_alloc(t, sizeof(struct tally_hll));
+			if (side == 0)
+				return -1;
+			d = side_at(t, side);
+			tally_hll_init(d);
+			for (i = 0; i < h->used; i++)
+				tally_hll_update(d, h->e[i] >> 6, h->e[i] & 0x3f);
+			tally_hll_update(d, idx, val);
+			s->side = side;
+			return 0;
+		}
+		s->side = side;
+		h = n;
+	}
+	hll_small_update(h, idx, val);
+	return 0;
+}
+
+static int
+distinct_add(struct tally_table *t, struct tally_slot *s, double v)
+{
+	uint64_t bits;
+	uint32_t idx;
+	unsigned int val;
+
+	memcpy(&bits, &v, sizeof(bits));
+	val = tally_hll_pattern_u64(bits, &idx);
+	return hll_update(t, s, idx, val);
+}
+
+/* The numeric fields of a histogram or distinct series (sum, min, max; no last). */
+static void
+side_fields_add(struct tally_slot *s, uint8_t kind, double v)
+{
+	if (s->count == 0) {
+		s->count = 1;
+		s->sum = kind == TALLY_KIND_HISTOGRAM ? v : 0;
+		s->min = s->sum;
+		s->max = s->sum;
+		return;
+	}
+	s->count++;
+	if (kind != TALLY_KIND_HISTOGRAM)
+		return;
+	s->sum += v;
+	s->min = v < s->min ? v : s->min;
+	s->max = v > s->max ? v : s->max;
+}
+
+/* Undo the insert of s, the table's last series, which could not be given its state. */
+static void
+unlink_new(struct tally_table *t, struct tally_slot *s)
+{
+	s->used = 0;
+	t->series--;
+}
+
+/* s was inserted by the lookup just before and could not be given what it was for. */
+static void
+unlink_if_new(struct tally_table *t, struct tally_slot *s)
+{
+	if (s->count == 0 && t->series > 0 &&
+	    t->used_idx[t->series - 1] == (uint32_t)(s - t->slots))
+		unlink_new(t, s);
+}
+
+int
+tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
+		     uint64_t ts_ns)
+{
+	if (s->count == 0) {
+		s->kind = (uint8_t)tally_kind_of(kind);
+		if (tally_kind_side(s->kind) && side_start(t, s, s->kind) != 0) {
+			unlink_if_new(t, s);
+			t->side_full++;
+			return -1;
+		}
+	} else if (s->kind != kind) {
+		t->kind_mismatch++;
+	}
+	switch (s->kind) {
+	case TALLY_KIND_HISTOGRAM:
+		if (v != v) /* a NaN cannot be placed (only another kind's record brings one) */
+			v = 0;
+		sketch_add(t, s, v);
+		break;
+	case TALLY_KIND_DISTINCT:
+		if (distinct_add(t, s, v) != 0) {
+			t->side_full++;
+			return -1;
+		}
+		break;
+	default:
+		if (v != v) /* a distinct element's bits in a numeric series */
+			v = 0;
+		tally_slot_add(s, s->kind, v, ts_ns);
+		t->records++;
+		return 0;
+	}
+	side_fields_add(s, s->kind, v);
+	t->records++;
+	return 0;
+}
+
+const struct tally_dds *
+tally_table_sketch(const struct tally_table *t, const struct tally_slot *s)
+{
+	if (s->kind != TALLY_KIND_HISTOGRAM || s->side == 0)
+		return NULL;
+	return side_at(t, s->side);
+}
+
+int
+tally_table_hll(const struct tally_table *t, const struct tally_slot *s, uint8_t *buf, size_t len)
+{
+	const struct hll_small *h;
+	int n;
+
+	if (s->kind != TALLY_KIND_DISTINCT || s->side == 0)
+		return 0;
+	h = side_at(t, s->side);
+	if (h->magic == HLL_SMALL_MAGIC) {
+		n = tally_hll_write_sparse(h->e, h->used, buf, len);
+		if (n != -ERANGE)
+			return n;
+		/* a register over 32: only the dense form holds it */
+		if (len < TALLY_HLL_DENSE_SIZE)
+			return -ENOSPC;
+		tally_hll_init((struct tally_hll *)buf);
+		for (uint32_t i = 0; i < h->used; i++)
+			tally_hll_update((struct tally_hll *)buf, h->e[i] >> 6, h->e[i] & 0x3f);
+		return TALLY_HLL_DENSE_SIZE;
+	}
+	if (len < TALLY_HLL_DENSE_SIZE)
+		return -ENOSPC;
+	memcpy(buf, h, TALLY_HLL_DENSE_SIZE);
+	return TALLY_HLL_DENSE_SIZE;
+}
+
+/* Numeric fields of src into s (both of kind s->kind, s holding some already). */
+static void
+side_fields_merge(struct tally_slot *s, const struct tally_slot *src)
+{
+	s->count += src->count;
+	if (s->kind != TALLY_KIND_HISTOGRAM)
+		return;
+	s->sum += src->sum;
+	s->min = src->min < s->min ? src->min : s->min;
+	s->max = src->max > s->max ? src->max : s->max;
+}
+
+/* Every register of src's HLL (small or dense) into s's. */
+static int
+hll_fold(struct tally_table *t, struct tally_slot *s, const void *src)
+{
+	const struct hll_small *h = src;
+	uint32_t i;
+
+	if (h->magic == HLL_SMALL_MAGIC) {
+		for (i = 0; i < h->used; i++)
+			if (hll_update(t, s, h->e[i] >> 6, h->e[i] & 0x3f) != 0)
+				return -1;
+		return 0;
+	}
+	for (i = 0; i < TALLY_HLL_REGISTERS; i++) {
+		unsigned int v = tally_hll_register(src, i);
+
+		if (v != 0 && hll_update(t, s, i, v) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Every bucket of src into s's sketch, growing it as far as the side memory lets. */
+static void
+sketch_fold(struct tally_table *t, struct tally_slot *s, const struct tally_dds *src)
+{
+	struct tally_dds *d = side_at(t, s->side);
+	uint64_t folded;
+
+	d = sketch_reserve(t, s, (unsigned int)d->used + src->used);
+	folded = d->folded + src->folded;
+	tally_dds_merge(d, src);
+	t->folded += d->folded - folded;
+}
+
+/*
+ * The side state of a partial into s's: from src_t's side memory (src->side), or from bytes
+ * (buf: a serialised sketch, a Redis HLL string). 0, -EINVAL (bytes that do not parse: nothing
+ * changed) or -ENOSPC (no side memory for it).
+ */
+static int
+side_fold(struct tally_table *t, struct tally_slot *s, const struct tally_table *src_t,
+	  const struct tally_slot *src, const uint8_t *buf, size_t len)
+{
+	if (buf != NULL && s->kind == TALLY_KIND_HISTOGRAM) {
+		struct tally_dds *d = side_at(t, s->side);
+		int n = tally_dds_bytes_buckets(buf, len);
+		uint64_t folded;
+
+		if (n < 0)
+			return -EINVAL;
+		d = sketch_reserve(t, s, (unsigned int)d->used + (unsigned int)n);
+		folded = d->folded;
+		if (tally_dds_merge_bytes(d, buf, len) != 0)
+			return -EINVAL;
+		t->folded += d->folded - folded - tally_dds_bytes_folded(buf, len);
+		return 0;
+	}
+	if (buf != NULL) {
+		struct tally_hll h;
+		uint32_t i;
+
+		tally_hll_init(&h);
+		if (tally_hll_merge_raw(&h, buf, len) != 0)
+			return -EINVAL;
+		for (i = 0; i < TALLY_HLL_REGISTERS; i++) {
+			unsigned int v = tally_hll_register(&h, i);
+
+			/* registers folded before running out stay: a register max is never too much */
+			if (v != 0 && hll_update(t, s, i, v) != 0)
+				return -ENOSPC;
+		}
+		return 0;
+	}
+	if (src->side == 0 || src_t == NULL)
+		return 0;
+	if (s->kind == TALLY_KIND_HISTOGRAM) {
+		sketch_fold(t, s, side_at(src_t, src->side));
+		return 0;
+	}
+	return hll_fold(t, s, side_at(src_t, src->side)) != 0 ? -ENOSPC : 0;
+}
+
+static int
+fold_partial(struct tally_table *t, struct tally_slot *s, const struct tally_table *src_t,
+	     const struct tally_slot *src, const uint8_t *buf, size_t len)
+{
+	int fresh = s->count == 0, rc;
+
+	if (src->count == 0) {
+		unlink_if_new(t, s); /* nothing to keep: a slot the lookup just made goes again */
+		return 0;
+	}
+	if (!fresh && s->kind != src->kind) {
+		t->kind_mismatch += src->count;
+		/* a sketch or HLL cannot take another kind's partial: left out, counted */
+		if (tally_kind_side(s->kind) || tally_kind_side(src->kind))
+			return 0;
+		/* counter and gauge have the same fields: merged */
+	}
+	if (!tally_kind_side(src->kind)) {
+		tally_slot_merge(s, src);
+		t->records += src->count;
+		return 0;
+	}
+	if (fresh) {
+		s->kind = src->kind;
+		if (side_start(t, s, s->kind) != 0) {
+			unlink_if_new(t, s);
+			t->side_full += src->count;
+			return -ENOSPC;
+		}
+	}
+	rc = side_fold(t, s, src_t, src, buf, len);
+	if (rc != 0) {
+		if (rc == -ENOSPC)
+			t->side_full += src->count;
+		if (fresh)
+			unlink_if_new(t, s);
+		return rc;
+	}
+	if (fresh) {
+		s->count = src->count;
+		s->sum = src->sum;
+		s->min = src->min;
+		s->max = src->max;
+	} else {
+		side_fields_merge(s, src);
+	}
+	t->records += src->count;
+	return 0;
+}
+
+int
+tally_table_fold(struct tally_table *t, struct tally_slot *s, const struct tally_table *src_t,
+		 const struct tally_slot *src)
+{
+	return fold_partial(t, s, src_t, src, NULL, 0);
+}
+
+int
+tally_table_fold_bytes(struct tally_table *t, struct tally_slot *s, const struct tally_slot *src,
+		       const uint8_t *buf, size_t len)
+{
+	return fold_partial(t, s, NULL, src, buf, len);
 }
 
 void
@@ -105,8 +566,8 @@ tally_table_merge(struct tally_table *dst, const struct tally_table *src)
 			lost++;
 			continue;
 		}
-		tally_slot_merge(to, from);
-		dst->records += from->count;
+		if (tally_table_fold(dst, to, src, from) != 0)
+			lost++;
 	}
 	return lost;
 }

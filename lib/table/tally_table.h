@@ -1,10 +1,26 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Per-lcore aggregation table: (device_id, metric_id) -> count, sum, min, max, last. */
+/* Per-lcore aggregation table: (device_id, metric_id) -> the aggregate of the series' kind. */
 #ifndef TALLY_TABLE_H
 #define TALLY_TABLE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tally_aggregate.h"
+
+/*
+ * Side memory of a table: a histogram's sketch starts with TALLY_SKETCH_FIRST buckets and
+ * holds at most TALLY_SKETCH_CAP (10,272 bytes): about 9 decades of values at 1%, and what the
+ * sink's payload bounds allow for 64 series of a chunk. A distinct series' HLL is a sorted
+ * list of its registers up to TALLY_HLL_SMALL_MAX of them (4 bytes each), then Redis's dense
+ * form (12,304 bytes).
+ */
+#define TALLY_SKETCH_FIRST 8
+#define TALLY_SKETCH_CAP 1024
+#define TALLY_HLL_SMALL_MAX 1024
+#define TALLY_TABLE_SIDE_MAX (1ull << 40)
+/* Side memory set aside per histogram or distinct series of --histogram/distinct-series. */
+#define TALLY_SIDE_PER_SERIES 4096
 
 /*
  * One series, one cache line. A device's metrics sit in adjacent slots (home slot is
@@ -20,8 +36,16 @@ struct tally_slot {
 	double sum;
 	double min;
 	double max;
-	double last;
-	uint64_t last_ns; /* time of `last`: device time when known, else arrival time */
+	union {
+		struct { /* counter, gauge */
+			double last;
+			uint64_t last_ns; /* time of `last`: device time when known, else arrival */
+		};
+		struct {	       /* histogram, distinct: their state in the table's side memory */
+			uint64_t side; /* its offset + 1; 0: none (no room was left for it) */
+			uint64_t side_len;
+		};
+	};
 } __attribute__((aligned(64)));
 
 _Static_assert(sizeof(struct tally_slot) == 64, "a slot is one cache line");
@@ -31,6 +55,15 @@ _Static_assert(sizeof(struct tally_slot) == 64, "a slot is one cache line");
  * full. The list of used slots makes reset and iteration cost O(series), not O(slots).
  * Memory is given by the caller (hugepages in tally, test_malloc in tests) and never grows:
  * an insert beyond max_series is refused and counted in `full`.
+ *
+ * Histogram sketches and distinct-count HLLs do not fit a slot: they live in the table's side
+ * memory, side_size bytes set aside with the table, handed out in order and all given back at
+ * reset (no allocation, no free list). A sketch starts with 8 buckets and moves to twice its
+ * room when it needs more, up to TALLY_SKETCH_CAP; an HLL starts as a short sorted list of
+ * registers and becomes Redis's dense 12,304 bytes past TALLY_HLL_SMALL_MAX of them. When the
+ * side memory is spent, a sketch that cannot grow folds values into its nearest bucket
+ * (counted in the sketch and in `folded`), and a record whose series has no state yet, or
+ * whose HLL cannot grow, is not stored: counted in `side_full`.
  */
 struct tally_table {
 	struct tally_slot *slots;
@@ -40,16 +73,22 @@ struct tally_table {
 	uint32_t series;
 	uint64_t full;        /* records that found no room */
 	uint64_t records;     /* records stored */
+	uint8_t *side;        /* side memory: sketches and HLLs */
+	uint64_t side_size;
+	uint64_t side_used;
+	uint64_t side_full;     /* records not stored: no side memory for their series */
+	uint64_t kind_mismatch; /* records of another kind than their series', stored as its kind */
+	uint64_t folded;        /* values a full sketch put in a neighbouring bucket */
 } __attribute__((aligned(64)));
 
-/* Bytes needed for a table of max_series series (header, slots, index list). */
-size_t tally_table_memsize(uint32_t max_series);
+/* Bytes needed for a table of max_series series (header, slots, index list, side memory). */
+size_t tally_table_memsize(uint32_t max_series, uint64_t side_bytes);
 
 /*
  * Lay a table out in mem (64-byte aligned, tally_table_memsize() bytes, zeroed or not).
  * Returns the table, valid as long as mem is, or NULL if max_series is 0 or too big.
  */
-struct tally_table *tally_table_init(void *mem, uint32_t max_series);
+struct tally_table *tally_table_init(void *mem, uint32_t max_series, uint64_t side_bytes);
 
 /* Forget every series; cost is proportional to the series held. */
 void tally_table_reset(struct tally_table *t);
@@ -106,7 +145,7 @@ tally_table_lookup(struct tally_table *t, uint64_t device_id, uint64_t dev_hash,
 	}
 }
 
-/* Fold one observation into a slot. */
+/* Fold one observation into a slot of a counter or gauge. */
 static inline void
 tally_slot_add(struct tally_slot *s, uint8_t kind, double v, uint64_t ts_ns)
 {
@@ -130,7 +169,70 @@ tally_slot_add(struct tally_slot *s, uint8_t kind, double v, uint64_t ts_ns)
 	}
 }
 
-/* Add one record; returns 0, or -1 when it was counted as `full`. */
+/* The slot of a series if the table has it, or NULL; nothing is inserted. */
+static inline const struct tally_slot *
+tally_table_find(const struct tally_table *t, uint64_t device_id, uint64_t dev_hash,
+		 uint32_t metric_id)
+{
+	uint64_t i = (dev_hash + metric_id) & t->mask;
+
+	for (;;) {
+		const struct tally_slot *s = &t->slots[i];
+
+		if (!s->used)
+			return NULL;
+		if (s->device_id == device_id && s->metric_id == metric_id)
+			return s;
+		i = (i + 1) & t->mask;
+	}
+}
+
+/*
+ * Bring a histogram's sketch or a distinct series' registers toward the cache ahead of its
+ * update: they lie apart from the slot, wherever the side memory had room, so without this
+ * every such record waits for memory on its own. Their first 192 bytes: the header, and for
+ * sketches of up to 16 buckets every key and count.
+ */
+static inline void
+tally_table_side_prefetch(const struct tally_table *t, uint64_t device_id, uint64_t dev_hash,
+			  uint32_t metric_id)
+{
+	const struct tally_slot *s = tally_table_find(t, device_id, dev_hash, metric_id);
+
+	if (s != NULL && s->side != 0 && tally_kind_side(s->kind)) {
+		const uint8_t *p = t->side + s->side - 1;
+
+		__builtin_prefetch(p, 1, 3);
+		__builtin_prefetch(p + 64, 1, 3);
+		__builtin_prefetch(p + 128, 1, 3);
+	}
+}
+
+/*
+ * Add a record of a histogram or distinct series, or one whose kind differs from its series'
+ * (out of line: counters and gauges never come here). s was just returned by
+ * tally_table_lookup(). Returns 0, or -1 when it was counted in `side_full`.
+ */
+int tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
+			 uint64_t ts_ns);
+
+/*
+ * Add one record into its series' slot s (from tally_table_lookup()); 0, or -1 when it was
+ * not stored (counted in side_full).
+ */
+static inline int
+tally_table_put(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
+		uint64_t ts_ns)
+{
+	if (__builtin_expect(kind <= TALLY_KIND_GAUGE && (s->count == 0 || s->kind == kind), 1)) {
+		tally_slot_add(s, kind, v, ts_ns);
+		t->records++;
+		return 0;
+	}
+	return tally_table_add_side(t, s, kind, v, ts_ns);
+}
+
+/* Add one record; returns 0, or -1 when it was counted as `full` (or `side_full`). */
 static inline int
 tally_table_add(struct tally_table *t, uint64_t device_id, uint64_t dev_hash, uint32_t metric_id,
 		uint8_t kind, double v, uint64_t ts_ns)
@@ -141,17 +243,43 @@ tally_table_add(struct tally_table *t, uint64_t device_id, uint64_t dev_hash, ui
 		t->full++;
 		return -1;
 	}
-	tally_slot_add(s, kind, v, ts_ns);
-	t->records++;
-	return 0;
+	return tally_table_put(t, s, kind, v, ts_ns);
 }
 
-/* Fold a partial aggregate (another slot) into s; s must be used. */
+/* The sketch of a histogram series of t, or NULL (none: no side memory was left for it). */
+const struct tally_dds *tally_table_sketch(const struct tally_table *t, const struct tally_slot *s);
+
+/*
+ * The state of a distinct series as a Redis HLL string (sparse while its registers allow,
+ * else dense) into buf; its length, 0 when the series has none, -ENOSPC when len is short
+ * (TALLY_HLL_DENSE_SIZE always suffices).
+ */
+int tally_table_hll(const struct tally_table *t, const struct tally_slot *s, uint8_t *buf,
+		    size_t len);
+
+/*
+ * Fold a partial aggregate (src, with its side state in src_t, which may be NULL for a slot of
+ * a counter or gauge) into s, a slot of t from tally_table_lookup(). 0, or -ENOSPC when src's
+ * side state found no room (its records are then counted in t->side_full and left out; a slot
+ * the lookup had just inserted is given back). Partials of different kinds: see README.
+ */
+int tally_table_fold(struct tally_table *t, struct tally_slot *s, const struct tally_table *src_t,
+		     const struct tally_slot *src);
+
+/*
+ * The same with src's side state as bytes (tally_dds_serialise() for a histogram, a Redis HLL
+ * string for a distinct series; buf NULL: none), as the spool keeps it. 0, -ENOSPC (no side
+ * memory: counted in side_full), or -EINVAL (bytes that do not parse: nothing stored).
+ */
+int tally_table_fold_bytes(struct tally_table *t, struct tally_slot *s, const struct tally_slot *src,
+			   const uint8_t *buf, size_t len);
+
+/* Fold a partial aggregate of a counter or gauge (another slot) into s; s must be used. */
 void tally_slot_merge(struct tally_slot *s, const struct tally_slot *src);
 
 /*
- * Merge every series of src into dst (src is not changed). Returns the number of series
- * that did not fit; their records are added to dst->full.
+ * Merge every series of src into dst (src is not changed), sketches and HLLs too. Returns the
+ * number of series that did not fit; their records are added to dst->full (or side_full).
  */
 uint32_t tally_table_merge(struct tally_table *dst, const struct tally_table *src);
 

@@ -41,6 +41,9 @@ struct tally_merger {
 	uint64_t done;                             /* end of the newest window handed out */
 	uint64_t lost_series;                      /* series that did not fit a merge table */
 	uint64_t lost_records;
+	uint64_t side_full;     /* records without side memory (workers' tables and merges) */
+	uint64_t kind_mismatch; /* records of another kind than their series' */
+	uint64_t folded;        /* sketch values put in a neighbouring bucket (memory spent) */
 };
 
 /*

@@ -51,28 +51,49 @@ find_free(const struct tally_merger *m)
 	return -1;
 }
 
+/* What a worker's table counted (side memory spent, kinds, folds), taken once. */
+static void
+count_part(struct tally_merger *m, const struct tally_table *part)
+{
+	m->side_full += part->side_full;
+	m->kind_mismatch += part->kind_mismatch;
+	m->folded += part->folded;
+}
+
 int
 tally_merger_add(struct tally_merger *m, uint64_t start_ms, const struct tally_table *part)
 {
 	int i;
 
-	if (part == NULL || part->series == 0)
+	if (part == NULL)
 		return 0;
+	if (part->series == 0) {
+		count_part(m, part);
+		return 0;
+	}
 	i = find_window(m, start_ms, SLOT_MERGING);
 	if (i < 0) {
 		/* Already handed out: the caller counts these records as late. */
-		if (find_window(m, start_ms, SLOT_OUT) >= 0 || start_ms + m->window_ms <= m->done)
+		if (find_window(m, start_ms, SLOT_OUT) >= 0 || start_ms + m->window_ms <= m->done) {
+			count_part(m, part);
 			return -EINVAL;
+		}
 		i = find_free(m);
 		if (i < 0)
-			return -ENOSPC;
+			return -ENOSPC; /* given again later: counted then */
 		m->state[i] = SLOT_MERGING;
 		m->start[i] = start_ms;
 		tally_table_reset(m->pool[i]);
 	}
+	count_part(m, part);
 	m->lost_series += tally_table_merge(m->pool[i], part);
 	m->lost_records += m->pool[i]->full;
 	m->pool[i]->full = 0;
+	/* what the merge into this one did */
+	count_part(m, m->pool[i]);
+	m->pool[i]->side_full = 0;
+	m->pool[i]->kind_mismatch = 0;
+	m->pool[i]->folded = 0;
 	return 0;
 }
 

@@ -23,12 +23,8 @@
 #define TALLY_WIRE_MAX_RECORDS_IPV4 ((65535 - 20 - 8 - TALLY_WIRE_HDR_LEN) / TALLY_WIRE_REC_LEN)
 #define TALLY_WIRE_MAX_RECORDS_IPV6 ((65535 - 8 - TALLY_WIRE_HDR_LEN) / TALLY_WIRE_REC_LEN)
 
-/* Record kinds of v1. */
-#define TALLY_KIND_COUNTER 1
-#define TALLY_KIND_GAUGE 2
-#define TALLY_KIND_HISTOGRAM 3
-#define TALLY_KIND_DISTINCT 4 /* the value's 64 bits are an element (an id or a hash) */
-#define TALLY_KIND_MAX TALLY_KIND_DISTINCT
+/* Record kinds of v1 (1 counter, 2 gauge, 3 histogram, 4 distinct): lib/table's list. */
+#include "tally_aggregate.h"
 
 /*
  * Why a datagram was rejected. Declared once: the enum, the names used in stats

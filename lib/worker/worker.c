@@ -72,9 +72,8 @@ worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t
 		WC(w, table_full)++;
 		return;
 	}
-	tally_slot_add(s, kind, v, ts);
-	t->records++;
-	WC(w, aggregated)++;
+	/* 0, or -1: no side memory for its sketch or HLL (the table counts it, side_full) */
+	WC(w, aggregated) += tally_table_put(t, s, kind, v, ts) == 0;
 }
 
 /* Device mode ---------------------------------------------------------------------------- */
@@ -240,7 +239,7 @@ static inline void
 receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_fwd_slot *c,
 	      uint64_t hash, uint32_t *recs, uint32_t *agg)
 {
-	uint32_t i, n;
+	uint32_t i, n, lost = 0;
 
 	if (likely(c->hdr.type == TALLY_FWD_SINGLE)) {
 		/* The common case of small datagrams: the record is in the header slot. */
@@ -252,10 +251,10 @@ receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_f
 		if (likely(tally_table_add(t, c->hdr.device_id, hash, c->hdr.nrec, c->hdr.kind,
 					   c->hdr.value, c->hdr.ts_ns) == 0)) {
 			*agg += 1;
-		} else {
+		} else if (t->full != 0) {
 			t->full = 0;
 			WC(w, table_full)++;
-		}
+		} /* else no side memory: the table counted it (side_full) */
 		return;
 	}
 	n = tally_fwd_nrec(c);
@@ -267,10 +266,10 @@ receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_f
 	for (i = 0; i < n; i++) {
 		struct tally_wire_rec r = tally_fwd_rec(c, i);
 
-		tally_table_add(t, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
-				c->hdr.ts_ns);
+		lost += tally_table_add(t, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
+					c->hdr.ts_ns) != 0;
 	}
-	*agg += n - (uint32_t)t->full;
+	*agg += n - lost;
 	WC(w, table_full) += t->full;
 	t->full = 0;
 }
@@ -501,6 +500,20 @@ worker_steer(struct tally_worker *w, const struct tally_wire_hdr **dg, uint16_t 
 	return nl;
 }
 
+/* Records ahead whose sketch or registers are prefetched: enough to cover a memory access. */
+#define SIDE_AHEAD 6
+
+/* Prefetch the side state of record r of datagram h, if it is of a histogram or distinct. */
+static inline void
+side_prefetch(const struct tally_table *t, const struct tally_wire_hdr *h, uint64_t hash,
+	      uint32_t r)
+{
+	const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1) + r;
+
+	if (rec->kind >= TALLY_KIND_HISTOGRAM)
+		tally_table_side_prefetch(t, h->device_id, hash, rec->metric_id);
+}
+
 /*
  * Aggregate the valid datagrams of a burst: decide where each goes and prefetch the home
  * slots of the local ones first, then update.
@@ -512,8 +525,9 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 	struct tally_table *t = w->cur;
 	uint64_t hash[TALLY_MAX_BURST];
 	uint16_t loc[TALLY_MAX_BURST];
-	uint64_t records = 0;
+	uint64_t records = 0, lost = 0;
 	uint16_t i, j, r, nl;
+	int side;
 
 	for (i = 0; i < nd; i++) {
 		records += dg[i]->count;
@@ -537,17 +551,32 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 
 		tally_table_prefetch(t, hash[loc[j]], rec[0].metric_id);
 	}
+	side = t->side_used != 0;
+	if (side && nl > 0)
+		for (r = 0; r < SIDE_AHEAD && r < dg[loc[0]]->count; r++)
+			side_prefetch(t, dg[loc[0]], hash[loc[0]], r);
 	for (j = 0; j < nl; j++) {
 		const struct tally_wire_hdr *h = dg[loc[j]];
 		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
 		uint64_t ts = h->time_ns != 0 ? h->time_ns : arrival_ns;
 
-		for (r = 0; r < h->count; r++)
-			tally_table_add(t, h->device_id, hash[loc[j]], rec[r].metric_id,
-					rec[r].kind, rec[r].value, ts);
+		for (r = 0; r < h->count; r++) {
+			/* a sketch or registers SIDE_AHEAD records on come in while this is added */
+			if (side) {
+				uint32_t a = (uint32_t)r + SIDE_AHEAD;
+
+				if (a < h->count)
+					side_prefetch(t, h, hash[loc[j]], a);
+				else if (j + 1 < nl && a - h->count < dg[loc[j + 1]]->count)
+					side_prefetch(t, dg[loc[j + 1]], hash[loc[j + 1]],
+						      a - h->count);
+			}
+			lost += tally_table_add(t, h->device_id, hash[loc[j]], rec[r].metric_id,
+						rec[r].kind, rec[r].value, ts) != 0;
+		}
 		WC(w, aggregated) += h->count;
 	}
-	WC(w, aggregated) -= t->full;
+	WC(w, aggregated) -= lost;
 	WC(w, table_full) += t->full;
 	t->full = 0;
 	WC(w, series) = t->series;

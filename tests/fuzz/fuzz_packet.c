@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tally_reply.h"
+#include "tally_ddsketch.h"
 #include "tally_table.h"
 #include "tally_wire.h"
 
@@ -33,7 +34,15 @@ check_frame(const uint8_t *data, uint32_t len, const struct tally_wire_filter *f
 		for (i = 0; i < h->count; i++)
 			tally_table_add(table, h->device_id, tally_hash_device(h->device_id),
 					rec[i].metric_id, rec[i].kind, rec[i].value, h->time_ns);
-		if (table->series > table->max_series / 2)
+		/* a histogram's sketch holds every value its series counted, folded or not */
+		for (uint32_t k = 0; k < table->series; k++) {
+			const struct tally_slot *s = tally_table_at(table, k);
+			const struct tally_dds *d = tally_table_sketch(table, s);
+
+			if (s->count == 0 || (d != NULL && tally_dds_count(d) != s->count))
+				abort();
+		}
+		if (table->series > table->max_series / 2 || table->side_used > table->side_size / 2)
 			tally_table_reset(table);
 		break;
 	}
@@ -71,9 +80,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *frame;
 
 	if (table == NULL) {
-		size_t len = tally_table_memsize(1024);
+		size_t len = tally_table_memsize(1024, 1u << 20);
 
-		table = tally_table_init(aligned_alloc(64, (len + 63) & ~(size_t)63), 1024);
+		table = tally_table_init(aligned_alloc(64, (len + 63) & ~(size_t)63), 1024, 1u << 20);
 	}
 	/* The worker hands the parser at most this much of a frame, chained or not. */
 	if (size > TALLY_WIRE_FRAME_MAX)

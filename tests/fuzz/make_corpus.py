@@ -58,6 +58,9 @@ seeds = {
                                   bytes.fromhex('20010002' + '00' * 11 + '01') +
                                   bytes.fromhex('0101020000000002'), nxt=58),
     'jumbo': ETH + b'\x08\x00' + ipv4(udp(payload(500))),
+    # the table's side memory: histogram values (a sketch each) and distinct elements (an HLL)
+    'histogram': ETH + b'\x08\x00' + ipv4(udp(payload(8, kind=3, value=123.25))),
+    'distinct': ETH + b'\x08\x00' + ipv4(udp(payload(8, kind=4, value=float('nan')))),
 }
 os.makedirs(OUT, exist_ok=True)
 for name, data in seeds.items():

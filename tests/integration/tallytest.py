@@ -35,7 +35,9 @@ MALFORMED_REASONS = ('short', 'magic', 'version', 'flags', 'reserved', 'count', 
 
 WINDOW_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+)$')
 LATEST_KEY = re.compile(r'^tally:\{(\d+)\}:latest$')
-SERIES_FIELD = re.compile(r'^(\d+):(count|sum|min|max|last)$')
+SERIES_FIELD = re.compile(r'^(\d+):(count|sum|min|max|last|sketch)$')
+# A distinct series' registers (Redis HLL string): tally:{device}:<window>:hll:<metric>.
+HLL_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+):hll:(\d+)$')
 # Schema v2 bookkeeping inside a window key (merge mode): time of `last`, partials applied.
 TS_FIELD = re.compile(r'^(\d+):ts$')
 APPLIED_FIELD = re.compile(r'^_applied:(.+)$')
@@ -480,27 +482,38 @@ def query_totals(ctx, redis):
     return out
 
 
+def _num(text):
+    return None if text == '-' else float(text)
+
+
 def read_totals(path):
-    """tally-gen --totals as {(device, metric): (count, sum, min, max)}."""
+    """tally-gen --totals as {(device, metric): (count, sum, min, max)}; None for '-' (a
+    distinct series has a count only)."""
     out = {}
     with open(path) as f:
         for line in f:
             d, m, c, s, mn, mx = line.split()
-            out[(int(d), int(m))] = (int(c), float(s), float(mn), float(mx))
+            out[(int(d), int(m))] = (int(c), _num(s), _num(mn), _num(mx))
     return out
+
+
+def _fmt(v):
+    return '-' if v is None else '%.17g' % v
 
 
 def format_totals(acc):
     """{(device, metric): (count, sum, min, max)} in tally-gen's --totals format."""
-    return ''.join('%d %d %d %.17g %.17g %.17g\n' % (k[0], k[1], *v)
+    return ''.join('%d %d %d %s %s %s\n' % (k[0], k[1], v[0], _fmt(v[1]), _fmt(v[2]), _fmt(v[3]))
                    for k, v in sorted(acc.items()))
 
 
 def fold_series(acc, key, count, total, mn, mx):
-    """Add one series' (count, sum, min, max) into acc[key] (counts and sums add)."""
+    """Add one series' (count, sum, min, max) into acc[key] (counts and sums add; None, a
+    field the series' kind does not have, stays None)."""
     if key in acc:
         c0, s0, mn0, mx0 = acc[key]
-        acc[key] = (c0 + count, s0 + total, min(mn0, mn), max(mx0, mx))
+        acc[key] = (c0 + count, None if s0 is None else s0 + total,
+                    None if mn0 is None else min(mn0, mn), None if mx0 is None else max(mx0, mx))
     else:
         acc[key] = (count, total, mn, mx)
 
@@ -554,6 +567,8 @@ def check_schema(redis, retention_s, window_ms, merge=True):
             windows.setdefault(int(m.group(1)), []).append(int(m.group(2)))
         elif LATEST_KEY.match(k):
             latest.add(int(LATEST_KEY.match(k).group(1)))
+        elif HLL_KEY.match(k):
+            pass
         elif k not in ('tally:self', 'tally:top', 'tally:top:window', 'tally:refused'):
             other.append(k)
     check(not other, 'keys outside schema v2: %s' % other[:10])
@@ -701,23 +716,32 @@ def read_spool_segment(path):
     off, recs = 0, []
     while off < len(data):
         check(len(data) - off >= SPOOL_HDR.size, '%s: torn header at %d' % (path, off))
-        magic, plen, window, nseries, pcrc, id_len, reserved, hcrc = \
+        magic, plen, window, nseries, pcrc, id_len, flags, hcrc = \
             SPOOL_HDR.unpack_from(data, off)
         check_eq(magic, SPOOL_MAGIC, '%s @%d: record magic' % (path, off))
         check_eq(hcrc, crc32c(data[off:off + 28]), '%s @%d: header CRC' % (path, off))
-        check_eq(plen, id_len + nseries * SPOOL_SERIES.size, '%s @%d: payload length'
-                 % (path, off))
+        fixed = id_len + nseries * SPOOL_SERIES.size
+        check(plen == fixed if not flags & 1 else plen >= fixed, '%s @%d: payload length %d'
+              ' for %d series' % (path, off, plen, nseries))
         payload = data[off + SPOOL_HDR.size:off + SPOOL_HDR.size + plen]
         check_eq(len(payload), plen, '%s @%d: payload present' % (path, off))
         check_eq(pcrc, crc32c(payload), '%s @%d: payload CRC' % (path, off))
-        series = []
+        series, side, at = [], [], fixed
         for i in range(nseries):
-            dev, met, kind, cnt, sm, mn, mx, _last, _last_ns = \
+            dev, met, kind, cnt, sm, mn, mx, _last, last_ns = \
                 SPOOL_SERIES.unpack_from(payload, id_len + i * SPOOL_SERIES.size)
+            if kind == 4:
+                sm = mn = mx = None  # a distinct series: a count and its registers
             series.append((dev, met, kind, cnt, sm, mn, mx))
+            # a histogram's sketch, a distinct series' HLL follow the series, in order
+            blob = b''
+            if flags & 1 and kind in (3, 4):
+                blob, at = payload[at:at + last_ns], at + last_ns
+            side.append(blob)
+        check_eq(at, plen, '%s @%d: side state length' % (path, off))
         recs.append({'path': path, 'offset': off, 'length': SPOOL_HDR.size + plen,
                      'window': window, 'id': payload[:id_len].decode(), 'series': series,
-                     'series_offset': off + SPOOL_HDR.size + id_len})
+                     'side': side, 'series_offset': off + SPOOL_HDR.size + id_len})
         off += SPOOL_HDR.size + plen
     return recs
 

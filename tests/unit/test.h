@@ -15,17 +15,24 @@
 
 #include "tally_table.h"
 
-/* A table on 64-byte aligned test_malloc memory; free with test_table_free(). */
+/* A table with side_bytes of side memory on 64-byte aligned test_malloc memory. */
 static inline struct tally_table *
-test_table_new(uint32_t max_series, void **raw)
+test_table_new_side(uint32_t max_series, uint64_t side_bytes, void **raw)
 {
-	size_t len = tally_table_memsize(max_series);
+	size_t len = tally_table_memsize(max_series, side_bytes);
 	uint8_t *p;
 
 	*raw = test_malloc(len + 64);
 	assert_non_null(*raw);
 	p = (uint8_t *)(((uintptr_t)*raw + 63) & ~(uintptr_t)63);
-	return tally_table_init(p, max_series);
+	return tally_table_init(p, max_series, side_bytes);
+}
+
+/* A table on 64-byte aligned test_malloc memory (1 MiB of side memory); free the raw. */
+static inline struct tally_table *
+test_table_new(uint32_t max_series, void **raw)
+{
+	return test_table_new_side(max_series, 1u << 20, raw);
 }
 
 static inline void

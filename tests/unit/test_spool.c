@@ -4,9 +4,12 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tally_ddsketch.h"
+#include "tally_hll.h"
 #include "test.h"
 #include "tally_spool.h"
 
@@ -391,6 +394,111 @@ test_damaged_segments_set_aside(void **state)
 	test_table_free(raw);
 }
 
+
+/* Side state: a histogram's sketch and a distinct series' registers travel with the series. */
+static int
+collect_side(void *ctx, const struct tally_spool_rec *r)
+{
+	uint64_t *got = ctx;
+	const uint8_t *p = r->side;
+	uint32_t i;
+
+	assert_true(r->has_side);
+	for (i = 0; i < r->nseries; i++) {
+		const struct tally_spool_series *x = &r->series[i];
+
+		if (x->kind == TALLY_KIND_HISTOGRAM) {
+			/* the bytes are the sketch: every value is in it */
+			static uint64_t mem[(32 + 10 * TALLY_DDS_CAP_MAX + 7) / 8];
+			struct tally_dds *d = tally_dds_init(mem, TALLY_DDS_CAP_MAX);
+
+			assert_int_equal(tally_dds_parse(d, p, x->last_ns), 0);
+			assert_int_equal(tally_dds_count(d), x->count);
+			got[0] += x->count;
+		} else if (x->kind == TALLY_KIND_DISTINCT) {
+			static struct tally_hll h;
+
+			assert_int_equal(tally_hll_parse(&h, p, x->last_ns), 0);
+			got[1] += tally_hll_estimate(&h);
+		}
+		if (tally_kind_side(x->kind))
+			p += x->last_ns;
+	}
+	assert_ptr_equal(p, r->side + r->side_len);
+	return 0;
+}
+
+static void
+test_side_state(void **state)
+{
+	struct tally_spool s;
+	void *raw;
+	struct tally_table *t = test_table_new(64, &raw);
+	uint64_t got[2] = {0, 0};
+	char err[128], path[256];
+	uint8_t hdr[32];
+	uint32_t crc, i;
+	FILE *f;
+
+	for (i = 0; i < 40; i++) {
+		uint64_t e = i * 977;
+		double v;
+
+		memcpy(&v, &e, sizeof(v));
+		tally_table_add(t, 1, tally_hash_device(1), 1, TALLY_KIND_HISTOGRAM, 1.5 * i, 1);
+		tally_table_add(t, 1, tally_hash_device(1), 2, TALLY_KIND_DISTINCT, v, 1);
+		tally_table_add(t, 1, tally_hash_device(1), 3, TALLY_KIND_GAUGE, i, 1);
+	}
+	tally_table_sort(t);
+	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
+	assert_int_equal(tally_spool_append(&s, 1000, "p:1", t), 0);
+	assert_int_equal(tally_spool_read_oldest(&s, collect_side, got), 1);
+	assert_int_equal(got[0], 40);
+	assert_int_equal(got[1], 40);
+
+	/*
+	 * Lengths that add up to the side bytes only by wrapping around 2^64, in a record whose
+	 * checksums are right: damaged, never read past.
+	 */
+	segment_path(&s, path, sizeof(path));
+	f = fopen(path, "r+b");
+	assert_non_null(f);
+	assert_int_equal(fread(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+	{
+		uint32_t plen, nser;
+		uint16_t id_len;
+		uint8_t *payload;
+		uint64_t side_len, a, b;
+
+		memcpy(&plen, hdr + 4, 4);
+		memcpy(&nser, hdr + 16, 4);
+		memcpy(&id_len, hdr + 24, 2);
+		payload = malloc(plen);
+		assert_non_null(payload);
+		assert_int_equal(fread(payload, 1, plen, f), plen);
+		side_len = plen - id_len - 64ull * nser;
+		/* series 0 is the histogram, 1 the distinct (sorted by metric) */
+		a = side_len + 4096;
+		b = (uint64_t)0 - 4096;
+		memcpy(payload + id_len + 56, &a, 8);
+		memcpy(payload + id_len + 64 + 56, &b, 8);
+		crc = tally_crc32c(0, payload, plen);
+		memcpy(hdr + 20, &crc, 4);
+		crc = tally_crc32c(0, hdr, 28);
+		memcpy(hdr + 28, &crc, 4);
+		fseek(f, 0, SEEK_SET);
+		assert_int_equal(fwrite(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+		assert_int_equal(fwrite(payload, 1, plen, f), plen);
+		free(payload);
+	}
+	fclose(f);
+	s.st.corrupt = 0;
+	assert_int_equal(tally_spool_read_oldest(&s, collect_side, got), 0);
+	assert_int_equal(s.st.corrupt, 1);
+	tally_spool_close(&s);
+	test_table_free(raw);
+}
+
 int
 main(void)
 {
@@ -405,6 +513,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_entries_that_are_not_segments, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_segments_set_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_side_state, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Unit tests of the aggregation table: insert, update, limits, reset, merge, order. */
+/* Unit tests of the aggregation table: insert, update, limits, reset, merge, order, and the
+ * side memory of histograms and distinct counts. */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "tally_ddsketch.h"
+#include "tally_hll.h"
 #include "test.h"
 
 static struct tally_slot *
@@ -27,10 +34,11 @@ test_init_rejects(void **state)
 {
 	uint8_t buf[128] __attribute__((aligned(64)));
 
-	assert_int_equal(tally_table_memsize(0), 0);
-	assert_null(tally_table_init(NULL, 16));
-	assert_null(tally_table_init(buf, 0));
-	assert_null(tally_table_init(buf + 1, 16));
+	assert_int_equal(tally_table_memsize(0, 0), 0);
+	assert_int_equal(tally_table_memsize(16, TALLY_TABLE_SIDE_MAX + 1), 0);
+	assert_null(tally_table_init(NULL, 16, 0));
+	assert_null(tally_table_init(buf, 0, 0));
+	assert_null(tally_table_init(buf + 1, 16, 0));
 }
 
 static void
@@ -242,6 +250,321 @@ test_hash_is_stable(void **state)
 	assert_true(tally_hash_device(42) != tally_hash_device(43));
 }
 
+
+static int
+add_kind(struct tally_table *t, uint64_t dev, uint32_t metric, uint8_t kind, double v)
+{
+	return tally_table_add(t, dev, tally_hash_device(dev), metric, kind, v, 1);
+}
+
+static double
+element(uint64_t e)
+{
+	double v;
+
+	memcpy(&v, &e, sizeof(v));
+	return v;
+}
+
+/* A reference sketch of every value, built directly (capacity for the whole range). */
+static struct tally_dds *
+ref_sketch(void **raw)
+{
+	size_t len = tally_dds_memsize(TALLY_DDS_CAP_MAX);
+
+	*raw = test_malloc(len);
+	return tally_dds_init(*raw, TALLY_DDS_CAP_MAX);
+}
+
+/* A sketch's canonical bytes: equal sketches give equal bytes. */
+static int
+sketch_equal(const struct tally_dds *a, const struct tally_dds *b)
+{
+	static uint8_t x[60000], y[60000];
+	int nx = tally_dds_serialise(a, x, sizeof(x)), ny = tally_dds_serialise(b, y, sizeof(y));
+
+	return nx > 0 && nx == ny && memcmp(x, y, (size_t)nx) == 0;
+}
+
+/* A distinct series' registers equal a reference HLL's. */
+static void
+assert_hll_equal(const struct tally_table *t, const struct tally_slot *s,
+		 const struct tally_hll *ref)
+{
+	static uint8_t buf[TALLY_HLL_DENSE_SIZE];
+	static struct tally_hll got;
+	uint32_t i;
+	int n = tally_table_hll(t, s, buf, sizeof(buf));
+
+	assert_true(n > 0);
+	assert_int_equal(tally_hll_parse(&got, buf, (size_t)n), 0);
+	for (i = 0; i < TALLY_HLL_REGISTERS; i++)
+		assert_int_equal(tally_hll_register(&got, i), tally_hll_register(ref, i));
+	assert_int_equal(tally_hll_estimate(&got), tally_hll_estimate(ref));
+}
+
+static void
+test_histogram_series(void **state)
+{
+	void *raw, *rraw;
+	struct tally_table *t = test_table_new_side(64, 1 << 20, &raw);
+	struct tally_dds *ref = ref_sketch(&rraw);
+	const struct tally_dds *d;
+	struct tally_slot *s;
+	double v;
+	int i;
+
+	(void)state;
+	/* 600 values over 5 decades: the sketch moves to more room (8 ... 1024 buckets) */
+	for (i = 0; i < 600; i++) {
+		v = pow(10, i / 120.0) * (i % 2 ? 1 : -1);
+		assert_int_equal(add_kind(t, 5, 3, TALLY_KIND_HISTOGRAM, v), 0);
+		tally_dds_add(ref, v);
+	}
+	assert_int_equal(add_kind(t, 5, 3, TALLY_KIND_HISTOGRAM, 0.0), 0);
+	tally_dds_add(ref, 0.0);
+	s = find(t, 5, 3);
+	assert_non_null(s);
+	assert_int_equal(s->kind, TALLY_KIND_HISTOGRAM);
+	assert_int_equal(s->count, 601);
+	d = tally_table_sketch(t, s);
+	assert_non_null(d);
+	assert_int_equal(tally_dds_count(d), 601);
+	assert_true(d->cap <= TALLY_SKETCH_CAP && d->cap >= d->used);
+	assert_true(sketch_equal(d, ref));
+	assert_int_equal(t->folded, 0);
+	assert_true(s->min < -9e4 && s->max > 9e4);
+	assert_int_equal(t->records, 601);
+	/* a reset gives every byte of side memory back */
+	tally_table_reset(t);
+	assert_int_equal(t->side_used, 0);
+	test_free(rraw);
+	test_free(raw);
+}
+
+static void
+test_histogram_cap_folds(void **state)
+{
+	void *raw;
+	struct tally_table *t = test_table_new_side(16, 1 << 20, &raw);
+	const struct tally_dds *d;
+	int i;
+
+	(void)state;
+	/* 2,000 buckets wanted, 1,024 allowed: the rest fold into neighbours, counted */
+	for (i = 0; i < 2000; i++)
+		add_kind(t, 1, 1, TALLY_KIND_HISTOGRAM, pow(101.0 / 99.0, i - 900));
+	d = tally_table_sketch(t, find(t, 1, 1));
+	assert_int_equal(d->cap, TALLY_SKETCH_CAP);
+	assert_int_equal(d->used, TALLY_SKETCH_CAP);
+	assert_int_equal(tally_dds_count(d), 2000);
+	assert_true(t->folded > 0);
+	assert_int_equal(t->folded, d->folded);
+	test_free(raw);
+}
+
+static void
+test_side_full(void **state)
+{
+	void *raw;
+	/* room for a few small sketches only */
+	struct tally_table *t = test_table_new_side(64, 400, &raw);
+	uint32_t series;
+	int i, stored = 0;
+
+	(void)state;
+	for (i = 0; i < 10; i++)
+		stored += add_kind(t, 1, (uint32_t)i, TALLY_KIND_HISTOGRAM, 1.0) == 0;
+	assert_true(stored >= 1 && stored < 10);
+	assert_int_equal(t->side_full, 10 - stored);
+	assert_int_equal(t->series, stored); /* the refused series are not left behind empty */
+	assert_int_equal(t->records, stored);
+	/* a series that has its sketch keeps taking values: it folds when it cannot grow */
+	series = t->series;
+	for (i = 0; i < 100; i++)
+		assert_int_equal(add_kind(t, 1, 0, TALLY_KIND_HISTOGRAM, 1.0 + i), 0);
+	assert_int_equal(t->series, series);
+	assert_int_equal(tally_dds_count(tally_table_sketch(t, find(t, 1, 0))), 101);
+	assert_true(t->folded > 0);
+	/* counters and gauges need no side memory */
+	assert_int_equal(add_kind(t, 2, 1, TALLY_KIND_COUNTER, 1.0), 0);
+	test_free(raw);
+}
+
+static void
+test_distinct_series(void **state)
+{
+	void *raw;
+	struct tally_table *t = test_table_new_side(16, 1 << 20, &raw);
+	static struct tally_hll ref;
+	struct tally_slot *s;
+	uint8_t buf[TALLY_HLL_DENSE_SIZE];
+	uint64_t e;
+	int n;
+
+	(void)state;
+	tally_hll_init(&ref);
+	/* few elements: a short list of registers, written in Redis's sparse form */
+	for (e = 0; e < 300; e++) {
+		assert_int_equal(add_kind(t, 9, 4, TALLY_KIND_DISTINCT, element(e * 7919)), 0);
+		assert_int_equal(add_kind(t, 9, 4, TALLY_KIND_DISTINCT, element(e * 7919)), 0);
+		tally_hll_add_u64(&ref, e * 7919);
+	}
+	s = find(t, 9, 4);
+	assert_int_equal(s->count, 600);
+	n = tally_table_hll(t, s, buf, sizeof(buf));
+	assert_true(n > 0 && n < 2000);
+	assert_int_equal(buf[4], TALLY_HLL_SPARSE);
+	assert_hll_equal(t, s, &ref);
+	/* many: the dense form, the same registers; NaN and infinity patterns are elements too */
+	for (e = 300; e < 20000; e++) {
+		assert_int_equal(add_kind(t, 9, 4, TALLY_KIND_DISTINCT, element(e * 7919)), 0);
+		tally_hll_add_u64(&ref, e * 7919);
+	}
+	add_kind(t, 9, 4, TALLY_KIND_DISTINCT, element(0x7ff8000000000001ull));
+	tally_hll_add_u64(&ref, 0x7ff8000000000001ull);
+	n = tally_table_hll(t, s, buf, sizeof(buf));
+	assert_int_equal(n, TALLY_HLL_DENSE_SIZE);
+	assert_hll_equal(t, s, &ref);
+	assert_int_equal(s->count, 600 + 19700 + 1);
+	test_free(raw);
+}
+
+static void
+test_side_merge(void **state)
+{
+	void *ra, *rb, *rd, *rr;
+	struct tally_table *a = test_table_new_side(64, 1 << 20, &ra);
+	struct tally_table *b = test_table_new_side(64, 1 << 20, &rb);
+	struct tally_table *dst = test_table_new_side(64, 1 << 20, &rd);
+	struct tally_dds *ref = ref_sketch(&rr);
+	static struct tally_hll href;
+	struct tally_slot *s;
+	int i;
+
+	(void)state;
+	tally_hll_init(&href);
+	for (i = 0; i < 500; i++) {
+		struct tally_table *t = i % 3 ? a : b;
+
+		add_kind(t, 1, 1, TALLY_KIND_HISTOGRAM, 1.5 * i);
+		tally_dds_add(ref, 1.5 * i);
+		add_kind(t, 1, 2, TALLY_KIND_DISTINCT, element((uint64_t)i * 31));
+		tally_hll_add_u64(&href, (uint64_t)i * 31);
+		add_kind(t, 1, 3, TALLY_KIND_GAUGE, i);
+	}
+	assert_int_equal(tally_table_merge(dst, a), 0);
+	assert_int_equal(tally_table_merge(dst, b), 0);
+	s = find(dst, 1, 1);
+	assert_int_equal(s->count, 500);
+	assert_true(sketch_equal(tally_table_sketch(dst, s), ref));
+	assert_true(s->sum == 1.5 * 499 * 500 / 2 && s->min == 0 && s->max == 1.5 * 499);
+	s = find(dst, 1, 2);
+	assert_int_equal(s->count, 500);
+	assert_hll_equal(dst, s, &href);
+	assert_int_equal(find(dst, 1, 3)->count, 500);
+	assert_int_equal(dst->records, 1500);
+	assert_int_equal(dst->kind_mismatch, 0);
+	test_free(rr);
+	test_free(rd);
+	test_free(rb);
+	test_free(ra);
+}
+
+static void
+test_kind_mismatch(void **state)
+{
+	void *ra, *rb;
+	struct tally_table *a = test_table_new_side(16, 1 << 20, &ra);
+	struct tally_table *b = test_table_new_side(16, 1 << 20, &rb);
+	struct tally_slot *s;
+
+	(void)state;
+	/* within a table: the series keeps its first kind, the record is stored as that kind */
+	add_kind(a, 1, 1, TALLY_KIND_HISTOGRAM, 2.0);
+	add_kind(a, 1, 1, TALLY_KIND_GAUGE, 4.0);
+	s = find(a, 1, 1);
+	assert_int_equal(s->kind, TALLY_KIND_HISTOGRAM);
+	assert_int_equal(s->count, 2);
+	assert_int_equal(tally_dds_count(tally_table_sketch(a, s)), 2);
+	assert_int_equal(a->kind_mismatch, 1);
+	add_kind(a, 1, 2, TALLY_KIND_COUNTER, 1.0);
+	add_kind(a, 1, 2, TALLY_KIND_GAUGE, 3.0);
+	assert_int_equal(find(a, 1, 2)->count, 2);
+	assert_int_equal(a->kind_mismatch, 2);
+	/* between partials: a sketch takes no distinct partial (left out, counted) */
+	add_kind(b, 1, 1, TALLY_KIND_DISTINCT, element(5));
+	add_kind(b, 1, 1, TALLY_KIND_DISTINCT, element(6));
+	a->kind_mismatch = 0;
+	assert_int_equal(tally_table_merge(a, b), 0);
+	assert_int_equal(find(a, 1, 1)->count, 2);
+	assert_int_equal(a->kind_mismatch, 2);
+	test_free(rb);
+	test_free(ra);
+}
+
+static void
+test_fold_bytes(void **state)
+{
+	void *ra, *rb;
+	struct tally_table *a = test_table_new_side(16, 1 << 20, &ra);
+	struct tally_table *b = test_table_new_side(16, 1 << 20, &rb);
+	static uint8_t buf[60000];
+	struct tally_slot from, *s;
+	uint32_t series;
+	int n, i;
+
+	(void)state;
+	for (i = 0; i < 300; i++)
+		add_kind(a, 3, 7, TALLY_KIND_HISTOGRAM, 0.25 * i);
+	s = find(a, 3, 7);
+	n = tally_dds_serialise(tally_table_sketch(a, s), buf, sizeof(buf));
+	from = *s;
+	from.side = 0;
+	/* twice: the second adds every bucket again */
+	for (i = 0; i < 2; i++) {
+		struct tally_slot *to = tally_table_lookup(b, 3, tally_hash_device(3), 7);
+
+		assert_int_equal(tally_table_fold_bytes(b, to, &from, buf, (size_t)n), 0);
+	}
+	s = find(b, 3, 7);
+	assert_int_equal(s->count, 600);
+	assert_int_equal(tally_dds_count(tally_table_sketch(b, s)), 600);
+	/* bytes that do not parse: nothing stored, the new series given back */
+	series = b->series;
+	buf[0] = 'X';
+	s = tally_table_lookup(b, 4, tally_hash_device(4), 7);
+	assert_int_equal(tally_table_fold_bytes(b, s, &from, buf, (size_t)n), -EINVAL);
+	assert_int_equal(b->series, series);
+	assert_null(find(b, 4, 7));
+	test_free(rb);
+	test_free(ra);
+}
+
+static void
+test_hll_sparse_writer(void **state)
+{
+	static struct tally_hll h, back;
+	uint32_t regs[4] = {0 << 6 | 1, 1 << 6 | 1, 2 << 6 | 1, 16383 << 6 | 32};
+	uint8_t buf[TALLY_HLL_SPARSE_SIZE(4)];
+	uint32_t i;
+	int n;
+
+	(void)state;
+	n = tally_hll_write_sparse(regs, 4, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(tally_hll_parse(&back, buf, (size_t)n), 0);
+	tally_hll_init(&h);
+	for (i = 0; i < 4; i++)
+		tally_hll_update(&h, regs[i] >> 6, regs[i] & 0x3f);
+	for (i = 0; i < TALLY_HLL_REGISTERS; i++)
+		assert_int_equal(tally_hll_register(&back, i), tally_hll_register(&h, i));
+	regs[3] = 16383 << 6 | 33; /* over 32: only the dense form holds it */
+	assert_int_equal(tally_hll_write_sparse(regs, 4, buf, sizeof(buf)), -ERANGE);
+	assert_int_equal(tally_hll_write_sparse(regs, 4, buf, 10), -ENOSPC);
+	assert_int_equal(tally_hll_write_sparse(NULL, 0, buf, sizeof(buf)), 18);
+}
+
 int
 main(void)
 {
@@ -256,6 +579,14 @@ main(void)
 		cmocka_unit_test(test_sort),
 		cmocka_unit_test(test_sort_fast),
 		cmocka_unit_test(test_hash_is_stable),
+		cmocka_unit_test(test_histogram_series),
+		cmocka_unit_test(test_histogram_cap_folds),
+		cmocka_unit_test(test_side_full),
+		cmocka_unit_test(test_distinct_series),
+		cmocka_unit_test(test_side_merge),
+		cmocka_unit_test(test_kind_mismatch),
+		cmocka_unit_test(test_fold_bytes),
+		cmocka_unit_test(test_hll_sparse_writer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
