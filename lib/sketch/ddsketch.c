@@ -22,6 +22,80 @@ dds_keys(const struct tally_dds *s)
 	return (int16_t *)(uintptr_t)(s->counts + s->cap);
 }
 
+/* The buckets with a count, in key order, whichever the store. */
+struct dds_it {
+	const struct tally_dds *s;
+	int i;
+};
+
+static inline int
+dds_next(struct dds_it *it, int *key, uint64_t *count)
+{
+	const struct tally_dds *s = it->s;
+
+	if (!s->dense) {
+		if (it->i >= s->used)
+			return 0;
+		*key = dds_keys(s)[it->i];
+		*count = s->counts[it->i];
+		it->i++;
+		return 1;
+	}
+	while (it->i < s->cap && s->counts[it->i] == 0)
+		it->i++;
+	if (it->i >= s->cap)
+		return 0;
+	*key = s->lo + it->i;
+	*count = s->counts[it->i];
+	it->i++;
+	return 1;
+}
+
+size_t
+tally_dds_dense_memsize(unsigned int cap)
+{
+	if (cap == 0 || cap > TALLY_DDS_DENSE_MAX)
+		return 0;
+	return sizeof(struct tally_dds) + cap * sizeof(uint64_t);
+}
+
+struct tally_dds *
+tally_dds_init_dense(void *mem, unsigned int cap, int lo)
+{
+	struct tally_dds *s = mem;
+
+	if (mem == NULL || ((uintptr_t)mem & 7) != 0 || tally_dds_dense_memsize(cap) == 0 ||
+	    lo < -TALLY_DDS_KEYS || lo + (int)cap - 1 > TALLY_DDS_KEYS)
+		return NULL;
+	memset(s, 0, tally_dds_dense_memsize(cap));
+	s->cap = (uint16_t)cap;
+	s->lo = (int16_t)lo;
+	s->dense = 1;
+	return s;
+}
+
+int
+tally_dds_key_range(const struct tally_dds *s, int *min, int *max)
+{
+	struct dds_it it = {s, 0};
+	uint64_t c;
+	int k;
+
+	if (!s->dense) {
+		if (s->used == 0)
+			return -ENOENT;
+		*min = dds_keys(s)[0];
+		*max = dds_keys(s)[s->used - 1];
+		return 0;
+	}
+	if (!dds_next(&it, min, &c))
+		return -ENOENT;
+	for (k = s->cap - 1; k >= 0 && s->counts[k] == 0; k--)
+		;
+	*max = s->lo + k;
+	return 0;
+}
+
 size_t
 tally_dds_memsize(unsigned int cap)
 {
@@ -49,6 +123,8 @@ tally_dds_reset(struct tally_dds *s)
 	s->clamped = 0;
 	s->folded = 0;
 	s->used = 0;
+	if (s->dense)
+		memset(s->counts, 0, s->cap * sizeof(s->counts[0]));
 }
 
 /* Key of |x| for finite bounds[0] < a <= bounds[KEYS]: one table load and one compare. */
@@ -157,8 +233,20 @@ static void
 dds_put(struct tally_dds *s, int key, uint64_t n)
 {
 	int16_t *keys = dds_keys(s);
-	int pos = dds_find(s, key);
-	int at;
+	int pos, at;
+
+	if (s->dense) {
+		if (!tally_dds_dense_has(s, key)) {
+			/* outside the store: the nearer end takes the values */
+			key = key < s->lo ? s->lo : s->lo + s->cap - 1;
+			if (key == 0) /* an end never stands on the zero bucket's key ... */
+				key = s->lo == 0 ? 1 : -1;
+			s->folded = sat_add(s->folded, n);
+		}
+		tally_dds_dense_add(s, key, n);
+		return;
+	}
+	pos = dds_find(s, key);
 
 	if (pos >= 0) {
 		s->counts[pos] = sat_add(s->counts[pos], n);
@@ -221,6 +309,14 @@ tally_dds_merge(struct tally_dds *dst, const struct tally_dds *src)
 	dst->zero = sat_add(dst->zero, src->zero);
 	dst->clamped = sat_add(dst->clamped, src->clamped);
 	dst->folded = sat_add(dst->folded, src->folded);
+	if (dst->dense || src->dense) {
+		struct dds_it it = {src, 0};
+		uint64_t c;
+
+		while (dds_next(&it, &k, &c))
+			dds_put(dst, k, c);
+		return;
+	}
 
 	/* Size of the union first: if it fits, merge in place from the back (no scratch). */
 	for (i = 0, j = 0; j < src->used;) {
@@ -263,21 +359,22 @@ tally_dds_merge(struct tally_dds *dst, const struct tally_dds *src)
 uint64_t
 tally_dds_count(const struct tally_dds *s)
 {
-	uint64_t n = s->zero;
-	int i;
+	struct dds_it it = {s, 0};
+	uint64_t n = s->zero, c;
+	int k;
 
-	for (i = 0; i < s->used; i++)
-		n = sat_add(n, s->counts[i]);
+	while (dds_next(&it, &k, &c))
+		n = sat_add(n, c);
 	return n;
 }
 
 int
 tally_dds_quantile(const struct tally_dds *s, double q, double *value)
 {
-	const int16_t *keys = dds_keys(s);
-	uint64_t n = tally_dds_count(s), rank, seen = 0;
+	struct dds_it it = {s, 0};
+	uint64_t n = tally_dds_count(s), rank, seen = 0, c;
+	int zero_done = 0, key = 0, last = 0;
 	double r;
-	int i;
 
 	if (!(q >= 0 && q <= 1))
 		return -EINVAL;
@@ -286,37 +383,47 @@ tally_dds_quantile(const struct tally_dds *s, double q, double *value)
 	/* rank = floor(q (n - 1)), kept below n when n - 1 rounds up in a double. */
 	r = floor(q * (double)(n - 1));
 	rank = r >= (double)(n - 1) ? n - 1 : (uint64_t)r;
-	for (i = 0; i < s->used && keys[i] < 0; i++) {
-		seen = sat_add(seen, s->counts[i]);
+	while (dds_next(&it, &key, &c)) {
+		if (key > 0 && !zero_done) {
+			/* the zeros sit between the negative and the positive buckets */
+			zero_done = 1;
+			seen = sat_add(seen, s->zero);
+			if (seen > rank) {
+				*value = 0;
+				return 0;
+			}
+		}
+		seen = sat_add(seen, c);
+		last = key;
 		if (seen > rank) {
-			*value = tally_dds_key_value(keys[i]);
+			*value = tally_dds_key_value(key);
 			return 0;
 		}
 	}
-	seen = sat_add(seen, s->zero);
-	if (seen > rank) {
+	if (!zero_done && s->zero > 0 && sat_add(seen, s->zero) > rank) {
 		*value = 0;
 		return 0;
 	}
-	for (; i < s->used; i++) {
-		seen = sat_add(seen, s->counts[i]);
-		if (seen > rank)
-			break;
-	}
 	/* Only saturated counts can run past the end: report the last bucket. */
-	if (i == s->used)
-		i--;
-	*value = tally_dds_key_value(keys[i]);
+	*value = last != 0 ? tally_dds_key_value(last) : 0;
 	return 0;
 }
 
 int
 tally_dds_bucket(const struct tally_dds *s, unsigned int n, int *key, uint64_t *count)
 {
+	struct dds_it it = {s, 0};
+	unsigned int i;
+
 	if (n >= s->used)
 		return -ERANGE;
-	*key = dds_keys(s)[n];
-	*count = s->counts[n];
+	if (!s->dense) {
+		*key = dds_keys(s)[n];
+		*count = s->counts[n];
+		return 0;
+	}
+	for (i = 0; i <= n; i++)
+		dds_next(&it, key, count);
 	return 0;
 }
 
@@ -384,14 +491,17 @@ unzigzag(uint64_t z)
 size_t
 tally_dds_serial_size(const struct tally_dds *s)
 {
-	const int16_t *keys = dds_keys(s);
+	struct dds_it it = {s, 0};
 	size_t len = TALLY_DDS_HDR_LEN + varint_len(s->zero) + varint_len(s->clamped) +
 		     varint_len(s->folded) + varint_len(s->used);
-	int i;
+	uint64_t c;
+	int k, prev = 0, first = 1;
 
-	for (i = 0; i < s->used; i++) {
-		len += varint_len(i == 0 ? zigzag(keys[0]) : (uint64_t)(keys[i] - keys[i - 1] - 1));
-		len += varint_len(s->counts[i] - 1);
+	while (dds_next(&it, &k, &c)) {
+		len += varint_len(first ? zigzag(k) : (uint64_t)(k - prev - 1));
+		len += varint_len(c - 1);
+		prev = k;
+		first = 0;
 	}
 	return len;
 }
@@ -399,10 +509,11 @@ tally_dds_serial_size(const struct tally_dds *s)
 int
 tally_dds_serialise(const struct tally_dds *s, uint8_t *buf, size_t len)
 {
-	const int16_t *keys = dds_keys(s);
+	struct dds_it it = {s, 0};
 	size_t need = tally_dds_serial_size(s);
 	uint8_t *p = buf;
-	int i;
+	uint64_t c;
+	int k, prev = 0, first = 1;
 
 	if (need > len || need > INT32_MAX)
 		return -ENOSPC;
@@ -414,9 +525,11 @@ tally_dds_serialise(const struct tally_dds *s, uint8_t *buf, size_t len)
 	p = varint_put(p, s->clamped);
 	p = varint_put(p, s->folded);
 	p = varint_put(p, s->used);
-	for (i = 0; i < s->used; i++) {
-		p = varint_put(p, i == 0 ? zigzag(keys[0]) : (uint64_t)(keys[i] - keys[i - 1] - 1));
-		p = varint_put(p, s->counts[i] - 1);
+	while (dds_next(&it, &k, &c)) {
+		p = varint_put(p, first ? zigzag(k) : (uint64_t)(k - prev - 1));
+		p = varint_put(p, c - 1);
+		prev = k;
+		first = 0;
 	}
 	return (int)(p - buf);
 }
@@ -524,4 +637,35 @@ tally_dds_bytes_folded(const uint8_t *buf, size_t len)
 	uint64_t v[3];
 
 	return dds_header(buf, len, v, 3) == 0 ? v[2] : 0;
+}
+
+int
+tally_dds_bytes_range(const uint8_t *buf, size_t len, int *min, int *max)
+{
+	const uint8_t *p = buf, *end = buf + len;
+	uint64_t v, nb, b;
+	int i, key = 0;
+
+	if (buf == NULL || len < TALLY_DDS_HDR_LEN || p[0] != TALLY_DDS_MAGIC0 ||
+	    p[1] != TALLY_DDS_MAGIC1 || p[2] != TALLY_DDS_VERSION || p[3] != 0)
+		return -EINVAL;
+	p += TALLY_DDS_HDR_LEN;
+	for (i = 0; i < 4; i++)
+		if ((p = varint_get(p, end, &nb)) == NULL)
+			return -EINVAL;
+	if (nb == 0)
+		return -ENOENT;
+	for (b = 0; b < nb; b++) {
+		if ((p = varint_get(p, end, &v)) == NULL || v >= 2 * TALLY_DDS_KEYS + 1)
+			return -EINVAL;
+		key = b == 0 ? unzigzag(v) : key + (int)v + 1;
+		if (key < -TALLY_DDS_KEYS || key > TALLY_DDS_KEYS)
+			return -EINVAL;
+		if (b == 0)
+			*min = key;
+		if ((p = varint_get(p, end, &v)) == NULL)
+			return -EINVAL;
+	}
+	*max = key;
+	return 0;
 }

@@ -46,9 +46,50 @@ struct tally_dds {
 	uint64_t folded;  /* values that found the store full, held in the nearest bucket */
 	uint16_t cap;	  /* buckets the store can hold */
 	uint16_t used;	  /* buckets it holds (each with a count >= 1) */
-	uint32_t reserved;
-	uint64_t counts[]; /* counts[cap], then int16_t keys[cap], ascending */
+	int16_t lo;	  /* dense: the key of counts[0] */
+	uint8_t dense;	  /* 0: sparse, 1: dense (see tally_dds_init_dense()) */
+	uint8_t reserved;
+	uint64_t counts[]; /* sparse: counts[cap], then int16_t keys[cap], ascending */
 };
+
+/*
+ * The dense store of the same sketch: counts[i] is the count of key lo + i, for the cap
+ * consecutive keys from lo (a key 0 among them stays 0: zeros have their own count). An
+ * update is an index, not a search: what a series of many values wants. A value whose key is
+ * outside lo .. lo + cap - 1 goes to the nearer end and is counted in `folded` (the owner
+ * moves it to a wider store first when it can: tally_dds_dense_has()). Every function of this
+ * header takes either store; equal sketches give equal bytes whatever their stores.
+ */
+#define TALLY_DDS_DENSE_MAX (2 * TALLY_DDS_KEYS + 1)
+
+/* Bytes of a dense sketch of cap keys: 32 + 8 * cap. 0 if cap is not 1..DENSE_MAX. */
+size_t tally_dds_dense_memsize(unsigned int cap);
+
+/*
+ * Lay an empty dense sketch of keys lo .. lo + cap - 1 out in mem (8-byte aligned,
+ * tally_dds_dense_memsize(cap) bytes). NULL if the keys are not all in -KEYS .. KEYS.
+ */
+struct tally_dds *tally_dds_init_dense(void *mem, unsigned int cap, int lo);
+
+/* Whether a dense sketch holds key's bucket (key != 0) without folding it. */
+static inline int
+tally_dds_dense_has(const struct tally_dds *s, int key)
+{
+	return (unsigned int)(key - s->lo) < s->cap;
+}
+
+/* Count n values of key into a dense sketch that has it (tally_dds_dense_has()). */
+static inline void
+tally_dds_dense_add(struct tally_dds *s, int key, uint64_t n)
+{
+	uint64_t *c = &s->counts[key - s->lo];
+
+	s->used += *c == 0;
+	*c = *c + n < *c ? UINT64_MAX : *c + n;
+}
+
+/* The smallest and largest key with a count (0 when only zeros or nothing): 0, or -ENOENT. */
+int tally_dds_key_range(const struct tally_dds *s, int *min, int *max);
 
 /* Bytes of a sketch with cap buckets: 32 + 10 * cap, rounded up to 8. 0 if cap is invalid. */
 size_t tally_dds_memsize(unsigned int cap);
@@ -128,6 +169,9 @@ int tally_dds_merge_bytes(struct tally_dds *dst, const uint8_t *buf, size_t len)
 
 /* The number of buckets a serialised sketch holds (its header only is read), or -EINVAL. */
 int tally_dds_bytes_buckets(const uint8_t *buf, size_t len);
+
+/* The smallest and largest key of a serialised sketch's buckets: 0, -ENOENT (none), -EINVAL. */
+int tally_dds_bytes_range(const uint8_t *buf, size_t len, int *min, int *max);
 
 /* The folded count a serialised sketch carries (its header only is read; 0 if it is bad). */
 uint64_t tally_dds_bytes_folded(const uint8_t *buf, size_t len);

@@ -144,21 +144,73 @@ side_start(struct tally_table *t, struct tally_slot *s, uint8_t kind)
 	return s->side != 0 ? 0 : -1;
 }
 
-/* Move s's sketch to room for `need` buckets (at most TALLY_SKETCH_CAP) when it has less. */
+/*
+ * A series' sketch starts sparse (sorted keys, searched) and small; once it holds
+ * SKETCH_SPARSE_MAX buckets and its keys span at most TALLY_SKETCH_CAP, it moves to a dense
+ * store (counts indexed by key: an update is an index and an add), which widens as its keys
+ * do, up to TALLY_SKETCH_CAP keys. Keys that span more keep the sparse store, up to
+ * TALLY_SKETCH_CAP buckets. Past either bound a value goes to its nearest bucket, counted.
+ */
+#define SKETCH_SPARSE_MAX 32
+#define SKETCH_DENSE_MIN 64
+
+static uint64_t
+sketch_new_dense(struct tally_table *t, int lo, int hi)
+{
+	unsigned int range = (unsigned int)(hi - lo + 1), cap = SKETCH_DENSE_MIN;
+	uint64_t side;
+	int start;
+
+	while (cap < range + range / 4 && cap < TALLY_SKETCH_CAP)
+		cap *= 2;
+	if (cap < range)
+		cap = range;
+	/* the room to spare on both sides, within the keys there are */
+	start = lo - (int)(cap - range) / 2;
+	if (start < -TALLY_DDS_KEYS)
+		start = -TALLY_DDS_KEYS;
+	if (start + (int)cap - 1 > TALLY_DDS_KEYS)
+		start = TALLY_DDS_KEYS - (int)cap + 1;
+	side = side_alloc(t, tally_dds_dense_memsize(cap));
+	if (side != 0)
+		tally_dds_init_dense(side_at(t, side), cap, start);
+	return side;
+}
+
+/*
+ * Move s's sketch to a store that holds keys lo .. hi and `more` new buckets besides the ones
+ * it has, when it has not and the bounds allow; else it stays (and folds, counted).
+ */
 static struct tally_dds *
-sketch_reserve(struct tally_table *t, struct tally_slot *s, unsigned int need)
+sketch_cover(struct tally_table *t, struct tally_slot *s, int lo, int hi, unsigned int more)
 {
 	struct tally_dds *d = side_at(t, s->side);
-	unsigned int cap = d->cap;
-	uint64_t side;
+	unsigned int need = d->used + more, cap;
+	uint64_t side = 0;
+	int dlo, dhi;
 
-	if (need <= d->cap || d->cap >= TALLY_SKETCH_CAP)
-		return d;
-	while (cap < need && cap < TALLY_SKETCH_CAP)
-		cap *= 2;
-	side = sketch_new(t, cap > TALLY_SKETCH_CAP ? TALLY_SKETCH_CAP : cap);
+	if (tally_dds_key_range(d, &dlo, &dhi) == 0) {
+		lo = dlo < lo ? dlo : lo;
+		hi = dhi > hi ? dhi : hi;
+	}
+	if (d->dense) {
+		if (tally_dds_dense_has(d, lo) && tally_dds_dense_has(d, hi))
+			return d;
+		if (hi - lo + 1 <= TALLY_SKETCH_CAP)
+			side = sketch_new_dense(t, lo, hi);
+	} else {
+		if (need <= d->cap || d->cap >= TALLY_SKETCH_CAP)
+			return d;
+		if (need > SKETCH_SPARSE_MAX && hi - lo + 1 <= TALLY_SKETCH_CAP) {
+			side = sketch_new_dense(t, lo, hi);
+		} else {
+			for (cap = d->cap; cap < need && cap < TALLY_SKETCH_CAP; cap *= 2)
+				;
+			side = sketch_new(t, cap > TALLY_SKETCH_CAP ? TALLY_SKETCH_CAP : cap);
+		}
+	}
 	if (side == 0)
-		return d; /* no memory left: it folds, counted */
+		return d; /* no memory left, or keys too far apart: it folds, counted */
 	tally_dds_merge(side_at(t, side), d);
 	s->side = side;
 	return side_at(t, side);
@@ -169,28 +221,42 @@ sketch_add(struct tally_table *t, struct tally_slot *s, double v)
 {
 	struct tally_dds *d = side_at(t, s->side);
 	uint64_t folded;
+	int key, rc = tally_dds_key(v, &key);
 
-	d = sketch_reserve(t, s, d->used + 1u);
-	folded = d->folded;
-
-	tally_dds_add(d, v);
-	t->folded += d->folded - folded;
+	if (key == 0) {
+		d->zero++;
+		return;
+	}
+	/* the common cases: a busy series' dense store has the key; a sparse one has room */
+	if (__builtin_expect(d->dense && tally_dds_dense_has(d, key), 1)) {
+		tally_dds_dense_add(d, key, 1);
+	} else if (!d->dense && d->used < d->cap) {
+		tally_dds_add_key(d, key, 1);
+	} else {
+		d = sketch_cover(t, s, key, key, 1);
+		folded = d->folded;
+		tally_dds_add_key(d, key, 1);
+		t->folded += d->folded - folded;
+	}
+	if (rc == TALLY_DDS_CLAMPED)
+		d->clamped++;
 }
 
 /* Raise register idx to val in the small form h (which has room). */
 static void
 hll_small_update(struct hll_small *h, uint32_t idx, unsigned int val)
 {
-	uint32_t lo = 0, hi = h->used;
+	const uint32_t *base = h->e;
+	uint32_t n = h->used, lo;
 
-	while (lo < hi) {
-		uint32_t mid = (lo + hi) / 2;
+	/* branch-free lower bound: registers of random elements are random */
+	while (n > 1) {
+		uint32_t half = n >> 1;
 
-		if (h->e[mid] >> 6 < idx)
-			lo = mid + 1;
-		else
-			hi = mid;
+		base = base[half - 1] >> 6 < idx ? base + half : base;
+		n -= half;
 	}
+	lo = (uint32_t)(base - h->e) + (n == 1 && *base >> 6 < idx);
 	if (lo < h->used && h->e[lo] >> 6 == idx) {
 		if ((h->e[lo] & 0x3f) < val)
 			h->e[lo] = idx << 6 | val;
@@ -406,8 +472,10 @@ sketch_fold(struct tally_table *t, struct tally_slot *s, const struct tally_dds 
 {
 	struct tally_dds *d = side_at(t, s->side);
 	uint64_t folded;
+	int lo, hi;
 
-	d = sketch_reserve(t, s, (unsigned int)d->used + src->used);
+	if (tally_dds_key_range(src, &lo, &hi) == 0)
+		d = sketch_cover(t, s, lo, hi, src->used);
 	folded = d->folded + src->folded;
 	tally_dds_merge(d, src);
 	t->folded += d->folded - folded;
@@ -424,12 +492,14 @@ side_fold(struct tally_table *t, struct tally_slot *s, const struct tally_table 
 {
 	if (buf != NULL && s->kind == TALLY_KIND_HISTOGRAM) {
 		struct tally_dds *d = side_at(t, s->side);
-		int n = tally_dds_bytes_buckets(buf, len);
+		int n = tally_dds_bytes_buckets(buf, len), lo = 0, hi = 0;
 		uint64_t folded;
+		int range = tally_dds_bytes_range(buf, len, &lo, &hi);
 
-		if (n < 0)
+		if (n < 0 || range == -EINVAL)
 			return -EINVAL;
-		d = sketch_reserve(t, s, (unsigned int)d->used + (unsigned int)n);
+		if (range == 0)
+			d = sketch_cover(t, s, lo, hi, (unsigned int)n);
 		folded = d->folded;
 		if (tally_dds_merge_bytes(d, buf, len) != 0)
 			return -EINVAL;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "tally_aggregate.h"
+#include "tally_ddsketch.h"
 
 /*
  * Side memory of a table: a histogram's sketch starts with TALLY_SKETCH_FIRST buckets and
@@ -189,11 +190,13 @@ tally_table_find(const struct tally_table *t, uint64_t device_id, uint64_t dev_h
 
 /*
  * Bring a histogram's sketch or a distinct series' registers toward the cache ahead of its
- * update: they lie apart from the slot, wherever the side memory had room, so without this
- * every such record waits for memory on its own. Their first 192 bytes: the header, and for
- * sketches of up to 16 buckets every key and count.
+ * update, in two steps: they lie apart from the slot, wherever the side memory had room, so
+ * without this every such record waits for memory on its own. First, a few records ahead,
+ * the slot is found (returned, for the update to use) and the state's header prefetched;
+ * then, for a histogram, fewer records ahead and the header at hand, the very count a dense
+ * sketch's value goes to (an HLL's register would take a second hash of the element).
  */
-static inline void
+static inline struct tally_slot *
 tally_table_side_prefetch(const struct tally_table *t, uint64_t device_id, uint64_t dev_hash,
 			  uint32_t metric_id)
 {
@@ -204,8 +207,21 @@ tally_table_side_prefetch(const struct tally_table *t, uint64_t device_id, uint6
 
 		__builtin_prefetch(p, 1, 3);
 		__builtin_prefetch(p + 64, 1, 3);
-		__builtin_prefetch(p + 128, 1, 3);
 	}
+	return (struct tally_slot *)(uintptr_t)s;
+}
+
+static inline void
+tally_table_side_prefetch2(const struct tally_table *t, const struct tally_slot *s, double v)
+{
+	const struct tally_dds *d;
+	int key;
+
+	if (s == NULL || s->side == 0 || s->kind != TALLY_KIND_HISTOGRAM)
+		return;
+	d = (const struct tally_dds *)(t->side + s->side - 1);
+	if (d->dense && tally_dds_key(v, &key) >= 0 && tally_dds_dense_has(d, key))
+		__builtin_prefetch(&d->counts[key - d->lo], 1, 3);
 }
 
 /*

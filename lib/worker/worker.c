@@ -500,18 +500,70 @@ worker_steer(struct tally_worker *w, const struct tally_wire_hdr **dg, uint16_t 
 	return nl;
 }
 
-/* Records ahead whose sketch or registers are prefetched: enough to cover a memory access. */
-#define SIDE_AHEAD 6
+/*
+ * Records ahead whose side state is prefetched: the slot is found and the header prefetched
+ * SIDE_AHEAD2 records ahead, the count a value goes to SIDE_AHEAD records ahead (the header
+ * is in by then). The slots found wait in a ring of SIDE_RING for their update.
+ */
+#define SIDE_AHEAD 4
+#define SIDE_AHEAD2 8
+#define SIDE_AHEAD3 16 /* the slot itself, before it is searched */
+#define SIDE_RING 16
 
-/* Prefetch the side state of record r of datagram h, if it is of a histogram or distinct. */
-static inline void
-side_prefetch(const struct tally_table *t, const struct tally_wire_hdr *h, uint64_t hash,
-	      uint32_t r)
+/* Where the record `ahead` records after record r of datagram j is, if the burst has it. */
+static inline const struct tally_wire_rec *
+rec_ahead(const struct tally_wire_hdr **dg, const uint16_t *loc, uint16_t nl, uint16_t j,
+	  uint32_t r, uint32_t ahead, uint16_t *dj)
 {
-	const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1) + r;
+	uint32_t a = r + ahead;
 
-	if (rec->kind >= TALLY_KIND_HISTOGRAM)
-		tally_table_side_prefetch(t, h->device_id, hash, rec->metric_id);
+	while (j < nl && a >= dg[loc[j]]->count) {
+		a -= dg[loc[j]]->count;
+		j++;
+	}
+	if (j >= nl)
+		return NULL;
+	*dj = j;
+	return (const struct tally_wire_rec *)(dg[loc[j]] + 1) + a;
+}
+
+/* Step one for the record n + SIDE_AHEAD2 (at j, r + SIDE_AHEAD2): find, prefetch the header. */
+static inline void
+side_first(const struct tally_table *t, const struct tally_wire_hdr **dg, const uint16_t *loc,
+	   const uint64_t *hash, uint16_t nl, uint16_t j, uint32_t r, struct tally_slot **ring,
+	   uint32_t n)
+{
+	uint16_t dj;
+	const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, j, r, SIDE_AHEAD2, &dj);
+
+	if (x != NULL)
+		ring[(n + SIDE_AHEAD2) % SIDE_RING] =
+			tally_table_side_prefetch(t, dg[loc[dj]]->device_id, hash[loc[dj]],
+						  x->metric_id);
+}
+
+/* Step zero for the record n + SIDE_AHEAD3: prefetch its slot. */
+static inline void
+side_zero(const struct tally_table *t, const struct tally_wire_hdr **dg, const uint16_t *loc,
+	  const uint64_t *hash, uint16_t nl, uint16_t j, uint32_t r)
+{
+	uint16_t dj;
+	const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, j, r, SIDE_AHEAD3, &dj);
+
+	if (x != NULL)
+		tally_table_prefetch(t, hash[loc[dj]], x->metric_id);
+}
+
+/* Step two for the record n + SIDE_AHEAD: prefetch the count its value goes to. */
+static inline void
+side_second(const struct tally_table *t, const struct tally_wire_hdr **dg, const uint16_t *loc,
+	    uint16_t nl, uint16_t j, uint32_t r, struct tally_slot **ring, uint32_t n)
+{
+	uint16_t dj;
+	const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, j, r, SIDE_AHEAD, &dj);
+
+	if (x != NULL && x->kind == TALLY_KIND_HISTOGRAM)
+		tally_table_side_prefetch2(t, ring[(n + SIDE_AHEAD) % SIDE_RING], x->value);
 }
 
 /*
@@ -525,7 +577,9 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 	struct tally_table *t = w->cur;
 	uint64_t hash[TALLY_MAX_BURST];
 	uint16_t loc[TALLY_MAX_BURST];
+	struct tally_slot *ring[SIDE_RING];
 	uint64_t records = 0, lost = 0;
+	uint32_t n = 0;
 	uint16_t i, j, r, nl;
 	int side;
 
@@ -552,27 +606,55 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 		tally_table_prefetch(t, hash[loc[j]], rec[0].metric_id);
 	}
 	side = t->side_used != 0;
-	if (side && nl > 0)
-		for (r = 0; r < SIDE_AHEAD && r < dg[loc[0]]->count; r++)
-			side_prefetch(t, dg[loc[0]], hash[loc[0]], r);
+	if (side && nl > 0) {
+		/* the first records of the burst go through both steps before their update */
+		for (r = 0; r < SIDE_AHEAD2; r++) {
+			uint16_t dj;
+			const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, 0, 0, r, &dj);
+
+			ring[r % SIDE_RING] =
+				x == NULL ? NULL
+					  : tally_table_side_prefetch(t, dg[loc[dj]]->device_id,
+								      hash[loc[dj]], x->metric_id);
+		}
+		for (r = 0; r < SIDE_AHEAD; r++) {
+			uint16_t dj;
+			const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, 0, 0, r, &dj);
+
+			if (x != NULL && x->kind == TALLY_KIND_HISTOGRAM)
+				tally_table_side_prefetch2(t, ring[r % SIDE_RING], x->value);
+		}
+	}
 	for (j = 0; j < nl; j++) {
 		const struct tally_wire_hdr *h = dg[loc[j]];
 		const struct tally_wire_rec *rec = (const struct tally_wire_rec *)(h + 1);
 		uint64_t ts = h->time_ns != 0 ? h->time_ns : arrival_ns;
 
-		for (r = 0; r < h->count; r++) {
-			/* a sketch or registers SIDE_AHEAD records on come in while this is added */
-			if (side) {
-				uint32_t a = (uint32_t)r + SIDE_AHEAD;
+		if (!side) {
+			for (r = 0; r < h->count; r++)
+				lost += tally_table_add(t, h->device_id, hash[loc[j]],
+							rec[r].metric_id, rec[r].kind, rec[r].value,
+							ts) != 0;
+			WC(w, aggregated) += h->count;
+			continue;
+		}
+		for (r = 0; r < h->count; r++, n++) {
+			struct tally_slot *s = ring[n % SIDE_RING];
 
-				if (a < h->count)
-					side_prefetch(t, h, hash[loc[j]], a);
-				else if (j + 1 < nl && a - h->count < dg[loc[j + 1]]->count)
-					side_prefetch(t, dg[loc[j + 1]], hash[loc[j + 1]],
-						      a - h->count);
+			side_zero(t, dg, loc, hash, nl, j, r);
+			side_first(t, dg, loc, hash, nl, j, r, ring, n);
+			side_second(t, dg, loc, nl, j, r, ring, n);
+			/* a series found ahead is used as it is; a new one is inserted now */
+			if (s == NULL || s->device_id != h->device_id ||
+			    s->metric_id != rec[r].metric_id || !s->used)
+				s = tally_table_lookup(t, h->device_id, hash[loc[j]],
+						       rec[r].metric_id);
+			if (unlikely(s == NULL)) {
+				t->full++;
+				lost++;
+				continue;
 			}
-			lost += tally_table_add(t, h->device_id, hash[loc[j]], rec[r].metric_id,
-						rec[r].kind, rec[r].value, ts) != 0;
+			lost += tally_table_put(t, s, rec[r].kind, rec[r].value, ts) != 0;
 		}
 		WC(w, aggregated) += h->count;
 	}

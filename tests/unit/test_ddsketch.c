@@ -792,6 +792,78 @@ test_bucket_iteration(void **state)
 	dds_free(s);
 }
 
+
+/* A dense store holds the same sketch as a sparse one: equal bytes, quantiles, merges. */
+static void
+test_dense_store(void **state)
+{
+	struct tally_dds *sp = dds_new(TALLY_DDS_CAP_MAX), *sp2 = dds_new(TALLY_DDS_CAP_MAX);
+	size_t dlen = tally_dds_dense_memsize(TALLY_DDS_DENSE_MAX);
+	void *dm = test_malloc(dlen), *dm2 = test_malloc(tally_dds_dense_memsize(8));
+	struct tally_dds *de = tally_dds_init_dense(dm, TALLY_DDS_DENSE_MAX, -TALLY_DDS_KEYS), *sm;
+	static uint8_t a[60000], b[60000];
+	uint64_t st = 7;
+	double qa, qb;
+	int i, na, nb, lo, hi;
+
+	(void)state;
+	assert_non_null(de);
+	assert_null(tally_dds_init_dense(dm, 8, TALLY_DDS_KEYS - 6)); /* past the last key */
+	assert_int_equal(tally_dds_dense_memsize(0), 0);
+	assert_int_equal(tally_dds_dense_memsize(TALLY_DDS_DENSE_MAX + 1), 0);
+	for (i = 0; i < 20000; i++) {
+		double v = exp(rnd_normal(&st) * 2) * (i % 5 == 0 ? -1 : 1) * (i % 97 == 0 ? 0 : 1);
+		int key;
+
+		tally_dds_add(sp, v);
+		tally_dds_key(v, &key);
+		if (key == 0)
+			tally_dds_add_key(de, 0, 1);
+		else
+			tally_dds_dense_add(de, key, 1);
+	}
+	assert_int_equal(de->used, sp->used);
+	na = tally_dds_serialise(sp, a, sizeof(a));
+	nb = tally_dds_serialise(de, b, sizeof(b));
+	assert_true(na > 0);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, (size_t)na);
+	assert_int_equal(tally_dds_serial_size(de), (size_t)na);
+	assert_int_equal(tally_dds_count(de), tally_dds_count(sp));
+	for (i = 0; i <= 1000; i++) {
+		assert_int_equal(tally_dds_quantile(sp, i / 1000.0, &qa), 0);
+		assert_int_equal(tally_dds_quantile(de, i / 1000.0, &qb), 0);
+		assert_true(qa == qb);
+	}
+	assert_int_equal(tally_dds_key_range(sp, &lo, &hi), 0);
+	assert_int_equal(tally_dds_key_range(de, &na, &nb), 0);
+	assert_int_equal(lo, na);
+	assert_int_equal(hi, nb);
+	/* merges either way round give the sparse merge's bytes */
+	tally_dds_merge(sp2, de);
+	na = tally_dds_serialise(sp2, b, sizeof(b));
+	assert_int_equal(tally_dds_serial_size(sp), (size_t)na);
+	assert_memory_equal(a, b, (size_t)na);
+	/* a small dense store folds what falls outside it into its nearer end, counted */
+	sm = tally_dds_init_dense(dm2, 8, 100);
+	assert_non_null(sm);
+	tally_dds_add_key(sm, 50, 3);
+	tally_dds_add_key(sm, 104, 1);
+	tally_dds_add_key(sm, 900, 2);
+	assert_int_equal(sm->folded, 5);
+	assert_int_equal(sm->counts[0], 3);
+	assert_int_equal(sm->counts[7], 2);
+	assert_int_equal(tally_dds_count(sm), 6);
+	assert_int_equal(sm->used, 3);
+	tally_dds_reset(sm);
+	assert_int_equal(tally_dds_count(sm), 0);
+	assert_int_equal(tally_dds_key_range(sm, &lo, &hi), -ENOENT);
+	test_free(dm2);
+	test_free(dm);
+	dds_free(sp2);
+	dds_free(sp);
+}
+
 int
 main(void)
 {
@@ -812,6 +884,7 @@ main(void)
 		cmocka_unit_test(test_parse_rejects),
 		cmocka_unit_test(test_parse_mutations),
 		cmocka_unit_test(test_bucket_iteration),
+		cmocka_unit_test(test_dense_store),
 	};
 	/* clang-format on */
 

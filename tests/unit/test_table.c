@@ -335,6 +335,22 @@ test_histogram_series(void **state)
 	assert_int_equal(t->folded, 0);
 	assert_true(s->min < -9e4 && s->max > 9e4);
 	assert_int_equal(t->records, 601);
+	/* values within a few decades of one sign: the sketch moves to a dense store */
+	{
+		void *r2;
+		struct tally_dds *ref2 = ref_sketch(&r2);
+
+		for (i = 0; i < 5000; i++) {
+			v = 1.0 + (i * 7919 % 100000) / 100.0;
+			assert_int_equal(add_kind(t, 6, 1, TALLY_KIND_HISTOGRAM, v), 0);
+			tally_dds_add(ref2, v);
+		}
+		d = tally_table_sketch(t, find(t, 6, 1));
+		assert_true(d->dense);
+		assert_true(sketch_equal(d, ref2));
+		assert_int_equal(t->folded, 0);
+		test_free(r2);
+	}
 	/* a reset gives every byte of side memory back */
 	tally_table_reset(t);
 	assert_int_equal(t->side_used, 0);
