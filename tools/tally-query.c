@@ -18,6 +18,7 @@
 #include <hiredis/hiredis.h>
 
 #include "tally_auth.h"
+#include "tally_catalog.h"
 #include "tally_cluster.h"
 #include "tally_ddsketch.h"
 #include "tally_hll.h"
@@ -35,6 +36,9 @@
 
 #define Q_EXIT_ERROR 1
 #define Q_EXIT_USAGE 2
+
+/* Where tally writes the metric catalog: field the decimal id, value "NAME UNIT KIND". */
+#define Q_CATALOG_KEY "tally:catalog"
 
 /* quantile's --q when not given, and the most quantiles one --q may ask for. */
 #define Q_DEFAULT_QUANTILES "0.5,0.9,0.99,0.999"
@@ -142,6 +146,7 @@ struct q_series_map {
 /* Aligned text table, or CSV; cells are owned by the table, NULL for an absent value. */
 struct q_table {
 	unsigned int ncols;
+	unsigned int left; /* bit j: column j is text, left-aligned (column 0 always is) */
 	bool csv;
 	const char *const *head;
 	char **cells;
@@ -155,11 +160,21 @@ struct q_span {
 	uint64_t hi;
 };
 
+/* tally:catalog as read: entries by ascending id; present is false when Redis has none. */
+struct q_catalog {
+	bool present;
+	struct tally_catalog_entry *e;
+	size_t n;
+	char *error; /* Redis's answer when it would not give the key, or NULL */
+};
+
 /* Arguments and options of a command, parsed before connecting. */
 struct q_args {
 	bool has_device;
 	uint64_t device;
 	uint32_t metric;
+	const char *metric_name; /* METRIC given as a name: resolved through the catalog */
+	struct q_catalog cat;	 /* commands that take Q_NAMES: read after connecting */
 	uint64_t from;
 	bool has_to;
 	uint64_t to;
@@ -173,6 +188,7 @@ struct q_args {
 #define Q_TAKES_TIME (1u << 0)	  /* --from, --to */
 #define Q_TAKES_DEVICES (1u << 1) /* --devices instead of DEVICE */
 #define Q_TAKES_Q (1u << 2)	  /* --q */
+#define Q_NAMES (1u << 3)	  /* names and units of tally:catalog; METRIC may be a name */
 
 struct q_command {
 	const char *name;
@@ -951,6 +967,7 @@ table_init(struct q_table *t, const struct q_conf *conf, const char *const *head
 	memset(t, 0, sizeof(*t));
 	t->head = head;
 	t->ncols = ncols;
+	t->left = 1;
 	t->csv = conf->csv;
 }
 
@@ -984,8 +1001,9 @@ csv_field(const char *s)
 }
 
 /*
- * A table: the first column left-aligned, the others (numbers) right-aligned, two spaces
- * apart, "-" for an absent value; or CSV: a header line, then the rows, absent values empty.
+ * A table: the first column and the text columns of t->left left-aligned (the last one not
+ * padded), the others (numbers) right-aligned, two spaces apart, "-" for an absent value; or
+ * CSV: a header line, then the rows, absent values empty.
  */
 static void
 table_print(struct q_table *t)
@@ -1012,6 +1030,9 @@ table_print(struct q_table *t)
 				csv_field(s != NULL ? s : "");
 			} else if (j == 0) {
 				printf("%-*s", (int)width[j], s != NULL ? s : "-");
+			} else if (t->left & (1u << j)) {
+				printf("  %-*s", j + 1 < t->ncols ? (int)width[j] : 0,
+				       s != NULL ? s : "-");
 			} else {
 				printf("  %*s", (int)width[j], s != NULL ? s : "-");
 			}
@@ -1021,6 +1042,116 @@ table_print(struct q_table *t)
 	for (i = 0; i < t->rows * t->ncols; i++)
 		free(t->cells[i]);
 	free(t->cells);
+}
+
+static int
+catalog_entry_cmp(const void *a, const void *b)
+{
+	const struct tally_catalog_entry *x = a;
+	const struct tally_catalog_entry *y = b;
+
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/*
+ * Read tally:catalog (one key: on a cluster, from the master of its slot). A field that is not
+ * tally's ("<id>" = "NAME UNIT KIND") is skipped with a warning, and so is the key when it is
+ * not a hash. Names are an extra: an error reply (a node that does not hold the key under
+ * --redis-cluster no, an ACL that keeps the user from it) leaves them out, kept in error for
+ * a METRIC given as a name.
+ */
+static void
+catalog_read(struct q_redis *q, struct q_catalog *cat)
+{
+	struct tally_catalog_entry *e;
+	struct q_cmd cmd;
+	redisReply *r;
+	char why[256];
+	uint64_t id;
+	size_t i;
+
+	memset(cat, 0, sizeof(*cat));
+	q_cmd_format(&cmd, Q_CATALOG_KEY, strlen(Q_CATALOG_KEY), "HGETALL %s", Q_CATALOG_KEY);
+	q_run_many(q, "HGETALL", &cmd, 1, &r);
+	q_cmd_free(&cmd);
+	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) != 0) {
+		cat->error = q_strndup(r->str, r->len);
+		freeReplyObject(r);
+		return;
+	}
+	r = q_key_reply(r, "HGETALL", Q_CATALOG_KEY, strlen(Q_CATALOG_KEY));
+	if (r == NULL)
+		return;
+	if (!reply_is_pairs(r))
+		q_exit(Q_EXIT_ERROR, "redis HGETALL: unexpected reply");
+	cat->e = q_realloc(NULL, r->elements / 2 + 1, sizeof(*cat->e));
+	for (i = 0; i < r->elements; i += 2) {
+		const redisReply *f = r->element[i];
+		const redisReply *v = r->element[i + 1];
+
+		e = &cat->e[cat->n];
+		if (parse_u64(f->str, f->len, UINT32_MAX, &id) != 0) {
+			snprintf(why, sizeof(why), "not a metric id");
+		} else if (tally_catalog_parse_entry(v->str, v->len, e, why, sizeof(why)) == 0) {
+			e->id = (uint32_t)id;
+			cat->n++;
+			continue;
+		}
+		fprintf(stderr, Q_NAME ": skipping field '%.*s' of " Q_CATALOG_KEY ": %s\n",
+			(int)(f->len > 64 ? 64 : f->len), f->str, why);
+	}
+	cat->present = cat->n > 0;
+	qsort(cat->e, cat->n, sizeof(*cat->e), catalog_entry_cmp);
+	freeReplyObject(r);
+}
+
+/* The catalog's entry of metric, or NULL. */
+static const struct tally_catalog_entry *
+catalog_find(const struct q_catalog *cat, uint32_t metric)
+{
+	const struct tally_catalog_entry key = {.id = metric};
+
+	if (cat->n == 0)
+		return NULL;
+	return bsearch(&key, cat->e, cat->n, sizeof(*cat->e), catalog_entry_cmp);
+}
+
+/* A metric's name and unit as cells (NULL when the catalog gives none). */
+static void
+catalog_cells(const struct q_catalog *cat, uint32_t metric, char **name, char **unit)
+{
+	const struct tally_catalog_entry *e = catalog_find(cat, metric);
+
+	*name = e != NULL ? q_strndup(e->name, strlen(e->name)) : NULL;
+	*unit = e != NULL && e->unit[0] != '\0' ? q_strndup(e->unit, strlen(e->unit)) : NULL;
+}
+
+/* ,"name":...,"unit":... of a metric (null when the catalog gives none). */
+static void
+catalog_json(const struct q_catalog *cat, uint32_t metric)
+{
+	const struct tally_catalog_entry *e = catalog_find(cat, metric);
+
+	printf(",\"name\":");
+	if (e != NULL)
+		json_string(e->name, strlen(e->name));
+	else
+		printf("null");
+	printf(",\"unit\":");
+	if (e != NULL && e->unit[0] != '\0')
+		json_string(e->unit, strlen(e->unit));
+	else
+		printf("null");
+}
+
+/* "  name N  unit U" after "metric M" in a header line ("-" when the catalog gives none). */
+static void
+catalog_header(const struct q_catalog *cat, uint32_t metric)
+{
+	const struct tally_catalog_entry *e = catalog_find(cat, metric);
+
+	printf("  name %s  unit %s", e != NULL ? e->name : "-",
+	       e != NULL && e->unit[0] != '\0' ? e->unit : "-");
 }
 
 /*
@@ -1249,9 +1380,16 @@ fold_metric_pairs(const redisReply *r, struct q_metric **metrics, size_t *nb)
 static int
 cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 {
-	/* CSV rows carry the device and window; the table says them once, above. */
+	/*
+	 * CSV rows carry the device and window; the table says them once, above. The name and
+	 * unit columns are there when Redis has a catalog.
+	 */
 	static const char *const head[] = {"device", "window", "time", "metric", "count",
 					   "sum",    "min",    "max",  "last"};
+	static const char *const head_names[] = {"device", "window", "time", "metric", "name",
+						 "unit",   "count",  "sum",  "min",	"max",
+						 "last"};
+	const bool names = a->cat.present;
 	unsigned int skip = conf->csv ? 0 : 3;
 	struct q_metric *metrics = NULL;
 	char wtime[64] = "-";
@@ -1326,6 +1464,8 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 		printf(",\"metrics\":[");
 		for (i = 0; i < nb; i++) {
 			printf("%s{\"metric\":%" PRIu32, i ? "," : "", metrics[i].metric);
+			if (names)
+				catalog_json(&a->cat, metrics[i].metric);
 			json_stats(&metrics[i].st, (1u << Q_NB_FIELDS) - 1);
 			putchar('}');
 		}
@@ -1337,9 +1477,14 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 		else if (!conf->csv)
 			printf("device %" PRIu64 "  window %.*s\n", a->device,
 			       window ? (int)window_len : 1, window ? window : "-");
-		table_init(&t, conf, head + skip, 9 - skip);
+		if (names) {
+			table_init(&t, conf, head_names + skip, 11 - skip);
+			t.left |= 3u << (4 - skip); /* name, unit */
+		} else {
+			table_init(&t, conf, head + skip, 9 - skip);
+		}
 		for (i = 0; i < nb; i++) {
-			char *cells[9];
+			char *cells[11];
 			char **c = cells;
 			int f;
 
@@ -1349,6 +1494,10 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 				*c++ = has_w ? q_strndup(wtime, strlen(wtime)) : NULL;
 			}
 			*c++ = q_asprintf("%" PRIu32, metrics[i].metric);
+			if (names) {
+				catalog_cells(&a->cat, metrics[i].metric, &c[0], &c[1]);
+				c += 2;
+			}
 			for (f = 0; f < Q_NB_FIELDS; f++)
 				*c++ = stats_cell(&metrics[i].st, (enum q_field)f);
 			table_add(&t, cells);
@@ -1421,10 +1570,17 @@ range_sparklines(const struct q_window *w, size_t n)
 	}
 }
 
+/*
+ * With a catalog in Redis, the metric's name and unit: a line above the table, the last
+ * two fields of each JSON row and CSV row.
+ */
 static void
-range_print(const struct q_conf *conf, const struct q_window *w, size_t n)
+range_print(const struct q_conf *conf, const struct q_args *a, const struct q_window *w,
+	    size_t n)
 {
-	static const char *const head[] = {"window", "time", "count", "sum", "min", "max", "last"};
+	static const char *const head[] = {"window", "time", "count", "sum", "min",
+					   "max",    "last", "name",  "unit"};
+	const bool names = a->cat.present;
 	struct q_table t;
 	char wtime[64];
 	size_t i;
@@ -1436,20 +1592,29 @@ range_print(const struct q_conf *conf, const struct q_window *w, size_t n)
 			printf("%s{\"window\":%" PRIu64 ",\"time\":\"%s\"", i ? "," : "",
 			       w[i].window, fmt_time(w[i].window, wtime, sizeof(wtime)));
 			json_stats(&w[i].st, (1u << Q_NB_FIELDS) - 1);
+			if (names)
+				catalog_json(&a->cat, a->metric);
 			putchar('}');
 		}
 		printf("]\n");
 		return;
 	}
-	table_init(&t, conf, head, 7);
+	if (names && !conf->csv) {
+		printf("device %" PRIu64 "  metric %" PRIu32, a->device, a->metric);
+		catalog_header(&a->cat, a->metric);
+		putchar('\n');
+	}
+	table_init(&t, conf, head, names && conf->csv ? 9 : 7);
 	for (i = 0; i < n; i++) {
-		char *cells[7];
+		char *cells[9];
 
 		cells[0] = q_asprintf("%" PRIu64, w[i].window);
 		fmt_time(w[i].window, wtime, sizeof(wtime));
 		cells[1] = q_strndup(wtime, strlen(wtime));
 		for (f = 0; f < Q_NB_FIELDS; f++)
 			cells[2 + f] = stats_cell(&w[i].st, (enum q_field)f);
+		if (names && conf->csv)
+			catalog_cells(&a->cat, a->metric, &cells[7], &cells[8]);
 		table_add(&t, cells);
 	}
 	table_print(&t);
@@ -1514,7 +1679,7 @@ cmd_range(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 			rows[nrows++].st = st;
 		}
 	}
-	range_print(conf, rows, nrows);
+	range_print(conf, a, rows, nrows);
 	free(rows);
 	keys_free(&keys);
 	free(replies);
@@ -1977,10 +2142,13 @@ static void
 quantile_print(const struct q_conf *conf, const struct q_args *a, const struct q_merged *m,
 	       const struct q_stats *st, const struct tally_dds *dds, const double *value)
 {
-	/* CSV rows carry what the table says once, above. */
-	static const char *const head[] = {"devices", "metric", "windows", "count", "sum", "min",
-					   "max",     "clamped", "folded", "q",   "value"};
-	unsigned int skip = conf->csv ? 0 : 9;
+	/* CSV rows carry what the table says once, above (the name and unit with a catalog). */
+	static const char *const head[] = {"devices", "metric", "name",   "unit",
+					   "windows", "count",	"sum",	  "min",
+					   "max",     "clamped", "folded", "q",
+					   "value"};
+	const bool names = a->cat.present;
+	unsigned int skip = conf->csv ? 0 : 11;
 	struct q_table t;
 	char *label;
 	size_t i;
@@ -1988,7 +2156,10 @@ quantile_print(const struct q_conf *conf, const struct q_args *a, const struct q
 
 	if (conf->json) {
 		json_devices(m);
-		printf(",\"metric\":%" PRIu32 ",\"windows\":%zu", a->metric, m->keys);
+		printf(",\"metric\":%" PRIu32, a->metric);
+		if (names)
+			catalog_json(&a->cat, a->metric);
+		printf(",\"windows\":%zu", m->keys);
 		json_stats(st, (1u << Q_LAST) - 1);
 		printf(",\"clamped\":%" PRIu64 ",\"folded\":%" PRIu64 ",\"quantiles\":[",
 		       dds->clamped, dds->folded);
@@ -2005,7 +2176,10 @@ quantile_print(const struct q_conf *conf, const struct q_args *a, const struct q
 	}
 	if (!conf->csv) {
 		label = spans_text(m->run, m->nruns, true);
-		printf("%s  metric %" PRIu32 "  windows %zu", label, a->metric, m->keys);
+		printf("%s  metric %" PRIu32, label, a->metric);
+		if (names)
+			catalog_header(&a->cat, a->metric);
+		printf("  windows %zu", m->keys);
 		free(label);
 		for (f = Q_COUNT; f <= Q_MAX; f++) {
 			char *c = stats_cell(st, (enum q_field)f);
@@ -2020,14 +2194,27 @@ quantile_print(const struct q_conf *conf, const struct q_args *a, const struct q
 			printf("  folded %" PRIu64, dds->folded);
 		putchar('\n');
 	}
-	table_init(&t, conf, head + skip, 11 - skip);
+	if (conf->csv && !names) {
+		/* the same columns without name and unit */
+		static const char *const plain[] = {"devices", "metric", "windows", "count",
+						    "sum",     "min",	 "max",	    "clamped",
+						    "folded",  "q",	 "value"};
+
+		table_init(&t, conf, plain, 11);
+	} else {
+		table_init(&t, conf, head + skip, 13 - skip);
+	}
 	for (i = 0; i < a->nq; i++) {
-		char *cells[11];
+		char *cells[13];
 		char **c = cells;
 
 		if (conf->csv) {
 			*c++ = spans_text(m->run, m->nruns, false);
 			*c++ = q_asprintf("%" PRIu32, a->metric);
+			if (names) {
+				catalog_cells(&a->cat, a->metric, &c[0], &c[1]);
+				c += 2;
+			}
 			*c++ = q_asprintf("%zu", m->keys);
 			for (f = Q_COUNT; f <= Q_MAX; f++)
 				*c++ = stats_cell(st, (enum q_field)f);
@@ -2144,29 +2331,44 @@ static void
 distinct_print(const struct q_conf *conf, const struct q_args *a, const struct q_merged *m,
 	       uint64_t estimate)
 {
-	/* CSV rows carry what the table says once, above. */
+	/* CSV rows carry what the table says once, above (the name and unit with a catalog). */
 	static const char *const head[] = {"devices", "metric", "keys", "distinct"};
+	static const char *const head_names[] = {"devices", "metric", "name",
+						 "unit",    "keys",   "distinct"};
+	const bool names = a->cat.present;
 	unsigned int skip = conf->csv ? 0 : 2;
-	char *cells[4];
+	char *cells[6];
 	char **c = cells;
 	struct q_table t;
 	char *label;
 
 	if (conf->json) {
 		json_devices(m);
-		printf(",\"metric\":%" PRIu32 ",\"keys\":%zu,\"distinct\":%" PRIu64 "}\n",
-		       a->metric, m->keys, estimate);
+		printf(",\"metric\":%" PRIu32, a->metric);
+		if (names)
+			catalog_json(&a->cat, a->metric);
+		printf(",\"keys\":%zu,\"distinct\":%" PRIu64 "}\n", m->keys, estimate);
 		return;
 	}
 	if (!conf->csv) {
 		label = spans_text(m->run, m->nruns, true);
-		printf("%s  metric %" PRIu32 "\n", label, a->metric);
+		printf("%s  metric %" PRIu32, label, a->metric);
+		if (names)
+			catalog_header(&a->cat, a->metric);
+		putchar('\n');
 		free(label);
 	}
-	table_init(&t, conf, head + skip, 4 - skip);
+	if (conf->csv && names)
+		table_init(&t, conf, head_names, 6);
+	else
+		table_init(&t, conf, head + skip, 4 - skip);
 	if (conf->csv) {
 		*c++ = spans_text(m->run, m->nruns, false);
 		*c++ = q_asprintf("%" PRIu32, a->metric);
+		if (names) {
+			catalog_cells(&a->cat, a->metric, &c[0], &c[1]);
+			c += 2;
+		}
 	}
 	*c++ = q_asprintf("%zu", m->keys);
 	*c++ = q_asprintf("%" PRIu64, estimate);
@@ -2243,18 +2445,58 @@ cmd_distinct(struct q_redis *q, const struct q_conf *conf, const struct q_args *
 	return 0;
 }
 
+/* The metric catalog tally wrote: each metric id with its name, unit and kind. */
+static int
+cmd_catalog(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
+{
+	static const char *const head[] = {"metric", "name", "unit", "kind"};
+	const struct q_catalog *cat = &a->cat;
+	struct q_table t;
+	size_t i;
+
+	(void)q;
+	if (cat->error != NULL)
+		q_exit(Q_EXIT_ERROR, "redis HGETALL " Q_CATALOG_KEY ": %s", cat->error);
+	if (!cat->present)
+		q_exit(Q_EXIT_ERROR, "no data: Redis has no " Q_CATALOG_KEY " (tally writes it "
+		       "when given --catalog or a [metrics] section)");
+	if (conf->json) {
+		putchar('[');
+		for (i = 0; i < cat->n; i++) {
+			printf("%s{\"metric\":%" PRIu32, i ? "," : "", cat->e[i].id);
+			catalog_json(cat, cat->e[i].id);
+			printf(",\"kind\":\"%s\"}", tally_kind_name(cat->e[i].kind));
+		}
+		printf("]\n");
+		return 0;
+	}
+	table_init(&t, conf, head, 4);
+	t.left = 0xf;
+	for (i = 0; i < cat->n; i++) {
+		char *cells[4];
+
+		cells[0] = q_asprintf("%" PRIu32, cat->e[i].id);
+		catalog_cells(cat, cat->e[i].id, &cells[1], &cells[2]);
+		cells[3] = q_asprintf("%s", tally_kind_name(cat->e[i].kind));
+		table_add(&t, cells);
+	}
+	table_print(&t);
+	return 0;
+}
+
 static const struct q_command q_commands[] = {
-	{"latest", "DEVICE", NULL, 1, 1, 0, cmd_latest},
-	{"range", "DEVICE METRIC [FROM [TO]]", NULL, 2, 4, Q_TAKES_TIME, cmd_range},
+	{"latest", "DEVICE", NULL, 1, 1, Q_NAMES, cmd_latest},
+	{"range", "DEVICE METRIC [FROM [TO]]", NULL, 2, 4, Q_TAKES_TIME | Q_NAMES, cmd_range},
 	{"self", "", NULL, 0, 0, 0, cmd_self},
 	{"totals", "[DEVICE]", NULL, 0, 1, 0, cmd_totals},
 	{"quantile", "DEVICE METRIC [--q LIST] [--from T] [--to T]",
 	 "--devices LIST [-] METRIC [--q LIST] [--from T] [--to T]", 2, 2,
-	 Q_TAKES_TIME | Q_TAKES_DEVICES | Q_TAKES_Q, cmd_quantile},
+	 Q_TAKES_TIME | Q_TAKES_DEVICES | Q_TAKES_Q | Q_NAMES, cmd_quantile},
 	{"distinct", "DEVICE METRIC [--from T] [--to T]",
-	 "--devices LIST [-] METRIC [--from T] [--to T]", 2, 2, Q_TAKES_TIME | Q_TAKES_DEVICES,
-	 cmd_distinct},
+	 "--devices LIST [-] METRIC [--from T] [--to T]", 2, 2,
+	 Q_TAKES_TIME | Q_TAKES_DEVICES | Q_NAMES, cmd_distinct},
 	{"top", "[N]", NULL, 0, 1, 0, cmd_top},
+	{"catalog", "", NULL, 0, 0, Q_NAMES, cmd_catalog},
 };
 
 #define Q_NB_COMMANDS (sizeof(q_commands) / sizeof(q_commands[0]))
@@ -2322,7 +2564,10 @@ usage(FILE *f)
 		   "count, sum, min and max. 'distinct' merges the HyperLogLogs\n"
 		   "tally:{DEVICE}:<window>:hll:<METRIC> and prints the estimate (what PFCOUNT of\n"
 		   "those keys answers) and the keys merged. Nothing found is one line and\n"
-		   "exit 1.\n");
+		   "exit 1.\n"
+		   "METRIC is a metric id, or a name from the catalog tally writes to\n"
+		   "tally:catalog ('catalog' lists it: id, name, unit, kind). With a catalog,\n"
+		   "latest, range, quantile and distinct print each metric's name and unit too.\n");
 }
 
 /*
@@ -2440,6 +2685,51 @@ parse_arg_devices(const char *list, struct q_args *a)
 	}
 }
 
+/*
+ * METRIC: an id (digits), or a name to look up in tally:catalog once connected (what a
+ * catalog name may be: 1 to 64 of A-Z a-z 0-9 _ . : / -).
+ */
+static void
+parse_arg_metric(const char *s, struct q_args *a)
+{
+	size_t len = strlen(s);
+
+	if (len > 0 && strspn(s, "0123456789") == len) {
+		a->metric = (uint32_t)parse_arg_u64("METRIC", s, UINT32_MAX);
+		return;
+	}
+	if (len == 0 || len > TALLY_CATALOG_NAME_MAX ||
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/-") != len)
+		q_exit(Q_EXIT_USAGE, "METRIC: '%s' is neither a metric id in [0, %" PRIu32 "] nor "
+		       "a name (1 to %d of A-Z a-z 0-9 _ . : / -)", s, UINT32_MAX,
+		       TALLY_CATALOG_NAME_MAX);
+	a->metric_name = s;
+}
+
+/* A METRIC given as a name becomes the id tally:catalog gives it. */
+static void
+resolve_metric(struct q_args *a)
+{
+	size_t i;
+
+	if (a->metric_name == NULL)
+		return;
+	if (a->cat.error != NULL)
+		q_exit(Q_EXIT_ERROR, "METRIC: '%s' is not a metric id, and " Q_CATALOG_KEY
+		       " cannot be read: %s", a->metric_name, a->cat.error);
+	if (!a->cat.present)
+		q_exit(Q_EXIT_USAGE, "METRIC: '%s' is not a metric id, and Redis has no "
+		       Q_CATALOG_KEY " to find the name in", a->metric_name);
+	for (i = 0; i < a->cat.n; i++) {
+		if (strcmp(a->cat.e[i].name, a->metric_name) == 0) {
+			a->metric = a->cat.e[i].id;
+			return;
+		}
+	}
+	q_exit(Q_EXIT_USAGE, "METRIC: '%s' is not a name in " Q_CATALOG_KEY " (%zu metrics; "
+	       "see tally-query catalog)", a->metric_name, a->cat.n);
+}
+
 /* Options given as text, checked against the command that takes them. */
 struct q_opts {
 	const char *from;
@@ -2469,7 +2759,7 @@ parse_command_args(const struct q_command *cmd, char **argv, int argc, const str
 		if (argc != 1)
 			q_exit(Q_EXIT_USAGE, "%s: expects %s (see --help)", cmd->name,
 			       cmd->alt_args);
-		a->metric = (uint32_t)parse_arg_u64("METRIC", argv[0], UINT32_MAX);
+		parse_arg_metric(argv[0], a);
 		return;
 	}
 	if (argc < cmd->min_args || argc > cmd->max_args)
@@ -2485,7 +2775,7 @@ parse_command_args(const struct q_command *cmd, char **argv, int argc, const str
 					  UINT64_MAX);
 	}
 	if (argc >= 2)
-		a->metric = (uint32_t)parse_arg_u64("METRIC", argv[1], UINT32_MAX);
+		parse_arg_metric(argv[1], a);
 	if (argc >= 3)
 		a->from = parse_arg_time("FROM", argv[2], now);
 	if (argc >= 4) {
@@ -2667,7 +2957,7 @@ main(int argc, char **argv)
 	}
 	if (npos == 0)
 		q_exit(Q_EXIT_USAGE, "missing COMMAND (latest, range, self, totals, quantile, "
-		       "distinct or top; see --help)");
+		       "distinct, top or catalog; see --help)");
 	cmd = find_command(pos[0]);
 	if (cmd == NULL)
 		q_exit(Q_EXIT_USAGE, "%s: unknown command (see --help)", pos[0]);
@@ -2677,11 +2967,17 @@ run:
 	free(pos);
 	q = q_realloc(NULL, 1, sizeof(*q));
 	q_open(q, &conf);
+	if (cmd->takes & Q_NAMES) {
+		catalog_read(q, &args.cat);
+		resolve_metric(&args);
+	}
 	rc = cmd->run(q, &conf, &args);
 	q_close(q);
 	free(q);
 	free(args.devices);
 	free(args.q);
+	free(args.cat.e);
+	free(args.cat.error);
 	if (fflush(stdout) != 0)
 		q_exit(Q_EXIT_ERROR, "cannot write output: %s", strerror(errno));
 	return rc;

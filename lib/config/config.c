@@ -13,6 +13,7 @@
 #include <rte_cfgfile.h>
 #include <rte_common.h>
 
+#include "tally_catalog.h"
 #include "tally_config.h"
 
 #define INI_SECTION "tally"
@@ -51,7 +52,11 @@ static const char *const cluster_choices[] = {"auto", "yes", "no", NULL};
 
 static const struct opt opts[] = {
 	{"config", OPT_PATH, OFF(config_file), NULL, 0, 0,
-	 "INI file with these keys in a [tally] section; the command line wins"},
+	 "INI file with these keys in a [tally] section; the command line wins. A [metrics] "
+	 "section beside it is the metric catalog when --catalog is not given"},
+	{"catalog", OPT_PATH, OFF(catalog_file), NULL, 0, 0,
+	 "metric catalog: an INI file whose [metrics] section has lines ID = NAME [UNIT] KIND "
+	 "(KIND counter, gauge, histogram or distinct; UNIT '-' or left out for none)"},
 	{"redis", OPT_HOSTPORT, 0, "127.0.0.1:6379", 0, 0, "Redis server HOST:PORT"},
 	{"redis-user", OPT_STR, OFF(redis_user), NULL, 0, TALLY_REDIS_USER_MAX,
 	 "Redis ACL user to authenticate as; unset: the default user"},
@@ -400,15 +405,54 @@ struct ini_lines {
 };
 
 /*
- * What rte_cfgfile passes over in silence: a line that is not a section, a comment or
- * KEY = VALUE (rte_cfgfile skips it), and a key given twice (the last would win). Also
- * records each key's line for the errors of its value.
+ * A section line of the --config file: [tally] (once) or [metrics] (once: the catalog, whose
+ * lines tally_catalog_load() checks). in_metrics tells which one the lines below are in.
  */
 static int
-ini_check(const char *path, struct ini_lines *k, char *err, size_t errlen)
+ini_section(const char *path, int lineno, const char *s, int *tally_line, int *metrics_line,
+	    int *in_metrics, char *err, size_t errlen)
+{
+	const char *end = strchr(s, ']');
+	char name[CFG_NAME_LEN];
+	int *first;
+	size_t len;
+
+	if (end == NULL)
+		return fail(err, errlen, "%s:%d: '%.60s' is not a [section]", path, lineno, s);
+	for (s++; isspace((unsigned char)*s); s++)
+		;
+	while (end > s && isspace((unsigned char)end[-1]))
+		end--;
+	len = (size_t)(end - s);
+	snprintf(name, sizeof(name), "%.*s", (int)len, s);
+	if (len == strlen(INI_SECTION) && strncmp(s, INI_SECTION, len) == 0)
+		first = tally_line;
+	else if (len == strlen(TALLY_CATALOG_SECTION) &&
+		 strncmp(s, TALLY_CATALOG_SECTION, len) == 0)
+		first = metrics_line;
+	else
+		return fail(err, errlen, "%s:%d: section [%s] is neither [%s] nor [%s]", path,
+			    lineno, name, INI_SECTION, TALLY_CATALOG_SECTION);
+	if (*first != 0)
+		return fail(err, errlen, "%s:%d: section [%s] again (first on line %d)", path,
+			    lineno, name, *first);
+	*first = lineno;
+	*in_metrics = first == metrics_line;
+	return 0;
+}
+
+/*
+ * What rte_cfgfile passes over in silence: a line that is not a section, a comment or
+ * KEY = VALUE (rte_cfgfile skips it), a key given twice (the last would win), and a section
+ * other than [tally] and [metrics]. Also records each key's line for the errors of its value,
+ * and whether the file has a [metrics] section.
+ */
+static int
+ini_check(struct tally_config *c, const char *path, struct ini_lines *k, char *err,
+	  size_t errlen)
 {
 	char buf[1024];
-	int lineno = 0, rc = 0, i;
+	int lineno = 0, rc = 0, i, tally_line = 0, metrics_line = 0, in_metrics = 0;
 	FILE *f = fopen(path, "r");
 
 	if (f == NULL)
@@ -423,7 +467,14 @@ ini_check(const char *path, struct ini_lines *k, char *err, size_t errlen)
 		end = s + strlen(s);
 		while (end > s && isspace((unsigned char)end[-1]))
 			*--end = '\0';
-		if (*s == '\0' || *s == ';' || *s == '#' || *s == '[')
+		if (*s == '\0' || *s == ';' || *s == '#')
+			continue;
+		if (*s == '[') {
+			rc = ini_section(path, lineno, s, &tally_line, &metrics_line, &in_metrics,
+					 err, errlen);
+			continue;
+		}
+		if (in_metrics)
 			continue;
 		eq = strchr(s, '=');
 		if (eq == NULL) {
@@ -444,7 +495,10 @@ ini_check(const char *path, struct ini_lines *k, char *err, size_t errlen)
 	}
 	if (rc == 0 && ferror(f))
 		rc = fail(err, errlen, "--config: cannot read %s: %s", path, strerror(errno));
+	if (rc == 0 && tally_line == 0)
+		rc = fail(err, errlen, "--config: %s has no [%s] section", path, INI_SECTION);
 	fclose(f);
+	c->config_has_metrics = metrics_line != 0;
 	return rc;
 }
 
@@ -463,25 +517,17 @@ int
 tally_config_load_file(struct tally_config *c, const char *path, char *err, size_t errlen)
 {
 	struct rte_cfgfile *cfg;
-	char sections[1][CFG_NAME_LEN];
-	char *sp[1] = {sections[0]};
 	struct rte_cfgfile_entry *entries = NULL;
 	struct ini_lines lines;
-	int nsec, n, i, rc = 0;
+	int n, i, rc = 0;
 
-	if (ini_check(path, &lines, err, errlen) != 0)
+	/* Its sections are [tally] and maybe [metrics], each once: ini_check() saw to it. */
+	if (ini_check(c, path, &lines, err, errlen) != 0)
 		return -1;
 	cfg = rte_cfgfile_load(path, 0);
 	if (cfg == NULL)
 		return fail(err, errlen, "--config: %s is not an INI file rte_cfgfile can read",
 			    path);
-	nsec = rte_cfgfile_num_sections(cfg, NULL, 0);
-	if (nsec != 1 || rte_cfgfile_sections(cfg, sp, 1) != 1 ||
-	    strcmp(sections[0], INI_SECTION) != 0) {
-		rc = fail(err, errlen, "--config: %s must hold exactly one section, [%s]", path,
-			  INI_SECTION);
-		goto out;
-	}
 	n = rte_cfgfile_section_num_entries(cfg, INI_SECTION);
 	entries = n > 0 ? calloc((size_t)n, sizeof(*entries)) : NULL;
 	if (n > 0 && entries == NULL) {
@@ -501,7 +547,7 @@ tally_config_load_file(struct tally_config *c, const char *path, char *err, size
 			rc = fail(err, errlen, "%s:%d: key '%s': %s", path, line, entries[i].name,
 				  "a password is never kept in the INI file; put it in a file of "
 				  "its own (chmod 600) and set redis-password-file");
-		else if (o == NULL || strcmp(o->name, "config") == 0)
+		else if (o == NULL || o == find_opt("config"))
 			rc = fail(err, errlen, "%s:%d: unknown key '%s'", path, line,
 				  entries[i].name);
 		else if (set_opt(c, o, entries[i].value, why, sizeof(why)) != 0)
@@ -574,6 +620,37 @@ warn_no_effect(struct tally_config *c)
 	}
 }
 
+/*
+ * Which file the catalog comes from: --catalog, else the [metrics] section of the --config
+ * file. Loaded once here, so a bad catalog is one line before anything starts.
+ */
+static int
+catalog_check(struct tally_config *c, char *err, size_t errlen)
+{
+	struct tally_catalog *cat;
+	char warning[sizeof(c->warnings[0])];
+	char why[512];
+
+	if (c->catalog_file[0] == '\0' && c->config_has_metrics)
+		strcpy(c->catalog_file, c->config_file);
+	else if (c->config_has_metrics && strcmp(c->catalog_file, c->config_file) != 0 &&
+		 c->nwarnings < TALLY_CONFIG_MAX_WARNINGS) {
+		snprintf(warning, sizeof(warning),
+			 "the [metrics] section of %.60s is not read: --catalog %.60s is",
+			 c->config_file, c->catalog_file);
+		memcpy(c->warnings[c->nwarnings++], warning, sizeof(warning));
+	}
+	if (c->catalog_file[0] == '\0')
+		return 0;
+	cat = tally_catalog_load(c->catalog_file, why, sizeof(why));
+	if (cat == NULL && given(c, "catalog"))
+		return fail(err, errlen, "--catalog: %s", why);
+	if (cat == NULL)
+		return fail(err, errlen, "%s", why);
+	tally_catalog_free(cat);
+	return 0;
+}
+
 int
 tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, size_t errlen)
 {
@@ -636,5 +713,5 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 			    "--breaker-backoff-ms: %" PRIu64 " is above --breaker-max-ms %" PRIu64,
 			    c->breaker_backoff_ms, c->breaker_max_ms);
 	warn_no_effect(c);
-	return 0;
+	return catalog_check(c, err, errlen);
 }

@@ -17,6 +17,12 @@
 
 struct tally_config {
 	char config_file[TALLY_PATH_MAX];
+	/*
+	 * The metric catalog: the [metrics] section of this file (--catalog, else the --config
+	 * file when it has one); empty: no catalog. tally_config_parse() has checked it.
+	 */
+	char catalog_file[TALLY_PATH_MAX];
+	uint8_t config_has_metrics; /* the --config file has a [metrics] section */
 	char redis_host[TALLY_HOST_MAX];
 	uint16_t redis_port;
 	char redis_user[TALLY_REDIS_USER_MAX + 1]; /* empty: the default user */
@@ -82,12 +88,18 @@ void tally_config_defaults(struct tally_config *c);
 
 /*
  * Parse the application arguments (what follows EAL's "--"). A `--config FILE` among them is
- * read first, so the command line wins over the file. Returns 0, 1 when --help was printed,
- * or -1 with a one-line message naming the option and the problem in err.
+ * read first, so the command line wins over the file. The metric catalog (catalog_file) is
+ * loaded once to check it, so a bad one fails here too. Returns 0, 1 when --help was printed,
+ * or -1 with a one-line message naming the option (or the file and line) and the problem in
+ * err.
  */
 int tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, size_t errlen);
 
-/* Apply the [tally] section of an INI file; same return as tally_config_parse(). */
+/*
+ * Apply the [tally] section of an INI file, which may also hold a [metrics] section (the
+ * catalog: noted in config_has_metrics, read by tally_catalog_load()); no other section. Same
+ * return as tally_config_parse().
+ */
 int tally_config_load_file(struct tally_config *c, const char *path, char *err, size_t errlen);
 
 /* Set one option from its text value ("window-ms", "500"); 0 or -1 with err. */

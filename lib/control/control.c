@@ -18,6 +18,14 @@
 #define STATS_FIELDS_MAX                                                                           \
 	(TALLY_WC_MAX + TALLY_MALFORMED_MAX + TALLY_CC_MAX + 4 + 6 * TALLY_STATS_MAX_WORKERS)
 
+/*
+ * tally:catalog is written again this often, so a Redis that was down, flushed or replaced by
+ * a failover gets it back; in HSETs of at most this many fields.
+ */
+#define CATALOG_WRITE_MS 60000
+#define CATALOG_FIELDS_PER_CMD 1000
+#define CATALOG_KEY "tally:catalog"
+
 #define CTL_LOG(app, lvl, fmt, ...)                                                               \
 	rte_log(RTE_LOG_##lvl, (app)->logtype, "TALLY: " fmt "\n", ##__VA_ARGS__)
 
@@ -231,6 +239,56 @@ write_stats(struct tally_app *app)
 	tally_sink_command(app->sink, c.argc, c.argv, c.argvlen);
 }
 
+/* HSET tally:catalog <id> "NAME UNIT KIND" ...: the sink thread's, like stats_cmd. */
+struct catalog_cmd {
+	const char *argv[2 + 2 * CATALOG_FIELDS_PER_CMD];
+	size_t argvlen[2 + 2 * CATALOG_FIELDS_PER_CMD];
+	char id[CATALOG_FIELDS_PER_CMD][12];
+	char val[CATALOG_FIELDS_PER_CMD][TALLY_CATALOG_VALUE_MAX];
+};
+
+/* MULTI, EXEC (key NULL) or DEL key, sent where tally:catalog lives. */
+static void
+catalog_simple(struct tally_app *app, const char *cmd, const char *key)
+{
+	const char *argv[2] = {cmd, key};
+	size_t argvlen[2] = {strlen(cmd), key != NULL ? strlen(key) : 0};
+
+	tally_sink_command_on(app->sink, CATALOG_KEY, key != NULL ? 2 : 1, argv, argvlen);
+}
+
+/*
+ * The catalog as the hash tally:catalog (field: the decimal id, value: "NAME UNIT KIND"),
+ * replaced whole in one transaction, so a reader never sees half of it, nor an old entry
+ * beside new ones. One key: its MULTI and EXEC go where it lives in a cluster.
+ */
+static void
+write_catalog(struct tally_app *app)
+{
+	static struct catalog_cmd c = {
+		.argv = {"HSET", CATALOG_KEY},
+		.argvlen = {4, sizeof(CATALOG_KEY) - 1},
+	};
+	uint32_t n = tally_catalog_count(app->catalog), i = 0, k;
+
+	catalog_simple(app, "MULTI", NULL);
+	catalog_simple(app, "DEL", CATALOG_KEY);
+	while (i < n) {
+		for (k = 0; k < CATALOG_FIELDS_PER_CMD && i < n; k++, i++) {
+			const struct tally_catalog_entry *e = tally_catalog_at(app->catalog, i);
+
+			c.argv[2 + 2 * k] = c.id[k];
+			c.argvlen[2 + 2 * k] =
+				(size_t)snprintf(c.id[k], sizeof(c.id[k]), "%" PRIu32, e->id);
+			c.argv[3 + 2 * k] = c.val[k];
+			c.argvlen[3 + 2 * k] =
+				(size_t)tally_catalog_value(e, c.val[k], sizeof(c.val[k]));
+		}
+		tally_sink_command_on(app->sink, CATALOG_KEY, 2 + 2 * (int)k, c.argv, c.argvlen);
+	}
+	catalog_simple(app, "EXEC", NULL);
+}
+
 /* Records dropped anywhere, by cause, for the loud line of log_stats(). */
 struct drops {
 	uint64_t window_stall, table_full, spool_lost, unwritten, refused_lost;
@@ -294,6 +352,7 @@ sink_main(void *arg)
 	struct tally_app *app = arg;
 	const struct tally_sink_stats *ss = tally_sink_stats(app->sink);
 	uint64_t now = tally_now_ms(), next_stats = now + app->cfg.stats_ms, errors_before;
+	uint64_t next_catalog = 0; /* 0: not written yet */
 	int warned = 0;
 
 	for (;;) {
@@ -333,6 +392,12 @@ sink_main(void *arg)
 		if (now >= next_stats) {
 			write_stats(app);
 			next_stats = now + app->cfg.stats_ms;
+			/* not while the breaker is open: at the first stats write after it closes */
+			if (app->catalog != NULL && now >= next_catalog &&
+			    tally_sink_available(app->sink)) {
+				write_catalog(app);
+				next_catalog = now + CATALOG_WRITE_MS;
+			}
 		}
 		if (finish && tally_delivery_idle(&app->dlv) && rte_ring_count(app->to_sink) == 0)
 			break;
@@ -349,6 +414,10 @@ sink_main(void *arg)
 	 */
 	if (!warned)
 		tally_sink_poll(app->sink, tally_now_ms());
+	/* A run shorter than --stats-ms writes its catalog with its only stats. */
+	if (!warned && app->catalog != NULL && next_catalog == 0 &&
+	    tally_sink_available(app->sink))
+		write_catalog(app);
 	errors_before = ss->errors;
 	write_stats(app);
 	tally_sink_sync(app->sink, tally_now_ms());

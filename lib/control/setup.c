@@ -81,10 +81,20 @@ side_bytes(const struct tally_config *c)
 	return (c->histogram_series + c->distinct_series) * TALLY_SIDE_PER_SERIES;
 }
 
+_Static_assert(TALLY_CATALOG_DENSE_IDS == TALLY_TABLE_KIND_IDS, "the catalog's dense kinds");
+
+/* The catalog's kind of a metric id beyond its dense array (a table's kind_of). */
+static uint8_t
+catalog_kind_of(const void *ctx, uint32_t id)
+{
+	return tally_catalog_kind(ctx, id);
+}
+
 static struct tally_table *
 table_alloc(struct tally_app *app, uint64_t series, int socket)
 {
 	size_t len = tally_table_memsize((uint32_t)series, side_bytes(&app->cfg));
+	struct tally_table *t;
 	struct tally_mem *mem;
 	void *p;
 
@@ -103,7 +113,10 @@ table_alloc(struct tally_app *app, uint64_t series, int socket)
 	mem->addr = p;
 	mem->len = len;
 	app->nmem++;
-	return tally_table_init(p, (uint32_t)series, side_bytes(&app->cfg));
+	t = tally_table_init(p, (uint32_t)series, side_bytes(&app->cfg));
+	if (t != NULL && app->catalog != NULL)
+		tally_table_set_kinds(t, app->catalog->dense, catalog_kind_of, app->catalog);
+	return t;
 }
 
 static struct rte_ring *
@@ -449,6 +462,14 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 				   RTE_CACHE_LINE_SIZE);
 	if (app->workers == NULL)
 		return fail(err, errlen, "cannot allocate worker contexts");
+	/* Before the workers start, so they may read it from their first record on. */
+	if (c->catalog_file[0] != '\0') {
+		app->catalog = tally_catalog_load(c->catalog_file, err, errlen);
+		if (app->catalog == NULL)
+			goto undo;
+		rte_log(RTE_LOG_INFO, app->logtype, "TALLY: catalog %s: %u metrics\n",
+			c->catalog_file, tally_catalog_count(app->catalog));
+	}
 	app->mp = rte_pktmbuf_pool_create("tally_mbufs", (unsigned int)c->mbufs, MBUF_CACHE, 0,
 					  RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
 	if (app->mp == NULL)
@@ -642,4 +663,6 @@ tally_app_free(struct tally_app *app)
 	app->nmem = 0;
 	rte_mempool_free(app->mp);
 	app->mp = NULL;
+	tally_catalog_free(app->catalog);
+	app->catalog = NULL;
 }

@@ -11,6 +11,7 @@
 
 #include <rte_ring.h>
 
+#include "tally_catalog.h"
 #include "tally_config.h"
 #include "tally_delivery.h"
 #include "tally_dlq.h"
@@ -40,6 +41,11 @@ struct tally_window_handoff {
 
 struct tally_app {
 	struct tally_config cfg;
+	/*
+	 * The metric catalog (cfg.catalog_file), or NULL: loaded by tally_app_init(), read-only
+	 * from then on (any lcore may read it), freed by tally_app_free() after the lcores stop.
+	 */
+	struct tally_catalog *catalog;
 	struct tally_clock clock;
 	volatile int quit;             /* set by the signal handler */
 	uint32_t nworkers;

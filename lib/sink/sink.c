@@ -101,6 +101,7 @@ struct tally_sink {
 	struct tally_slot_map spare; /* the next map, parsed before it replaces map */
 	int map_stale;		     /* a MOVED or a lost master: read the map again */
 	int force_node;		     /* emit(): -1, or the node an ASK named */
+	const char *route_key;	     /* emit(): the key to route by, or NULL: the command's */
 	int lost_cmd;		     /* a command of the batch could not be appended: redo it all */
 	int restart;		     /* send the whole window again (hset mode after a redirect) */
 	int no_restore;		     /* Redis refused RESTORE: merges go through tally_merge2 */
@@ -660,7 +661,10 @@ route(const struct tally_sink *s, int argc, const char **argv, const size_t *arg
 		return 0;
 	if (s->force_node >= 0)
 		return s->force_node;
-	if (argc >= 4 && argvlen[0] == 5 && strncasecmp(argv[0], "FCALL", 5) == 0) {
+	if (s->route_key != NULL) {
+		key = s->route_key;
+		len = strlen(key);
+	} else if (argc >= 4 && argvlen[0] == 5 && strncasecmp(argv[0], "FCALL", 5) == 0) {
 		key = argv[3];
 		len = argvlen[3];
 	} else if (argc >= 2) {
@@ -767,6 +771,15 @@ void
 tally_sink_command(struct tally_sink *s, int argc, const char **argv, const size_t *argvlen)
 {
 	emit(s, argc, argv, argvlen, NULL);
+}
+
+void
+tally_sink_command_on(struct tally_sink *s, const char *key, int argc, const char **argv,
+		      const size_t *argvlen)
+{
+	s->route_key = key;
+	emit(s, argc, argv, argvlen, NULL);
+	s->route_key = NULL;
 }
 
 static int

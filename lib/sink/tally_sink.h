@@ -338,6 +338,13 @@ struct tally_table *tally_sink_poll(struct tally_sink *s, uint64_t now_ms);
 void tally_sink_command(struct tally_sink *s, int argc, const char **argv,
 			const size_t *argvlen);
 
+/*
+ * The same, sent where key lives in a cluster whatever the command's arguments: the MULTI and
+ * EXEC of a transaction on key (without a key they go where tally:top lives).
+ */
+void tally_sink_command_on(struct tally_sink *s, const char *key, int argc, const char **argv,
+			   const size_t *argvlen);
+
 /* Flush everything pending and wait for the acknowledgements; 0 or -EIO. */
 int tally_sink_sync(struct tally_sink *s, uint64_t now_ms);
 

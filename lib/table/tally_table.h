@@ -80,7 +80,27 @@ struct tally_table {
 	uint64_t side_full;     /* records not stored: no side memory for their series */
 	uint64_t kind_mismatch; /* records of another kind than their series', stored as its kind */
 	uint64_t folded;        /* values a full sketch put in a neighbouring bucket */
+	/*
+	 * The kinds a metric catalog gives (NULL: none): kinds[id] for ids below
+	 * TALLY_TABLE_KIND_IDS (0: the catalog says nothing), kind_of() above. A record of
+	 * another kind is counted in kind_mismatch and stored as the catalog's kind.
+	 */
+	const uint8_t *kinds;
+	uint8_t (*kind_of)(const void *ctx, uint32_t id);
+	const void *kind_ctx;
 } __attribute__((aligned(64)));
+
+#define TALLY_TABLE_KIND_IDS 65536
+
+/* Give t a catalog's kinds (kinds: TALLY_TABLE_KIND_IDS entries; kind_of may be NULL). */
+static inline void
+tally_table_set_kinds(struct tally_table *t, const uint8_t *kinds,
+		      uint8_t (*kind_of)(const void *ctx, uint32_t id), const void *ctx)
+{
+	t->kinds = kinds;
+	t->kind_of = kind_of;
+	t->kind_ctx = ctx;
+}
 
 /* Bytes needed for a table of max_series series (header, slots, index list, side memory). */
 size_t tally_table_memsize(uint32_t max_series, uint64_t side_bytes);
@@ -236,10 +256,29 @@ int tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t ki
  * Add one record into its series' slot s (from tally_table_lookup()); 0, or -1 when it was
  * not stored (counted in side_full).
  */
+/* The catalog's kind of a record's metric: the record's own when it gives none. */
+static inline uint8_t
+tally_table_kind(struct tally_table *t, uint32_t metric_id, uint8_t kind, double *v)
+{
+	uint8_t want = metric_id < TALLY_TABLE_KIND_IDS ? t->kinds[metric_id]
+			: t->kind_of != NULL		      ? t->kind_of(t->kind_ctx, metric_id)
+							      : 0;
+
+	if (want == 0 || want == kind)
+		return kind;
+	t->kind_mismatch++;
+	/* a distinct element's bits may read as NaN or infinity: no number for a sum */
+	if (kind == TALLY_KIND_DISTINCT && want != TALLY_KIND_DISTINCT && *v - *v != 0)
+		*v = 0;
+	return want;
+}
+
 static inline int
 tally_table_put(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
 		uint64_t ts_ns)
 {
+	if (__builtin_expect(t->kinds != NULL, 0))
+		kind = tally_table_kind(t, s->metric_id, kind, &v);
 	if (__builtin_expect(kind <= TALLY_KIND_GAUGE && (s->count == 0 || s->kind == kind), 1)) {
 		tally_slot_add(s, kind, v, ts_ns);
 		t->records++;

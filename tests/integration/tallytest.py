@@ -569,7 +569,8 @@ def check_schema(redis, retention_s, window_ms, merge=True):
             latest.add(int(LATEST_KEY.match(k).group(1)))
         elif HLL_KEY.match(k):
             pass
-        elif k not in ('tally:self', 'tally:top', 'tally:top:window', 'tally:refused'):
+        elif k not in ('tally:self', 'tally:top', 'tally:top:window', 'tally:refused',
+                       'tally:catalog'):
             other.append(k)
     check(not other, 'keys outside schema v2: %s' % other[:10])
     if 'tally:top' in keys:

@@ -8,7 +8,8 @@
                          slot map (MOVED); --redis-cluster yes/no/auto and their errors.
 --case cluster_replay    a net_pcap replay (20,000 datagrams, 2,000 devices) into 3 masters,
                          tally given one node that does not own tally:self: totals exact, every
-                         master holds window keys, each key on its slot's master, no errors.
+                         master holds window keys, each key on its slot's master, no errors;
+                         the --catalog in tally:catalog, its transaction on that key's master.
 --case cluster_two       two instances (east, west; overlapping devices) in one window: totals
                          are the sum of both captures, shared windows carry both partials; the
                          same with devices of 300 metrics: one RESTORE per device and writer,
@@ -33,6 +34,11 @@ import stream
 import tallytest as tt
 
 RETENTION_S = 600
+# The metric catalog of the replay (the kinds tally-gen sends by default), and tally:catalog.
+CATALOG = ('[metrics]\n1 = requests count counter\n2 = cpu.temp celsius gauge\n'
+           '3 = latency.ms ms histogram\n')
+CATALOG_HASH = {'1': 'requests count counter', '2': 'cpu.temp celsius gauge',
+                '3': 'latency.ms ms histogram'}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +166,16 @@ def errorstats(cluster, port):
     return out
 
 
+def commandstats(cluster, port):
+    """cmdstat_<command> calls of one node: {'multi': n, 'hset': n, ...}."""
+    out = {}
+    for line in cluster.client(port).call('INFO', 'commandstats').splitlines():
+        if line.startswith('cmdstat_'):
+            name, rest = line[len('cmdstat_'):].split(':', 1)
+            out[name] = int(rest.split(',')[0].split('=')[1])
+    return out
+
+
 def repl_offset(cluster, port):
     info = cluster.client(port).call('INFO', 'replication')
     for line in info.splitlines():
@@ -236,6 +252,7 @@ def dataset(devices=240, windows=(1796223600000, 1796223601000, 1796223602000), 
     cmds.append(['ZADD', 'tally:top'] + [x for d in (3, 17, 42, 99, 120)
                                          for x in (1000 - d, d)])
     cmds.append(['SET', 'tally:top:window', windows[-1]])
+    cmds.append(['HSET', 'tally:catalog'] + [x for kv in sorted(CATALOG_HASH.items()) for x in kv])
     # A foreign key with a window key's name: skipped with a warning, in both modes.
     cmds.append(['SET', 'tally:{%d}:%d' % (devices + 1, windows[0]), 'not a hash'])
     cmds.append(['SET', 'unrelated', 'x'])
@@ -250,6 +267,8 @@ QUERIES = [
     ['self'], ['--json', 'self'], ['top'], ['top', '3'], ['--top', '2', '--json'],
     ['--csv', 'latest', '5'], ['--csv', 'range', '9', '2'], ['--csv', 'top'], ['--csv', 'self'],
     ['--sparkline', 'range', '11', '1', '--from', '2026-12-02T15:00:01Z', '--to', '1796223603000'],
+    ['catalog'], ['--json', 'catalog'], ['range', '9', 'cpu.temp'], ['--csv', 'range', '9', '2'],
+    ['--json', 'distinct', '--devices', '1-3', '-', 'requests'], ['range', '9', 'nosuch'],
     ['latest', '999999'], ['range', '241', '1'],
 ]
 
@@ -277,8 +296,10 @@ def case_query(ctx):
         routed.pipeline(cmds)
         want = run_queries(ctx, single.port)
         tt.compare_totals_text(totals, want[0][2], 'single-node totals')
-        tt.check(all(rc == 0 for q, rc, _, _ in want[:-2]), 'single-node queries: %s'
+        tt.check(all(rc == 0 for q, rc, _, _ in want[:-4]), 'single-node queries: %s'
                  % [(q, rc, se) for q, rc, _, se in want if rc != 0])
+        # no HLL of metric 1 (exit 1); a name the catalog does not have (exit 2)
+        tt.check_eq([rc for _, rc, _, _ in want[-4:-2]], [1, 2], 'rc of distinct, nosuch')
         tt.check_eq([rc for _, rc, _, _ in want[-2:]], [1, 0], 'rc of a missing device')
         tt.check('skipping tally:{241}:1796223600000: WRONGTYPE' in want[0][3],
                  'the foreign key skipped with a warning: %r' % want[0][3])
@@ -330,6 +351,8 @@ def case_query(ctx):
         tt.check(moved >= 1, 'never got a stale map to follow a MOVED from')
 
         # 4. --redis-cluster no on a cluster node: the single-node path, MOVED is an error.
+        #    tally:catalog lives on a node of its own: without it, names are left out.
+        routed.call('DEL', 'tally:catalog')
         port = c.slot_owner(device_slot(1))
         other = [p for p in c.masters() if p != port][0]
         rc, so, se = query(ctx, other, ['--redis-cluster', 'no', 'latest', '1'], ok=None)
@@ -361,7 +384,11 @@ def case_replay(ctx):
         seed = pick_seed(c)
         tt.log('tally:self lives on %d; tally is given %d'
                % (c.slot_owner(key_slot('tally:self')), seed))
-        t = cluster_tally(ctx, c, seed, ['net_pcap0,rx_pcap=' + pcap], ['--window-ms', '1000'])
+        cat = os.path.join(ctx.tmp, 'metrics.ini')
+        with open(cat, 'w') as f:
+            f.write(CATALOG)
+        t = cluster_tally(ctx, c, seed, ['net_pcap0,rx_pcap=' + pcap],
+                          ['--window-ms', '1000', '--catalog', cat])
         t.wait_telemetry(lambda s: s.get('datagrams') == datagrams, timeout=30,
                          what='datagrams=%d' % datagrams)
         t.stop()
@@ -378,6 +405,16 @@ def case_replay(ctx):
         tt.check_schema(rd, RETENTION_S, 1000)
         _, out, _ = query(ctx, seed, ['--json', 'self'])
         tt.check_eq(json.loads(out).get('datagrams'), datagrams, 'tally-query self datagrams')
+        # tally:catalog: on its slot's master, replaced in a transaction there (MULTI and EXEC
+        # do not follow tally:top's slot, on another master)
+        tt.check_eq(rd.client.hgetall('tally:catalog'), CATALOG_HASH, 'tally:catalog')
+        owner = c.slot_owner(key_slot('tally:catalog'))
+        tt.check(owner != c.slot_owner(key_slot('tally:top')), 'tally:top on another master')
+        tt.check(commandstats(c, owner).get('multi', 0) >= 1,
+                 'no MULTI on %d, the master of tally:catalog' % owner)
+        _, out, _ = query(ctx, seed, ['--json', 'catalog'])
+        tt.check_eq({str(e['metric']): '%s %s %s' % (e['name'], e['unit'] or '-', e['kind'])
+                     for e in json.loads(out)}, CATALOG_HASH, 'tally-query catalog')
 
 
 def case_two(ctx):

@@ -302,6 +302,101 @@ test_password_refused(void **state)
 	}
 }
 
+/*
+ * The --config file may hold a [metrics] section beside [tally]: the catalog, unless
+ * --catalog names another file. Its lines are the catalog's to check; [tally]'s checks stay.
+ */
+static void
+test_metrics_section(void **state)
+{
+	struct tally_config c;
+	char *both = write_ini("[tally]\nwindow-ms = 500\n\n[metrics]\n1 = requests count counter\n"
+			       "2 = cpu.temp celsius gauge\n# a comment\n"
+			       "3 = latency.ms ms histogram\n");
+	char *metrics_first = write_ini("[metrics]\n7 = a gauge\n[tally]\nudp-port = 1234\n");
+	char *other = write_ini("[metrics]\n9 = other.cat gauge\n");
+	char *bad_kind = write_ini("[tally]\nstats-ms = 100\n[metrics]\n1 = a gauge\n2 = b gaug\n");
+	char *dup_id = write_ini("[tally]\n[metrics]\n5 = a gauge\n5 = b gauge\n");
+	char *twice = write_ini("[tally]\n[metrics]\n[tally]\n");
+	char *only = write_ini("[metrics]\n1 = a gauge\n");
+	char *tally_key_twice = write_ini("[tally]\nstats-ms = 100\n[metrics]\n1 = a gauge\n"
+					  "[tally]\n");
+	char *argv[] = {"tally", "--config", NULL, NULL, NULL, NULL};
+	char *cat_argv[] = {"tally", "--catalog", other, NULL};
+	char *no_file[] = {"tally", "--catalog", "/nonexistent/metrics.ini", NULL};
+	char want[128];
+
+	argv[2] = both;
+	assert_int_equal(parse(&c, 3, argv), 0);
+	assert_int_equal(c.window_ms, 500);
+	assert_int_equal(c.config_has_metrics, 1);
+	assert_string_equal(c.catalog_file, both);
+	assert_int_equal(c.nwarnings, 0);
+	argv[2] = metrics_first;
+	assert_int_equal(parse(&c, 3, argv), 0);
+	assert_int_equal(c.udp_port, 1234);
+	assert_string_equal(c.catalog_file, metrics_first);
+
+	/* --catalog wins over the [metrics] section, which is then said not to be read */
+	argv[2] = both;
+	argv[3] = "--catalog";
+	argv[4] = other;
+	assert_int_equal(parse(&c, 5, argv), 0);
+	assert_string_equal(c.catalog_file, other);
+	assert_int_equal(c.nwarnings, 1);
+	assert_non_null(strstr(c.warnings[0], "[metrics]"));
+	assert_int_equal(parse(&c, 3, cat_argv), 0);
+	assert_string_equal(c.catalog_file, other);
+	assert_int_equal(c.config_has_metrics, 0);
+
+	/* no catalog: none */
+	argv[2] = metrics_first;
+	assert_int_equal(parse(&c, 1, argv), 0);
+	assert_string_equal(c.catalog_file, "");
+
+	/* the catalog's errors, by file and line */
+	argv[2] = bad_kind;
+	assert_int_equal(parse(&c, 3, argv), -1);
+	snprintf(want, sizeof(want), "%s:5: id 2: unknown kind 'gaug'", bad_kind);
+	assert_non_null(strstr(err, want));
+	assert_null(strchr(err, '\n'));
+	argv[2] = dup_id;
+	assert_int_equal(parse(&c, 3, argv), -1);
+	snprintf(want, sizeof(want), "%s:4: id 5 is already given on line 3", dup_id);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(parse(&c, 3, no_file), -1);
+	assert_non_null(strstr(err, "--catalog: cannot read /nonexistent/metrics.ini"));
+
+	/* sections: each once, [tally] needed */
+	argv[2] = twice;
+	assert_int_equal(parse(&c, 3, argv), -1);
+	snprintf(want, sizeof(want), "%s:3: section [tally] again (first on line 1)", twice);
+	assert_non_null(strstr(err, want));
+	argv[2] = tally_key_twice;
+	assert_int_equal(parse(&c, 3, argv), -1);
+	assert_non_null(strstr(err, ":5: section [tally] again"));
+	argv[2] = only;
+	assert_int_equal(parse(&c, 3, argv), -1);
+	assert_non_null(strstr(err, "no [tally] section"));
+
+	unlink(both);
+	unlink(metrics_first);
+	unlink(other);
+	unlink(bad_kind);
+	unlink(dup_id);
+	unlink(twice);
+	unlink(only);
+	unlink(tally_key_twice);
+	test_free(both);
+	test_free(metrics_first);
+	test_free(other);
+	test_free(bad_kind);
+	test_free(dup_id);
+	test_free(twice);
+	test_free(only);
+	test_free(tally_key_twice);
+}
+
 static void
 test_shipped_sample_parses(void **state)
 {
@@ -326,6 +421,7 @@ main(void)
 		cmocka_unit_test(test_ini_errors),
 		cmocka_unit_test(test_redis_auth_options),
 		cmocka_unit_test(test_password_refused),
+		cmocka_unit_test(test_metrics_section),
 		cmocka_unit_test(test_shipped_sample_parses),
 	};
 

@@ -581,6 +581,49 @@ test_hll_sparse_writer(void **state)
 	assert_int_equal(tally_hll_write_sparse(NULL, 0, buf, sizeof(buf)), 18);
 }
 
+
+static uint8_t
+big_kind(const void *ctx, uint32_t id)
+{
+	(void)ctx;
+	return id == 100000 ? TALLY_KIND_DISTINCT : 0;
+}
+
+/* A catalog's kinds: records of another kind are counted and stored as the catalog's. */
+static void
+test_catalog_kinds(void **state)
+{
+	static uint8_t kinds[TALLY_TABLE_KIND_IDS];
+	void *raw;
+	struct tally_table *t = test_table_new(64, &raw);
+	struct tally_slot *s;
+
+	(void)state;
+	kinds[3] = TALLY_KIND_HISTOGRAM;
+	kinds[5] = TALLY_KIND_COUNTER;
+	tally_table_set_kinds(t, kinds, big_kind, NULL);
+	add_kind(t, 1, 3, TALLY_KIND_GAUGE, 2.0);
+	add_kind(t, 1, 3, TALLY_KIND_HISTOGRAM, 4.0);
+	s = find(t, 1, 3);
+	assert_int_equal(s->kind, TALLY_KIND_HISTOGRAM);
+	assert_int_equal(tally_dds_count(tally_table_sketch(t, s)), 2);
+	assert_int_equal(t->kind_mismatch, 1);
+	/* an element's bits that read as NaN make no sum */
+	add_kind(t, 1, 5, TALLY_KIND_DISTINCT, element(0x7ff8000000000001ull));
+	add_kind(t, 1, 5, TALLY_KIND_COUNTER, 3.0);
+	s = find(t, 1, 5);
+	assert_int_equal(s->kind, TALLY_KIND_COUNTER);
+	assert_true(s->sum == 3.0);
+	assert_int_equal(t->kind_mismatch, 2);
+	/* ids the dense map does not reach ask kind_of; ids the catalog lacks keep their kind */
+	add_kind(t, 1, 100000, TALLY_KIND_GAUGE, 9.0);
+	assert_int_equal(find(t, 1, 100000)->kind, TALLY_KIND_DISTINCT);
+	add_kind(t, 1, 7, TALLY_KIND_GAUGE, 1.0);
+	assert_int_equal(find(t, 1, 7)->kind, TALLY_KIND_GAUGE);
+	assert_int_equal(t->kind_mismatch, 3);
+	test_free(raw);
+}
+
 int
 main(void)
 {
@@ -603,6 +646,7 @@ main(void)
 		cmocka_unit_test(test_kind_mismatch),
 		cmocka_unit_test(test_fold_bytes),
 		cmocka_unit_test(test_hll_sparse_writer),
+		cmocka_unit_test(test_catalog_kinds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
