@@ -970,42 +970,20 @@ tally_encode_hll(struct tally_encoder *e, const struct tally_table *t, uint32_t 
 	if (n == 0)
 		return 0;
 	if (!merge) {
-		char key[TALLY_ENC_ARG_LEN], tmp[TALLY_ENC_ARG_LEN];
-		const uint8_t *hll = e->payload + off[0];
-		size_t hll_len = len[0];
+		/* plain writes: the registers replace the key's, as HSET replaces the fields */
+		char key[TALLY_ENC_ARG_LEN];
 
 		snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64 ":hll:%" PRIu32, dev,
 			 start_ms, tally_table_at(t, sel[0])->metric_id);
-		snprintf(tmp, sizeof(tmp), "tally:{%" PRIu64 "}:%" PRIu64 ":hll:tmp", dev, start_ms);
-		/*
-		 * The registers go in by a scratch key, as PFMERGE takes keys, not values; in a
-		 * transaction, so another writer's registers never pass through it meanwhile.
-		 */
-		enc_reset(e);
-		enc_arg(e, "MULTI");
-		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
 		enc_reset(e);
 		enc_arg(e, "SET");
-		enc_arg(e, "%s", tmp);
-		e->argv[e->argc] = (const char *)hll;
-		e->argvlen[e->argc++] = hll_len;
-		enc_arg(e, "PX");
-		enc_arg(e, "60000");
-		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
-		enc_reset(e);
-		enc_arg(e, "PFMERGE");
 		enc_arg(e, "%s", key);
-		enc_arg(e, "%s", tmp);
+		e->argv[e->argc] = (const char *)e->payload + off[0];
+		e->argvlen[e->argc++] = len[0];
+		enc_arg(e, "EX");
+		enc_arg(e, "%" PRIu64, retention_s);
 		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
-		enc_expire(e, key, retention_s, emit, ctx);
-		enc_reset(e);
-		enc_arg(e, "DEL");
-		enc_arg(e, "%s", tmp);
-		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
-		enc_reset(e);
-		enc_arg(e, "EXEC");
-		emit(ctx, e->argc, e->argv, e->argvlen, NULL);
-		return 6;
+		return 1;
 	}
 	enc_reset(e);
 	enc_arg(e, "FCALL");

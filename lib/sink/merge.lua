@@ -286,14 +286,20 @@ local function swap(keys, args)
 end
 
 -- KEYS: a scratch key, then the distinct-count keys of one device (one slot). ARGV: TTL (s),
--- then per key its registers as a Redis HLL string. PFMERGE takes the register-wise max, so
--- the same registers merged twice change nothing: no applied mark is needed. One reply per
--- key: 1, or an error for that key alone (WRONGTYPE: not an HLL).
+-- then per key its registers as a Redis HLL string: SET when the key is new, else PFMERGE'd
+-- in through the scratch key. PFMERGE takes the register-wise max, so the same registers
+-- merged twice change nothing: no applied mark is needed. One reply per key: 1, or an error
+-- for that key alone (WRONGTYPE: not an HLL).
 local function pf(keys, args)
   local tmp, ttl = keys[1], args[1]
   local res = {}
   for i = 2, #keys do
     local ok, r = pcall(function()
+      if redis.call('EXISTS', keys[i]) == 0 then
+        -- a new key takes the registers as they are (the sink writes valid HLL strings)
+        redis.call('SET', keys[i], args[i], 'EX', ttl)
+        return
+      end
       redis.call('SET', tmp, args[i], 'PX', 60000)
       redis.call('PFMERGE', keys[i], tmp)
       redis.call('EXPIRE', keys[i], ttl)

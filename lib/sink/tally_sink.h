@@ -200,8 +200,8 @@ int tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint
  * The registers of the distinct series of one device from series *pos on (up to the device's
  * end or stop), merged into their own keys `tally:{dev}:<start>:hll:<metric>` (PFMERGE: register-wise
  * max, so sending them twice changes nothing): with merge, `FCALL tally_pf2` (one reply per
- * key: 1, or an error for that key alone); else SET of a scratch key, PFMERGE, EXPIRE, DEL
- * in a MULTI.
+ * key: 1, or an error for that key alone); else a plain SET ... EX of the registers, which
+ * replace the key's as --redis-write hset's HSET replaces fields.
  * Advances *pos to the next series not written (the device's end when all are); returns the
  * commands emitted, 0 when the device has no distinct series left.
  */

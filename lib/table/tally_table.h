@@ -6,8 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string.h>
+
 #include "tally_aggregate.h"
 #include "tally_ddsketch.h"
+#include "tally_hll.h"
 
 /*
  * Side memory of a table: a histogram's sketch starts with TALLY_SKETCH_FIRST buckets and
@@ -213,8 +216,9 @@ tally_table_find(const struct tally_table *t, uint64_t device_id, uint64_t dev_h
  * update, in two steps: they lie apart from the slot, wherever the side memory had room, so
  * without this every such record waits for memory on its own. First, a few records ahead,
  * the slot is found (returned, for the update to use) and the state's header prefetched;
- * then, for a histogram, fewer records ahead and the header at hand, the very count a dense
- * sketch's value goes to (an HLL's register would take a second hash of the element).
+ * then, fewer records ahead and the header at hand, the very count a dense sketch's value
+ * goes to, or the register of a dense HLL (a second hash of the element, cheaper than the
+ * wait for 12 KB of registers).
  */
 static inline struct tally_slot *
 tally_table_side_prefetch(const struct tally_table *t, uint64_t device_id, uint64_t dev_hash,
@@ -237,7 +241,22 @@ tally_table_side_prefetch2(const struct tally_table *t, const struct tally_slot 
 	const struct tally_dds *d;
 	int key;
 
-	if (s == NULL || s->side == 0 || s->kind != TALLY_KIND_HISTOGRAM)
+	if (s == NULL || s->side == 0)
+		return;
+	if (s->kind == TALLY_KIND_DISTINCT) {
+		/* a dense HLL (12 KB, "HYLL"): the byte of the element's register */
+		const uint8_t *h = t->side + s->side - 1;
+		uint64_t bits;
+		uint32_t idx;
+
+		if (h[0] != 'H')
+			return; /* the short list of registers came in with its header */
+		memcpy(&bits, &v, sizeof(bits));
+		tally_hll_pattern_u64(bits, &idx);
+		__builtin_prefetch(h + TALLY_HLL_HDR_SIZE + idx * TALLY_HLL_BITS / 8, 1, 3);
+		return;
+	}
+	if (s->kind != TALLY_KIND_HISTOGRAM)
 		return;
 	d = (const struct tally_dds *)(t->side + s->side - 1);
 	if (d->dense && tally_dds_key(v, &key) >= 0 && tally_dds_dense_has(d, key))

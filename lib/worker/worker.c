@@ -562,7 +562,7 @@ side_second(const struct tally_table *t, const struct tally_wire_hdr **dg, const
 	uint16_t dj;
 	const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, j, r, SIDE_AHEAD, &dj);
 
-	if (x != NULL && x->kind == TALLY_KIND_HISTOGRAM)
+	if (x != NULL && x->kind >= TALLY_KIND_HISTOGRAM)
 		tally_table_side_prefetch2(t, ring[(n + SIDE_AHEAD) % SIDE_RING], x->value);
 }
 
@@ -621,7 +621,7 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 			uint16_t dj;
 			const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, 0, 0, r, &dj);
 
-			if (x != NULL && x->kind == TALLY_KIND_HISTOGRAM)
+			if (x != NULL && x->kind >= TALLY_KIND_HISTOGRAM)
 				tally_table_side_prefetch2(t, ring[r % SIDE_RING], x->value);
 		}
 	}
