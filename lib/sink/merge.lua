@@ -25,6 +25,14 @@ local function num(key, field, v)
   return x
 end
 
+-- The text of an error a pcall caught: a table ({err = ...}) from redis.call, else a string.
+local function err_text(r)
+  if type(r) == 'table' then
+    return tostring(r.err)
+  end
+  return tostring(r)
+end
+
 -- A sketch (lib/sketch/tally_ddsketch.h, version 1): 'D' 'S' 1 0, then LEB128 varints:
 -- zero, clamped, folded, the bucket count B, and B pairs: the first key zigzag-encoded, each
 -- later one as the gap to the previous minus one, then the count minus one. Counts stay below
@@ -214,10 +222,7 @@ local function merge(keys, args)
     if ok then
       res[#res + 1] = r
     else
-      if type(r) == 'table' then
-        r = r.err
-      end
-      res[#res + 1] = redis.error_reply(tostring(r))
+      res[#res + 1] = redis.error_reply(err_text(r))
     end
     a = a + 2 + n
   end
@@ -235,10 +240,7 @@ local function restore(win, ttl, payload, replace)
   if ok then
     return 1
   end
-  if type(r) == 'table' then
-    r = r.err
-  end
-  return redis.error_reply('NORESTORE ' .. tostring(r))
+  return redis.error_reply('NORESTORE ' .. err_text(r))
 end
 
 -- KEYS: per device, its window hash and its latest key. ARGV: TTL (s), window start (ms),
@@ -260,10 +262,7 @@ local function put(keys, args)
       if ok then
         res[#res + 1] = restore(win, ttl, args[2 + (d + 1) / 2], false)
       else
-        if type(r) == 'table' then
-          r = r.err
-        end
-        res[#res + 1] = redis.error_reply(tostring(r))
+        res[#res + 1] = redis.error_reply(err_text(r))
       end
     end
   end
@@ -307,10 +306,7 @@ local function pf(keys, args)
     if ok then
       res[#res + 1] = 1
     else
-      if type(r) == 'table' then
-        r = r.err
-      end
-      res[#res + 1] = redis.error_reply(tostring(r))
+      res[#res + 1] = redis.error_reply(err_text(r))
     end
   end
   redis.call('DEL', tmp)
