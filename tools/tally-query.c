@@ -2314,8 +2314,18 @@ cmd_quantile(struct q_redis *q, const struct q_conf *conf, const struct q_args *
 	if (tally_dds_count(dds) == 0)
 		q_exit(Q_EXIT_ERROR, "no data: the %zu sketches of metric %" PRIu32 " of %s are "
 		       "empty", merged.keys, a->metric, scope);
-	for (i = 0; i < a->nq; i++)
+	for (i = 0; i < a->nq; i++) {
 		tally_dds_quantile(dds, a->q[i], &value[i]);
+		/*
+		 * A bucket reports a value within 1% of its own; the true quantile lies between the
+		 * min and max the windows hold, so clamping to them only moves toward it (no p99.9
+		 * above the max).
+		 */
+		if ((st.have & (1u << Q_MIN)) && value[i] < st.val[Q_MIN])
+			value[i] = st.val[Q_MIN];
+		if ((st.have & (1u << Q_MAX)) && value[i] > st.val[Q_MAX])
+			value[i] = st.val[Q_MAX];
+	}
 	quantile_print(conf, a, &merged, &st, dds, value);
 	free(scope);
 	free(merged.run);
