@@ -138,21 +138,19 @@ sketches_size(const struct tally_table *t, uint32_t first, uint32_t n)
 #define F_N TALLY_FIELDS_N
 
 /*
- * The most a payload takes, whatever the data: per series its six fields and values (a metric
- * id of 10 digits and the suffixes, a count of 20 digits, four doubles of 24 characters, a
- * time of 20) with 2 bytes of framing each; per chunk its applied mark; then the type, the
- * header, the version and the CRC.
+ * The most a payload takes, whatever the data: per series its fields and values (a metric id
+ * of 10 digits and the suffixes, a count of 20 digits, doubles of 24 characters, a time of
+ * 20) with 2 bytes of framing each; per chunk its applied mark; then the type, the header,
+ * the version and the CRC. A counter has the most numeric fields: count, sum, min, max, last,
+ * ts and rate.
  */
-#define NUMERIC_FIELDS 6 /* a gauge's: count, sum, min, max, last, ts */
-#define SERIES_WORST (NUMERIC_FIELDS * 11 + 20 + 20 + 4 * 24 + 20 + 2 * NUMERIC_FIELDS * 2)
+#define NUMERIC_FIELDS 7
+#define SERIES_WORST (NUMERIC_FIELDS * 11 + 20 + 20 + 5 * 24 + 20 + 2 * NUMERIC_FIELDS * 2)
 #define MARK_WORST (TALLY_ENC_ID_LEN + 16 + 4)
 #define PAYLOAD_WORST(n, chunks) ((size_t)(n)*SERIES_WORST + (size_t)(chunks)*MARK_WORST + 32)
 /* a sketch's field name, and a long string's length bytes in a listpack or a plain hash */
 #define SKETCH_FRAMING (11 + 16)
 
-_Static_assert(PAYLOAD_WORST(TALLY_ENC_PART_METRICS, TALLY_ENC_PART_CHUNKS) <=
-		       TALLY_ENC_PAYLOAD_MAX,
-	       "a whole part of counters and gauges fits one payload");
 _Static_assert(PAYLOAD_WORST(TALLY_ENC_METRICS_PER_CMD, 1) +
 			       TALLY_ENC_METRICS_PER_CMD * (TALLY_ENC_SKETCH_MAX + SKETCH_FRAMING) <=
 		       TALLY_ENC_PAYLOAD_MAX,
@@ -160,22 +158,26 @@ _Static_assert(PAYLOAD_WORST(TALLY_ENC_METRICS_PER_CMD, 1) +
 _Static_assert(TALLY_ENC_PART_CHUNKS <= 64 && F_N <= 8,
 	       "a part's chunks are bits of a u64; a series' fields are bits of a byte");
 
-/* The most bytes series s takes in a payload: each field of its kind, name, value, framing. */
+static size_t value_text(char *b, const struct tally_slot *s, int j);
+
+/*
+ * The most bytes series s takes in a payload: each field of its kind, its name and value as
+ * written (a rate counted at its longest), with their framing.
+ */
 static size_t
-series_worst(const struct tally_table *t, const struct tally_slot *s)
+series_bytes(const struct tally_table *t, const struct tally_slot *s)
 {
-	size_t n = 0;
+	char b[TEXT_MAX], id[20];
+	size_t n = 0, idlen = (size_t)tally_fmt_u64(id, s->metric_id);
 	unsigned int j;
 
-	if (!tally_kind_side(s->kind))
-		return SERIES_WORST;
 	for (j = 0; j < TALLY_FIELDS_N; j++) {
 		if (!tally_kind_has(s->kind, j))
 			continue;
-		n += 11 + 1 + tally_fields[j].len + 2 * 2;
+		n += idlen + 1 + tally_fields[j].len + 2 * 2;
 		n += j == TALLY_FIELD_SKETCH ? sketch_size(t, s) + SKETCH_FRAMING
-		     : j == TALLY_FIELD_COUNT || j == TALLY_FIELD_TS ? 20
-								       : 24;
+		     : j == TALLY_FIELD_RATE ? 24
+					     : value_text(b, s, (int)j);
 	}
 	return n;
 }
@@ -230,6 +232,20 @@ value_text(char *b, const struct tally_slot *s, int j)
 	}
 }
 
+void
+tally_enc_window(struct tally_encoder *e, uint64_t window_ms)
+{
+	e->window_s = (double)window_ms / 1000;
+	e->fold.window_s = e->window_s;
+}
+
+/* Whether a series of this kind gets field j from this encoder (a rate only with a window). */
+static inline int
+enc_has(double window_s, uint8_t kind, unsigned int j)
+{
+	return tally_kind_has(kind, j) && (j != TALLY_FIELD_RATE || window_s > 0);
+}
+
 /* Fields and values of one series as arguments: the fields of its kind (v2: with `ts`). */
 static void
 enc_series(struct tally_encoder *e, const struct tally_table *t, const struct tally_slot *s,
@@ -238,9 +254,17 @@ enc_series(struct tally_encoder *e, const struct tally_table *t, const struct ta
 	unsigned int j;
 
 	for (j = 0; j < TALLY_FIELDS_N; j++) {
-		if (!tally_kind_has(s->kind, j) || (j == TALLY_FIELD_TS && !v2))
+		if (!enc_has(e->window_s, s->kind, j) || (j == TALLY_FIELD_TS && !v2))
 			continue;
 		enc_field(e, s->metric_id, tally_fields[j].suffix, tally_fields[j].len);
+		if (j == TALLY_FIELD_RATE) {
+			e->argvlen[e->argc] = (size_t)tally_fmt_double(e->buf[e->argc],
+								       TALLY_ENC_ARG_LEN,
+								       s->sum / e->window_s);
+			e->argv[e->argc] = e->buf[e->argc];
+			e->argc++;
+			continue;
+		}
 		if (j == TALLY_FIELD_SKETCH) {
 			/* binary: the bytes wait in the payload buffer until the command is sent */
 			uint8_t *b = e->payload + e->blob_used;
@@ -259,13 +283,13 @@ enc_series(struct tally_encoder *e, const struct tally_table *t, const struct ta
 
 /* Arguments enc_series() gives a series. */
 static int
-series_args(const struct tally_slot *s, int v2)
+series_args(const struct tally_encoder *e, const struct tally_slot *s, int v2)
 {
 	unsigned int j;
 	int n = 0;
 
 	for (j = 0; j < TALLY_FIELDS_N; j++)
-		n += tally_kind_has(s->kind, j) && (j != TALLY_FIELD_TS || v2);
+		n += enc_has(e->window_s, s->kind, j) && (j != TALLY_FIELD_TS || v2);
 	return 2 * n;
 }
 
@@ -378,9 +402,9 @@ tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry
 	out->n = n;
 	out->chunks = (n + TALLY_ENC_METRICS_PER_CMD - 1) / TALLY_ENC_METRICS_PER_CMD;
 	out->bytes = (uint32_t)PAYLOAD_WORST(n, out->chunks);
-	if (t->side_used == 0)
-		return; /* counters and gauges: a whole part fits (the assertions above) */
-	/* sketches: as many whole chunks as surely fit one payload, at least one */
+	if (out->chunks == 1 && t->side_used == 0)
+		return; /* a chunk of counters and gauges: its worst (the assertions above) */
+	/* as many whole chunks as their texts surely fit one payload, at least one */
 	for (c = 0; c < out->chunks; c++) {
 		uint32_t from = c * TALLY_ENC_METRICS_PER_CMD;
 		uint32_t to = from + TALLY_ENC_METRICS_PER_CMD < n ? from + TALLY_ENC_METRICS_PER_CMD
@@ -388,7 +412,7 @@ tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry
 		size_t cb = MARK_WORST;
 
 		for (i = from; i < to; i++)
-			cb += series_worst(t, tally_table_at(t, pos + i));
+			cb += series_bytes(t, tally_table_at(t, pos + i));
 		if (c > 0 && bytes + cb > TALLY_ENC_PAYLOAD_MAX)
 			break;
 		bytes += cb;
@@ -417,7 +441,7 @@ tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_
 		tally_enc_entry(t, at, &ent[n]);
 		eargs[n] = 0;
 		for (k = 0; k < ent[n].n; k++)
-			eargs[n] += series_args(tally_table_at(t, ent[n].first + k), 1);
+			eargs[n] += series_args(e, tally_table_at(t, ent[n].first + k), 1);
 		eb = sketches_size(t, ent[n].first, ent[n].n);
 		if (n > 0 && ((one_device && ent[n].device_id != ent[0].device_id) ||
 			      args + 4 + eargs[n] > TALLY_ENC_MAX_ARGS ||
@@ -493,7 +517,7 @@ put_payload(struct tally_encoder *e, uint8_t *buf, size_t cap, const struct tall
 	int j;
 
 	for (i = 0; i < en->n; i++)
-		pairs += (uint32_t)series_args(tally_table_at(t, en->first + i), 1) / 2;
+		pairs += (uint32_t)series_args(e, tally_table_at(t, en->first + i), 1) / 2;
 	if (marklen > longest)
 		longest = marklen;
 	tally_dump_begin(&d, buf, cap, pairs, tally_dump_small(pairs, longest > 24 ? longest : 24));
@@ -503,9 +527,14 @@ put_payload(struct tally_encoder *e, uint8_t *buf, size_t cap, const struct tall
 		for (j = 0; j < F_N; j++) {
 			size_t fl, vl;
 
-			if (!tally_kind_has(s->kind, (unsigned int)j))
+			if (!enc_has(e->window_s, s->kind, (unsigned int)j))
 				continue;
 			fl = field_text(f, s->metric_id, j);
+			if (j == TALLY_FIELD_RATE) {
+				vl = (size_t)tally_fmt_double(v, TEXT_MAX, s->sum / e->window_s);
+				tally_dump_pair(&d, f, fl, v, vl);
+				continue;
+			}
 			if (j == TALLY_FIELD_SKETCH) {
 				vl = sketch_bytes(t, s, e->blob, sizeof(e->blob));
 				tally_dump_pair(&d, f, fl, (const char *)e->blob, vl);
@@ -690,7 +719,7 @@ fold_series(struct tally_enc_fold *fo, uint32_t k, const struct tally_table *t,
 	fo->count[k] = s->count;
 	fo->sum[k] = s->sum;
 	for (j = 0; j < F_N; j++)
-		if (!tally_kind_has(s->kind, (unsigned int)j))
+		if (!enc_has(fo->window_s, s->kind, (unsigned int)j))
 			keep |= (uint8_t)(1u << j);
 	fo->keep[k] = keep;
 	if (s->kind == TALLY_KIND_HISTOGRAM) {
@@ -770,6 +799,8 @@ folded_value(char *b, const struct tally_enc_fold *fo, uint32_t k, const struct 
 		*out = (const char *)fo->sk + fo->sk_off[k];
 		return fo->sk_len[k];
 	}
+	if (j == TALLY_FIELD_RATE) /* the folded sum's */
+		return (size_t)tally_fmt_double(b, TEXT_MAX, fo->sum[k] / fo->window_s);
 	return value_text(b, s, j);
 }
 

@@ -149,7 +149,8 @@ local function fold(win, applied, args, first, last)
     if o then
       if sfx == 'count' then
         put = string.format('%d', num(win, field, o) + tonumber(v))
-      elseif sfx == 'sum' then
+      elseif sfx == 'sum' or sfx == 'rate' then
+        -- a rate is the sum per second of the window: the parts' rates add up to it
         put = string.format('%.17g', num(win, field, o) + tonumber(v))
       elseif sfx == 'min' then
         if not (tonumber(v) < num(win, field, o)) then put = nil end

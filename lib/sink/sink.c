@@ -516,6 +516,7 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 		return NULL;
 	}
 	s->conf = *conf;
+	tally_enc_window(&s->enc, conf->window_ms);
 	snprintf(s->host, sizeof(s->host), "%s", conf->host);
 	s->conf.host = s->host;
 	if ((conf->user && strlen(conf->user) >= sizeof(s->user)) ||

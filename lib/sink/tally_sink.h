@@ -81,6 +81,7 @@ struct tally_enc_fold {
 	uint8_t sk[TALLY_ENC_PAYLOAD_MAX];
 	/* the sketch being folded: any bucket of the range fits */
 	uint64_t dds[(32 + 10 * TALLY_DDS_CAP_MAX + 7) / 8];
+	double window_s; /* tally_enc_window(): a counter's rate is sum / window_s; 0: none */
 };
 
 /* The most bytes one serialised sketch of a window table takes (TALLY_SKETCH_CAP buckets). */
@@ -96,6 +97,7 @@ struct tally_encoder {
 	char mark[TALLY_ENC_ID_LEN + 16];
 	uint8_t payload[TALLY_ENC_PAYLOAD_MAX];
 	uint32_t blob_used; /* plain writes: the sketches and HLLs of a command, in payload */
+	double window_s;    /* tally_enc_window() */
 	uint8_t blob[TALLY_HLL_DENSE_SIZE > TALLY_ENC_SKETCH_MAX ? TALLY_HLL_DENSE_SIZE
 								: TALLY_ENC_SKETCH_MAX];
 	struct tally_enc_fold fold;
@@ -209,6 +211,13 @@ unsigned int tally_encode_hll(struct tally_encoder *e, const struct tally_table 
 			      uint32_t stop, uint64_t start_ms, uint64_t retention_s, int merge,
 			      tally_emit_fn emit, void *ctx);
 
+/*
+ * The windows' length: counters get a `<metric>:rate` field, their sum per second of the
+ * window (recomputed from the merged sum whenever a window key is folded). Without it (0, as
+ * a zeroed encoder is) no rate is written.
+ */
+void tally_enc_window(struct tally_encoder *e, uint64_t window_ms);
+
 /* One past the last series of the device whose series include pos (a sorted table). */
 uint32_t tally_enc_device_end(const struct tally_table *t, uint32_t pos);
 
@@ -217,8 +226,9 @@ void tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc
 
 /*
  * The device part that starts at series pos (a chunk start): the device's chunks from there,
- * up to TALLY_ENC_PART_CHUNKS, as many as surely fit one payload (at least one). The same
- * table gives the same parts: replies are put down to them by their first series.
+ * up to TALLY_ENC_PART_CHUNKS, as many as surely fit one payload (at least one), by the length
+ * of their texts. The same table gives the same parts: replies are put down to them by their
+ * first series.
  */
 void tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out);
 

@@ -33,6 +33,7 @@ enum tally_rule {
 	TALLY_RULE_LAST,      /* the one whose time (the TIME field) is newer stays */
 	TALLY_RULE_TIME,      /* the time of LAST, 20-digit ns, ordered as text */
 	TALLY_RULE_BUCKETS,   /* sketch buckets add, key by key (tally_dds_merge) */
+	TALLY_RULE_RATE,      /* the sum per second of the window, from the merged sum */
 };
 
 #define TALLY_K(kind) (1u << TALLY_KIND_##kind)
@@ -52,7 +53,8 @@ enum tally_rule {
 	_(MAX, "max", MAX, TALLY_K_NUMERIC)                                                        \
 	_(LAST, "last", LAST, TALLY_K(COUNTER) | TALLY_K(GAUGE))                                   \
 	_(TS, "ts", TIME, TALLY_K(COUNTER) | TALLY_K(GAUGE))                                       \
-	_(SKETCH, "sketch", BUCKETS, TALLY_K(HISTOGRAM))
+	_(SKETCH, "sketch", BUCKETS, TALLY_K(HISTOGRAM))                                           \
+	_(RATE, "rate", RATE, TALLY_K(COUNTER))
 
 enum tally_field {
 #define TALLY_FIELD_ENUM(sym, suffix, rule, kinds) TALLY_FIELD_##sym,

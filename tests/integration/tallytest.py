@@ -35,7 +35,7 @@ MALFORMED_REASONS = ('short', 'magic', 'version', 'flags', 'reserved', 'count', 
 
 WINDOW_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+)$')
 LATEST_KEY = re.compile(r'^tally:\{(\d+)\}:latest$')
-SERIES_FIELD = re.compile(r'^(\d+):(count|sum|min|max|last|sketch)$')
+SERIES_FIELD = re.compile(r'^(\d+):(count|sum|min|max|last|sketch|rate)$')
 # A distinct series' registers (Redis HLL string): tally:{device}:<window>:hll:<metric>.
 HLL_KEY = re.compile(r'^tally:\{(\d+)\}:(\d+):hll:(\d+)$')
 # Schema v2 bookkeeping inside a window key (merge mode): time of `last`, partials applied.

@@ -102,9 +102,9 @@ def many_metrics(ctx, redis):
     dev, win = tt.WINDOW_KEY.match(key).groups()
     h = redis.client.hgetall(key)
     marks = sorted(f for f in h if tt.APPLIED_FIELD.match(f))
-    # counters and gauges have 6 fields (count sum min max last ts), histograms 5 (count sum
-    # min max sketch); tally-gen gives metric m the kind (m - 1) % 3 + 1
-    fields = sum(5 if (m - 1) % 3 == 2 else 6 for m in range(1, MANY_METRICS + 1))
+    # counters have 7 fields (count sum min max last ts rate), gauges 6, histograms 5 (count
+    # sum min max sketch); tally-gen gives metric m the kind (m - 1) % 3 + 1
+    fields = sum((7, 6, 5)[(m - 1) % 3] for m in range(1, MANY_METRICS + 1))
     tt.check_eq(len(h), fields + 5, 'fields of %s' % key)
     tt.check_eq(marks, sorted([marks[0]] + ['%s:%d' % (marks[0], k) for k in range(1, 5)]),
                 'the applied mark of each of the five chunks in %s' % key)

@@ -18,6 +18,7 @@ WINDOW_MS = 60000
 DEVICES = 30
 DATAGRAMS = 3000
 KINDS = '1,2,3,4'       # metrics 3, 7 histograms; 4, 8 distinct
+COUNTERS = (1, 5)
 HIST = (3, 7)
 DIST = (4, 8)
 QS = (0.0, 0.5, 0.9, 0.99, 0.999, 1.0)
@@ -148,6 +149,16 @@ def check_stored(ctx, redis, totals_text, hist, dist, what):
     windows), every distinct series' PFCOUNT, and the same over all devices."""
     tt.compare_totals_text(totals_text, tt.query_totals(ctx, redis), '%s: totals' % what)
     wins, hlls = window_keys(redis)
+    # a counter's rate is its window's sum per second (after folds too)
+    for d in sorted(wins)[:5]:
+        for k in wins[d]:
+            h = redis.client.hgetall(k)
+            for m in COUNTERS:
+                if '%d:sum' % m in h:
+                    want = float(h['%d:sum' % m]) / (WINDOW_MS / 1000)
+                    got = float(h['%d:rate' % m])
+                    tt.check(abs(got - want) <= 1e-9 * abs(want),
+                             '%s: %s %d:rate %r, sum / window %r' % (what, k, m, got, want))
     for (d, m), vals in sorted(hist.items()):
         z, c, f, b = stored_sketch(redis, wins.get(d, []), m)
         check_quantiles('%s: device %d metric %d' % (what, d, m), vals, z, b, c, f)
