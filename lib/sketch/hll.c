@@ -145,46 +145,44 @@ tally_hll_update(struct tally_hll *h, uint32_t idx, unsigned int val)
 	return 1;
 }
 
-static inline int
-hll_add_hash(struct tally_hll *h, uint64_t hash)
+/* The register a hash picks and the value it offers there (Redis's hllPatLen). */
+static inline unsigned int
+hll_pattern(uint64_t hash, uint32_t *idx)
 {
-	uint32_t idx = (uint32_t)(hash & (TALLY_HLL_REGISTERS - 1));
 	/* The stop bit above the 50 bits makes an all-zero run count Q + 1. */
 	uint64_t rest = (hash >> TALLY_HLL_P) | (1ull << TALLY_HLL_Q);
 
-	return tally_hll_update(h, idx, (unsigned int)__builtin_ctzll(rest) + 1);
+	*idx = (uint32_t)(hash & (TALLY_HLL_REGISTERS - 1));
+	return (unsigned int)__builtin_ctzll(rest) + 1;
 }
 
 int
 tally_hll_add(struct tally_hll *h, const void *ele, size_t len)
 {
-	return hll_add_hash(h, tally_murmur64a(ele, len, TALLY_HLL_SEED));
-}
+	uint32_t idx;
+	unsigned int val = hll_pattern(tally_murmur64a(ele, len, TALLY_HLL_SEED), &idx);
 
-int
-tally_hll_add_u64(struct tally_hll *h, uint64_t v)
-{
-	uint8_t le[8];
-	int i;
-
-	for (i = 0; i < 8; i++)
-		le[i] = (uint8_t)(v >> (8 * i));
-	return hll_add_hash(h, tally_murmur64a(le, sizeof(le), TALLY_HLL_SEED));
+	return tally_hll_update(h, idx, val);
 }
 
 unsigned int
 tally_hll_pattern_u64(uint64_t v, uint32_t *idx)
 {
 	uint8_t le[8];
-	uint64_t hash, rest;
 	int i;
 
 	for (i = 0; i < 8; i++)
 		le[i] = (uint8_t)(v >> (8 * i));
-	hash = tally_murmur64a(le, sizeof(le), TALLY_HLL_SEED);
-	*idx = (uint32_t)(hash & (TALLY_HLL_REGISTERS - 1));
-	rest = (hash >> TALLY_HLL_P) | (1ull << TALLY_HLL_Q);
-	return (unsigned int)__builtin_ctzll(rest) + 1;
+	return hll_pattern(tally_murmur64a(le, sizeof(le), TALLY_HLL_SEED), idx);
+}
+
+int
+tally_hll_add_u64(struct tally_hll *h, uint64_t v)
+{
+	uint32_t idx;
+	unsigned int val = tally_hll_pattern_u64(v, &idx);
+
+	return tally_hll_update(h, idx, val);
 }
 
 /* A run of n zero registers as sparse opcodes (ZERO up to 64, XZERO up to 16,384). */

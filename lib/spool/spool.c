@@ -348,6 +348,7 @@ side_blob(const struct tally_table *t, const struct tally_slot *sl, uint8_t *buf
 static uint64_t
 side_bytes(const struct tally_table *t, uint32_t first, uint32_t end, uint8_t *scratch)
 {
+	const struct tally_dds *d;
 	uint64_t n = 0;
 	uint32_t i;
 
@@ -356,11 +357,9 @@ side_bytes(const struct tally_table *t, uint32_t first, uint32_t end, uint8_t *s
 
 		if (!tally_kind_side(sl->kind))
 			continue;
-		if (sl->kind == TALLY_KIND_HISTOGRAM)
-			n += tally_table_sketch(t, sl) ? tally_dds_serial_size(tally_table_sketch(t, sl))
-						       : 0;
-		else
-			n += side_blob(t, sl, scratch);
+		d = sl->kind == TALLY_KIND_HISTOGRAM ? tally_table_sketch(t, sl) : NULL;
+		/* a sketch's size is known without writing it; an HLL's form is not */
+		n += d != NULL ? tally_dds_serial_size(d) : side_blob(t, sl, scratch);
 	}
 	return n;
 }
