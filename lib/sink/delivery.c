@@ -187,7 +187,7 @@ replay_step(struct tally_delivery *d)
 				len = 0;
 			side += len;
 			from.side = 0;
-			from.side_len = 0;
+			from.last_ns = 0; /* the side length it carried: the state is in blob */
 		} else if (!tally_kind_side(x->kind) || !rec.has_side) {
 			from.kind = (uint8_t)tally_kind_of(x->kind);
 			if (tally_kind_side(from.kind))

@@ -16,10 +16,20 @@ _Static_assert(sizeof(struct tally_dds) == 32, "sketch header layout");
 #define DDS_VARINT_MAX 10
 #define DDS_COUNT_MAX UINT64_MAX
 
+/*
+ * A sparse store's keys come first, right after the header (a store of up to 48 buckets has
+ * its header and keys in two cache lines: its search waits for no more), then its counts.
+ */
 static inline int16_t *
 dds_keys(const struct tally_dds *s)
 {
-	return (int16_t *)(uintptr_t)(s->counts + s->cap);
+	return (int16_t *)(uintptr_t)s->counts;
+}
+
+static inline uint64_t *
+dds_cnt(const struct tally_dds *s)
+{
+	return tally_dds_sparse_count(s, 0);
 }
 
 /* The buckets with a count, in key order, whichever the store. */
@@ -37,7 +47,7 @@ dds_next(struct dds_it *it, int *key, uint64_t *count)
 		if (it->i >= s->used)
 			return 0;
 		*key = dds_keys(s)[it->i];
-		*count = s->counts[it->i];
+		*count = dds_cnt(s)[it->i];
 		it->i++;
 		return 1;
 	}
@@ -101,7 +111,7 @@ tally_dds_memsize(unsigned int cap)
 {
 	if (cap == 0 || cap > TALLY_DDS_CAP_MAX)
 		return 0;
-	return (sizeof(struct tally_dds) + cap * (sizeof(uint64_t) + sizeof(int16_t)) + 7) & ~7ul;
+	return sizeof(struct tally_dds) + (TALLY_DDS_KEY_WORDS(cap) + cap) * sizeof(uint64_t);
 }
 
 struct tally_dds *
@@ -205,34 +215,12 @@ sat_add(uint64_t a, uint64_t b)
 	return __builtin_add_overflow(a, b, &r) ? DDS_COUNT_MAX : r;
 }
 
-/* Position of key in the store, or -(insertion point) - 1 when absent. */
-static inline int
-dds_find(const struct tally_dds *s, int key)
-{
-	const int16_t *keys = dds_keys(s), *base = keys;
-	int n = s->used, lo;
-
-	/*
-	 * Branch-free lower bound (the step is a conditional move): the keys a series' values
-	 * land in are random, so a branch per level would be mispredicted half the time.
-	 */
-	while (n > 1) {
-		int half = n >> 1;
-
-		base = base[half - 1] < key ? base + half : base;
-		n -= half;
-	}
-	lo = (int)(base - keys) + (n == 1 && *base < key);
-	if (lo < s->used && keys[lo] == key)
-		return lo;
-	return -lo - 1;
-}
-
 /* Count n values of key (not 0) into the store: insert, or fold into a neighbour if full. */
 static void
 dds_put(struct tally_dds *s, int key, uint64_t n)
 {
 	int16_t *keys = dds_keys(s);
+	uint64_t *cnt = dds_cnt(s);
 	int pos, at;
 
 	if (s->dense) {
@@ -246,17 +234,17 @@ dds_put(struct tally_dds *s, int key, uint64_t n)
 		tally_dds_dense_add(s, key, n);
 		return;
 	}
-	pos = dds_find(s, key);
+	pos = tally_dds_sparse_find(s, key);
 
 	if (pos >= 0) {
-		s->counts[pos] = sat_add(s->counts[pos], n);
+		cnt[pos] = sat_add(cnt[pos], n);
 		return;
 	}
 	at = -pos - 1;
 	if (s->used < s->cap) {
-		memmove(&s->counts[at + 1], &s->counts[at], (s->used - at) * sizeof(s->counts[0]));
+		memmove(&cnt[at + 1], &cnt[at], (s->used - at) * sizeof(cnt[0]));
 		memmove(&keys[at + 1], &keys[at], (s->used - at) * sizeof(keys[0]));
-		s->counts[at] = n;
+		cnt[at] = n;
 		keys[at] = (int16_t)key;
 		s->used++;
 		return;
@@ -264,7 +252,7 @@ dds_put(struct tally_dds *s, int key, uint64_t n)
 	/* Full: the neighbour nearer in key space takes the values (the lower one on a tie). */
 	if (at == s->used || (at > 0 && key - keys[at - 1] <= keys[at] - key))
 		at--;
-	s->counts[at] = sat_add(s->counts[at], n);
+	cnt[at] = sat_add(cnt[at], n);
 	s->folded = sat_add(s->folded, n);
 }
 
@@ -304,6 +292,8 @@ tally_dds_merge(struct tally_dds *dst, const struct tally_dds *src)
 {
 	const int16_t *skeys = dds_keys(src);
 	int16_t *dkeys = dds_keys(dst);
+	const uint64_t *scnt = dds_cnt(src);
+	uint64_t *dcnt = dds_cnt(dst);
 	int i, j, k, uni = dst->used;
 
 	dst->zero = sat_add(dst->zero, src->zero);
@@ -332,7 +322,7 @@ tally_dds_merge(struct tally_dds *dst, const struct tally_dds *src)
 	}
 	if (uni > dst->cap) {
 		for (j = 0; j < src->used; j++)
-			dds_put(dst, skeys[j], src->counts[j]);
+			dds_put(dst, skeys[j], scnt[j]);
 		return;
 	}
 	i = dst->used - 1;
@@ -340,16 +330,16 @@ tally_dds_merge(struct tally_dds *dst, const struct tally_dds *src)
 	for (k = uni - 1; j >= 0; k--) {
 		if (i >= 0 && dkeys[i] > skeys[j]) {
 			dkeys[k] = dkeys[i];
-			dst->counts[k] = dst->counts[i];
+			dcnt[k] = dcnt[i];
 			i--;
 		} else if (i >= 0 && dkeys[i] == skeys[j]) {
 			dkeys[k] = dkeys[i];
-			dst->counts[k] = sat_add(dst->counts[i], src->counts[j]);
+			dcnt[k] = sat_add(dcnt[i], scnt[j]);
 			i--;
 			j--;
 		} else {
 			dkeys[k] = skeys[j];
-			dst->counts[k] = src->counts[j];
+			dcnt[k] = scnt[j];
 			j--;
 		}
 	}
@@ -415,11 +405,11 @@ tally_dds_bucket(const struct tally_dds *s, unsigned int n, int *key, uint64_t *
 	struct dds_it it = {s, 0};
 	unsigned int i;
 
-	if (n >= s->used)
+	if (n >= tally_dds_buckets(s))
 		return -ERANGE;
 	if (!s->dense) {
 		*key = dds_keys(s)[n];
-		*count = s->counts[n];
+		*count = dds_cnt(s)[n];
 		return 0;
 	}
 	for (i = 0; i <= n; i++)
@@ -488,31 +478,62 @@ unzigzag(uint64_t z)
 	return (z & 1) ? -(int)(z >> 1) - 1 : (int)(z >> 1);
 }
 
-size_t
-tally_dds_serial_size(const struct tally_dds *s)
+unsigned int
+tally_dds_buckets(const struct tally_dds *s)
+{
+	unsigned int i, n = 0;
+
+	if (!s->dense)
+		return s->used;
+	for (i = 0; i < s->cap; i++)
+		n += s->counts[i] != 0;
+	return n;
+}
+
+/* Bytes of s's buckets as serialised, and their number into *nb: one pass over the store. */
+static size_t
+dds_measure(const struct tally_dds *s, uint64_t *nb)
 {
 	struct dds_it it = {s, 0};
-	size_t len = TALLY_DDS_HDR_LEN + varint_len(s->zero) + varint_len(s->clamped) +
-		     varint_len(s->folded) + varint_len(s->used);
+	size_t len = 0;
 	uint64_t c;
 	int k, prev = 0, first = 1;
 
+	*nb = 0;
 	while (dds_next(&it, &k, &c)) {
 		len += varint_len(first ? zigzag(k) : (uint64_t)(k - prev - 1));
 		len += varint_len(c - 1);
 		prev = k;
 		first = 0;
+		++*nb;
 	}
 	return len;
+}
+
+static size_t
+dds_serial_size(const struct tally_dds *s, uint64_t *nb)
+{
+	size_t body = dds_measure(s, nb);
+
+	return TALLY_DDS_HDR_LEN + varint_len(s->zero) + varint_len(s->clamped) +
+	       varint_len(s->folded) + varint_len(*nb) + body;
+}
+
+size_t
+tally_dds_serial_size(const struct tally_dds *s)
+{
+	uint64_t nb;
+
+	return dds_serial_size(s, &nb);
 }
 
 int
 tally_dds_serialise(const struct tally_dds *s, uint8_t *buf, size_t len)
 {
 	struct dds_it it = {s, 0};
-	size_t need = tally_dds_serial_size(s);
+	uint64_t c, nb;
+	size_t need = dds_serial_size(s, &nb);
 	uint8_t *p = buf;
-	uint64_t c;
 	int k, prev = 0, first = 1;
 
 	if (need > len || need > INT32_MAX)
@@ -524,7 +545,7 @@ tally_dds_serialise(const struct tally_dds *s, uint8_t *buf, size_t len)
 	p = varint_put(p, s->zero);
 	p = varint_put(p, s->clamped);
 	p = varint_put(p, s->folded);
-	p = varint_put(p, s->used);
+	p = varint_put(p, nb);
 	while (dds_next(&it, &k, &c)) {
 		p = varint_put(p, first ? zigzag(k) : (uint64_t)(k - prev - 1));
 		p = varint_put(p, c - 1);

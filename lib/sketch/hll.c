@@ -131,6 +131,23 @@ tally_hll_register(const struct tally_hll *h, uint32_t idx)
 	return reg_get(hll_cregs(h), idx & (TALLY_HLL_REGISTERS - 1));
 }
 
+void
+tally_hll_raise(struct tally_hll *h, uint32_t idx, unsigned int val)
+{
+	uint8_t *regs = hll_regs(h);
+
+	idx &= TALLY_HLL_REGISTERS - 1;
+	val &= TALLY_HLL_REGISTER_MAX;
+	if (val > reg_get(regs, idx))
+		reg_set(regs, idx, val);
+}
+
+void
+tally_hll_stale(struct tally_hll *h)
+{
+	hll_invalidate(h);
+}
+
 int
 tally_hll_update(struct tally_hll *h, uint32_t idx, unsigned int val)
 {
@@ -145,35 +162,13 @@ tally_hll_update(struct tally_hll *h, uint32_t idx, unsigned int val)
 	return 1;
 }
 
-/* The register a hash picks and the value it offers there (Redis's hllPatLen). */
-static inline unsigned int
-hll_pattern(uint64_t hash, uint32_t *idx)
-{
-	/* The stop bit above the 50 bits makes an all-zero run count Q + 1. */
-	uint64_t rest = (hash >> TALLY_HLL_P) | (1ull << TALLY_HLL_Q);
-
-	*idx = (uint32_t)(hash & (TALLY_HLL_REGISTERS - 1));
-	return (unsigned int)__builtin_ctzll(rest) + 1;
-}
-
 int
 tally_hll_add(struct tally_hll *h, const void *ele, size_t len)
 {
 	uint32_t idx;
-	unsigned int val = hll_pattern(tally_murmur64a(ele, len, TALLY_HLL_SEED), &idx);
+	unsigned int val = tally_hll_pattern(tally_murmur64a(ele, len, TALLY_HLL_SEED), &idx);
 
 	return tally_hll_update(h, idx, val);
-}
-
-unsigned int
-tally_hll_pattern_u64(uint64_t v, uint32_t *idx)
-{
-	uint8_t le[8];
-	int i;
-
-	for (i = 0; i < 8; i++)
-		le[i] = (uint8_t)(v >> (8 * i));
-	return hll_pattern(tally_murmur64a(le, sizeof(le), TALLY_HLL_SEED), idx);
 }
 
 int

@@ -45,12 +45,15 @@ struct tally_dds {
 	uint64_t clamped; /* values outside the range, held in the edge bucket of their sign */
 	uint64_t folded;  /* values that found the store full, held in the nearest bucket */
 	uint16_t cap;	  /* buckets the store can hold */
-	uint16_t used;	  /* buckets it holds (each with a count >= 1) */
+	uint16_t used;	  /* sparse: buckets it holds (each with a count >= 1); dense: 0 */
 	int16_t lo;	  /* dense: the key of counts[0] */
 	uint8_t dense;	  /* 0: sparse, 1: dense (see tally_dds_init_dense()) */
 	uint8_t reserved;
-	uint64_t counts[]; /* sparse: counts[cap], then int16_t keys[cap], ascending */
+	uint64_t counts[]; /* sparse: int16_t keys[cap] ascending (in KEY_WORDS words), counts */
 };
+
+/* The 8-byte words a sparse store's keys take, before its counts. */
+#define TALLY_DDS_KEY_WORDS(cap) (((unsigned int)(cap) + 3) / 4)
 
 /*
  * The dense store of the same sketch: counts[i] is the count of key lo + i, for the cap
@@ -78,14 +81,68 @@ tally_dds_dense_has(const struct tally_dds *s, int key)
 	return (unsigned int)(key - s->lo) < s->cap;
 }
 
-/* Count n values of key into a dense sketch that has it (tally_dds_dense_has()). */
+/*
+ * Count n values of key into a dense sketch that has it (tally_dds_dense_has()). It touches
+ * the count alone, not the header: a dense store does not keep `used` (tally_dds_buckets()).
+ */
 static inline void
 tally_dds_dense_add(struct tally_dds *s, int key, uint64_t n)
 {
 	uint64_t *c = &s->counts[key - s->lo];
 
-	s->used += *c == 0;
 	*c = *c + n < *c ? UINT64_MAX : *c + n;
+}
+
+/* Buckets with a count (the zero count aside): a sparse store's `used`; a dense one counts. */
+unsigned int tally_dds_buckets(const struct tally_dds *s);
+
+/*
+ * A sparse store's bucket search, inline for callers that prefetch a count ahead of its update:
+ * the position of key (not 0) among its keys, or -(insertion point) - 1 when absent.
+ */
+static inline int
+tally_dds_sparse_find(const struct tally_dds *s, int key)
+{
+	const int16_t *keys = (const int16_t *)s->counts, *base = keys;
+	int n = s->used, lo;
+
+	/*
+	 * Branch-free lower bound (the step is a conditional move): the keys a series' values
+	 * land in are random, so a branch per level would be mispredicted half the time.
+	 */
+	while (n > 1) {
+		int half = n >> 1;
+
+		base = base[half - 1] < key ? base + half : base;
+		n -= half;
+	}
+	lo = (int)(base - keys) + (n == 1 && *base < key);
+	if (lo < s->used && keys[lo] == key)
+		return lo;
+	return -lo - 1;
+}
+
+/* The count of a sparse store's bucket at position pos (from tally_dds_sparse_find()). */
+static inline uint64_t *
+tally_dds_sparse_count(const struct tally_dds *s, int pos)
+{
+	return (uint64_t *)(uintptr_t)(s->counts + TALLY_DDS_KEY_WORDS(s->cap)) + pos;
+}
+
+/*
+ * Count one value of key into a sparse store whose bucket at pos (found earlier, perhaps
+ * before other updates) is key's: 1, or 0 when it is not (nothing changed; search again).
+ */
+static inline int
+tally_dds_sparse_add_at(struct tally_dds *s, int pos, int key)
+{
+	uint64_t *c;
+
+	if (pos >= s->used || ((const int16_t *)s->counts)[pos] != key)
+		return 0;
+	c = tally_dds_sparse_count(s, pos);
+	*c += *c != UINT64_MAX;
+	return 1;
 }
 
 /* The smallest and largest key with a count (0 when only zeros or nothing): 0, or -ENOENT. */
@@ -141,7 +198,7 @@ uint64_t tally_dds_count(const struct tally_dds *s);
 int tally_dds_quantile(const struct tally_dds *s, double q, double *value);
 
 /*
- * The n-th non-empty bucket in value order (n < s->used; the zero count is s->zero), for
+ * The n-th non-empty bucket in value order (n < tally_dds_buckets(); the zero count is s->zero), for
  * output by bucket (e.g. cumulative "le" buckets from tally_dds_key_bounds()).
  * Returns 0 or -ERANGE.
  */
@@ -156,7 +213,7 @@ int tally_dds_bucket(const struct tally_dds *s, unsigned int n, int *key, uint64
  */
 int tally_dds_serialise(const struct tally_dds *s, uint8_t *buf, size_t len);
 
-/* Bytes tally_dds_serialise() writes for s (at most 44 + 12 * s->used). */
+/* Bytes tally_dds_serialise() writes for s (at most 44 + 12 * tally_dds_buckets(s)). */
 size_t tally_dds_serial_size(const struct tally_dds *s);
 
 /*

@@ -49,11 +49,36 @@ int tally_hll_add(struct tally_hll *h, const void *ele, size_t len);
 /* Add tally's element for a record: its 8 value bytes as on the wire (v little-endian). */
 int tally_hll_add_u64(struct tally_hll *h, uint64_t v);
 
+/* The register a hash picks, into *idx, and the value it offers there (Redis's hllPatLen). */
+static inline unsigned int
+tally_hll_pattern(uint64_t hash, uint32_t *idx)
+{
+	/* The stop bit above the 50 bits makes an all-zero run count Q + 1. */
+	uint64_t rest = (hash >> TALLY_HLL_P) | (1ull << TALLY_HLL_Q);
+
+	*idx = (uint32_t)(hash & (TALLY_HLL_REGISTERS - 1));
+	return (unsigned int)__builtin_ctzll(rest) + 1;
+}
+
 /*
  * The register tally's element v (its 8 bytes little-endian) goes to, into *idx, and the value
- * it offers there (1..51): what tally_hll_add_u64() raises that register to.
+ * it offers there (1..51): what tally_hll_add_u64() raises that register to. Inline for the
+ * per-record path: tally_murmur64a() of 8 bytes, one block and no tail.
  */
-unsigned int tally_hll_pattern_u64(uint64_t v, uint32_t *idx);
+static inline unsigned int
+tally_hll_pattern_u64(uint64_t v, uint32_t *idx)
+{
+	const uint64_t m = 0xc6a4a7935bd1e995ull;
+	uint64_t h = TALLY_HLL_SEED ^ (8 * m), k = v * m;
+
+	k ^= k >> 47;
+	h ^= k * m;
+	h *= m;
+	h ^= h >> 47;
+	h *= m;
+	h ^= h >> 47;
+	return tally_hll_pattern(h, idx);
+}
 
 /* Bytes of the sparse string of n registers at most (tally_hll_write_sparse()). */
 #define TALLY_HLL_SPARSE_SIZE(n) (TALLY_HLL_HDR_SIZE + 3 * (size_t)(n) + 2)
@@ -71,6 +96,16 @@ unsigned int tally_hll_register(const struct tally_hll *h, uint32_t idx);
 
 /* Raise register idx to val (at most 63) if it is lower: 1 if it changed (cache stale). */
 int tally_hll_update(struct tally_hll *h, uint32_t idx, unsigned int val);
+
+/*
+ * Raise register idx to val (at most 63) if it is lower, leaving the cached cardinality as it
+ * is: for an HLL whose cache nobody reads before tally_hll_stale() marks it (tally's tables,
+ * whose per-record update then touches the register's byte alone).
+ */
+void tally_hll_raise(struct tally_hll *h, uint32_t idx, unsigned int val);
+
+/* Mark the cached cardinality stale (as any register change does in Redis). */
+void tally_hll_stale(struct tally_hll *h);
 
 /* Register-wise max of src into dst; dst's cached cardinality is marked stale (as PFMERGE). */
 void tally_hll_merge(struct tally_hll *dst, const struct tally_hll *src);

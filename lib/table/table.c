@@ -75,20 +75,7 @@ tally_table_reset(struct tally_table *t)
 
 /* Side memory ---------------------------------------------------------------------------- */
 
-/*
- * A distinct series' registers while few are set: idx << 6 | value, ascending, the same
- * entries Redis's sparse form writes. Past TALLY_HLL_SMALL_MAX it becomes a struct tally_hll
- * (whose bytes begin "HYLL"), told apart by the magic.
- */
-#define HLL_SMALL_MAGIC 0x4c4d5354u /* "TSML" */
 #define HLL_SMALL_FIRST 16
-
-struct hll_small {
-	uint32_t magic;
-	uint16_t cap;
-	uint16_t used;
-	uint32_t e[];
-};
 
 /* Hand out len bytes of side memory (8-aligned): the slot's `side` value, or 0 when spent. */
 static uint64_t
@@ -122,26 +109,54 @@ sketch_new(struct tally_table *t, unsigned int cap)
 static uint64_t
 hll_small_new(struct tally_table *t, unsigned int cap)
 {
-	uint64_t side = side_alloc(t, sizeof(struct hll_small) + cap * sizeof(uint32_t));
-	struct hll_small *h;
+	size_t len = sizeof(struct tally_hll_small) + (cap + TALLY_HLL_SMALL_PAD) * sizeof(uint32_t);
+	uint64_t side = side_alloc(t, len);
+	struct tally_hll_small *h;
 
 	if (side == 0)
 		return 0;
 	h = side_at(t, side);
-	h->magic = HLL_SMALL_MAGIC;
+	memset(h, 0, len);
+	h->magic = TALLY_HLL_SMALL_MAGIC;
 	h->cap = (uint16_t)cap;
-	h->used = 0;
 	return side;
+}
+
+/* s's side state is now at side (not 0): the slot keeps a copy of its form and bounds. */
+static void
+side_set(struct tally_table *t, struct tally_slot *s, uint64_t side)
+{
+	const struct tally_dds *d = side_at(t, side);
+	const struct tally_hll_small *h = side_at(t, side);
+
+	s->side = side;
+	if (s->kind == TALLY_KIND_HISTOGRAM) {
+		s->side_form = d->dense ? TALLY_SIDE_DENSE : TALLY_SIDE_SPARSE;
+		s->side_cap = d->cap;
+		s->side_lo = d->lo;
+	} else if (h->magic == TALLY_HLL_SMALL_MAGIC) {
+		s->side_form = TALLY_SIDE_SMALL;
+		s->side_cap = h->cap;
+		s->side_lo = 0;
+	} else {
+		s->side_form = TALLY_SIDE_HLL;
+		s->side_cap = 0;
+		s->side_lo = 0;
+	}
 }
 
 /* Side state for a series of a side kind that has none yet: 0, or -1 when none is left. */
 static int
 side_start(struct tally_table *t, struct tally_slot *s, uint8_t kind)
 {
-	s->side = kind == TALLY_KIND_HISTOGRAM ? sketch_new(t, TALLY_SKETCH_FIRST)
-					       : hll_small_new(t, HLL_SMALL_FIRST);
-	s->side_len = 0;
-	return s->side != 0 ? 0 : -1;
+	uint64_t side = kind == TALLY_KIND_HISTOGRAM ? sketch_new(t, TALLY_SKETCH_FIRST)
+						     : hll_small_new(t, HLL_SMALL_FIRST);
+
+	s->side = 0;
+	if (side == 0)
+		return -1;
+	side_set(t, s, side);
+	return 0;
 }
 
 /*
@@ -212,24 +227,42 @@ sketch_cover(struct tally_table *t, struct tally_slot *s, int lo, int hi, unsign
 	if (side == 0)
 		return d; /* no memory left, or keys too far apart: it folds, counted */
 	tally_dds_merge(side_at(t, side), d);
-	s->side = side;
+	side_set(t, s, side);
 	return side_at(t, side);
 }
 
+/* A histogram value into s's sketch; hint: tally_table_side_hint()'s for it, or 0. */
 static void
-sketch_add(struct tally_table *t, struct tally_slot *s, double v)
+sketch_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hint)
 {
 	struct tally_dds *d = side_at(t, s->side);
 	uint64_t folded;
-	int key, rc = tally_dds_key(v, &key);
+	int key, rc;
 
+	if (hint & TALLY_HINT_HISTOGRAM) {
+		key = (int16_t)(hint & 0xffff);
+		rc = hint & TALLY_HINT_CLAMPED ? TALLY_DDS_CLAMPED : 0;
+	} else {
+		rc = tally_dds_key(v, &key);
+	}
 	if (key == 0) {
 		d->zero++;
 		return;
 	}
-	/* the common cases: a busy series' dense store has the key; a sparse one has room */
-	if (__builtin_expect(d->dense && tally_dds_dense_has(d, key), 1)) {
-		tally_dds_dense_add(d, key, 1);
+	/*
+	 * The common cases: a busy series' dense store has the key (known from the slot's copy
+	 * of its bounds: the header is not read, the count's line is the only one touched); a
+	 * sparse one has it, where the search ahead found it, or room.
+	 */
+	if (__builtin_expect(s->side_form == TALLY_SIDE_DENSE &&
+				     (unsigned int)(key - s->side_lo) < s->side_cap,
+			     1)) {
+		uint64_t *c = &d->counts[key - s->side_lo];
+
+		*c += *c != UINT64_MAX;
+	} else if (!d->dense && TALLY_HINT_POS(hint) != 0 &&
+		   tally_dds_sparse_add_at(d, (int)TALLY_HINT_POS(hint) - 1, key)) {
+		/* counted where the search ahead found its bucket */
 	} else if (!d->dense && d->used < d->cap) {
 		tally_dds_add_key(d, key, 1);
 	} else {
@@ -242,84 +275,122 @@ sketch_add(struct tally_table *t, struct tally_slot *s, double v)
 		d->clamped++;
 }
 
-/* Raise register idx to val in the small form h (which has room). */
-static void
-hll_small_update(struct hll_small *h, uint32_t idx, unsigned int val)
+/*
+ * Raise register idx to val in the small form h: 0, or -1 when it has no place for a new
+ * register (3/4 full, or a probe that ran past the pad; nothing changed).
+ */
+static int
+hll_small_put(struct tally_hll_small *h, unsigned int cap, uint32_t idx, unsigned int val)
 {
-	const uint32_t *base = h->e;
-	uint32_t n = h->used, lo;
+	uint32_t i = tally_hll_small_home(cap, idx), end = cap + TALLY_HLL_SMALL_PAD;
 
-	/* branch-free lower bound: registers of random elements are random */
-	while (n > 1) {
-		uint32_t half = n >> 1;
-
-		base = base[half - 1] >> 6 < idx ? base + half : base;
-		n -= half;
+	for (; i < end && h->e[i] != 0; i++) {
+		if (h->e[i] >> 6 == idx) {
+			if ((h->e[i] & 0x3f) < val)
+				h->e[i] = idx << 6 | val;
+			return 0;
+		}
 	}
-	lo = (uint32_t)(base - h->e) + (n == 1 && *base >> 6 < idx);
-	if (lo < h->used && h->e[lo] >> 6 == idx) {
-		if ((h->e[lo] & 0x3f) < val)
-			h->e[lo] = idx << 6 | val;
-		return;
-	}
-	memmove(&h->e[lo + 1], &h->e[lo], (h->used - lo) * sizeof(h->e[0]));
-	h->e[lo] = idx << 6 | val;
+	if (i == end || h->used >= cap / 4 * 3) /* the header is read for a new register only */
+		return -1;
+	h->e[i] = idx << 6 | val;
 	h->used++;
+	return 0;
+}
+
+/* A small form's registers as idx << 6 | value, ascending by idx, into out: their number. */
+static uint32_t
+hll_small_sorted(const struct tally_hll_small *h, uint32_t *out)
+{
+	uint32_t i, j, n = 0, end = h->cap + TALLY_HLL_SMALL_PAD;
+
+	/* homes rise with idx: an insertion sort moves each entry a few places at most */
+	for (i = 0; i < end; i++) {
+		uint32_t e = h->e[i];
+
+		if (e == 0)
+			continue;
+		for (j = n; j > 0 && out[j - 1] > e; j--)
+			out[j] = out[j - 1];
+		out[j] = e;
+		n++;
+	}
+	return n;
+}
+
+/* Every register of the small form h into the dense HLL d. */
+static void
+hll_small_to_dense(const struct tally_hll_small *h, struct tally_hll *d)
+{
+	uint32_t i, end = h->cap + TALLY_HLL_SMALL_PAD;
+
+	for (i = 0; i < end; i++)
+		if (h->e[i] != 0)
+			tally_hll_update(d, h->e[i] >> 6, h->e[i] & 0x3f);
 }
 
 /*
  * Raise register idx of s's HLL to val, growing the small form (or making it dense) when it
- * is full: 0, or -1 when there is no memory for that (nothing changed).
+ * has no place: 0, or -1 when there is no memory for that (nothing changed).
  */
 static int
 hll_update(struct tally_table *t, struct tally_slot *s, uint32_t idx, unsigned int val)
 {
-	struct hll_small *h = side_at(t, s->side), *n;
+	struct tally_hll_small *h = side_at(t, s->side), *n;
+	unsigned int cap;
 	uint64_t side;
 	uint32_t i;
 
-	if (h->magic != HLL_SMALL_MAGIC) {
-		tally_hll_update(side_at(t, s->side), idx, val);
+	/* from the slot's copy of the form: the header is not read (the line is the register's) */
+	if (s->side_form == TALLY_SIDE_HLL) {
+		tally_hll_raise(side_at(t, s->side), idx, val);
 		return 0;
 	}
-	if (h->used == h->cap) {
-		if (h->cap * 2u <= TALLY_HLL_SMALL_MAX) {
-			side = hll_small_new(t, h->cap * 2u);
-			if (side == 0)
-				return -1;
-			n = side_at(t, side);
-			memcpy(n->e, h->e, h->used * sizeof(h->e[0]));
-			n->used = h->used;
-		} else {
-			struct tally_hll *d;
+	if (hll_small_put(h, s->side_cap, idx, val) == 0)
+		return 0;
+	/* a wider set, with every register placed again (a second try if a probe runs long) */
+	for (cap = h->cap * 2u; cap <= TALLY_HLL_SMALL_MAX; cap *= 2) {
+		uint64_t mark = t->side_used;
+		int ok = 1;
 
-			side = side_alloc(t, sizeof(struct tally_hll));
-			if (side == 0)
-				return -1;
-			d = side_at(t, side);
-			tally_hll_init(d);
-			for (i = 0; i < h->used; i++)
-				tally_hll_update(d, h->e[i] >> 6, h->e[i] & 0x3f);
-			tally_hll_update(d, idx, val);
-			s->side = side;
+		side = hll_small_new(t, cap);
+		if (side == 0)
+			return -1;
+		n = side_at(t, side);
+		for (i = 0; i < h->cap + TALLY_HLL_SMALL_PAD && ok; i++)
+			if (h->e[i] != 0)
+				ok = hll_small_put(n, cap, h->e[i] >> 6, h->e[i] & 0x3f) == 0;
+		if (ok && hll_small_put(n, cap, idx, val) == 0) {
+			side_set(t, s, side);
 			return 0;
 		}
-		s->side = side;
-		h = n;
+		t->side_used = mark; /* the last handed out: given back */
 	}
-	hll_small_update(h, idx, val);
+	side = side_alloc(t, sizeof(struct tally_hll));
+	if (side == 0)
+		return -1;
+	tally_hll_init(side_at(t, side));
+	hll_small_to_dense(h, side_at(t, side));
+	tally_hll_raise(side_at(t, side), idx, val);
+	side_set(t, s, side);
 	return 0;
 }
 
+/* A distinct element into s's HLL; hint: tally_table_side_hint()'s for it, or 0. */
 static int
-distinct_add(struct tally_table *t, struct tally_slot *s, double v)
+distinct_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hint)
 {
 	uint64_t bits;
 	uint32_t idx;
 	unsigned int val;
 
-	memcpy(&bits, &v, sizeof(bits));
-	val = tally_hll_pattern_u64(bits, &idx);
+	if (hint & TALLY_HINT_DISTINCT) {
+		idx = (hint >> 6) & (TALLY_HLL_REGISTERS - 1);
+		val = hint & 0x3f;
+	} else {
+		memcpy(&bits, &v, sizeof(bits));
+		val = tally_hll_pattern_u64(bits, &idx);
+	}
 	return hll_update(t, s, idx, val);
 }
 
@@ -361,7 +432,7 @@ unlink_if_new(struct tally_table *t, struct tally_slot *s)
 
 int
 tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
-		     uint64_t ts_ns)
+		     uint64_t ts_ns, uint32_t hint)
 {
 	if (s->count == 0) {
 		s->kind = (uint8_t)tally_kind_of(kind);
@@ -377,10 +448,10 @@ tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, 
 	case TALLY_KIND_HISTOGRAM:
 		if (v != v) /* a NaN cannot be placed (only another kind's record brings one) */
 			v = 0;
-		sketch_add(t, s, v);
+		sketch_add(t, s, v, kind == TALLY_KIND_HISTOGRAM ? hint : 0);
 		break;
 	case TALLY_KIND_DISTINCT:
-		if (distinct_add(t, s, v) != 0) {
+		if (distinct_add(t, s, v, kind == TALLY_KIND_DISTINCT ? hint : 0) != 0) {
 			t->side_full++;
 			return -1;
 		}
@@ -408,27 +479,29 @@ tally_table_sketch(const struct tally_table *t, const struct tally_slot *s)
 int
 tally_table_hll(const struct tally_table *t, const struct tally_slot *s, uint8_t *buf, size_t len)
 {
-	const struct hll_small *h;
+	const struct tally_hll_small *h;
 	int n;
 
 	if (s->kind != TALLY_KIND_DISTINCT || s->side == 0)
 		return 0;
 	h = side_at(t, s->side);
-	if (h->magic == HLL_SMALL_MAGIC) {
-		n = tally_hll_write_sparse(h->e, h->used, buf, len);
+	if (h->magic == TALLY_HLL_SMALL_MAGIC) {
+		uint32_t regs[TALLY_HLL_SMALL_MAX + TALLY_HLL_SMALL_PAD];
+
+		n = tally_hll_write_sparse(regs, hll_small_sorted(h, regs), buf, len);
 		if (n != -ERANGE)
 			return n;
 		/* a register over 32: only the dense form holds it */
 		if (len < TALLY_HLL_DENSE_SIZE)
 			return -ENOSPC;
 		tally_hll_init((struct tally_hll *)buf);
-		for (uint32_t i = 0; i < h->used; i++)
-			tally_hll_update((struct tally_hll *)buf, h->e[i] >> 6, h->e[i] & 0x3f);
+		hll_small_to_dense(h, (struct tally_hll *)buf);
 		return TALLY_HLL_DENSE_SIZE;
 	}
 	if (len < TALLY_HLL_DENSE_SIZE)
 		return -ENOSPC;
 	memcpy(buf, h, TALLY_HLL_DENSE_SIZE);
+	tally_hll_stale((struct tally_hll *)buf); /* the table's raises left its cache as it was */
 	return TALLY_HLL_DENSE_SIZE;
 }
 
@@ -448,12 +521,12 @@ side_fields_merge(struct tally_slot *s, const struct tally_slot *src)
 static int
 hll_fold(struct tally_table *t, struct tally_slot *s, const void *src)
 {
-	const struct hll_small *h = src;
+	const struct tally_hll_small *h = src;
 	uint32_t i;
 
-	if (h->magic == HLL_SMALL_MAGIC) {
-		for (i = 0; i < h->used; i++)
-			if (hll_update(t, s, h->e[i] >> 6, h->e[i] & 0x3f) != 0)
+	if (h->magic == TALLY_HLL_SMALL_MAGIC) {
+		for (i = 0; i < h->cap + TALLY_HLL_SMALL_PAD; i++)
+			if (h->e[i] != 0 && hll_update(t, s, h->e[i] >> 6, h->e[i] & 0x3f) != 0)
 				return -1;
 		return 0;
 	}
@@ -475,7 +548,7 @@ sketch_fold(struct tally_table *t, struct tally_slot *s, const struct tally_dds 
 	int lo, hi;
 
 	if (tally_dds_key_range(src, &lo, &hi) == 0)
-		d = sketch_cover(t, s, lo, hi, src->used);
+		d = sketch_cover(t, s, lo, hi, tally_dds_buckets(src));
 	folded = d->folded + src->folded;
 	tally_dds_merge(d, src);
 	t->folded += d->folded - folded;

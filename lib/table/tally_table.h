@@ -15,9 +15,9 @@
 /*
  * Side memory of a table: a histogram's sketch starts with TALLY_SKETCH_FIRST buckets and
  * holds at most TALLY_SKETCH_CAP (10,272 bytes): about 9 decades of values at 1%, and what the
- * sink's payload bounds allow for 64 series of a chunk. A distinct series' HLL is a sorted
- * list of its registers up to TALLY_HLL_SMALL_MAX of them (4 bytes each), then Redis's dense
- * form (12,304 bytes).
+ * sink's payload bounds allow for 64 series of a chunk. A distinct series' HLL is a small set
+ * of its registers (struct tally_hll_small, 4 bytes a place) of up to TALLY_HLL_SMALL_MAX
+ * places, 3/4 of them used at most, then Redis's dense form (12,304 bytes).
  */
 #define TALLY_SKETCH_FIRST 8
 #define TALLY_SKETCH_CAP 1024
@@ -25,6 +25,43 @@
 #define TALLY_TABLE_SIDE_MAX (1ull << 40)
 /* Side memory set aside per histogram or distinct series of --histogram/distinct-series. */
 #define TALLY_SIDE_PER_SERIES 4096
+
+/*
+ * A distinct series' registers while few are set: an open-addressed set of entries
+ * idx << 6 | value (0: an empty place) of `cap` places (a power of two) and
+ * TALLY_HLL_SMALL_PAD more past them, so that a probe never wraps. A register's home is
+ * tally_hll_small_home(): one place, known from the element's hash alone, so its line can be
+ * prefetched; homes rise with idx, so the set reads almost in register order. It doubles at
+ * 3/4 full (or when a probe runs past the pad); past TALLY_HLL_SMALL_MAX places it becomes a
+ * struct tally_hll (whose bytes begin "HYLL"), told apart by the magic.
+ */
+#define TALLY_HLL_SMALL_MAGIC 0x4c4d5354u /* "TSML" */
+#define TALLY_HLL_SMALL_PAD 16u
+
+struct tally_hll_small {
+	uint32_t magic;
+	uint16_t cap;
+	uint16_t used;
+	uint32_t e[];
+};
+
+static inline uint32_t
+tally_hll_small_home(uint32_t cap, uint32_t idx)
+{
+	return idx >> (TALLY_HLL_P - __builtin_ctz(cap));
+}
+
+/*
+ * What the per-record path works out for a histogram or distinct record a few records ahead
+ * of its update (tally_table_side_hint()), for the update to use: 0, nothing; a histogram's
+ * bucket key (low 16 bits, signed), whether its value was clamped, and for a sparse sketch
+ * the position its bucket was found at, plus one (TALLY_HINT_POS; 0 when absent); or a
+ * distinct element's register and value (idx << 6 | value).
+ */
+#define TALLY_HINT_HISTOGRAM (1u << 31)
+#define TALLY_HINT_DISTINCT (1u << 30)
+#define TALLY_HINT_CLAMPED (1u << 29)
+#define TALLY_HINT_POS(h) (((h) >> 16) & 0x7ff)
 
 /*
  * One series, one cache line. A device's metrics sit in adjacent slots (home slot is
@@ -47,12 +84,27 @@ struct tally_slot {
 		};
 		struct {	       /* histogram, distinct: their state in the table's side memory */
 			uint64_t side; /* its offset + 1; 0: none (no room was left for it) */
-			uint64_t side_len;
+			/*
+			 * What the per-record path needs of the state's header, copied here
+			 * whenever the state moves, so that an update reads no header: its form
+			 * (TALLY_SIDE_*), places (a sketch store's or small HLL's cap) and a dense
+			 * sketch's first key.
+			 */
+			uint16_t side_cap;
+			int16_t side_lo;
+			uint8_t side_form;
+			uint8_t side_pad[3];
 		};
 	};
 } __attribute__((aligned(64)));
 
 _Static_assert(sizeof(struct tally_slot) == 64, "a slot is one cache line");
+
+/* The form of a series' side state (slot side_form). */
+#define TALLY_SIDE_SPARSE 1 /* a sketch, sparse store */
+#define TALLY_SIDE_DENSE 2  /* a sketch, dense store */
+#define TALLY_SIDE_SMALL 3  /* an HLL's small set of registers */
+#define TALLY_SIDE_HLL 4    /* an HLL, Redis's dense string */
 
 /*
  * Open-addressing table with linear probing over a power-of-two slot array, at most half
@@ -213,54 +265,91 @@ tally_table_find(const struct tally_table *t, uint64_t device_id, uint64_t dev_h
 
 /*
  * Bring a histogram's sketch or a distinct series' registers toward the cache ahead of its
- * update, in two steps: they lie apart from the slot, wherever the side memory had room, so
- * without this every such record waits for memory on its own. First, a few records ahead,
- * the slot is found (returned, for the update to use) and the state's header prefetched;
- * then, fewer records ahead and the header at hand, the very count a dense sketch's value
- * goes to, or the register of a dense HLL (a second hash of the element, cheaper than the
- * wait for 12 KB of registers).
+ * update: they lie apart from the slot, wherever the side memory had room, so without this
+ * every such record waits for memory on its own. Step one, a few records ahead (the slot
+ * prefetched before): find the series, work out the record's bucket key or register (the
+ * hint, which the update uses instead of working it out again) and prefetch the one line the
+ * update touches, from what the slot keeps of the state's header: a dense sketch's count, an
+ * HLL's register, the home of a register in a small set; for a sparse sketch its header and
+ * keys. Step two, fewer records ahead, for a sparse sketch only: search its keys (in by then)
+ * and prefetch the count, the position going into the hint.
  */
+static inline uint32_t
+tally_table_side_hint(const struct tally_table *t, const struct tally_slot *s, uint8_t kind,
+		      double v)
+{
+	const uint8_t *p = s != NULL && s->side != 0 && s->kind == kind ? t->side + s->side - 1
+									 : NULL;
+	uint32_t hint, idx;
+
+	if (kind == TALLY_KIND_DISTINCT) {
+		uint64_t bits;
+		unsigned int val;
+
+		memcpy(&bits, &v, sizeof(bits));
+		val = tally_hll_pattern_u64(bits, &idx);
+		hint = TALLY_HINT_DISTINCT | idx << 6 | val;
+		if (p == NULL)
+			return hint;
+		if (s->side_form == TALLY_SIDE_HLL)
+			__builtin_prefetch(p + TALLY_HLL_HDR_SIZE + idx * TALLY_HLL_BITS / 8, 1, 3);
+		else
+			__builtin_prefetch(&((const struct tally_hll_small *)p)
+						    ->e[tally_hll_small_home(s->side_cap, idx)],
+					   1, 3);
+		return hint;
+	}
+	if (kind == TALLY_KIND_HISTOGRAM) {
+		int key, rc = tally_dds_key(v, &key);
+
+		if (rc < 0)
+			return 0; /* NaN: the update sees to it */
+		hint = TALLY_HINT_HISTOGRAM | (rc == TALLY_DDS_CLAMPED ? TALLY_HINT_CLAMPED : 0) |
+		       (uint16_t)key;
+		if (p == NULL || key == 0)
+			return hint;
+		if (s->side_form == TALLY_SIDE_DENSE) {
+			if ((unsigned int)(key - s->side_lo) < s->side_cap)
+				__builtin_prefetch(&((const struct tally_dds *)p)->counts[key - s->side_lo],
+						   1, 3);
+		} else {
+			/* the header and the keys (32 bytes and 2 a key) */
+			__builtin_prefetch(p, 1, 3);
+			if (s->side_cap > 16)
+				__builtin_prefetch(p + 64, 1, 3);
+		}
+		return hint;
+	}
+	return 0;
+}
+
+/* Step one: the series of a record (NULL: not there yet) and its hint into *hint. */
 static inline struct tally_slot *
 tally_table_side_prefetch(const struct tally_table *t, uint64_t device_id, uint64_t dev_hash,
-			  uint32_t metric_id)
+			  uint32_t metric_id, uint8_t kind, double v, uint32_t *hint)
 {
 	const struct tally_slot *s = tally_table_find(t, device_id, dev_hash, metric_id);
 
-	if (s != NULL && s->side != 0 && tally_kind_side(s->kind)) {
-		const uint8_t *p = t->side + s->side - 1;
-
-		__builtin_prefetch(p, 1, 3);
-		__builtin_prefetch(p + 64, 1, 3);
-	}
+	*hint = kind >= TALLY_KIND_HISTOGRAM ? tally_table_side_hint(t, s, kind, v) : 0;
 	return (struct tally_slot *)(uintptr_t)s;
 }
 
-static inline void
-tally_table_side_prefetch2(const struct tally_table *t, const struct tally_slot *s, double v)
+/* Step two: for a record of a sparse sketch, its bucket's position into the hint. */
+static inline uint32_t
+tally_table_side_hint2(const struct tally_table *t, const struct tally_slot *s, uint32_t hint)
 {
 	const struct tally_dds *d;
-	int key;
+	int pos, key = (int16_t)(hint & 0xffff);
 
-	if (s == NULL || s->side == 0)
-		return;
-	if (s->kind == TALLY_KIND_DISTINCT) {
-		/* a dense HLL (12 KB, "HYLL"): the byte of the element's register */
-		const uint8_t *h = t->side + s->side - 1;
-		uint64_t bits;
-		uint32_t idx;
-
-		if (h[0] != 'H')
-			return; /* the short list of registers came in with its header */
-		memcpy(&bits, &v, sizeof(bits));
-		tally_hll_pattern_u64(bits, &idx);
-		__builtin_prefetch(h + TALLY_HLL_HDR_SIZE + idx * TALLY_HLL_BITS / 8, 1, 3);
-		return;
-	}
-	if (s->kind != TALLY_KIND_HISTOGRAM)
-		return;
+	if (!(hint & TALLY_HINT_HISTOGRAM) || s == NULL || s->side == 0 ||
+	    s->kind != TALLY_KIND_HISTOGRAM || s->side_form != TALLY_SIDE_SPARSE || key == 0)
+		return hint;
 	d = (const struct tally_dds *)(t->side + s->side - 1);
-	if (d->dense && tally_dds_key(v, &key) >= 0 && tally_dds_dense_has(d, key))
-		__builtin_prefetch(&d->counts[key - d->lo], 1, 3);
+	pos = tally_dds_sparse_find(d, key);
+	if (pos < 0)
+		return hint;
+	__builtin_prefetch(tally_dds_sparse_count(d, pos), 1, 3);
+	return hint | (uint32_t)(pos + 1) << 16;
 }
 
 /*
@@ -269,7 +358,7 @@ tally_table_side_prefetch2(const struct tally_table *t, const struct tally_slot 
  * tally_table_lookup(). Returns 0, or -1 when it was counted in `side_full`.
  */
 int tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
-			 uint64_t ts_ns);
+			 uint64_t ts_ns, uint32_t hint);
 
 /*
  * Add one record into its series' slot s (from tally_table_lookup()); 0, or -1 when it was
@@ -293,17 +382,29 @@ tally_table_kind(struct tally_table *t, uint32_t metric_id, uint8_t kind, double
 }
 
 static inline int
-tally_table_put(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
-		uint64_t ts_ns)
+tally_table_put_hint(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
+		     uint64_t ts_ns, uint32_t hint)
 {
-	if (__builtin_expect(t->kinds != NULL, 0))
-		kind = tally_table_kind(t, s->metric_id, kind, &v);
+	if (__builtin_expect(t->kinds != NULL, 0)) {
+		uint8_t want = tally_table_kind(t, s->metric_id, kind, &v);
+
+		if (want != kind)
+			hint = 0; /* worked out for the record's own kind */
+		kind = want;
+	}
 	if (__builtin_expect(kind <= TALLY_KIND_GAUGE && (s->count == 0 || s->kind == kind), 1)) {
 		tally_slot_add(s, kind, v, ts_ns);
 		t->records++;
 		return 0;
 	}
-	return tally_table_add_side(t, s, kind, v, ts_ns);
+	return tally_table_add_side(t, s, kind, v, ts_ns, hint);
+}
+
+static inline int
+tally_table_put(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
+		uint64_t ts_ns)
+{
+	return tally_table_put_hint(t, s, kind, v, ts_ns, 0);
 }
 
 /* Add one record; returns 0, or -1 when it was counted as `full` (or `side_full`). */

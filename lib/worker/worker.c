@@ -503,12 +503,19 @@ worker_steer(struct tally_worker *w, const struct tally_wire_hdr **dg, uint16_t 
 /*
  * Records ahead whose side state is prefetched: the slot is found and the header prefetched
  * SIDE_AHEAD2 records ahead, the count a value goes to SIDE_AHEAD records ahead (the header
- * is in by then). The slots found wait in a ring of SIDE_RING for their update.
+ * is in by then). The slots found, and what the second step worked out for the record (its
+ * bucket key, sparse position or register: tally_table_side_hint()), wait in a ring of
+ * SIDE_RING for their update.
  */
 #define SIDE_AHEAD 4
 #define SIDE_AHEAD2 8
 #define SIDE_AHEAD3 16 /* the slot itself, before it is searched */
 #define SIDE_RING 16
+
+struct side_ahead {
+	struct tally_slot *s;
+	uint32_t hint;
+};
 
 /* Where the record `ahead` records after record r of datagram j is, if the burst has it. */
 static inline const struct tally_wire_rec *
@@ -527,19 +534,19 @@ rec_ahead(const struct tally_wire_hdr **dg, const uint16_t *loc, uint16_t nl, ui
 	return (const struct tally_wire_rec *)(dg[loc[j]] + 1) + a;
 }
 
-/* Step one for the record n + SIDE_AHEAD2 (at j, r + SIDE_AHEAD2): find, prefetch the header. */
+/* Step one for the record n + SIDE_AHEAD2: find it, work out its hint, prefetch. */
 static inline void
 side_first(const struct tally_table *t, const struct tally_wire_hdr **dg, const uint16_t *loc,
-	   const uint64_t *hash, uint16_t nl, uint16_t j, uint32_t r, struct tally_slot **ring,
+	   const uint64_t *hash, uint16_t nl, uint16_t j, uint32_t r, struct side_ahead *ring,
 	   uint32_t n)
 {
 	uint16_t dj;
 	const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, j, r, SIDE_AHEAD2, &dj);
+	struct side_ahead *a = &ring[(n + SIDE_AHEAD2) % SIDE_RING];
 
 	if (x != NULL)
-		ring[(n + SIDE_AHEAD2) % SIDE_RING] =
-			tally_table_side_prefetch(t, dg[loc[dj]]->device_id, hash[loc[dj]],
-						  x->metric_id);
+		a->s = tally_table_side_prefetch(t, dg[loc[dj]]->device_id, hash[loc[dj]],
+						 x->metric_id, x->kind, x->value, &a->hint);
 }
 
 /* Step zero for the record n + SIDE_AHEAD3: prefetch its slot. */
@@ -554,16 +561,14 @@ side_zero(const struct tally_table *t, const struct tally_wire_hdr **dg, const u
 		tally_table_prefetch(t, hash[loc[dj]], x->metric_id);
 }
 
-/* Step two for the record n + SIDE_AHEAD: prefetch the count its value goes to. */
+/* Step two for the record n + SIDE_AHEAD: a sparse sketch's bucket, prefetched. */
 static inline void
-side_second(const struct tally_table *t, const struct tally_wire_hdr **dg, const uint16_t *loc,
-	    uint16_t nl, uint16_t j, uint32_t r, struct tally_slot **ring, uint32_t n)
+side_second(const struct tally_table *t, struct side_ahead *ring, uint32_t n)
 {
-	uint16_t dj;
-	const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, j, r, SIDE_AHEAD, &dj);
+	struct side_ahead *a = &ring[(n + SIDE_AHEAD) % SIDE_RING];
 
-	if (x != NULL && x->kind >= TALLY_KIND_HISTOGRAM)
-		tally_table_side_prefetch2(t, ring[(n + SIDE_AHEAD) % SIDE_RING], x->value);
+	if (a->hint & TALLY_HINT_HISTOGRAM)
+		a->hint = tally_table_side_hint2(t, a->s, a->hint);
 }
 
 /*
@@ -577,7 +582,7 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 	struct tally_table *t = w->cur;
 	uint64_t hash[TALLY_MAX_BURST];
 	uint16_t loc[TALLY_MAX_BURST];
-	struct tally_slot *ring[SIDE_RING];
+	struct side_ahead ring[SIDE_RING];
 	uint64_t records = 0, lost = 0;
 	uint32_t n = 0;
 	uint16_t i, j, r, nl;
@@ -611,19 +616,18 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 		for (r = 0; r < SIDE_AHEAD2; r++) {
 			uint16_t dj;
 			const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, 0, 0, r, &dj);
+			struct side_ahead *a = &ring[r % SIDE_RING];
 
-			ring[r % SIDE_RING] =
-				x == NULL ? NULL
-					  : tally_table_side_prefetch(t, dg[loc[dj]]->device_id,
-								      hash[loc[dj]], x->metric_id);
+			a->s = NULL;
+			a->hint = 0;
+			if (x != NULL)
+				a->s = tally_table_side_prefetch(t, dg[loc[dj]]->device_id,
+								 hash[loc[dj]], x->metric_id,
+								 x->kind, x->value, &a->hint);
 		}
-		for (r = 0; r < SIDE_AHEAD; r++) {
-			uint16_t dj;
-			const struct tally_wire_rec *x = rec_ahead(dg, loc, nl, 0, 0, r, &dj);
-
-			if (x != NULL && x->kind >= TALLY_KIND_HISTOGRAM)
-				tally_table_side_prefetch2(t, ring[r % SIDE_RING], x->value);
-		}
+		for (r = 0; r < SIDE_AHEAD; r++)
+			if (ring[r].hint & TALLY_HINT_HISTOGRAM)
+				ring[r].hint = tally_table_side_hint2(t, ring[r].s, ring[r].hint);
 	}
 	for (j = 0; j < nl; j++) {
 		const struct tally_wire_hdr *h = dg[loc[j]];
@@ -639,11 +643,12 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 			continue;
 		}
 		for (r = 0; r < h->count; r++, n++) {
-			struct tally_slot *s = ring[n % SIDE_RING];
+			struct tally_slot *s = ring[n % SIDE_RING].s;
+			uint32_t hint = ring[n % SIDE_RING].hint;
 
 			side_zero(t, dg, loc, hash, nl, j, r);
 			side_first(t, dg, loc, hash, nl, j, r, ring, n);
-			side_second(t, dg, loc, nl, j, r, ring, n);
+			side_second(t, ring, n);
 			/* a series found ahead is used as it is; a new one is inserted now */
 			if (s == NULL || s->device_id != h->device_id ||
 			    s->metric_id != rec[r].metric_id || !s->used)
@@ -654,7 +659,8 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 				lost++;
 				continue;
 			}
-			lost += tally_table_put(t, s, rec[r].kind, rec[r].value, ts) != 0;
+			lost += tally_table_put_hint(t, s, rec[r].kind, rec[r].value, ts, hint) !=
+				0;
 		}
 		WC(w, aggregated) += h->count;
 	}

@@ -69,6 +69,32 @@ test_murmur_vectors(void **state)
 	assert_true(tally_murmur64a("", 0, 0) == 0);
 }
 
+/* The inline 8-byte hash of a record's element is the general one of its 8 bytes. */
+static void
+test_pattern_u64(void **state)
+{
+	uint64_t v = 0x9e3779b97f4a7c15ull;
+	int i, b;
+
+	for (i = 0; i < 100000; i++) {
+		uint8_t le[8];
+		uint32_t idx1, idx2;
+		unsigned int p1, p2;
+
+		v = v * 6364136223846793005ull + 1442695040888963407ull;
+		for (b = 0; b < 8; b++)
+			le[b] = (uint8_t)(v >> (8 * b));
+		p1 = tally_hll_pattern_u64(i < 4 ? (uint64_t)i : v, &idx1);
+		if (i < 4)
+			for (b = 0; b < 8; b++)
+				le[b] = (uint8_t)((uint64_t)i >> (8 * b));
+		p2 = tally_hll_pattern(tally_murmur64a(le, 8, TALLY_HLL_SEED), &idx2);
+		assert_int_equal(p1, p2);
+		assert_int_equal(idx1, idx2);
+		assert_true(p1 >= 1 && p1 <= TALLY_HLL_Q + 1);
+	}
+}
+
 /* Redis's HLL_DENSE_SET_REGISTER, on a buffer with the spare byte its sds strings have. */
 static void
 redis_dense_set(uint8_t *p, unsigned long regnum, unsigned long val)
@@ -443,6 +469,7 @@ main(void)
 	/* clang-format off */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_murmur_vectors),
+		cmocka_unit_test(test_pattern_u64),
 		cmocka_unit_test(test_dense_layout),
 		cmocka_unit_test(test_registers_like_redis),
 		cmocka_unit_test(test_estimates),

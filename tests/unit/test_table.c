@@ -330,7 +330,7 @@ test_histogram_series(void **state)
 	d = tally_table_sketch(t, s);
 	assert_non_null(d);
 	assert_int_equal(tally_dds_count(d), 601);
-	assert_true(d->cap <= TALLY_SKETCH_CAP && d->cap >= d->used);
+	assert_true(d->cap <= TALLY_SKETCH_CAP && d->cap >= tally_dds_buckets(d));
 	assert_true(sketch_equal(d, ref));
 	assert_int_equal(t->folded, 0);
 	assert_true(s->min < -9e4 && s->max > 9e4);
@@ -372,7 +372,7 @@ test_histogram_cap_folds(void **state)
 		add_kind(t, 1, 1, TALLY_KIND_HISTOGRAM, pow(101.0 / 99.0, i - 900));
 	d = tally_table_sketch(t, find(t, 1, 1));
 	assert_int_equal(d->cap, TALLY_SKETCH_CAP);
-	assert_int_equal(d->used, TALLY_SKETCH_CAP);
+	assert_int_equal(tally_dds_buckets(d), TALLY_SKETCH_CAP);
 	assert_int_equal(tally_dds_count(d), 2000);
 	assert_true(t->folded > 0);
 	assert_int_equal(t->folded, d->folded);
@@ -443,6 +443,112 @@ test_distinct_series(void **state)
 	assert_int_equal(n, TALLY_HLL_DENSE_SIZE);
 	assert_hll_equal(t, s, &ref);
 	assert_int_equal(s->count, 600 + 19700 + 1);
+	test_free(raw);
+}
+
+/*
+ * Registers crowded into a few homes of the small set: probes run long, past its pad, and the
+ * set grows (or goes dense) early; whatever the form, the registers are the reference's, the
+ * hinted update (what the worker's look-ahead works out) gives the same, and the sparse output
+ * is in register order.
+ */
+static void
+test_distinct_crowded(void **state)
+{
+	void *raw;
+	struct tally_table *t = test_table_new_side(16, 1 << 20, &raw);
+	static struct tally_hll ref;
+	struct tally_slot *s;
+	uint8_t buf[TALLY_HLL_DENSE_SIZE];
+	static uint8_t seen[TALLY_HLL_REGISTERS];
+	uint64_t e = 1, n = 0;
+	/* registers set: the sizes of set met on the way, then past 3/4 of the largest (dense) */
+	unsigned int want[] = {20, 60, 200, 700, 900}, w = 0, regs = 0;
+
+	(void)state;
+	tally_hll_init(&ref);
+	while (w < sizeof(want) / sizeof(want[0])) {
+		uint32_t idx, hint;
+		unsigned int val;
+
+		e = e * 6364136223846793005ull + 1442695040888963407ull;
+		val = tally_hll_pattern_u64(e, &idx);
+		if (idx >= want[w] + 100)
+			continue; /* only low registers: the first homes of any size of set */
+		s = find(t, 3, 3);
+		hint = n % 2 ? tally_table_side_hint(t, s, TALLY_KIND_DISTINCT, element(e)) : 0;
+		if (s == NULL)
+			s = tally_table_lookup(t, 3, tally_hash_device(3), 3);
+		assert_non_null(s);
+		assert_int_equal(tally_table_put_hint(t, s, TALLY_KIND_DISTINCT, element(e), 1, hint),
+				 0);
+		tally_hll_update(&ref, idx, val);
+		n++;
+		regs += !seen[idx];
+		seen[idx] = 1;
+		if (regs == want[w]) {
+			int len = tally_table_hll(t, s, buf, sizeof(buf));
+
+			assert_true(len > 0);
+			assert_int_equal(buf[4], s->side_form == TALLY_SIDE_HLL ? TALLY_HLL_DENSE
+										: TALLY_HLL_SPARSE);
+			assert_hll_equal(t, s, &ref);
+			w++;
+		}
+	}
+	assert_int_equal(find(t, 3, 3)->count, n);
+	assert_int_equal(find(t, 3, 3)->side_form, TALLY_SIDE_HLL);
+	test_free(raw);
+}
+
+/*
+ * Histogram records updated with hints worked out several records ahead, as the worker does:
+ * keys, clamping and sparse positions that other updates moved meanwhile (inserts, the move to
+ * a dense store) still give exactly the reference sketch.
+ */
+static void
+test_histogram_hints(void **state)
+{
+	void *raw, *rr;
+	struct tally_table *t = test_table_new_side(64, 1 << 20, &raw);
+	struct tally_dds *ref = ref_sketch(&rr);
+	double v[4000];
+	uint32_t hint[4000];
+	uint64_t x = 7;
+	int i, ahead = 6;
+
+	(void)state;
+	for (i = 0; i < 4000; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		/* a few decades, some zeros, negatives and values out of range */
+		v[i] = (double)(x >> 40) / 1e3 * (i % 7 == 0 ? -1 : 1);
+		if (i % 101 == 0)
+			v[i] = 0;
+		if (i % 211 == 0)
+			v[i] = 1e300;
+	}
+	for (i = 0; i < 4000 + ahead; i++) {
+		if (i < 4000) {
+			/* step one and two for record i, before the updates of the records before it */
+			struct tally_slot *s = find(t, 2, 5);
+
+			hint[i] = tally_table_side_hint(t, s, TALLY_KIND_HISTOGRAM, v[i]);
+			hint[i] = tally_table_side_hint2(t, s, hint[i]);
+		}
+		if (i >= ahead) {
+			int k = i - ahead;
+			struct tally_slot *s = tally_table_lookup(t, 2, tally_hash_device(2), 5);
+
+			assert_int_equal(tally_table_put_hint(t, s, TALLY_KIND_HISTOGRAM, v[k], 1,
+							      hint[k]),
+					 0);
+			tally_dds_add(ref, v[k]);
+		}
+	}
+	assert_true(sketch_equal(tally_table_sketch(t, find(t, 2, 5)), ref));
+	assert_int_equal(find(t, 2, 5)->count, 4000);
+	assert_int_equal(tally_table_sketch(t, find(t, 2, 5))->clamped, ref->clamped);
+	test_free(rr);
 	test_free(raw);
 }
 
@@ -642,6 +748,8 @@ main(void)
 		cmocka_unit_test(test_histogram_cap_folds),
 		cmocka_unit_test(test_side_full),
 		cmocka_unit_test(test_distinct_series),
+		cmocka_unit_test(test_distinct_crowded),
+		cmocka_unit_test(test_histogram_hints),
 		cmocka_unit_test(test_side_merge),
 		cmocka_unit_test(test_kind_mismatch),
 		cmocka_unit_test(test_fold_bytes),
