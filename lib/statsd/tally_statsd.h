@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* statsd and DogStatsD text: one line at a time, checked whole before anything is counted. */
+#ifndef TALLY_STATSD_H
+#define TALLY_STATSD_H
+
+#include <stdint.h>
+
+/*
+ * A line: `name:value[:value...]|type[|@rate][|#tag,tag:v][|c:container][|T<unix>]`, the
+ * DogStatsD v1.1 form (several values packed in one line; statsd's own lines are the one-value
+ * case). Types: c counter, g gauge (a leading + or - is a delta), ms and h timers, d
+ * distribution (the three into a histogram), s set (the value is a member: a string).
+ * Sections after the type are told apart by their first byte; a section of another letter and
+ * ':' (DogStatsD's later fields: `e:`, `card:` ...) is skipped, anything else is refused.
+ */
+enum tally_statsd_type {
+	TALLY_STATSD_COUNTER = 1,
+	TALLY_STATSD_GAUGE,
+	TALLY_STATSD_TIMER,	   /* ms */
+	TALLY_STATSD_HISTOGRAM,	   /* h */
+	TALLY_STATSD_DISTRIBUTION, /* d */
+	TALLY_STATSD_SET,	   /* s */
+};
+
+/*
+ * Why a line was refused, declared once: the enum, the stats names (`statsd:<name>`) and the
+ * dead-letter comments come from this list. A refused line is refused alone: the other lines
+ * of its datagram count.
+ */
+#define TALLY_FOREACH_STATSD_REASON(_)                                                             \
+	_(NO_COLON, "no_colon")           /* no ':' between a name and a value */                 \
+	_(EMPTY_NAME, "empty_name")       /* nothing before the ':' */                            \
+	_(BAD_NAME, "bad_name")           /* a control byte, or bytes that are not UTF-8 */       \
+	_(TOO_LONG, "too_long")           /* a name, tag or series over its bound */              \
+	_(NO_TYPE, "no_type")             /* no '|' and type after the value */                    \
+	_(UNKNOWN_TYPE, "unknown_type")   /* a type other than c g ms h d s */                    \
+	_(BAD_VALUE, "bad_value")         /* not a finite number (or an empty set member) */      \
+	_(BAD_RATE, "bad_rate")           /* @rate not a number in (0, 1] */                      \
+	_(BAD_TAG, "bad_tag")             /* an empty tag, a control byte or non-UTF-8 */         \
+	_(TOO_MANY_TAGS, "too_many_tags") /* more tags than --statsd-max-tags */                  \
+	_(TOO_MANY_VALUES, "too_many_values") /* more packed values than a line may hold */       \
+	_(BAD_TIMESTAMP, "bad_timestamp") /* T not followed by whole seconds */                   \
+	_(BAD_FIELD, "bad_field")         /* a section after the type that is none of the above */ \
+	_(EVENT, "event")                 /* a DogStatsD event or service check: not a metric */  \
+	_(COLLISION, "collision")         /* its series' id is another series' (see worker) */
+
+enum tally_statsd_reason {
+#define TALLY_STATSD_REASON_ENUM(sym, name) TALLY_STATSD_##sym,
+	TALLY_FOREACH_STATSD_REASON(TALLY_STATSD_REASON_ENUM)
+#undef TALLY_STATSD_REASON_ENUM
+		TALLY_STATSD_REASON_MAX
+};
+
+/* Stats name of a reason ("no_colon", ...); NULL when out of range. */
+const char *tally_statsd_reason_name(unsigned int reason);
+
+/* Bounds of a line's parts (bytes; tags per line). */
+#define TALLY_STATSD_NAME_MAX 250
+#define TALLY_STATSD_TAG_MAX 200
+#define TALLY_STATSD_TAGS_MAX 64 /* the most --statsd-max-tags allows */
+#define TALLY_STATSD_VALUES_MAX 256
+#define TALLY_STATSD_SERIES_MAX 1024 /* name and its tags written out */
+
+struct tally_statsd_tag {
+	const char *p;
+	uint16_t len;
+};
+
+/* A line that passed every check. Pointers are into the caller's bytes. */
+struct tally_statsd_line {
+	const char *name;
+	uint16_t name_len;
+	uint8_t type;      /* tally_statsd_type */
+	uint8_t delta;     /* gauge: the values are deltas (a leading + or -) */
+	uint16_t nvalues;  /* values[] (not for a set) */
+	uint16_t ntags;
+	double rate;       /* @rate, 1 when absent */
+	int64_t ts_s;      /* T<unix>, 0 when absent */
+	const char *member; /* a set's member */
+	uint16_t member_len;
+	const char *container; /* c:<id>, NULL when absent */
+	uint16_t container_len;
+	struct tally_statsd_tag tags[TALLY_STATSD_TAGS_MAX];
+	double values[TALLY_STATSD_VALUES_MAX];
+};
+
+/*
+ * Parse one line (without its newline; a trailing CR is dropped) of len bytes, with at most
+ * max_tags tags (<= TALLY_STATSD_TAGS_MAX). 0 and *out filled, or 1 + tally_statsd_reason.
+ * An empty line is not a line: the caller skips it. No allocation, no system call.
+ */
+int tally_statsd_parse_line(const char *p, uint32_t len, unsigned int max_tags,
+			    struct tally_statsd_line *out);
+
+/*
+ * A decimal number as statsd senders write it ([+-]digits[.digits][e[+-]digits]), the whole
+ * of p[0..len): 0 and *v (finite), or -1. Correctly rounded (short ones by exact arithmetic,
+ * the rest through strtod).
+ */
+int tally_statsd_number(const char *p, uint32_t len, double *v);
+
+/* Whether p[0..len) is UTF-8 with no control bytes (below 0x20, or 0x7f). */
+int tally_statsd_text_ok(const char *p, uint32_t len);
+
+#endif
