@@ -42,7 +42,8 @@ enum tally_statsd_type {
 	_(BAD_TIMESTAMP, "bad_timestamp") /* T not followed by whole seconds */                   \
 	_(BAD_FIELD, "bad_field")         /* a section after the type that is none of the above */ \
 	_(EVENT, "event")                 /* a DogStatsD event or service check: not a metric */  \
-	_(COLLISION, "collision")         /* its series' id is another series' (see worker) */
+	_(COLLISION, "collision")         /* its series' or device's id is another one's */       \
+	_(SERIES_FULL, "series_full")     /* a new series or device: --statsd-series all taken */
 
 enum tally_statsd_reason {
 #define TALLY_STATSD_REASON_ENUM(sym, name) TALLY_STATSD_##sym,
@@ -101,5 +102,98 @@ int tally_statsd_number(const char *p, uint32_t len, double *v);
 
 /* Whether p[0..len) is UTF-8 with no control bytes (below 0x20, or 0x7f). */
 int tally_statsd_text_ok(const char *p, uint32_t len);
+
+/* Decoding a datagram ---------------------------------------------------------------------- */
+
+#include "tally_wire.h"
+
+/*
+ * Records a decoder makes that v1 cannot carry: the kind's top bit marks them, and the
+ * worker applies them apart (tally_table_put_ext()): a gauge delta, and a histogram value
+ * that stands for `weight` values (a sample rate's 1/rate, rounded; reserved[1..2] hold
+ * weight - 1, little-endian).
+ */
+#define TALLY_KIND_EXT 0x80
+#define TALLY_STATSD_WEIGHT_MAX 65536
+
+/*
+ * A statsd device: its id is 2^63 + the top 63 bits of MurmurHash64A of its name (the value
+ * of the device tag, else the sender's address as text), so a v1 device id below 2^63 never
+ * meets one. A series: its metric id is the low 32 bits of MurmurHash64A of its text, the
+ * name and its other tags sorted: `name` or `name{tag1,tag2:v}`.
+ */
+#define TALLY_STATSD_DEVICE_BIT (1ull << 63)
+
+/* Which name a decoder reports new (on_name). */
+enum { TALLY_STATSD_NAME_SERIES = 1, TALLY_STATSD_NAME_DEVICE = 2 };
+
+/*
+ * A set of ids seen, each with a fingerprint of its text (a second 64-bit hash), in memory
+ * sized at start: an id seen with another fingerprint is a collision.
+ */
+struct tally_statsd_seen {
+	uint64_t *key;	  /* 0: empty */
+	uint64_t *fp;
+	uint32_t mask;	  /* places - 1 (a power of two, twice the most ids) */
+	uint32_t used;
+	uint32_t max;	  /* the most ids it takes */
+};
+
+struct tally_statsd_dec;
+
+/* Batches of records decoded: n v1-layout datagrams (header, records), device by device. */
+typedef void (*tally_statsd_emit_fn)(void *ctx, const struct tally_wire_hdr **dg, uint16_t n);
+/* A line refused: its reason, and the line's number in its datagram (from 0). */
+typedef void (*tally_statsd_bad_fn)(void *ctx, unsigned int reason, uint32_t line);
+/* A series or device seen for the first time by this decoder: id and its text. */
+typedef void (*tally_statsd_name_fn)(void *ctx, int what, uint64_t id, const char *text,
+				     uint32_t len);
+
+#define TALLY_STATSD_ARENA (64 * 1024)
+#define TALLY_STATSD_BATCHES 64
+
+struct tally_statsd_dec {
+	/* set up by tally_statsd_dec_init() */
+	char device_tag[64];
+	uint16_t device_tag_len;
+	uint16_t max_tags;
+	struct tally_statsd_seen series, devices;
+	tally_statsd_emit_fn emit;
+	tally_statsd_bad_fn bad;
+	tally_statsd_name_fn on_name;
+	void *ctx;
+	/* scratch */
+	uint32_t nbatch, arena_used;
+	const struct tally_wire_hdr *batch[TALLY_STATSD_BATCHES];
+	struct tally_statsd_line line;
+	char series_text[TALLY_STATSD_SERIES_MAX];
+	char device_text[64];
+	uint8_t arena[TALLY_STATSD_ARENA] __attribute__((aligned(64)));
+};
+
+/* Bytes of the seen-sets' memory for `max` ids each (two sets). */
+size_t tally_statsd_seen_memsize(uint32_t max);
+
+/*
+ * Set up d (its own memory, e.g. rte_zmalloc'd) with mem (tally_statsd_seen_memsize(max)
+ * bytes, zeroed) for the series and device sets. device_tag: the tag whose value names the
+ * device ("host"). 0, or -EINVAL.
+ */
+int tally_statsd_dec_init(struct tally_statsd_dec *d, const char *device_tag,
+			  unsigned int max_tags, uint32_t max, void *mem, tally_statsd_emit_fn emit,
+			  tally_statsd_bad_fn bad, tally_statsd_name_fn on_name, void *ctx);
+
+/* Forget the ids seen (their names are reported again). */
+void tally_statsd_dec_forget(struct tally_statsd_dec *d);
+
+/*
+ * Decode one datagram's lines (newline-separated, the last newline optional; empty lines
+ * skipped): each line is checked whole, refused alone (bad()) or turned into records, emitted
+ * in batches by device (emit(), before the call returns). src: the sender's address (4 or 16
+ * bytes) for lines without the device tag; now_ns: the time of lines without T<unix>.
+ * Returns the lines taken.
+ */
+uint32_t tally_statsd_decode(struct tally_statsd_dec *d, const uint8_t *payload, uint32_t len,
+			     const uint8_t *src, uint8_t src_len, uint64_t now_ns);
 
 #endif

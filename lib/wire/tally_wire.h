@@ -96,11 +96,13 @@ enum tally_frame_type {
 	TALLY_FRAME_ICMP6,         /* ICMPv6 (echo request or neighbor solicitation) */
 	TALLY_FRAME_OTHER_ADDR,    /* telemetry port but another destination address */
 	TALLY_FRAME_OTHER,         /* anything else */
+	TALLY_FRAME_STATSD,        /* a datagram to the statsd port: payload, src are set */
 };
 
 /* What the parser matches on; all in network byte order except udp_port. */
 struct tally_wire_filter {
 	uint16_t udp_port;  /* host order */
+	uint16_t statsd_port; /* host order; 0: statsd text is not read */
 	uint8_t has_ipv4;   /* when 0, any IPv4 destination is accepted */
 	uint8_t has_ipv6;   /* when 0, any IPv6 destination is accepted */
 	uint32_t ipv4;      /* network order */
@@ -108,8 +110,11 @@ struct tally_wire_filter {
 };
 
 struct tally_frame {
-	const uint8_t *payload; /* UDP payload (TELEMETRY, MALFORMED) */
+	const uint8_t *payload; /* UDP payload (TELEMETRY, STATSD, MALFORMED) */
 	uint32_t payload_len;
+	const uint8_t *src;     /* the IPv4 or IPv6 source address (STATSD) */
+	uint8_t src_len;        /* 4 or 16 */
+	uint16_t dst_port;
 	uint16_t l3_off;        /* offset of the L3 header (ARP, ICMP, ICMP6) */
 	uint16_t l3_type;       /* ethertype of the L3 header, host order */
 	uint8_t reason;         /* tally_malformed when type is MALFORMED */

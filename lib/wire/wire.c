@@ -97,17 +97,29 @@ tally_wire_validate(const uint8_t *p, uint32_t len)
 	return 0;
 }
 
-/* UDP header at l4 with at most avail bytes of IP payload behind it. */
+/* Whether UDP destination port is one tally reads: v1's, or statsd's when it is on. */
+static inline int
+our_port(const struct tally_wire_filter *f, uint16_t port)
+{
+	return port == f->udp_port || (f->statsd_port != 0 && port == f->statsd_port);
+}
+
+/*
+ * UDP header at l4 with at most avail bytes of IP payload behind it. Frame parsing ends at
+ * the payload and its port; the decoder is the port's: v1 is checked here, in place, and
+ * statsd text is handed on whole (the worker decodes it line by line).
+ */
 static int
 parse_udp(const uint8_t *l4, uint32_t avail, const struct tally_wire_filter *f, int addr_ok,
 	  struct tally_frame *out)
 {
-	uint16_t ulen;
+	uint16_t ulen, port;
 	int rc;
 
 	if (avail < UDP_HLEN)
 		return TALLY_FRAME_OTHER;
-	if (rd16be(l4 + 2) != f->udp_port)
+	port = rd16be(l4 + 2);
+	if (!our_port(f, port))
 		return TALLY_FRAME_OTHER;
 	if (!addr_ok)
 		return TALLY_FRAME_OTHER_ADDR;
@@ -118,6 +130,9 @@ parse_udp(const uint8_t *l4, uint32_t avail, const struct tally_wire_filter *f, 
 	}
 	out->payload = l4 + UDP_HLEN;
 	out->payload_len = ulen - UDP_HLEN;
+	out->dst_port = port;
+	if (port != f->udp_port)
+		return TALLY_FRAME_STATSD;
 	rc = tally_wire_validate(out->payload, out->payload_len);
 	if (rc != 0) {
 		out->reason = (uint8_t)(rc - 1);
@@ -142,6 +157,8 @@ parse_ipv4(const uint8_t *ip, uint32_t len, const struct tally_wire_filter *f,
 		return TALLY_FRAME_OTHER;
 	memcpy(&dst, ip + 16, sizeof(dst));
 	addr_ok = !f->has_ipv4 || dst == f->ipv4;
+	out->src = ip + 12;
+	out->src_len = 4;
 	if (ip[9] == IPPROTO_ICMP_) {
 		if (f->has_ipv4 && dst == f->ipv4 && len >= ihl + 8 && ip[ihl] == ICMP_ECHO_REQUEST)
 			return TALLY_FRAME_ICMP;
@@ -154,14 +171,14 @@ parse_ipv4(const uint8_t *ip, uint32_t len, const struct tally_wire_filter *f,
 		return TALLY_FRAME_OTHER;
 	/* Frames may carry Ethernet padding, so the frame may be longer than the datagram. */
 	if (tot < ihl || tot > len) {
-		if (len >= ihl + UDP_HLEN && rd16be(ip + ihl + 2) == f->udp_port && addr_ok) {
+		if (len >= ihl + UDP_HLEN && our_port(f, rd16be(ip + ihl + 2)) && addr_ok) {
 			out->reason = TALLY_MALFORMED_TRUNCATED;
 			return TALLY_FRAME_MALFORMED;
 		}
 		return TALLY_FRAME_OTHER;
 	}
 	if (frag & 0x2000) { /* first fragment of several */
-		if (tot >= ihl + UDP_HLEN && rd16be(ip + ihl + 2) == f->udp_port && addr_ok) {
+		if (tot >= ihl + UDP_HLEN && our_port(f, rd16be(ip + ihl + 2)) && addr_ok) {
 			out->reason = TALLY_MALFORMED_FRAGMENT;
 			return TALLY_FRAME_MALFORMED;
 		}
@@ -181,6 +198,8 @@ parse_ipv6(const uint8_t *ip, uint32_t len, const struct tally_wire_filter *f,
 		return TALLY_FRAME_OTHER;
 	plen = rd16be(ip + 4);
 	addr_ok = !f->has_ipv6 || memcmp(ip + 24, f->ipv6, 16) == 0;
+	out->src = ip + 8;
+	out->src_len = 16;
 	if (ip[6] == IPPROTO_ICMPV6_) {
 		/* Neighbor solicitations go to a multicast address: the responder checks the target. */
 		if (f->has_ipv6 && len >= IPV6_HLEN + 8)
@@ -190,7 +209,7 @@ parse_ipv6(const uint8_t *ip, uint32_t len, const struct tally_wire_filter *f,
 	if (ip[6] != IPPROTO_UDP_) /* extension headers are not followed in v1 */
 		return TALLY_FRAME_OTHER;
 	if (plen > len - IPV6_HLEN) {
-		if (len >= IPV6_HLEN + UDP_HLEN && rd16be(ip + IPV6_HLEN + 2) == f->udp_port &&
+		if (len >= IPV6_HLEN + UDP_HLEN && our_port(f, rd16be(ip + IPV6_HLEN + 2)) &&
 		    addr_ok) {
 			out->reason = TALLY_MALFORMED_TRUNCATED;
 			return TALLY_FRAME_MALFORMED;

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "tally_hll.h"
 #include "tally_statsd.h"
 
 static struct tally_statsd_line L;
@@ -260,6 +261,204 @@ test_numbers(void **state)
 	}
 }
 
+/* The decoder, with what it emits and refuses collected. */
+struct got {
+	struct {
+		uint64_t device_id, time_ns;
+		uint32_t metric_id;
+		uint8_t kind;
+		uint32_t weight;
+		double v;
+	} rec[512];
+	uint32_t nrec, nbatch;
+	unsigned int bad[64], bad_line[64], nbad;
+	char names[64][256];
+	uint64_t name_id[64];
+	int name_what[64];
+	unsigned int nnames;
+};
+
+static struct got G;
+
+static void
+emit(void *ctx, const struct tally_wire_hdr **dg, uint16_t n)
+{
+	uint16_t i, k;
+
+	(void)ctx;
+	for (i = 0; i < n; i++) {
+		const struct tally_wire_rec *r = (const struct tally_wire_rec *)(dg[i] + 1);
+
+		G.nbatch++;
+		for (k = 0; k < dg[i]->count; k++) {
+			assert_true(G.nrec < 512);
+			G.rec[G.nrec].device_id = dg[i]->device_id;
+			G.rec[G.nrec].time_ns = dg[i]->time_ns;
+			G.rec[G.nrec].metric_id = r[k].metric_id;
+			G.rec[G.nrec].kind = r[k].kind;
+			G.rec[G.nrec].weight = 1u + (r[k].reserved[1] | (uint32_t)r[k].reserved[2] << 8);
+			G.rec[G.nrec].v = r[k].value;
+			G.nrec++;
+		}
+	}
+}
+
+static void
+bad(void *ctx, unsigned int reason, uint32_t line)
+{
+	(void)ctx;
+	G.bad[G.nbad] = reason;
+	G.bad_line[G.nbad++] = line;
+}
+
+static void
+on_name(void *ctx, int what, uint64_t id, const char *text, uint32_t len)
+{
+	(void)ctx;
+	G.name_id[G.nnames] = id;
+	G.name_what[G.nnames] = what;
+	memcpy(G.names[G.nnames], text, len);
+	G.names[G.nnames++][len] = '\0';
+}
+
+static struct tally_statsd_dec D;
+static uint64_t seen_mem[1 << 16];
+
+static uint32_t
+decode(const char *s, const uint8_t *src)
+{
+	memset(&G, 0, sizeof(G));
+	return tally_statsd_decode(&D, (const uint8_t *)s, (uint32_t)strlen(s), src, 4, 0);
+}
+
+static int
+has_name(int what, const char *text)
+{
+	unsigned int i;
+
+	for (i = 0; i < G.nnames; i++)
+		if (G.name_what[i] == what && strcmp(G.names[i], text) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+test_decode(void **state)
+{
+	static const uint8_t ip[4] = {198, 18, 0, 7};
+	uint64_t dev_web, dev_ip;
+
+	(void)state;
+	assert_true(tally_statsd_seen_memsize(100) <= sizeof(seen_mem));
+	assert_int_equal(tally_statsd_dec_init(&D, "host", 8, 100, seen_mem, emit, bad, on_name,
+					       NULL),
+			 0);
+	/* lines of two devices, CRLF and an empty line, a bad line among them */
+	assert_int_equal(decode("req:2|c|@0.5|#host:web1,route:/a,env:prod\r\n"
+				"\n"
+				"temp:21.5|g|#host:web1\n"
+				"bad line\n"
+				"temp:-1.5|g|#host:web1\n"
+				"lat:10:20|ms|@0.1\n"
+				"users:alice|s|#host:web1\n",
+				ip),
+			 5);
+	assert_int_equal(G.nbad, 1);
+	assert_int_equal(G.bad[0], TALLY_STATSD_NO_COLON);
+	assert_int_equal(G.bad_line[0], 3);
+	assert_int_equal(G.nrec, 6);
+	/* the series: name and other tags sorted; the device: the host tag, else the sender */
+	assert_true(has_name(TALLY_STATSD_NAME_SERIES, "req{env:prod,route:/a}"));
+	assert_true(has_name(TALLY_STATSD_NAME_SERIES, "temp"));
+	assert_true(has_name(TALLY_STATSD_NAME_SERIES, "lat"));
+	assert_true(has_name(TALLY_STATSD_NAME_DEVICE, "web1"));
+	assert_true(has_name(TALLY_STATSD_NAME_DEVICE, "198.18.0.7"));
+	dev_web = G.rec[0].device_id;
+	assert_true(dev_web & TALLY_STATSD_DEVICE_BIT);
+	assert_int_equal(G.rec[0].kind, TALLY_KIND_COUNTER);
+	assert_true(G.rec[0].v == 4); /* 2 at a rate of 0.5 */
+	assert_int_equal(G.rec[1].kind, TALLY_KIND_GAUGE);
+	assert_true(G.rec[1].v == 21.5);
+	assert_int_equal(G.rec[2].kind, TALLY_KIND_EXT | TALLY_KIND_GAUGE);
+	assert_true(G.rec[2].v == -1.5);
+	dev_ip = G.rec[3].device_id;
+	assert_true(dev_ip != dev_web && (dev_ip & TALLY_STATSD_DEVICE_BIT));
+	assert_int_equal(G.rec[3].kind, TALLY_KIND_EXT | TALLY_KIND_HISTOGRAM);
+	assert_int_equal(G.rec[3].weight, 10);
+	assert_true(G.rec[3].v == 10 && G.rec[4].v == 20);
+	assert_int_equal(G.rec[5].kind, TALLY_KIND_DISTINCT);
+	assert_int_equal(G.rec[5].device_id, dev_web);
+	/* web1, the sender, web1 again: three batches */
+	assert_int_equal(G.nbatch, 3);
+	/* names are reported once; the same series by another tag order is the same id */
+	assert_int_equal(decode("req:1|c|#route:/a,env:prod,host:web1\n", ip), 1);
+	assert_int_equal(G.nnames, 0);
+	assert_int_equal(G.rec[0].device_id, dev_web);
+	/* T<unix> is the batch's time */
+	assert_int_equal(decode("req:1|c|#host:web1|T1700000000\nreq:1|c|#host:web1\n", ip), 2);
+	assert_true(G.rec[0].time_ns == 1700000000ull * 1000000000ull);
+	assert_true(G.rec[1].time_ns == 0);
+	assert_int_equal(G.nbatch, 2);
+	/* a host tag with no value is refused */
+	assert_int_equal(decode("x:1|c|#host:\n", ip), 0);
+	assert_int_equal(G.bad[0], TALLY_STATSD_BAD_TAG);
+}
+
+/* Two series texts whose ids collide: the second is refused, counted, never merged. */
+static void
+test_decode_collision(void **state)
+{
+	static uint32_t *ids;
+	static const uint8_t ip[4] = {198, 18, 0, 9};
+	char a[32], b[32], line[80];
+	uint32_t i, j, found = 0;
+
+	(void)state;
+	ids = calloc(1u << 20, sizeof(*ids));
+	assert_non_null(ids);
+	/* a birthday search over names m<i>: about 80,000 of them share a 32-bit id */
+	for (i = 1; i < 2000000 && !found; i++) {
+		uint32_t id, slot;
+
+		snprintf(a, sizeof(a), "m%u", i);
+		id = (uint32_t)tally_murmur64a(a, strlen(a), TALLY_HLL_SEED);
+		for (slot = id & ((1u << 20) - 1);; slot = (slot + 1) & ((1u << 20) - 1)) {
+			if (ids[slot] == 0) {
+				ids[slot] = i;
+				break;
+			}
+			snprintf(b, sizeof(b), "m%u", ids[slot]);
+			if ((uint32_t)tally_murmur64a(b, strlen(b), TALLY_HLL_SEED) == id) {
+				found = 1;
+				break;
+			}
+		}
+	}
+	free(ids);
+	assert_true(found);
+	assert_int_equal(tally_statsd_dec_init(&D, "host", 8, 100, seen_mem, emit, bad, on_name,
+					       NULL),
+			 0);
+	tally_statsd_dec_forget(&D);
+	snprintf(line, sizeof(line), "%s:1|c\n", b);
+	assert_int_equal(decode(line, ip), 1);
+	snprintf(line, sizeof(line), "%s:1|c\n%s:5|c\n", a, b);
+	assert_int_equal(decode(line, ip), 1);
+	assert_int_equal(G.nbad, 1);
+	assert_int_equal(G.bad[0], TALLY_STATSD_COLLISION);
+	assert_int_equal(G.bad_line[0], 0);
+	assert_true(G.nrec == 1 && G.rec[0].v == 5);
+	/* a full set refuses new series, keeps taking known ones */
+	assert_int_equal(tally_statsd_dec_init(&D, "host", 8, 2, seen_mem, emit, bad, on_name, NULL),
+			 0);
+	tally_statsd_dec_forget(&D);
+	assert_int_equal(decode("s1:1|c\ns2:1|c\ns3:1|c\ns1:1|c\n", ip), 3);
+	assert_int_equal(G.nbad, 1);
+	assert_int_equal(G.bad[0], TALLY_STATSD_SERIES_FULL);
+	for (j = 0; j < 1; j++)
+		assert_int_equal(G.bad_line[j], 2);
+}
+
 static void
 test_reason_names(void **state)
 {
@@ -280,6 +479,7 @@ main(void)
 		cmocka_unit_test(test_rates_and_sections), cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_packed),	    cmocka_unit_test(test_names),
 		cmocka_unit_test(test_numbers),	    cmocka_unit_test(test_reason_names),
+		cmocka_unit_test(test_decode),	    cmocka_unit_test(test_decode_collision),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
