@@ -68,6 +68,16 @@ static const struct opt opts[] = {
 	 "a single node even if it is a cluster node",
 	 cluster_choices},
 	{"udp-port", OPT_U16, OFF(udp_port), "9797", 1, 65535, "UDP port of telemetry"},
+	{"statsd-port", OPT_U16, OFF(statsd_port), "0", 0, 65535,
+	 "UDP port of statsd / DogStatsD text on the same ports and workers (0 = off; 8125 is "
+	 "customary)"},
+	{"statsd-device-tag", OPT_STR, OFF(statsd_device_tag), "host", 0, 63,
+	 "statsd: the tag whose value names a line's device; without it, the sender's address"},
+	{"statsd-max-tags", OPT_U64, OFF(statsd_max_tags), "16", 0, 64,
+	 "statsd: most tags a line may have (more: refused, statsd:too_many_tags)"},
+	{"statsd-series", OPT_U64, OFF(statsd_series), "65536", 1, 1u << 24,
+	 "statsd: series (and devices) each worker knows the names of, checked for id "
+	 "collisions (32 bytes each); a new one beyond it is refused, statsd:series_full"},
 	{"ipv4", OPT_IPV4, OFF(ipv4), NULL, 0, 0,
 	 "own IPv4 address: answers ARP and ping, other destinations count as `other`"},
 	{"ipv6", OPT_IPV6, OFF(ipv6), NULL, 0, 0,

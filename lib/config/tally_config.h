@@ -28,6 +28,10 @@ struct tally_config {
 	char redis_user[TALLY_REDIS_USER_MAX + 1]; /* empty: the default user */
 	char redis_password_file[TALLY_PATH_MAX];  /* empty: no AUTH */
 	uint16_t udp_port;
+	uint16_t statsd_port; /* 0: off */
+	char statsd_device_tag[64];
+	uint64_t statsd_max_tags;
+	uint64_t statsd_series;
 	uint8_t has_ipv4;
 	uint8_t has_ipv6;
 	uint32_t ipv4;          /* network byte order */

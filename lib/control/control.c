@@ -16,7 +16,8 @@
 
 /* Every field tally_stats_foreach() gives: the counter lists, 4 more, 6 per worker. */
 #define STATS_FIELDS_MAX                                                                           \
-	(TALLY_WC_MAX + TALLY_MALFORMED_MAX + TALLY_CC_MAX + 4 + 6 * TALLY_STATS_MAX_WORKERS)
+	(TALLY_WC_MAX + TALLY_MALFORMED_MAX + TALLY_STATSD_REASON_MAX + TALLY_CC_MAX + 4 +       \
+	 6 * TALLY_STATS_MAX_WORKERS)
 
 /*
  * tally:catalog is written again this often, so a Redis that was down, flushed or replaced by
@@ -25,6 +26,8 @@
 #define CATALOG_WRITE_MS 60000
 #define CATALOG_FIELDS_PER_CMD 1000
 #define CATALOG_KEY "tally:catalog"
+#define NAMES_KEY "tally:names"     /* statsd series: metric id -> name{tags} */
+#define DEVICES_KEY "tally:devices" /* statsd devices: device id -> name */
 
 #define CTL_LOG(app, lvl, fmt, ...)                                                               \
 	rte_log(RTE_LOG_##lvl, (app)->logtype, "TALLY: " fmt "\n", ##__VA_ARGS__)
@@ -289,6 +292,35 @@ write_catalog(struct tally_app *app)
 	catalog_simple(app, "EXEC", NULL);
 }
 
+/*
+ * New statsd names from the workers' rings: HSET tally:names <metric id> <series> and
+ * tally:devices <device id> <name> (the sink thread's). Bounded per call; a name is written
+ * once per worker that sees it (the same value again: harmless).
+ */
+static unsigned int
+write_names(struct tally_app *app)
+{
+	static struct tally_name_msg msg;
+	unsigned int n = 0;
+	uint32_t i;
+
+	for (i = 0; i < app->nworkers; i++) {
+		struct rte_ring *r = app->workers[i].names;
+
+		while (r != NULL && n < 256 && rte_ring_sc_dequeue_elem(r, &msg, sizeof(msg)) == 0) {
+			const char *key = msg.what == TALLY_STATSD_NAME_SERIES ? NAMES_KEY : DEVICES_KEY;
+			char id[24];
+			const char *argv[4] = {"HSET", key, id, msg.text};
+			size_t argvlen[4] = {4, strlen(key), 0, msg.len};
+
+			argvlen[2] = (size_t)snprintf(id, sizeof(id), "%" PRIu64, msg.id);
+			tally_sink_command_on(app->sink, key, 4, argv, argvlen);
+			n++;
+		}
+	}
+	return n;
+}
+
 /* Records dropped anywhere, by cause, for the loud line of log_stats(). */
 struct drops {
 	uint64_t window_stall, table_full, spool_lost, unwritten, refused_lost;
@@ -389,6 +421,8 @@ sink_main(void *arg)
 			rte_ring_sp_enqueue(app->from_sink, t);
 			work++;
 		}
+		if (tally_sink_available(app->sink))
+			work += write_names(app);
 		if (now >= next_stats) {
 			write_stats(app);
 			next_stats = now + app->cfg.stats_ms;
@@ -418,6 +452,9 @@ sink_main(void *arg)
 	if (!warned && app->catalog != NULL && next_catalog == 0 &&
 	    tally_sink_available(app->sink))
 		write_catalog(app);
+	if (!warned && tally_sink_available(app->sink))
+		while (write_names(app) > 0)
+			;
 	errors_before = ss->errors;
 	write_stats(app);
 	tally_sink_sync(app->sink, tally_now_ms());

@@ -26,6 +26,7 @@
 
 #define MBUF_CACHE 256
 #define EXC_RING_SIZE 1024
+#define NAMES_RING_SIZE 1024 /* statsd names waiting for the sink thread, per worker */
 #define DLQ_RING_MIN UINT64_C(1024)
 #define DLQ_RING_MAX UINT64_C(65536)
 #define TABLE_RING_SIZE 8 /* more than TALLY_WORKER_TABLES: enqueues never fail */
@@ -213,6 +214,7 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 	w->clock = &app->clock;
 	w->quit = &app->quit;
 	w->filter.udp_port = c->udp_port;
+	w->filter.statsd_port = c->statsd_port;
 	w->filter.has_ipv4 = c->has_ipv4;
 	w->filter.ipv4 = c->ipv4;
 	w->filter.has_ipv6 = c->has_ipv6;
@@ -238,6 +240,24 @@ worker_init(struct tally_app *app, struct tally_worker *w, uint32_t id, char *er
 				    rte_strerror(rte_errno));
 		tally_dlq_bucket_init(&w->dlq_bucket, burst, (c->dlq_rate + n - 1) / n,
 				      app->clock.hz, app->clock.base_tsc);
+	}
+	if (c->statsd_port != 0) {
+		size_t seen = tally_statsd_seen_memsize((uint32_t)c->statsd_series);
+		void *mem = rte_zmalloc_socket("tally_statsd_seen", seen, RTE_CACHE_LINE_SIZE, socket);
+
+		w->statsd = rte_zmalloc_socket("tally_statsd", sizeof(*w->statsd),
+					       RTE_CACHE_LINE_SIZE, socket);
+		char name[RTE_RING_NAMESIZE];
+
+		snprintf(name, sizeof(name), "tally_names_%u", id);
+		w->names = rte_ring_create_elem(name, sizeof(struct tally_name_msg), NAMES_RING_SIZE,
+						socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (mem == NULL || w->statsd == NULL || w->names == NULL)
+			return fail(err, errlen, "worker %u: cannot allocate the statsd decoder", id);
+		if (tally_worker_statsd_init(w, c->statsd_device_tag, (unsigned int)c->statsd_max_tags,
+					     (uint32_t)c->statsd_series, mem) != 0)
+			return fail(err, errlen, "--statsd-device-tag: '%s' is not a tag name",
+				    c->statsd_device_tag);
 	}
 	for (i = 0; i < w->ntables; i++) {
 		if (stopped(app, err, errlen) != 0)
@@ -382,7 +402,14 @@ memory_check(struct tally_app *app, char *err, size_t errlen)
 	uint64_t rings = device ? (uint64_t)app->nworkers * (app->nworkers - 1) * c->fwd_ring *
 					  sizeof(union tally_fwd_slot)
 				: 0;
-	uint64_t need = tables + sort + pool + rings;
+	/* statsd: each worker's decoder, its seen-sets and its names ring */
+	uint64_t statsd = c->statsd_port == 0
+				  ? 0
+				  : (uint64_t)app->nworkers *
+					    (sizeof(struct tally_statsd_dec) +
+					     tally_statsd_seen_memsize((uint32_t)c->statsd_series) +
+					     (uint64_t)NAMES_RING_SIZE * sizeof(struct tally_name_msg));
+	uint64_t need = tables + sort + pool + rings + statsd;
 	uint64_t have = c->max_memory_mb > 0 ? c->max_memory_mb << 20 : heap_free() + mem_available();
 	char b[7][16];
 

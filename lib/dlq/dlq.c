@@ -11,6 +11,7 @@
 #include <rte_mbuf.h>
 
 #include "tally_dlq.h"
+#include "tally_statsd.h"
 #include "tally_wire.h"
 
 #define DLQ_BURST 32
@@ -56,11 +57,20 @@ dlq_drain(struct tally_dlq *d)
 	for (r = 0; r < d->nrings; r++) {
 		n = rte_ring_sc_dequeue_burst(d->rings[r], (void **)m, DLQ_BURST, NULL);
 		for (i = 0; i < n; i++) {
-			const char *reason = tally_malformed_name(m[i]->hash.usr);
-			char comment[64];
+			uint32_t usr = m[i]->hash.usr;
+			const char *reason;
+			char comment[96];
 
-			snprintf(comment, sizeof(comment), "malformed: %s",
-				 reason ? reason : "unknown");
+			if (usr & TALLY_DLQ_STATSD) {
+				/* a statsd datagram: its first refused line, the others counted */
+				reason = tally_statsd_reason_name(usr & 0xff);
+				snprintf(comment, sizeof(comment), "statsd: %s (line %u)",
+					 reason ? reason : "unknown", (usr >> 8) & 0xffff);
+			} else {
+				reason = tally_malformed_name(usr);
+				snprintf(comment, sizeof(comment), "malformed: %s",
+					 reason ? reason : "unknown");
+			}
 			if (dlq_write(d, m[i], comment) == 0)
 				d->written++;
 			else

@@ -13,6 +13,13 @@
 #define TALLY_DLQ_MAX_RINGS 64
 
 /*
+ * What a frame in the capture was refused for (mbuf hash.usr): a tally_malformed reason, or
+ * with TALLY_DLQ_STATSD a statsd datagram's first refused line: its tally_statsd_reason (bits
+ * 0-7) and line number from 0 (bits 8-23).
+ */
+#define TALLY_DLQ_STATSD (1u << 31)
+
+/*
  * Token bucket of one worker: `burst` frames at once, then `per_sec` a second. Time is the
  * TSC; tokens are kept in units of 1/hz so no division is needed per frame.
  */

@@ -37,7 +37,7 @@ struct tally_fwd_hdr {
 	uint32_t nrec;     /* SINGLE: the record's metric_id */
 	uint8_t type;
 	uint8_t kind;      /* SINGLE: the record's kind */
-	uint8_t pad[2];
+	uint8_t pad[2];    /* SINGLE: the record's reserved[1..2] (a statsd weight) */
 	uint64_t ts_ns;
 	double value;      /* SINGLE: the record's value */
 };
@@ -80,7 +80,7 @@ tally_fwd_put_chunk(union tally_fwd_slot *dst, uint64_t device_id, uint64_t ts_n
 		dst->hdr = (struct tally_fwd_hdr){
 			.device_id = device_id, .nrec = recs[0].metric_id,
 			.type = TALLY_FWD_SINGLE, .kind = recs[0].kind, .ts_ns = ts_ns,
-			.value = recs[0].value};
+			.pad = {recs[0].reserved[1], recs[0].reserved[2]}, .value = recs[0].value};
 		return 1;
 	}
 	dst->hdr = (struct tally_fwd_hdr){

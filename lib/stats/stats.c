@@ -25,6 +25,8 @@ tally_worker_stats_add(struct tally_worker_stats *dst, const struct tally_worker
 		dst->c[i] += src->c[i];
 	for (i = 0; i < TALLY_MALFORMED_MAX; i++)
 		dst->malformed[i] += src->malformed[i];
+	for (i = 0; i < TALLY_STATSD_REASON_MAX; i++)
+		dst->statsd[i] += src->statsd[i];
 }
 
 void
@@ -41,6 +43,10 @@ tally_stats_foreach(const struct tally_stats_totals *t,
 	for (i = 0; i < TALLY_MALFORMED_MAX; i++) {
 		snprintf(name, sizeof(name), "malformed:%s", tally_malformed_name(i));
 		fn(ctx, name, t->w.malformed[i]);
+	}
+	for (i = 0; i < TALLY_STATSD_REASON_MAX; i++) {
+		snprintf(name, sizeof(name), "statsd:%s", tally_statsd_reason_name(i));
+		fn(ctx, name, t->w.statsd[i]);
 	}
 	for (i = 0; i < TALLY_CC_MAX; i++)
 		fn(ctx, tally_control_counter_names[i], t->ctl.c[i]);

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "tally_statsd.h"
 #include "tally_wire.h"
 
 /* Counters of a worker lcore; the worker is their only writer. */
@@ -31,7 +32,12 @@
 	_(hot_keys)        /* gauge: devices hot on this worker now */                          \
 	_(dlq_queued)      /* malformed frames handed to the dead-letter writer */              \
 	_(dlq_dropped)     /* malformed frames over the capture rate, counted only */          \
-	_(dlq_ring_full)   /* malformed frames dropped because the writer's ring was full */
+	_(dlq_ring_full)   /* malformed frames dropped because the writer's ring was full */ \
+	_(statsd_datagrams) /* datagrams to the statsd port */                                   \
+	_(statsd_lines)     /* statsd lines taken (each a record, or one per packed value) */    \
+	_(statsd_refused)   /* statsd lines refused, all reasons (statsd:<reason>) */            \
+	_(statsd_names)     /* new statsd series and device names sent to be written to Redis */ \
+	_(statsd_names_dropped) /* ... not sent: the names ring was full */
 
 /* Counters of the control lcore (final stage, sink, exception path). */
 #define TALLY_FOREACH_CONTROL_COUNTER(_)                                                           \
@@ -101,6 +107,7 @@ enum tally_control_counter {
 struct tally_worker_stats {
 	uint64_t c[TALLY_WC_MAX];
 	uint64_t malformed[TALLY_MALFORMED_MAX];
+	uint64_t statsd[TALLY_STATSD_REASON_MAX];
 } __attribute__((aligned(64)));
 
 struct tally_control_stats {

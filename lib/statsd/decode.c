@@ -216,7 +216,9 @@ static int
 check_id(struct tally_statsd_dec *d, struct tally_statsd_seen *s, int what, uint64_t id,
 	 const char *text, uint32_t len)
 {
-	int rc = seen_check(s, id, tally_murmur64a(text, len, FP_SEED));
+	/* a metric id may be 0: the set's key is never 0 */
+	int rc = seen_check(s, what == TALLY_STATSD_NAME_SERIES ? id + 1 : id,
+			    tally_murmur64a(text, len, FP_SEED));
 
 	if (rc == 1)
 		return 0;
@@ -246,8 +248,8 @@ take_line(struct tally_statsd_dec *d, const uint8_t *src, uint8_t src_len, uint6
 	metric_id = (uint32_t)tally_murmur64a(d->series_text, ser_len, TALLY_HLL_SEED);
 	rc = check_id(d, &d->devices, TALLY_STATSD_NAME_DEVICE, device_id, d->device_text, dev_len);
 	if (rc == 0)
-		rc = check_id(d, &d->series, TALLY_STATSD_NAME_SERIES, (uint64_t)metric_id + 1,
-			      d->series_text, ser_len);
+		rc = check_id(d, &d->series, TALLY_STATSD_NAME_SERIES, metric_id, d->series_text,
+			      ser_len);
 	if (rc != 0)
 		return rc;
 	n = l->type == TALLY_STATSD_SET ? 1 : l->nvalues;

@@ -233,7 +233,7 @@ sketch_cover(struct tally_table *t, struct tally_slot *s, int lo, int hi, unsign
 
 /* A histogram value into s's sketch; hint: tally_table_side_hint()'s for it, or 0. */
 static void
-sketch_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hint)
+sketch_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hint, uint32_t n)
 {
 	struct tally_dds *d = side_at(t, s->side);
 	uint64_t folded;
@@ -246,7 +246,17 @@ sketch_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hint)
 		rc = tally_dds_key(v, &key);
 	}
 	if (key == 0) {
-		d->zero++;
+		d->zero += n;
+		return;
+	}
+	if (__builtin_expect(n != 1, 0)) {
+		/* a value that stands for several (a statsd sample rate) */
+		d = sketch_cover(t, s, key, key, 1);
+		folded = d->folded;
+		tally_dds_add_key(d, key, n);
+		t->folded += d->folded - folded;
+		if (rc == TALLY_DDS_CLAMPED)
+			d->clamped += n;
 		return;
 	}
 	/*
@@ -448,7 +458,7 @@ tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, 
 	case TALLY_KIND_HISTOGRAM:
 		if (v != v) /* a NaN cannot be placed (only another kind's record brings one) */
 			v = 0;
-		sketch_add(t, s, v, kind == TALLY_KIND_HISTOGRAM ? hint : 0);
+		sketch_add(t, s, v, kind == TALLY_KIND_HISTOGRAM ? hint : 0, 1);
 		break;
 	case TALLY_KIND_DISTINCT:
 		if (distinct_add(t, s, v, kind == TALLY_KIND_DISTINCT ? hint : 0) != 0) {
@@ -464,6 +474,43 @@ tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, 
 		return 0;
 	}
 	side_fields_add(s, s->kind, v);
+	t->records++;
+	return 0;
+}
+
+int
+tally_table_put_ext(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
+		    uint64_t ts_ns, uint32_t weight)
+{
+	if (kind == TALLY_KIND_GAUGE) {
+		/* a delta on the window's gauge: from its last value, or from 0 */
+		double base = s->count > 0 && s->kind == TALLY_KIND_GAUGE ? s->last : 0;
+
+		if (s->count > 0 && s->kind != TALLY_KIND_GAUGE)
+			t->kind_mismatch++;
+		return tally_table_put(t, s, TALLY_KIND_GAUGE, base + v, ts_ns);
+	}
+	if (kind != TALLY_KIND_HISTOGRAM || weight <= 1 ||
+	    (s->count > 0 && s->kind != TALLY_KIND_HISTOGRAM))
+		return tally_table_put(t, s, kind, v, ts_ns);
+	if (s->count == 0) {
+		s->kind = TALLY_KIND_HISTOGRAM;
+		if (side_start(t, s, s->kind) != 0) {
+			unlink_if_new(t, s);
+			t->side_full++;
+			return -1;
+		}
+		s->sum = v * weight;
+		s->min = v;
+		s->max = v;
+		s->count = weight;
+	} else {
+		s->count += weight;
+		s->sum += v * weight;
+		s->min = v < s->min ? v : s->min;
+		s->max = v > s->max ? v : s->max;
+	}
+	sketch_add(t, s, v, 0, weight);
 	t->records++;
 	return 0;
 }

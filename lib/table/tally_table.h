@@ -421,6 +421,14 @@ tally_table_add(struct tally_table *t, uint64_t device_id, uint64_t dev_hash, ui
 	return tally_table_put(t, s, kind, v, ts_ns);
 }
 
+/*
+ * What v1 cannot carry (statsd's): a gauge delta (kind GAUGE: the window's gauge moves from its
+ * last value, or 0, by v) or a histogram value standing for `weight` values (count and sum
+ * grow by weight, its bucket by weight). 0, or -1 as tally_table_put().
+ */
+int tally_table_put_ext(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
+			uint64_t ts_ns, uint32_t weight);
+
 /* The sketch of a histogram series of t, or NULL (none: no side memory was left for it). */
 const struct tally_dds *tally_table_sketch(const struct tally_table *t, const struct tally_slot *s);
 

@@ -12,6 +12,7 @@
 #include "tally_dlq.h"
 #include "tally_partition.h"
 #include "tally_stats.h"
+#include "tally_statsd.h"
 #include "tally_table.h"
 #include "tally_window.h"
 #include "tally_wire.h"
@@ -119,6 +120,13 @@ struct tally_worker {
 	uint64_t hot_in_cur;         /* hot records in the current table since it was taken */
 	int finishing;               /* stopping: the last window waits for every peer's end */
 
+	/* statsd text (--statsd-port): NULL when off */
+	struct tally_statsd_dec *statsd;
+	struct rte_ring *names;      /* to the sink thread: struct tally_name_msg, new names */
+	uint64_t sd_arrival_ns;      /* the datagram being decoded: its arrival, */
+	uint32_t sd_refused;         /* its lines refused, */
+	uint32_t sd_first;           /* and the first one's reason | line << 8 */
+
 	struct tally_worker_pub pub;
 	struct tally_worker_stats stats;
 
@@ -128,6 +136,18 @@ struct tally_worker {
 	 */
 	uint8_t scratch[TALLY_WIRE_FRAME_MAX] __rte_cache_aligned;
 } __rte_cache_aligned;
+
+/* A statsd series or device seen for the first time, for the sink thread to name in Redis. */
+struct tally_name_msg {
+	uint64_t id;   /* a series' metric id, or a device id */
+	uint16_t what; /* TALLY_STATSD_NAME_SERIES or _DEVICE */
+	uint16_t len;
+	char text[TALLY_STATSD_SERIES_MAX];
+};
+
+/* Set up w->statsd (allocated by the caller) with mem for its seen-sets (see lib/statsd). */
+int tally_worker_statsd_init(struct tally_worker *w, const char *device_tag, unsigned int max_tags,
+			     uint32_t max, void *mem);
 
 /* lcore entry point; arg is the struct tally_worker. Returns 0 after draining on quit. */
 int tally_worker_main(void *arg);

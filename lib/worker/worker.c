@@ -10,6 +10,7 @@
 #include <rte_prefetch.h>
 #include <rte_ring_elem.h>
 
+#include "tally_statsd.h"
 #include "tally_worker.h"
 
 #define WC(w, n) ((w)->stats.c[TALLY_WC_##n])
@@ -56,24 +57,50 @@ worker_publish_closed(struct tally_worker *w, uint64_t end_ms)
 	w->pub.closed_end_ms = end_ms;
 }
 
-/* Aggregate one record into t, or count why it could not be. */
-static inline void
-worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t hash,
-	   uint32_t metric, uint8_t kind, double v, uint64_t ts)
+/* A record's weight: reserved[1..2] hold weight - 1 for a statsd histogram (TALLY_KIND_EXT). */
+static inline uint32_t
+rec_weight(uint8_t lo, uint8_t hi)
+{
+	return 1u + (lo | (uint32_t)hi << 8);
+}
+
+/*
+ * Add one record, v1's or a decoder's: a kind with TALLY_KIND_EXT (a statsd gauge delta or
+ * weighted histogram value) goes to tally_table_put_ext(). 0, or -1 as tally_table_add().
+ */
+static inline int
+table_add_rec(struct tally_table *t, uint64_t dev, uint64_t hash, uint32_t metric, uint8_t kind,
+	      double v, uint32_t weight, uint64_t ts)
 {
 	struct tally_slot *s;
 
+	if (likely(!(kind & TALLY_KIND_EXT)))
+		return tally_table_add(t, dev, hash, metric, kind, v, ts);
+	s = tally_table_lookup(t, dev, hash, metric);
+	if (s == NULL) {
+		t->full++;
+		return -1;
+	}
+	return tally_table_put_ext(t, s, kind & (uint8_t)~TALLY_KIND_EXT, v, ts, weight);
+}
+
+/* Aggregate one record into t, or count why it could not be. */
+static inline void
+worker_add(struct tally_worker *w, struct tally_table *t, uint64_t dev, uint64_t hash,
+	   const struct tally_wire_rec *r, uint64_t ts)
+{
 	if (unlikely(t == NULL)) {
 		WC(w, window_stall)++;
 		return;
 	}
-	s = tally_table_lookup(t, dev, hash, metric);
-	if (unlikely(s == NULL)) {
+	/* 0, or -1: no room (full), or no side memory (the table counts it, side_full) */
+	if (table_add_rec(t, dev, hash, r->metric_id, r->kind, r->value,
+			  rec_weight(r->reserved[1], r->reserved[2]), ts) == 0) {
+		WC(w, aggregated)++;
+	} else if (t->full != 0) {
+		t->full = 0;
 		WC(w, table_full)++;
-		return;
 	}
-	/* 0, or -1: no side memory for its sketch or HLL (the table counts it, side_full) */
-	WC(w, aggregated) += tally_table_put(t, s, kind, v, ts) == 0;
 }
 
 /* Device mode ---------------------------------------------------------------------------- */
@@ -86,7 +113,7 @@ spill_records(struct tally_worker *w, uint64_t dev, const struct tally_wire_rec 
 	uint32_t i;
 
 	for (i = 0; i < n; i++)
-		worker_add(w, w->cur, dev, hash, rec[i].metric_id, rec[i].kind, rec[i].value, ts);
+		worker_add(w, w->cur, dev, hash, &rec[i], ts);
 	WC(w, ring_full) += n;
 }
 
@@ -248,8 +275,9 @@ receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_f
 			WC(w, window_stall)++;
 			return;
 		}
-		if (likely(tally_table_add(t, c->hdr.device_id, hash, c->hdr.nrec, c->hdr.kind,
-					   c->hdr.value, c->hdr.ts_ns) == 0)) {
+		if (likely(table_add_rec(t, c->hdr.device_id, hash, c->hdr.nrec, c->hdr.kind,
+					 c->hdr.value, rec_weight(c->hdr.pad[0], c->hdr.pad[1]),
+					 c->hdr.ts_ns) == 0)) {
 			*agg += 1;
 		} else if (t->full != 0) {
 			t->full = 0;
@@ -266,8 +294,8 @@ receive_chunk(struct tally_worker *w, struct tally_table *t, const union tally_f
 	for (i = 0; i < n; i++) {
 		struct tally_wire_rec r = tally_fwd_rec(c, i);
 
-		lost += tally_table_add(t, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
-					c->hdr.ts_ns) != 0;
+		lost += table_add_rec(t, c->hdr.device_id, hash, r.metric_id, r.kind, r.value,
+				      rec_weight(r.reserved[1], r.reserved[2]), c->hdr.ts_ns) != 0;
 	}
 	*agg += n - lost;
 	WC(w, table_full) += t->full;
@@ -433,13 +461,13 @@ worker_exception(struct tally_worker *w, struct rte_mbuf *m)
 
 /* Hand a malformed frame to the dead-letter writer, within the capture rate. */
 static inline int
-worker_dead_letter(struct tally_worker *w, struct rte_mbuf *m, uint8_t reason)
+worker_dead_letter(struct tally_worker *w, struct rte_mbuf *m, uint8_t reason, uint32_t usr)
 {
 	if (!tally_dlq_bucket_take(&w->dlq_bucket, rte_rdtsc())) {
 		WC(w, dlq_dropped)++;
 		return -1;
 	}
-	m->hash.usr = reason;
+	m->hash.usr = usr != 0 ? usr : reason;
 	if (rte_ring_sp_enqueue(w->dlq, m) != 0) {
 		WC(w, dlq_ring_full)++;
 		return -1;
@@ -636,9 +664,11 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 
 		if (!side) {
 			for (r = 0; r < h->count; r++)
-				lost += tally_table_add(t, h->device_id, hash[loc[j]],
-							rec[r].metric_id, rec[r].kind, rec[r].value,
-							ts) != 0;
+				lost += table_add_rec(t, h->device_id, hash[loc[j]],
+						      rec[r].metric_id, rec[r].kind, rec[r].value,
+						      rec_weight(rec[r].reserved[1],
+								 rec[r].reserved[2]),
+						      ts) != 0;
 			WC(w, aggregated) += h->count;
 			continue;
 		}
@@ -659,8 +689,14 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 				lost++;
 				continue;
 			}
-			lost += tally_table_put_hint(t, s, rec[r].kind, rec[r].value, ts, hint) !=
-				0;
+			if (unlikely(rec[r].kind & TALLY_KIND_EXT))
+				lost += tally_table_put_ext(t, s, rec[r].kind & ~TALLY_KIND_EXT,
+							    rec[r].value, ts,
+							    rec_weight(rec[r].reserved[1],
+								       rec[r].reserved[2])) != 0;
+			else
+				lost += tally_table_put_hint(t, s, rec[r].kind, rec[r].value, ts,
+							     hint) != 0;
 		}
 		WC(w, aggregated) += h->count;
 	}
@@ -668,6 +704,77 @@ worker_aggregate(struct tally_worker *w, const struct tally_wire_hdr **dg, uint1
 	WC(w, table_full) += t->full;
 	t->full = 0;
 	WC(w, series) = t->series;
+}
+
+/* statsd ------------------------------------------------------------------------------- */
+
+/* The decoder's batches: aggregated at once, like v1 datagrams (steered in device mode). */
+static void
+statsd_emit(void *ctx, const struct tally_wire_hdr **dg, uint16_t n)
+{
+	struct tally_worker *w = ctx;
+
+	worker_aggregate(w, dg, n, w->sd_arrival_ns);
+}
+
+static void
+statsd_bad(void *ctx, unsigned int reason, uint32_t line)
+{
+	struct tally_worker *w = ctx;
+
+	w->stats.statsd[reason]++;
+	if (w->sd_refused++ == 0)
+		w->sd_first = reason | (line & 0xffff) << 8;
+}
+
+static void
+statsd_name(void *ctx, int what, uint64_t id, const char *text, uint32_t len)
+{
+	struct tally_worker *w = ctx;
+	struct tally_name_msg msg;
+
+	/* first sight of a name only: a copy into the ring, never per record */
+	msg.id = id;
+	msg.what = (uint16_t)what;
+	msg.len = (uint16_t)len;
+	memcpy(msg.text, text, len);
+	if (w->names != NULL && rte_ring_sp_enqueue_elem(w->names, &msg, sizeof(msg)) == 0)
+		WC(w, statsd_names)++;
+	else
+		WC(w, statsd_names_dropped)++;
+}
+
+int
+tally_worker_statsd_init(struct tally_worker *w, const char *device_tag, unsigned int max_tags,
+			 uint32_t max, void *mem)
+{
+	return tally_statsd_dec_init(w->statsd, device_tag, max_tags, max, mem, statsd_emit,
+				     statsd_bad, statsd_name, w);
+}
+
+/*
+ * A statsd datagram: decoded and aggregated line by line now (its records go to the table
+ * before the next frame). Refused lines are counted one by one; the datagram goes to the
+ * dead-letter capture with its first refused line's reason. 1 when the capture took m.
+ */
+static int
+worker_statsd(struct tally_worker *w, struct rte_mbuf *m, const struct tally_frame *fr,
+	      uint64_t arrival_ns)
+{
+	uint32_t taken;
+
+	WC(w, statsd_datagrams)++;
+	w->sd_arrival_ns = arrival_ns;
+	w->sd_refused = 0;
+	taken = tally_statsd_decode(w->statsd, fr->payload, fr->payload_len, fr->src, fr->src_len,
+				    0);
+	WC(w, statsd_lines) += taken;
+	if (w->sd_refused == 0)
+		return 0;
+	WC(w, statsd_refused) += w->sd_refused;
+	if (w->dlq == NULL)
+		return 0;
+	return worker_dead_letter(w, m, 0, TALLY_DLQ_STATSD | w->sd_first) == 0;
 }
 
 /*
@@ -728,11 +835,25 @@ tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 			done[nf++] = m;
 			continue;
 		}
+		if (type == TALLY_FRAME_STATSD && w->statsd != NULL) {
+			/* the v1 datagrams before it first: records keep their arrival order */
+			if (arrival_ns == 0)
+				arrival_ns = tally_clock_ns(w->clock, rte_rdtsc());
+			if (nd > 0) {
+				worker_aggregate(w, dg, nd, arrival_ns);
+				ndg += nd;
+				nd = 0;
+			}
+			in_scratch = 0;
+			if (!worker_statsd(w, m, &fr, arrival_ns))
+				done[nf++] = m;
+			continue;
+		}
 		switch (type) {
 		case TALLY_FRAME_MALFORMED:
 			WC(w, malformed)++;
 			w->stats.malformed[fr.reason]++;
-			if (w->dlq != NULL && worker_dead_letter(w, m, fr.reason) == 0)
+			if (w->dlq != NULL && worker_dead_letter(w, m, fr.reason, 0) == 0)
 				break; /* the writer frees it */
 			done[nf++] = m;
 			break;
