@@ -77,7 +77,7 @@ static const struct opt opts[] = {
 	 "statsd: most tags a line may have (more: refused, statsd:too_many_tags)"},
 	{"statsd-series", OPT_U64, OFF(statsd_series), "65536", 1, 1u << 24,
 	 "statsd: series (and devices) each worker knows the names of, checked for id "
-	 "collisions (32 bytes each); a new one beyond it is refused, statsd:series_full"},
+	 "collisions (64 bytes each); a new one beyond it is refused, statsd:series_full"},
 	{"ipv4", OPT_IPV4, OFF(ipv4), NULL, 0, 0,
 	 "own IPv4 address: answers ARP and ping, other destinations count as `other`"},
 	{"ipv6", OPT_IPV6, OFF(ipv6), NULL, 0, 0,

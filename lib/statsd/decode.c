@@ -65,7 +65,8 @@ tally_statsd_dec_init(struct tally_statsd_dec *d, const char *device_tag, unsign
 	size_t n = strlen(device_tag);
 	uint32_t places = 16;
 
-	if (n == 0 || n >= sizeof(d->device_tag) || max == 0 || max > (1u << 30) || mem == NULL ||
+	if (n == 0 || n >= sizeof(d->device_tag) || strpbrk(device_tag, ":,|#@\r\n") != NULL ||
+	    max == 0 || max > (1u << 30) || mem == NULL ||
 	    max_tags > TALLY_STATSD_TAGS_MAX)
 		return -EINVAL;
 	while (places < 2ull * max)
