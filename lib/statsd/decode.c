@@ -183,19 +183,24 @@ line_ids(struct tally_statsd_dec *d, const uint8_t *src, uint8_t src_len, uint32
 		n++;
 	}
 	if (!found) {
-		char buf[64];
-
-		if (src_len == 4) {
-			len = (uint32_t)snprintf(buf, sizeof(buf), "%u.%u.%u.%u", src[0], src[1],
-						 src[2], src[3]);
-		} else {
-			len = 0;
-			for (i = 0; i < 16; i += 2)
-				len += (uint32_t)snprintf(buf + len, sizeof(buf) - len, "%s%x",
-							  i ? ":" : "", src[i] << 8 | src[i + 1]);
+		/* the sender's address as text: written once a datagram, when a line needs it */
+		if (d->src_text_len == 0) {
+			if (src_len == 4) {
+				len = (uint32_t)snprintf(d->src_text, sizeof(d->src_text),
+							 "%u.%u.%u.%u", src[0], src[1], src[2],
+							 src[3]);
+			} else {
+				len = 0;
+				for (i = 0; i < 16; i += 2)
+					len += (uint32_t)snprintf(d->src_text + len,
+								  sizeof(d->src_text) - len, "%s%x",
+								  i ? ":" : "",
+								  src[i] << 8 | src[i + 1]);
+			}
+			d->src_text_len = (uint16_t)len;
 		}
-		memcpy(d->device_text, buf, len);
-		*dev_len = len;
+		memcpy(d->device_text, d->src_text, d->src_text_len);
+		*dev_len = d->src_text_len;
 	}
 	len = l->name_len;
 	memcpy(d->series_text, l->name, len);
@@ -297,6 +302,7 @@ tally_statsd_decode(struct tally_statsd_dec *d, const uint8_t *payload, uint32_t
 	const char *p = (const char *)payload, *end = p + len;
 	uint32_t line = 0, taken = 0;
 
+	d->src_text_len = 0;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *e = nl != NULL ? nl : end;

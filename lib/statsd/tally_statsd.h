@@ -168,6 +168,8 @@ struct tally_statsd_dec {
 	struct tally_statsd_line line;
 	char series_text[TALLY_STATSD_SERIES_MAX];
 	char device_text[64];
+	char src_text[48]; /* the datagram's sender as text (0 long: not written yet) */
+	uint16_t src_text_len;
 	uint8_t arena[TALLY_STATSD_ARENA] __attribute__((aligned(64)));
 };
 
