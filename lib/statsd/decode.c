@@ -10,28 +10,36 @@
 
 #define FP_SEED 0x5f3759dfull /* the fingerprint's: another hash than the id's */
 
-size_t
-tally_statsd_seen_memsize(uint32_t max)
-{
-	uint64_t places = 16;
-
-	while (places < 2ull * max)
-		places *= 2;
-	return 2 * (size_t)places * 2 * sizeof(uint64_t);
-}
-
-static void
-seen_init(struct tally_statsd_seen *s, uint64_t *mem, uint32_t max)
+/* Places of a seen-set of at most max ids: a power of two, at most half full. */
+static uint32_t
+seen_places(uint32_t max)
 {
 	uint32_t places = 16;
 
 	while (places < 2ull * max)
 		places *= 2;
+	return places;
+}
+
+size_t
+tally_statsd_seen_memsize(uint32_t max)
+{
+	/* two sets (series, devices), each a key and a fingerprint a place */
+	return 2 * (size_t)seen_places(max) * 2 * sizeof(uint64_t);
+}
+
+/* A set of at most max ids in mem (2 * seen_places(max) words); returns the words past it. */
+static uint64_t *
+seen_init(struct tally_statsd_seen *s, uint64_t *mem, uint32_t max)
+{
+	uint32_t places = seen_places(max);
+
 	s->key = mem;
 	s->fp = mem + places;
 	s->mask = places - 1;
 	s->used = 0;
 	s->max = max;
+	return mem + 2 * (size_t)places;
 }
 
 /*
@@ -63,19 +71,15 @@ tally_statsd_dec_init(struct tally_statsd_dec *d, const char *device_tag, unsign
 		      tally_statsd_name_fn on_name, void *ctx)
 {
 	size_t n = strlen(device_tag);
-	uint32_t places = 16;
 
 	if (n == 0 || n >= sizeof(d->device_tag) || strpbrk(device_tag, ":,|#@\r\n") != NULL ||
 	    max == 0 || max > (1u << 30) || mem == NULL ||
 	    max_tags > TALLY_STATSD_TAGS_MAX)
 		return -EINVAL;
-	while (places < 2ull * max)
-		places *= 2;
 	memcpy(d->device_tag, device_tag, n + 1);
 	d->device_tag_len = (uint16_t)n;
 	d->max_tags = (uint16_t)max_tags;
-	seen_init(&d->series, mem, max);
-	seen_init(&d->devices, (uint64_t *)mem + 2 * (size_t)places, max);
+	seen_init(&d->devices, seen_init(&d->series, mem, max), max);
 	d->emit = emit;
 	d->bad = bad;
 	d->on_name = on_name;

@@ -220,7 +220,6 @@ parse_values(const char *p, const char *end, struct tally_statsd_line *out)
 	}
 	while (p <= end) {
 		const char *c = find(p, end, ':');
-		const char *num = p;
 		uint32_t len = (uint32_t)(c - p);
 		int sign = len > 0 && (*p == '+' || *p == '-');
 
@@ -235,7 +234,7 @@ parse_values(const char *p, const char *end, struct tally_statsd_line *out)
 		/* "+-3", "--3": one sign at most */
 		if (sign && len > 1 && (p[1] == '+' || p[1] == '-'))
 			REFUSE(BAD_VALUE);
-		if (tally_statsd_number(num, len, &out->values[out->nvalues]) != 0)
+		if (tally_statsd_number(p, len, &out->values[out->nvalues]) != 0)
 			REFUSE(BAD_VALUE);
 		out->nvalues++;
 		if (c == end)
