@@ -231,7 +231,10 @@ sketch_cover(struct tally_table *t, struct tally_slot *s, int lo, int hi, unsign
 	return side_at(t, side);
 }
 
-/* A histogram value into s's sketch; hint: tally_table_side_hint()'s for it, or 0. */
+/*
+ * A histogram value into s's sketch, n times (a statsd value standing for several); hint:
+ * tally_table_side_hint()'s for it, or 0.
+ */
 static void
 sketch_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hint, uint32_t n)
 {
@@ -249,16 +252,6 @@ sketch_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hint,
 		d->zero += n;
 		return;
 	}
-	if (__builtin_expect(n != 1, 0)) {
-		/* a value that stands for several (a statsd sample rate) */
-		d = sketch_cover(t, s, key, key, 1);
-		folded = d->folded;
-		tally_dds_add_key(d, key, n);
-		t->folded += d->folded - folded;
-		if (rc == TALLY_DDS_CLAMPED)
-			d->clamped += n;
-		return;
-	}
 	/*
 	 * The common cases: a busy series' dense store has the key (known from the slot's copy
 	 * of its bounds: the header is not read, the count's line is the only one touched); a
@@ -269,20 +262,20 @@ sketch_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hint,
 			     1)) {
 		uint64_t *c = &d->counts[key - s->side_lo];
 
-		*c += *c != UINT64_MAX;
-	} else if (!d->dense && TALLY_HINT_POS(hint) != 0 &&
+		*c = *c + n < *c ? UINT64_MAX : *c + n;
+	} else if (!d->dense && n == 1 && TALLY_HINT_POS(hint) != 0 &&
 		   tally_dds_sparse_add_at(d, (int)TALLY_HINT_POS(hint) - 1, key)) {
 		/* counted where the search ahead found its bucket */
 	} else if (!d->dense && d->used < d->cap) {
-		tally_dds_add_key(d, key, 1);
+		tally_dds_add_key(d, key, n);
 	} else {
 		d = sketch_cover(t, s, key, key, 1);
 		folded = d->folded;
-		tally_dds_add_key(d, key, 1);
+		tally_dds_add_key(d, key, n);
 		t->folded += d->folded - folded;
 	}
 	if (rc == TALLY_DDS_CLAMPED)
-		d->clamped++;
+		d->clamped += n;
 }
 
 /*
@@ -404,21 +397,21 @@ distinct_add(struct tally_table *t, struct tally_slot *s, double v, uint32_t hin
 	return hll_update(t, s, idx, val);
 }
 
-/* The numeric fields of a histogram or distinct series (sum, min, max; no last). */
+/* The numeric fields of a histogram or distinct series (sum, min, max; no last), n values. */
 static void
-side_fields_add(struct tally_slot *s, uint8_t kind, double v)
+side_fields_add(struct tally_slot *s, uint8_t kind, double v, uint32_t n)
 {
 	if (s->count == 0) {
-		s->count = 1;
-		s->sum = kind == TALLY_KIND_HISTOGRAM ? v : 0;
-		s->min = s->sum;
-		s->max = s->sum;
+		s->count = n;
+		s->sum = kind == TALLY_KIND_HISTOGRAM ? v * n : 0;
+		s->min = kind == TALLY_KIND_HISTOGRAM ? v : 0;
+		s->max = s->min;
 		return;
 	}
-	s->count++;
+	s->count += n;
 	if (kind != TALLY_KIND_HISTOGRAM)
 		return;
-	s->sum += v;
+	s->sum += v * n;
 	s->min = v < s->min ? v : s->min;
 	s->max = v > s->max ? v : s->max;
 }
@@ -440,9 +433,10 @@ unlink_if_new(struct tally_table *t, struct tally_slot *s)
 		unlink_new(t, s);
 }
 
-int
-tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
-		     uint64_t ts_ns, uint32_t hint)
+/* A record (n values of it for a histogram: a statsd weight) into s, of a side kind or not. */
+static int
+side_add(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v, uint64_t ts_ns,
+	 uint32_t hint, uint32_t n)
 {
 	if (s->count == 0) {
 		s->kind = (uint8_t)tally_kind_of(kind);
@@ -458,13 +452,14 @@ tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, 
 	case TALLY_KIND_HISTOGRAM:
 		if (v != v) /* a NaN cannot be placed (only another kind's record brings one) */
 			v = 0;
-		sketch_add(t, s, v, kind == TALLY_KIND_HISTOGRAM ? hint : 0, 1);
+		sketch_add(t, s, v, kind == TALLY_KIND_HISTOGRAM ? hint : 0, n);
 		break;
 	case TALLY_KIND_DISTINCT:
 		if (distinct_add(t, s, v, kind == TALLY_KIND_DISTINCT ? hint : 0) != 0) {
 			t->side_full++;
 			return -1;
 		}
+		n = 1;
 		break;
 	default:
 		if (v != v) /* a distinct element's bits in a numeric series */
@@ -473,9 +468,16 @@ tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, 
 		t->records++;
 		return 0;
 	}
-	side_fields_add(s, s->kind, v);
+	side_fields_add(s, s->kind, v, n);
 	t->records++;
 	return 0;
+}
+
+int
+tally_table_add_side(struct tally_table *t, struct tally_slot *s, uint8_t kind, double v,
+		     uint64_t ts_ns, uint32_t hint)
+{
+	return side_add(t, s, kind, v, ts_ns, hint, 1);
 }
 
 int
@@ -486,33 +488,12 @@ tally_table_put_ext(struct tally_table *t, struct tally_slot *s, uint8_t kind, d
 		/* a delta on the window's gauge: from its last value, or from 0 */
 		double base = s->count > 0 && s->kind == TALLY_KIND_GAUGE ? s->last : 0;
 
-		if (s->count > 0 && s->kind != TALLY_KIND_GAUGE)
-			t->kind_mismatch++;
 		return tally_table_put(t, s, TALLY_KIND_GAUGE, base + v, ts_ns);
 	}
 	if (kind != TALLY_KIND_HISTOGRAM || weight <= 1 ||
 	    (s->count > 0 && s->kind != TALLY_KIND_HISTOGRAM))
 		return tally_table_put(t, s, kind, v, ts_ns);
-	if (s->count == 0) {
-		s->kind = TALLY_KIND_HISTOGRAM;
-		if (side_start(t, s, s->kind) != 0) {
-			unlink_if_new(t, s);
-			t->side_full++;
-			return -1;
-		}
-		s->sum = v * weight;
-		s->min = v;
-		s->max = v;
-		s->count = weight;
-	} else {
-		s->count += weight;
-		s->sum += v * weight;
-		s->min = v < s->min ? v : s->min;
-		s->max = v > s->max ? v : s->max;
-	}
-	sketch_add(t, s, v, 0, weight);
-	t->records++;
-	return 0;
+	return side_add(t, s, TALLY_KIND_HISTOGRAM, v, ts_ns, 0, weight);
 }
 
 const struct tally_dds *

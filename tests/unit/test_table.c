@@ -552,6 +552,48 @@ test_histogram_hints(void **state)
 	test_free(raw);
 }
 
+/* What v1 cannot carry: gauge deltas and histogram values standing for several (statsd). */
+static void
+test_put_ext(void **state)
+{
+	void *raw, *rr;
+	struct tally_table *t = test_table_new_side(64, 1 << 20, &raw);
+	struct tally_dds *ref = ref_sketch(&rr);
+	struct tally_slot *s;
+
+	(void)state;
+	/* deltas from 0, then from the window's last value */
+	s = tally_table_lookup(t, 4, tally_hash_device(4), 1);
+	assert_int_equal(tally_table_put_ext(t, s, TALLY_KIND_GAUGE, 2.5, 1, 1), 0);
+	assert_int_equal(tally_table_put_ext(t, s, TALLY_KIND_GAUGE, -1, 2, 1), 0);
+	assert_true(s->last == 1.5 && s->count == 2 && s->sum == 4 && s->min == 1.5 &&
+		    s->max == 2.5);
+	/* a delta on a counter series: one kind_mismatch, stored as the series' kind */
+	s = tally_table_lookup(t, 4, tally_hash_device(4), 2);
+	assert_int_equal(tally_table_put(t, s, TALLY_KIND_COUNTER, 1, 1), 0);
+	assert_int_equal(tally_table_put_ext(t, s, TALLY_KIND_GAUGE, 1, 2, 1), 0);
+	assert_int_equal(t->kind_mismatch, 1);
+	assert_int_equal(s->kind, TALLY_KIND_COUNTER);
+	/* weighted values: count and sum by weight, the bucket by weight, as n adds of each */
+	s = tally_table_lookup(t, 4, tally_hash_device(4), 3);
+	assert_int_equal(tally_table_put_ext(t, s, TALLY_KIND_HISTOGRAM, 10, 1, 4), 0);
+	assert_int_equal(tally_table_put_ext(t, s, TALLY_KIND_HISTOGRAM, 0.5, 1, 1), 0);
+	assert_int_equal(tally_table_put_ext(t, s, TALLY_KIND_HISTOGRAM, 0, 1, 3), 0);
+	assert_int_equal(tally_table_put_ext(t, s, TALLY_KIND_HISTOGRAM, 1e300, 1, 2), 0);
+	tally_dds_add_key(ref, 0, 3);
+	for (int i = 0; i < 4; i++)
+		tally_dds_add(ref, 10);
+	tally_dds_add(ref, 0.5);
+	tally_dds_add(ref, 1e300);
+	tally_dds_add(ref, 1e300);
+	assert_true(sketch_equal(tally_table_sketch(t, s), ref));
+	assert_int_equal(tally_table_sketch(t, s)->clamped, 2);
+	assert_true(s->count == 10 && s->sum == 40 + 0.5 + 2e300 && s->min == 0 && s->max == 1e300);
+	assert_int_equal(t->records, 2 + 2 + 4);
+	test_free(rr);
+	test_free(raw);
+}
+
 static void
 test_side_merge(void **state)
 {
@@ -750,6 +792,7 @@ main(void)
 		cmocka_unit_test(test_distinct_series),
 		cmocka_unit_test(test_distinct_crowded),
 		cmocka_unit_test(test_histogram_hints),
+		cmocka_unit_test(test_put_ext),
 		cmocka_unit_test(test_side_merge),
 		cmocka_unit_test(test_kind_mismatch),
 		cmocka_unit_test(test_fold_bytes),
