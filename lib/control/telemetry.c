@@ -56,6 +56,10 @@ tel_workers(const char *cmd, const char *params, struct rte_tel_data *d)
 			snprintf(name, sizeof(name), "malformed:%s", tally_malformed_name(k));
 			add_u64(c, name, w->stats.malformed[k]);
 		}
+		for (k = 0; k < TALLY_STATSD_REASON_MAX; k++) {
+			snprintf(name, sizeof(name), "statsd:%s", tally_statsd_reason_name(k));
+			add_u64(c, name, w->stats.statsd[k]);
+		}
 		snprintf(name, sizeof(name), "w%u", i);
 		rte_tel_data_add_dict_container(d, name, c, 0);
 	}
