@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tally_statsd.h"
 #include "tally_wire.h"
 
 #define GEN_NAME "tally-gen"
@@ -43,6 +44,18 @@
 #define GEN_MAX_SERIES (1ULL << 24)
 
 #define GEN_PCAP_BUF (8u << 20)
+
+/* statsd mode: most tags a line is given, and the bad lines it mixes in, by tally's reason. */
+#define GEN_STATSD_TAGS 16
+static const struct {
+	const char *reason;
+	const char *line;
+} gen_statsd_bad[] = {
+	{"no_colon", "no colon here"}, {"unknown_type", "m1:1|x"},  {"bad_value", "m1:1e309|c"},
+	{"bad_rate", "m1:1|c|@2"},     {"bad_tag", "m1:1|c|#a,,b"}, {"empty_name", ":1|c"},
+	{"no_type", "m1:1"},	       {"bad_name", "m\x01:1|c"},
+};
+#define GEN_STATSD_REASONS (sizeof(gen_statsd_bad) / sizeof(gen_statsd_bad[0]))
 #define GEN_SOCK_BUF (4 << 20)
 
 /* Pacing granularity of --rate: about one sleep per millisecond of traffic. */
@@ -114,6 +127,10 @@ struct gen_conf {
 	const char *expect_path;
 	const char *values_path;
 	const char *quantiles_list;
+	bool statsd;
+	double statsd_rate;
+	uint64_t statsd_tags;
+	uint64_t statsd_bad;
 	/* Parsed from the strings above by parse_args(). */
 	uint8_t kinds[GEN_MAX_KINDS];
 	unsigned int nb_kinds;
@@ -205,6 +222,19 @@ static const struct gen_option gen_options[] = {
 	{"values", GEN_OPT_STR, GEN_OFF(values_path), 0, 0, "FILE",
 	 "write 'device metric kind value' per kind-3 and kind-4 record, in the order sent "
 	 "(kind 4: the element as an unsigned 64-bit integer)"},
+	{"statsd", GEN_OPT_FLAG, GEN_OFF(statsd), 0, 0, NULL,
+	 "datagrams of statsd / DogStatsD text instead of v1 (send them to tally's --statsd-port "
+	 "with --dst-port): --records lines of one device (tag host:d<ID>), metric m<M> typed by "
+	 "its kind (1 c, 2 g, 3 ms, 4 s, the element as member e<N>); --totals then holds "
+	 "tally's ids: device 2^63 + hash of d<ID>, metric the hash of its series text"},
+	{"statsd-rate", GEN_OPT_DOUBLE, GEN_OFF(statsd_rate), 0, 1, "R",
+	 "statsd: counters and timers sampled at R (|@R, R in (0, 1]): tally counts a counter's "
+	 "value / R, a timer's value round(1 / R) times (--totals says so)"},
+	{"statsd-tags", GEN_OPT_U64, GEN_OFF(statsd_tags), 0, GEN_STATSD_TAGS, "N",
+	 "statsd: N tags t<k>:v<k> on every line, written last first (tally sorts them)"},
+	{"statsd-bad", GEN_OPT_U64, GEN_OFF(statsd_bad), 0, 1e12, "N",
+	 "statsd: N lines tally must refuse, spread over the datagrams and cycling through "
+	 "reasons (counted in the summary as statsd:<reason>)"},
 	{"json", GEN_OPT_FLAG, GEN_OFF(json), 0, 0, NULL, "print the summary as JSON"},
 	{"help", GEN_OPT_HELP, 0, 0, 0, NULL, "show this help"},
 };
@@ -232,6 +262,7 @@ static const struct gen_conf gen_defaults = {
 	.dist_name = "int",
 	.cardinality = 1000,
 	.quantiles_list = "0.5,0.9,0.99,0.999",
+	.statsd_rate = 1,
 };
 
 /* Per-device generator state; the slot after the last device is a hot device outside the range. */
@@ -278,6 +309,8 @@ struct gen_counters {
 	uint64_t reason[TALLY_MALFORMED_PAYLOAD_MAX];
 	uint64_t bytes;
 	uint64_t send_errors;
+	uint64_t statsd_lines;
+	uint64_t statsd_bad[GEN_STATSD_REASONS];
 };
 
 struct gen_state {
@@ -305,6 +338,9 @@ struct gen_state {
 	FILE *pcapq[GEN_MAX_QUEUES];
 	int *socks;
 	struct gen_counters cnt;
+	uint64_t statsd_acc;            /* Bresenham of --statsd-bad over the datagrams */
+	uint64_t statsd_nbad;           /* bad lines written so far */
+	uint8_t v1[GEN_PAYLOAD_MAX];    /* statsd mode: the records a datagram's text says */
 	uint8_t buf[GEN_BUF_LEN];
 };
 
@@ -624,6 +660,13 @@ parse_args(int argc, char **argv, struct gen_conf *conf, struct gen_net *net, bo
 		opt_fail("hot-share", "needs --hot-device");
 	if (opt_seen(seen, "hot-device") && !opt_seen(seen, "hot-share"))
 		opt_fail("hot-device", "needs --hot-share");
+	if (conf->statsd && conf->malformed > 0)
+		opt_fail("malformed", "v1 faults: not with --statsd (see --statsd-bad)");
+	if (!conf->statsd && (opt_seen(seen, "statsd-rate") || opt_seen(seen, "statsd-tags") ||
+			      opt_seen(seen, "statsd-bad")))
+		opt_fail("statsd-rate", "--statsd-rate, --statsd-tags and --statsd-bad need --statsd");
+	if (!(conf->statsd_rate > 0))
+		opt_fail("statsd-rate", "must be in (0, 1]");
 	parse_generator(conf);
 }
 
@@ -1081,6 +1124,147 @@ keep_sample(struct gen_state *st, uint64_t slot, uint32_t metric, uint8_t kind, 
 	obs->bits = kind == TALLY_KIND_DISTINCT ? bits : double_order(v);
 }
 
+/* statsd mode -------------------------------------------------------------------------- */
+
+/*
+ * What tally makes of a record's value sent as statsd text: a counter's value / rate, a
+ * gauge's magnitude (a leading '-' would be a delta), a timer's value weighted round(1/rate)
+ * times (*weight).
+ */
+static double
+statsd_value(const struct gen_conf *conf, uint8_t kind, double v, uint64_t *weight)
+{
+	*weight = 1;
+	if (kind == TALLY_KIND_COUNTER && conf->statsd_rate < 1)
+		return v / conf->statsd_rate;
+	if (kind == TALLY_KIND_GAUGE)
+		return fabs(v);
+	if (kind == TALLY_KIND_HISTOGRAM && conf->statsd_rate < 1) {
+		double w = floor(1 / conf->statsd_rate + 0.5);
+
+		*weight = w >= 65536 ? 65536 : (uint64_t)w;
+	}
+	return v;
+}
+
+/* The tags of every line after the device's, as written: t<N-1>:v<N-1> first. */
+static int
+statsd_tags(const struct gen_conf *conf, char *p, size_t len)
+{
+	int n = 0;
+
+	for (uint64_t k = conf->statsd_tags; k-- > 0;)
+		n += snprintf(p + n, len - (size_t)n, ",t%" PRIu64 ":v%" PRIu64, k, k);
+	return n;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A series' text as tally makes it: m<M>, then its other tags sorted, in braces. */
+static size_t
+statsd_series(const struct gen_conf *conf, uint32_t metric, char *buf, size_t len)
+{
+	char tags[GEN_STATSD_TAGS][32];
+	const char *order[GEN_STATSD_TAGS];
+	size_t n = (size_t)snprintf(buf, len, "m%" PRIu32, metric);
+	uint64_t k;
+
+	for (k = 0; k < conf->statsd_tags; k++) {
+		snprintf(tags[k], sizeof(tags[k]), "t%" PRIu64 ":v%" PRIu64, k, k);
+		order[k] = tags[k];
+	}
+	qsort(order, conf->statsd_tags, sizeof(order[0]), cmp_str);
+	for (k = 0; k < conf->statsd_tags; k++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", k ? "," : "{", order[k]);
+	if (conf->statsd_tags > 0)
+		n += (size_t)snprintf(buf + n, len - n, "}");
+	return n;
+}
+
+/* tally's id of a statsd device named d<device>, and of a series (metric id). */
+static uint64_t
+statsd_device_id(uint64_t device)
+{
+	char name[32];
+	int n = snprintf(name, sizeof(name), "d%" PRIu64, device);
+
+	return tally_statsd_device_id(name, (size_t)n);
+}
+
+static uint32_t
+statsd_metric_id(const struct gen_conf *conf, uint32_t metric)
+{
+	char text[1024];
+	size_t n = statsd_series(conf, metric, text, sizeof(text));
+
+	return tally_statsd_metric_id(text, n);
+}
+
+/*
+ * The statsd text of the v1 records in st->v1 (a line each), with the bad lines this
+ * datagram gets, into p: its length.
+ */
+static uint32_t
+statsd_payload(struct gen_state *st, uint8_t *p, uint64_t device, uint16_t nrec)
+{
+	const struct gen_conf *conf = st->conf;
+	char *out = (char *)p, tags[GEN_STATSD_TAGS * 24 + 48], rate[40] = "";
+	/* UDP's largest payload over the IP version in use */
+	size_t n = 0, cap = st->net.v6 ? 65535 - GEN_UDP_HDR_LEN
+				       : 65535 - GEN_IPV4_HDR_LEN - GEN_UDP_HDR_LEN;
+	int tl = snprintf(tags, sizeof(tags), "|#host:d%" PRIu64, device);
+	uint16_t r;
+
+	tl += statsd_tags(conf, tags + tl, sizeof(tags) - (size_t)tl);
+	if (conf->statsd_rate < 1)
+		snprintf(rate, sizeof(rate), "|@%.17g", conf->statsd_rate);
+	for (r = 0; r < nrec; r++) {
+		struct tally_wire_rec rec;
+		uint64_t bits;
+
+		memcpy(&rec, st->v1 + TALLY_WIRE_HDR_LEN + (uint32_t)r * TALLY_WIRE_REC_LEN,
+		       sizeof(rec));
+		memcpy(&bits, &rec.value, sizeof(bits));
+		switch (rec.kind) {
+		case TALLY_KIND_COUNTER:
+			n += (size_t)snprintf(out + n, cap - n, "m%" PRIu32 ":%.17g|c%s%s\n",
+					      rec.metric_id, rec.value, rate, tags);
+			break;
+		case TALLY_KIND_GAUGE:
+			n += (size_t)snprintf(out + n, cap - n, "m%" PRIu32 ":%.17g|g%s\n",
+					      rec.metric_id, fabs(rec.value), tags);
+			break;
+		case TALLY_KIND_HISTOGRAM:
+			n += (size_t)snprintf(out + n, cap - n, "m%" PRIu32 ":%.17g|ms%s%s\n",
+					      rec.metric_id, rec.value, rate, tags);
+			break;
+		default:
+			n += (size_t)snprintf(out + n, cap - n, "m%" PRIu32 ":e%" PRIu64 "|s%s\n",
+					      rec.metric_id, bits, tags);
+			break;
+		}
+		if (n >= cap)
+			fail("--statsd: %u lines of text do not fit a UDP datagram: fewer --records",
+			     nrec);
+	}
+	st->cnt.statsd_lines += nrec;
+	/* Bresenham: exactly --statsd-bad lines over the datagrams */
+	for (st->statsd_acc += conf->statsd_bad; st->statsd_acc >= conf->datagrams;
+	     st->statsd_acc -= conf->datagrams) {
+		uint64_t k = st->statsd_nbad++ % GEN_STATSD_REASONS;
+
+		n += (size_t)snprintf(out + n, cap - n, "%s\n", gen_statsd_bad[k].line);
+		if (n >= cap)
+			fail("--statsd: the bad lines do not fit a UDP datagram: fewer --records");
+		st->cnt.statsd_bad[k]++;
+	}
+	return (uint32_t)n;
+}
+
 static void
 account_valid(struct gen_state *st, uint64_t slot, const uint8_t *p, uint16_t nrec)
 {
@@ -1093,6 +1277,8 @@ account_valid(struct gen_state *st, uint64_t slot, const uint8_t *p, uint16_t nr
 	uint16_t r;
 
 	for (r = 0; r < nrec; r++) {
+		uint64_t weight = 1;
+
 		memcpy(&rec, recs + (uint32_t)r * TALLY_WIRE_REC_LEN, sizeof(rec));
 		s = &row[rec.metric_id - 1];
 		memcpy(&bits, &rec.value, sizeof(bits));
@@ -1103,6 +1289,8 @@ account_valid(struct gen_state *st, uint64_t slot, const uint8_t *p, uint16_t nr
 			s->count++;
 			continue;
 		}
+		if (st->conf->statsd)
+			rec.value = statsd_value(st->conf, rec.kind, rec.value, &weight);
 		if (s->count == 0) {
 			s->min = rec.value;
 			s->max = rec.value;
@@ -1112,8 +1300,8 @@ account_valid(struct gen_state *st, uint64_t slot, const uint8_t *p, uint16_t nr
 			if (rec.value > s->max)
 				s->max = rec.value;
 		}
-		s->count++;
-		s->sum += rec.value;
+		s->count += weight;
+		s->sum += rec.value * (double)weight;
 	}
 }
 
@@ -1127,11 +1315,19 @@ gen_valid(struct gen_state *st, uint64_t index, uint64_t time_ns)
 	uint64_t seq = ++d->seq;
 	uint32_t len;
 
-	len = build_payload(st, p, slot_device(st, slot), seq, time_ns, d->cursor, nrec, st->rng);
+	if (st->conf->statsd) {
+		/* the records first, as v1 would carry them, then their text */
+		build_payload(st, st->v1, slot_device(st, slot), seq, time_ns, d->cursor, nrec,
+			      st->rng);
+		len = statsd_payload(st, p, slot_device(st, slot), nrec);
+	} else {
+		len = build_payload(st, p, slot_device(st, slot), seq, time_ns, d->cursor, nrec,
+				    st->rng);
+	}
 	d->cursor += nrec;
 	if (emit(st, len, seq, index) != 0)
 		return;
-	account_valid(st, slot, p, nrec);
+	account_valid(st, slot, st->conf->statsd ? st->v1 : p, nrec);
 	st->cnt.datagrams++;
 	st->cnt.valid++;
 	st->cnt.records += nrec;
@@ -1417,6 +1613,68 @@ write_slot(FILE *f, const struct gen_state *st, uint64_t slot)
 }
 
 /* One line per series, sorted by device then metric: the format tally-query totals prints. */
+static uint64_t count_series(const struct gen_state *st);
+
+/* One statsd series of --totals: tally's ids and the generator's row. */
+struct gen_statsd_row {
+	uint64_t device_id;
+	uint32_t metric_id;
+	const struct gen_series *s;
+	bool distinct;
+};
+
+static int
+cmp_statsd_row(const void *a, const void *b)
+{
+	const struct gen_statsd_row *x = a, *y = b;
+
+	if (x->device_id != y->device_id)
+		return x->device_id < y->device_id ? -1 : 1;
+	return (x->metric_id > y->metric_id) - (x->metric_id < y->metric_id);
+}
+
+/* --totals of a statsd run: by tally's device and metric ids, in their order. */
+static void
+write_statsd_totals(const struct gen_state *st, FILE *f)
+{
+	const struct gen_conf *conf = st->conf;
+	uint64_t n = 0, slot, m, i;
+	struct gen_statsd_row *rows = malloc(count_series(st) * sizeof(*rows) + 1);
+	uint32_t *ids = malloc(conf->metrics * sizeof(*ids));
+
+	if (rows == NULL || ids == NULL)
+		fail("out of memory for --totals");
+	for (m = 0; m < conf->metrics; m++)
+		ids[m] = statsd_metric_id(conf, (uint32_t)(m + 1));
+	for (slot = 0; slot < st->nb_slots; slot++) {
+		const struct gen_series *row = &st->series[slot * conf->metrics];
+		uint64_t dev = 0;
+
+		for (m = 0; m < conf->metrics; m++) {
+			if (row[m].count == 0)
+				continue;
+			if (dev == 0)
+				dev = statsd_device_id(slot_device(st, slot));
+			rows[n++] = (struct gen_statsd_row){
+				.device_id = dev, .metric_id = ids[m], .s = &row[m],
+				.distinct = metric_kind(conf, (uint32_t)(m + 1)) ==
+					    TALLY_KIND_DISTINCT};
+		}
+	}
+	qsort(rows, n, sizeof(*rows), cmp_statsd_row);
+	for (i = 0; i < n; i++) {
+		if (rows[i].distinct)
+			fprintf(f, "%" PRIu64 " %" PRIu32 " %" PRIu64 " - - -\n", rows[i].device_id,
+				rows[i].metric_id, rows[i].s->count);
+		else
+			fprintf(f, "%" PRIu64 " %" PRIu32 " %" PRIu64 " %.17g %.17g %.17g\n",
+				rows[i].device_id, rows[i].metric_id, rows[i].s->count,
+				rows[i].s->sum, rows[i].s->min, rows[i].s->max);
+	}
+	free(ids);
+	free(rows);
+}
+
 static void
 write_totals(const struct gen_state *st, FILE *f)
 {
@@ -1424,6 +1682,10 @@ write_totals(const struct gen_state *st, FILE *f)
 	bool hot_apart = st->has_hot && st->hot_slot == conf->devices;
 	uint64_t slot;
 
+	if (conf->statsd) {
+		write_statsd_totals(st, f);
+		return;
+	}
 	if (hot_apart && conf->hot_device < conf->device_base)
 		write_slot(f, st, conf->devices);
 	for (slot = 0; slot < conf->devices; slot++)
@@ -1605,6 +1867,18 @@ print_summary(const struct gen_state *st, bool json)
 	for (r = 0; r < TALLY_MALFORMED_PAYLOAD_MAX; r++) {
 		snprintf(key, sizeof(key), "malformed:%s", tally_malformed_name(r));
 		GEN_KV(key, c->reason[r]);
+	}
+	if (st->conf->statsd) {
+		uint64_t bad = 0;
+
+		for (r = 0; r < GEN_STATSD_REASONS; r++)
+			bad += c->statsd_bad[r];
+		GEN_KV("statsd_lines", c->statsd_lines);
+		GEN_KV("statsd_refused", bad);
+		for (r = 0; r < GEN_STATSD_REASONS; r++) {
+			snprintf(key, sizeof(key), "statsd:%s", gen_statsd_bad[r].reason);
+			GEN_KV(key, c->statsd_bad[r]);
+		}
 	}
 	GEN_KV("series", count_series(st));
 	GEN_KV("bytes", c->bytes);

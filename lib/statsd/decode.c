@@ -253,9 +253,8 @@ take_line(struct tally_statsd_dec *d, const uint8_t *src, uint8_t src_len, uint6
 
 	if (rc != 0)
 		return rc;
-	device_id = TALLY_STATSD_DEVICE_BIT |
-		    tally_murmur64a(d->device_text, dev_len, TALLY_HLL_SEED) >> 1;
-	metric_id = (uint32_t)tally_murmur64a(d->series_text, ser_len, TALLY_HLL_SEED);
+	device_id = tally_statsd_device_id(d->device_text, dev_len);
+	metric_id = tally_statsd_metric_id(d->series_text, ser_len);
 	rc = check_id(d, &d->devices, TALLY_STATSD_NAME_DEVICE, device_id, d->device_text, dev_len);
 	if (rc == 0)
 		rc = check_id(d, &d->series, TALLY_STATSD_NAME_SERIES, metric_id, d->series_text,

@@ -105,6 +105,9 @@ int tally_statsd_text_ok(const char *p, uint32_t len);
 
 /* Decoding a datagram ---------------------------------------------------------------------- */
 
+#include <stddef.h>
+
+#include "tally_hll.h"
 #include "tally_wire.h"
 
 /*
@@ -123,6 +126,19 @@ int tally_statsd_text_ok(const char *p, uint32_t len);
  * name and its other tags sorted: `name` or `name{tag1,tag2:v}`.
  */
 #define TALLY_STATSD_DEVICE_BIT (1ull << 63)
+
+/* A statsd device's id from its name, a series' metric id from its text (as above). */
+static inline uint64_t
+tally_statsd_device_id(const char *name, size_t len)
+{
+	return TALLY_STATSD_DEVICE_BIT | tally_murmur64a(name, len, TALLY_HLL_SEED) >> 1;
+}
+
+static inline uint32_t
+tally_statsd_metric_id(const char *text, size_t len)
+{
+	return (uint32_t)tally_murmur64a(text, len, TALLY_HLL_SEED);
+}
 
 /* Which name a decoder reports new (on_name). */
 enum { TALLY_STATSD_NAME_SERIES = 1, TALLY_STATSD_NAME_DEVICE = 2 };

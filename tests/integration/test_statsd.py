@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
-"""statsd / DogStatsD text through net_pcap next to v1, in --partition device mode with two
-workers: every counter (scaled by its sample rate), gauge (deltas applied in order), timer
-(weighted by 1/rate) and set series equal what was sent, device by device (the host tag, else
-the sender's address); every bad line is refused alone, counted under its reason, and its
+"""statsd / DogStatsD text through net_pcap. First tally-gen's statsd capture with bad lines
+mixed in: totals byte for byte, every reason counted, each such datagram in the dead-letter
+capture. Then hand-written lines next to v1, in --partition device mode with two workers:
+every counter (scaled by its sample rate), gauge (deltas applied in order), timer (weighted
+by 1/rate) and set series equal what was sent, device by device (the host tag, else the
+sender's address); every bad line is refused alone, counted under its reason, and its
 datagram is in the dead-letter capture with that reason; v1's totals are exact beside it;
 tally:names and tally:devices name the series and devices."""
 
@@ -150,7 +152,50 @@ def statsd_datagrams():
     return dgs, e, bad, bad_dg
 
 
+def gen_capture(ctx):
+    """tally-gen's statsd capture with refused lines mixed in, through net_pcap: every series
+    equals tally-gen's totals byte for byte (sample rates and sorted tags as tally-gen says),
+    every bad line counted under its reason, each of their datagrams in the capture."""
+    redis = ctx.redis()
+    pcap = os.path.join(ctx.tmp, 'gen.pcap')
+    totals = os.path.join(ctx.tmp, 'gen.totals')
+    dlq = os.path.join(ctx.tmp, 'gen-dlq.pcapng')
+    records = 8
+    g = tt.tally_gen(ctx, ['--statsd', '--pcap', pcap, '--dst-port', str(PORT),
+                           '--datagrams', '500', '--records', str(records), '--devices', '40',
+                           '--kinds', '1,2,3,4', '--statsd-rate', '0.25', '--statsd-tags', '3',
+                           '--statsd-bad', '64', '--float', '--totals', totals])
+    tally = ctx.tally(['net_pcap0,rx_pcap=' + pcap],
+                      ['--redis', redis.addr, '--stats-ms', '100', '--window-ms', '600000',
+                       '--statsd-port', str(PORT), '--dlq', dlq,
+                       '--histogram-series', '512', '--distinct-series', '512'],
+                      redis=redis)
+    tally.wait_stats(lambda s: s.get('statsd_lines', 0) + s.get('statsd_refused', 0) >=
+                     g['statsd_lines'] + g['statsd_refused'],
+                     what='every statsd line of the capture counted')
+    tally.stop()
+    st = redis.self_stats()
+    tt.check_eq(st['statsd_datagrams'], g['valid_datagrams'], 'gen: statsd_datagrams')
+    tt.check_eq(st['statsd_lines'], g['statsd_lines'], 'gen: statsd_lines')
+    tt.check_eq(st['statsd_refused'], g['statsd_refused'], 'gen: statsd_refused')
+    want = {}
+    for k, v in g.items():
+        if k.startswith('statsd:'):
+            tt.check_eq(st[k], v, 'gen: ' + k)
+            want[k[len('statsd:'):]] = v
+    tt.compare_totals(totals, tt.query_totals(ctx, redis))
+    # one bad line a datagram here, after its records: line `records`
+    got = {}
+    for _, comment in tt.read_pcapng(dlq):
+        got[comment] = got.get(comment, 0) + 1
+    tt.check_eq(got, {'statsd: %s (line %d)' % (r, records): n for r, n in want.items() if n},
+                'gen: dead-letter comments')
+    tt.log('tally-gen capture: %d lines, %d refused, %s series exact'
+           % (g['statsd_lines'], g['statsd_refused'], g['series']))
+
+
 def body(ctx):
+    gen_capture(ctx)
     redis = ctx.redis()
     v1_pcap, v1_totals, g = tt.gen_capture(ctx, 'v1', 400, devices=50, seed=7)
     header, v1_frames = read_pcap(v1_pcap)
