@@ -1399,8 +1399,8 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 	size_t window_len = 0;
 	struct q_cmd cmd;
 	uint64_t wstart = 0;
-	char latest[48];
-	char key[48];
+	char latest[80];
+	char key[80];
 	redisReply *r;
 	size_t nb = 0;
 	struct q_table t;

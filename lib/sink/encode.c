@@ -58,7 +58,7 @@ enc_reset(struct tally_encoder *e)
 	e->blob_used = 0;
 }
 
-/* Append one argument formatted with fmt; arguments are short by construction. */
+/* Append one argument formatted with fmt; they fit TALLY_ENC_ARG_LEN by construction. */
 static void __attribute__((format(printf, 2, 3)))
 enc_arg(struct tally_encoder *e, const char *fmt, ...)
 {

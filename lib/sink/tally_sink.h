@@ -19,7 +19,15 @@
 #define TALLY_ENC_FIELDS_V2 TALLY_FIELDS_N /* tally_aggregate.h: the fields a series may have */
 #define TALLY_ENC_ENTRIES_PER_CALL 16 /* device chunks per FCALL tally_merge2, parts per put2 */
 #define TALLY_ENC_MAX_ARGS 2048
-#define TALLY_ENC_ARG_LEN 48
+/*
+ * Room for one formatted argument: the longest is a distinct series' key with the largest
+ * ids, `tally:{<20 digits>}:<20 digits>:hll:<10 digits>` (64 bytes; a statsd device id has 19
+ * or 20 digits). Keys longer than the room would be cut, and two of them could meet.
+ */
+#define TALLY_ENC_ARG_LEN 80
+_Static_assert(TALLY_ENC_ARG_LEN > sizeof("tally:{18446744073709551615}:18446744073709551615:hll:"
+					  "4294967295"),
+	       "the longest key fits an argument");
 #define TALLY_ENC_ID_LEN 192 /* `_applied:<instance (<= 64)>:<run start ms>:<pid>:<random>` */
 /*
  * The DUMP payloads of one FCALL (put2's together, swap2's one): below 1 MiB, the least that

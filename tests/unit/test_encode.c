@@ -335,6 +335,41 @@ test_merge_call_bounds(void **state)
 	test_table_free(raw);
 }
 
+/* The longest ids make the longest keys: none is cut (a cut one could meet another). */
+static void
+test_hll_keys_whole(void **state)
+{
+	static struct tally_encoder e;
+	struct captured c = {0};
+	void *raw;
+	struct tally_table *t = test_table_new(64, &raw);
+	uint64_t dev = UINT64_MAX, start = UINT64_MAX, e1 = 1, e2 = 2;
+	double v;
+	uint32_t pos = 0;
+
+	(void)state;
+	memcpy(&v, &e1, sizeof(v));
+	tally_table_add(t, dev, tally_hash_device(dev), UINT32_MAX, TALLY_KIND_DISTINCT, v, 1);
+	memcpy(&v, &e2, sizeof(v));
+	tally_table_add(t, dev, tally_hash_device(dev), UINT32_MAX - 1, TALLY_KIND_DISTINCT, v, 1);
+	tally_table_sort(t);
+	assert_int_equal(tally_encode_hll(&e, t, &pos, t->series, start, 60, 1, capture, &c), 1);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.argv[0][3], "tally:{18446744073709551615}:18446744073709551615:hll:tmp");
+	assert_string_equal(c.argv[0][4],
+			    "tally:{18446744073709551615}:18446744073709551615:hll:4294967294");
+	assert_string_equal(c.argv[0][5],
+			    "tally:{18446744073709551615}:18446744073709551615:hll:4294967295");
+	release(&c);
+	/* plain writes: SET of the whole key */
+	pos = 0;
+	assert_int_equal(tally_encode_hll(&e, t, &pos, t->series, start, 60, 0, capture, &c), 1);
+	assert_string_equal(c.argv[0][1],
+			    "tally:{18446744073709551615}:18446744073709551615:hll:4294967294");
+	release(&c);
+	test_free(raw);
+}
+
 static void
 test_top(void **state)
 {
@@ -384,6 +419,7 @@ main(void)
 		cmocka_unit_test(test_merge_commands),
 		cmocka_unit_test(test_merge_call_bounds),
 		cmocka_unit_test(test_top),
+		cmocka_unit_test(test_hll_keys_whole),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
