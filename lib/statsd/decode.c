@@ -98,8 +98,8 @@ tally_statsd_dec_forget(struct tally_statsd_dec *d)
 	d->devices.used = 0;
 }
 
-static void
-flush(struct tally_statsd_dec *d)
+void
+tally_statsd_flush(struct tally_statsd_dec *d)
 {
 	if (d->nbatch > 0)
 		d->emit(d->ctx, d->batch, (uint16_t)d->nbatch);
@@ -120,7 +120,7 @@ batch_for(struct tally_statsd_dec *d, uint64_t device_id, uint64_t time_ns, uint
 		return h;
 	if (d->nbatch == TALLY_STATSD_BATCHES ||
 	    d->arena_used + TALLY_WIRE_HDR_LEN + n * TALLY_WIRE_REC_LEN > TALLY_STATSD_ARENA)
-		flush(d);
+		tally_statsd_flush(d);
 	h = (struct tally_wire_hdr *)(d->arena + d->arena_used);
 	tally_wire_put_hdr((uint8_t *)h, 0, device_id, 0, time_ns);
 	d->arena_used += TALLY_WIRE_HDR_LEN;
@@ -324,6 +324,5 @@ tally_statsd_decode(struct tally_statsd_dec *d, const uint8_t *payload, uint32_t
 		line++;
 		p = nl != NULL ? nl + 1 : end;
 	}
-	flush(d);
 	return taken;
 }

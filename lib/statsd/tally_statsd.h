@@ -206,12 +206,17 @@ void tally_statsd_dec_forget(struct tally_statsd_dec *d);
 
 /*
  * Decode one datagram's lines (newline-separated, the last newline optional; empty lines
- * skipped): each line is checked whole, refused alone (bad()) or turned into records, emitted
- * in batches by device (emit(), before the call returns). src: the sender's address (4 or 16
- * bytes) for lines without the device tag; now_ns: the time of lines without T<unix>.
- * Returns the lines taken.
+ * skipped): each line is checked whole, refused alone (bad()) or turned into records, kept in
+ * batches by device in the decoder's arena, in arrival order. They are emitted when the arena
+ * is full and at tally_statsd_flush(): the caller flushes once for many datagrams (a burst),
+ * so their records are aggregated together, as a burst of v1 datagrams is. src: the sender's
+ * address (4 or 16 bytes) for lines without the device tag; now_ns: the time of lines without
+ * T<unix> (0: the caller's time at emit). Returns the lines taken.
  */
 uint32_t tally_statsd_decode(struct tally_statsd_dec *d, const uint8_t *payload, uint32_t len,
 			     const uint8_t *src, uint8_t src_len, uint64_t now_ns);
+
+/* Emit the batches decoded so far (emit()), and start the arena again. */
+void tally_statsd_flush(struct tally_statsd_dec *d);
 
 #endif

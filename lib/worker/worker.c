@@ -753,8 +753,8 @@ tally_worker_statsd_init(struct tally_worker *w, const char *device_tag, unsigne
 }
 
 /*
- * A statsd datagram: decoded and aggregated line by line now (its records go to the table
- * before the next frame). Refused lines are counted one by one; the datagram goes to the
+ * A statsd datagram: decoded line by line into the decoder's batches, aggregated with the
+ * burst's others at its end (tally_statsd_flush()). Refused lines are counted one by one; the datagram goes to the
  * dead-letter capture with its first refused line's reason. 1 when the capture took m.
  */
 static int
@@ -836,15 +836,9 @@ tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 			continue;
 		}
 		if (type == TALLY_FRAME_STATSD && w->statsd != NULL) {
-			/* the v1 datagrams before it first: records keep their arrival order */
+			/* statsd and v1 series never meet (a statsd device id is 2^63 or more) */
 			if (arrival_ns == 0)
 				arrival_ns = tally_clock_ns(w->clock, rte_rdtsc());
-			if (nd > 0) {
-				worker_aggregate(w, dg, nd, arrival_ns);
-				ndg += nd;
-				nd = 0;
-			}
-			in_scratch = 0;
 			if (!worker_statsd(w, m, &fr, arrival_ns))
 				done[nf++] = m;
 			continue;
@@ -876,6 +870,8 @@ tally_worker_burst(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 			arrival_ns = tally_clock_ns(w->clock, rte_rdtsc());
 		worker_aggregate(w, dg, nd, arrival_ns);
 	}
+	if (w->statsd != NULL)
+		tally_statsd_flush(w->statsd); /* the burst's statsd records, together */
 	rte_pktmbuf_free_bulk(done, nf);
 }
 

@@ -76,6 +76,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	refused = 0;
 	taken = tally_statsd_decode(&dec, copy, (uint32_t)size, src, 4, 0);
+	tally_statsd_flush(&dec);
 	if (taken + refused != lines)
 		abort();
 	free(copy);

@@ -327,8 +327,12 @@ static uint64_t seen_mem[1 << 16];
 static uint32_t
 decode(const char *s, const uint8_t *src)
 {
+	uint32_t n;
+
 	memset(&G, 0, sizeof(G));
-	return tally_statsd_decode(&D, (const uint8_t *)s, (uint32_t)strlen(s), src, 4, 0);
+	n = tally_statsd_decode(&D, (const uint8_t *)s, (uint32_t)strlen(s), src, 4, 0);
+	tally_statsd_flush(&D);
+	return n;
 }
 
 static int
