@@ -34,8 +34,7 @@ seen_init(struct tally_statsd_seen *s, uint64_t *mem, uint32_t max)
 {
 	uint32_t places = seen_places(max);
 
-	s->key = mem;
-	s->fp = mem + places;
+	s->e = (struct tally_statsd_seen_entry *)mem;
 	s->mask = places - 1;
 	s->used = 0;
 	s->max = max;
@@ -52,15 +51,15 @@ seen_check(struct tally_statsd_seen *s, uint64_t id, uint64_t fp)
 	uint32_t i = (uint32_t)(id ^ id >> 29) & s->mask;
 
 	for (;; i = (i + 1) & s->mask) {
-		if (s->key[i] == id)
-			return s->fp[i] == fp ? 1 : -1;
-		if (s->key[i] == 0)
+		if (s->e[i].key == id)
+			return s->e[i].fp == fp ? 1 : -1;
+		if (s->e[i].key == 0)
 			break;
 	}
 	if (s->used >= s->max)
 		return -2;
-	s->key[i] = id;
-	s->fp[i] = fp;
+	s->e[i].key = id;
+	s->e[i].fp = fp;
 	s->used++;
 	return 0;
 }
@@ -92,8 +91,8 @@ tally_statsd_dec_init(struct tally_statsd_dec *d, const char *device_tag, unsign
 void
 tally_statsd_dec_forget(struct tally_statsd_dec *d)
 {
-	memset(d->series.key, 0, ((size_t)d->series.mask + 1) * sizeof(uint64_t));
-	memset(d->devices.key, 0, ((size_t)d->devices.mask + 1) * sizeof(uint64_t));
+	memset(d->series.e, 0, ((size_t)d->series.mask + 1) * sizeof(d->series.e[0]));
+	memset(d->devices.e, 0, ((size_t)d->devices.mask + 1) * sizeof(d->devices.e[0]));
 	d->series.used = 0;
 	d->devices.used = 0;
 }

@@ -147,9 +147,13 @@ enum { TALLY_STATSD_NAME_SERIES = 1, TALLY_STATSD_NAME_DEVICE = 2 };
  * A set of ids seen, each with a fingerprint of its text (a second 64-bit hash), in memory
  * sized at start: an id seen with another fingerprint is a collision.
  */
+struct tally_statsd_seen_entry {
+	uint64_t key; /* 0: empty */
+	uint64_t fp;  /* beside its key: a probe reads one line */
+};
+
 struct tally_statsd_seen {
-	uint64_t *key;	  /* 0: empty */
-	uint64_t *fp;
+	struct tally_statsd_seen_entry *e;
 	uint32_t mask;	  /* places - 1 (a power of two, twice the most ids) */
 	uint32_t used;
 	uint32_t max;	  /* the most ids it takes */
