@@ -128,6 +128,7 @@ struct gen_conf {
 	const char *values_path;
 	const char *quantiles_list;
 	bool statsd;
+	bool statsd_plain;
 	double statsd_rate;
 	uint64_t statsd_tags;
 	uint64_t statsd_bad;
@@ -232,6 +233,9 @@ static const struct gen_option gen_options[] = {
 	 "value / R, a timer's value round(1 / R) times (--totals says so)"},
 	{"statsd-tags", GEN_OPT_U64, GEN_OFF(statsd_tags), 0, GEN_STATSD_TAGS, "N",
 	 "statsd: N tags t<k>:v<k> on every line, written last first (tally sorts them)"},
+	{"statsd-plain", GEN_OPT_FLAG, GEN_OFF(statsd_plain), 0, 0, NULL,
+	 "statsd: Etsy's plain lines, no tags at all (no host tag: tally's device is the "
+	 "sender's address; for daemons that refuse DogStatsD tags); not with --totals, --expect"},
 	{"statsd-bad", GEN_OPT_U64, GEN_OFF(statsd_bad), 0, 1e12, "N",
 	 "statsd: N lines tally must refuse, spread over the datagrams and cycling through "
 	 "reasons (counted in the summary as statsd:<reason>)"},
@@ -663,8 +667,13 @@ parse_args(int argc, char **argv, struct gen_conf *conf, struct gen_net *net, bo
 	if (conf->statsd && conf->malformed > 0)
 		opt_fail("malformed", "v1 faults: not with --statsd (see --statsd-bad)");
 	if (!conf->statsd && (opt_seen(seen, "statsd-rate") || opt_seen(seen, "statsd-tags") ||
-			      opt_seen(seen, "statsd-bad")))
-		opt_fail("statsd-rate", "--statsd-rate, --statsd-tags and --statsd-bad need --statsd");
+			      opt_seen(seen, "statsd-bad") || conf->statsd_plain))
+		opt_fail("statsd-rate", "--statsd-rate, --statsd-tags, --statsd-plain and --statsd-bad "
+			 "need --statsd");
+	if (conf->statsd_plain && (conf->statsd_tags > 0 || conf->totals_path != NULL ||
+				   conf->expect_path != NULL))
+		opt_fail("statsd-plain", "no tags, so the device is the sender's address: not with "
+			 "--statsd-tags, --totals or --expect");
 	if (!(conf->statsd_rate > 0))
 		opt_fail("statsd-rate", "must be in (0, 1]");
 	parse_generator(conf);
@@ -1216,9 +1225,10 @@ statsd_payload(struct gen_state *st, uint8_t *p, uint64_t device, uint16_t nrec)
 	/* UDP's largest payload over the IP version in use */
 	size_t n = 0, cap = st->net.v6 ? 65535 - GEN_UDP_HDR_LEN
 				       : 65535 - GEN_IPV4_HDR_LEN - GEN_UDP_HDR_LEN;
-	int tl = snprintf(tags, sizeof(tags), "|#host:d%" PRIu64, device);
+	int tl = conf->statsd_plain ? 0 : snprintf(tags, sizeof(tags), "|#host:d%" PRIu64, device);
 	uint16_t r;
 
+	tags[tl] = '\0';
 	tl += statsd_tags(conf, tags + tl, sizeof(tags) - (size_t)tl);
 	if (conf->statsd_rate < 1)
 		snprintf(rate, sizeof(rate), "|@%.17g", conf->statsd_rate);

@@ -22,6 +22,7 @@
 #include "tally_cluster.h"
 #include "tally_ddsketch.h"
 #include "tally_hll.h"
+#include "tally_statsd.h"
 
 #define Q_NAME "tally-query"
 #define Q_DEFAULT_REDIS "127.0.0.1:6379"
@@ -39,6 +40,7 @@
 
 /* Where tally writes the metric catalog: field the decimal id, value "NAME UNIT KIND". */
 #define Q_CATALOG_KEY "tally:catalog"
+#define Q_NAMES_KEY "tally:names" /* statsd series: metric id -> text */
 
 /* quantile's --q when not given, and the most quantiles one --q may ask for. */
 #define Q_DEFAULT_QUANTILES "0.5,0.9,0.99,0.999"
@@ -112,6 +114,7 @@ struct q_stats {
 
 struct q_metric {
 	uint32_t metric;
+	char *series; /* a statsd series: its text (the field names), else NULL */
 	struct q_stats st;
 };
 
@@ -174,6 +177,7 @@ struct q_args {
 	uint64_t device;
 	uint32_t metric;
 	const char *metric_name; /* METRIC given as a name: resolved through the catalog */
+	char *series;		 /* a statsd series: its text, which names its fields; or NULL */
 	struct q_catalog cat;	 /* commands that take Q_NAMES: read after connecting */
 	uint64_t from;
 	bool has_to;
@@ -798,17 +802,35 @@ reply_is_pairs(const redisReply *r)
 	return true;
 }
 
-/* Parse a hash field name "<metric>:<stat>"; -EINVAL for other fields such as "window". */
+/*
+ * Parse a hash field name "<metric>:<stat>": the metric's decimal id, or a statsd series'
+ * text (`api.latency{env:prod}:count`: the stat follows the last ':'; the metric id is the
+ * text's hash, and *series points at the text, else NULL). -EINVAL for other fields such as
+ * "window" or an applied mark.
+ */
 static int
-parse_metric_field(const char *s, size_t len, uint32_t *metric, enum q_field *which)
+parse_metric_field(const char *s, size_t len, uint32_t *metric, enum q_field *which,
+		   const char **series, size_t *series_len)
 {
-	const char *colon = memchr(s, ':', len);
-	size_t slen;
+	const char *colon = s + len;
+	size_t slen, nlen;
 	uint64_t m;
 	int f;
 
-	if (colon == NULL || parse_u64(s, (size_t)(colon - s), UINT32_MAX, &m) != 0)
+	while (colon > s && colon[-1] != ':')
+		colon--;
+	if (colon == s)
 		return -EINVAL;
+	colon--;
+	nlen = (size_t)(colon - s);
+	*series = NULL;
+	if (parse_u64(s, nlen, UINT32_MAX, &m) != 0) {
+		if (nlen == 0)
+			return -EINVAL;
+		m = tally_statsd_metric_id(s, nlen);
+		*series = s;
+		*series_len = nlen;
+	}
 	slen = len - (size_t)(colon + 1 - s);
 	for (f = 0; f < Q_NB_FIELDS; f++) {
 		if (strlen(q_field_names[f]) == slen &&
@@ -846,11 +868,24 @@ parse_stat_value(enum q_field f, const char *s, size_t len, struct q_stats *st)
 /* Parse one field/value pair of a window hash into st; -EINVAL when it is not a metric stat. */
 static int
 parse_metric_pair(const redisReply *field, const redisReply *value, uint32_t *metric,
-		  enum q_field *which, struct q_stats *st)
+		  enum q_field *which, struct q_stats *st, const char **series, size_t *series_len)
 {
-	if (parse_metric_field(field->str, field->len, metric, which) != 0)
+	if (parse_metric_field(field->str, field->len, metric, which, series, series_len) != 0)
 		return -EINVAL;
 	return parse_stat_value(*which, value->str, value->len, st);
+}
+
+/* The longest field name: a statsd series' text (1,024 bytes at most) and `:sketch`. */
+#define Q_FIELD_MAX (TALLY_STATSD_SERIES_MAX + 16)
+
+/* The window hash field of the metric asked for: `<id>:<stat>`, or `<series text>:<stat>`. */
+static void
+metric_field(const struct q_args *a, const char *stat, char *buf, size_t size)
+{
+	if (a->series != NULL)
+		snprintf(buf, size, "%s:%s", a->series, stat);
+	else
+		snprintf(buf, size, "%" PRIu32 ":%s", a->metric, stat);
 }
 
 /* Fold one window's fields into a running total: counts and sums add, min/max fold. */
@@ -1144,6 +1179,24 @@ catalog_json(const struct q_catalog *cat, uint32_t metric)
 		printf("null");
 }
 
+/* "  series TEXT" after "metric M" in a header line, for a statsd series. */
+static void
+series_header(const struct q_args *a)
+{
+	if (a->series != NULL)
+		printf("  series %s", a->series);
+}
+
+/* ,"series":"TEXT" for a statsd series. */
+static void
+series_json(const struct q_args *a)
+{
+	if (a->series != NULL) {
+		printf(",\"series\":");
+		json_string(a->series, strlen(a->series));
+	}
+}
+
 /* "  name N  unit U" after "metric M" in a header line ("-" when the catalog gives none). */
 static void
 catalog_header(const struct q_catalog *cat, uint32_t metric)
@@ -1369,10 +1422,15 @@ fold_metric_pairs(const redisReply *r, struct q_metric **metrics, size_t *nb)
 		enum q_field f;
 		uint32_t metric;
 		struct q_metric *m;
+		const char *series;
+		size_t slen = 0;
 
-		if (parse_metric_pair(r->element[i], r->element[i + 1], &metric, &f, &st) != 0)
+		if (parse_metric_pair(r->element[i], r->element[i + 1], &metric, &f, &st, &series,
+				      &slen) != 0)
 			continue;
 		m = metric_find_or_add(metrics, nb, metric);
+		if (series != NULL && m->series == NULL)
+			m->series = q_strndup(series, slen);
 		stats_fold(&m->st, &st, f);
 	}
 }
@@ -1464,6 +1522,10 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 		printf(",\"metrics\":[");
 		for (i = 0; i < nb; i++) {
 			printf("%s{\"metric\":%" PRIu32, i ? "," : "", metrics[i].metric);
+			if (metrics[i].series != NULL) {
+				printf(",\"series\":");
+				json_string(metrics[i].series, strlen(metrics[i].series));
+			}
 			if (names)
 				catalog_json(&a->cat, metrics[i].metric);
 			json_stats(&metrics[i].st, (1u << Q_NB_FIELDS) - 1);
@@ -1493,7 +1555,10 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 				*c++ = has_w ? q_asprintf("%" PRIu64, wstart) : NULL;
 				*c++ = has_w ? q_strndup(wtime, strlen(wtime)) : NULL;
 			}
-			*c++ = q_asprintf("%" PRIu32, metrics[i].metric);
+			/* a statsd series by its text, as its fields are named */
+			*c++ = metrics[i].series != NULL ? q_strndup(metrics[i].series,
+								     strlen(metrics[i].series))
+							 : q_asprintf("%" PRIu32, metrics[i].metric);
 			if (names) {
 				catalog_cells(&a->cat, metrics[i].metric, &c[0], &c[1]);
 				c += 2;
@@ -1504,6 +1569,8 @@ cmd_latest(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 		}
 		table_print(&t);
 	}
+	for (i = 0; i < nb; i++)
+		free(metrics[i].series);
 	free(metrics);
 	if (wr != NULL)
 		freeReplyObject(wr);
@@ -1599,9 +1666,11 @@ range_print(const struct q_conf *conf, const struct q_args *a, const struct q_wi
 		printf("]\n");
 		return;
 	}
-	if (names && !conf->csv) {
+	if ((names || a->series != NULL) && !conf->csv) {
 		printf("device %" PRIu64 "  metric %" PRIu32, a->device, a->metric);
-		catalog_header(&a->cat, a->metric);
+		series_header(a);
+		if (names)
+			catalog_header(&a->cat, a->metric);
 		putchar('\n');
 	}
 	table_init(&t, conf, head, names && conf->csv ? 9 : 7);
@@ -1642,12 +1711,11 @@ cmd_range(struct q_redis *q, const struct q_conf *conf, const struct q_args *a)
 
 		for (i = start; i < end; i++) {
 			const char *argv[2 + Q_NB_FIELDS] = {"HMGET", keys.v[i].name};
-			char fields[Q_NB_FIELDS][32];
+			char fields[Q_NB_FIELDS][Q_FIELD_MAX];
 			int f;
 
 			for (f = 0; f < Q_NB_FIELDS; f++) {
-				snprintf(fields[f], sizeof(fields[f]), "%" PRIu32 ":%s", a->metric,
-					 q_field_names[f]);
+				metric_field(a, q_field_names[f], fields[f], sizeof(fields[f]));
 				argv[2 + f] = fields[f];
 			}
 			q_cmd_argv(&cmds[i - start], 2 + Q_NB_FIELDS, argv);
@@ -1862,8 +1930,11 @@ totals_add_window(struct q_series_map *map, uint64_t device, const redisReply *r
 		struct q_series *s;
 		enum q_field f;
 		uint32_t metric;
+		const char *series;
+		size_t slen;
 
-		if (parse_metric_pair(r->element[i], r->element[i + 1], &metric, &f, &st) != 0 ||
+		if (parse_metric_pair(r->element[i], r->element[i + 1], &metric, &f, &st, &series,
+				      &slen) != 0 ||
 		    f == Q_LAST)
 			continue;
 		s = series_find_or_add(map, device, metric);
@@ -2157,6 +2228,7 @@ quantile_print(const struct q_conf *conf, const struct q_args *a, const struct q
 	if (conf->json) {
 		json_devices(m);
 		printf(",\"metric\":%" PRIu32, a->metric);
+		series_json(a);
 		if (names)
 			catalog_json(&a->cat, a->metric);
 		printf(",\"windows\":%zu", m->keys);
@@ -2177,6 +2249,7 @@ quantile_print(const struct q_conf *conf, const struct q_args *a, const struct q
 	if (!conf->csv) {
 		label = spans_text(m->run, m->nruns, true);
 		printf("%s  metric %" PRIu32, label, a->metric);
+		series_header(a);
 		if (names)
 			catalog_header(&a->cat, a->metric);
 		printf("  windows %zu", m->keys);
@@ -2257,12 +2330,11 @@ cmd_quantile(struct q_redis *q, const struct q_conf *conf, const struct q_args *
 		for (i = start; i < end; i++) {
 			/* The sketch first, then the fields Q_COUNT .. Q_MAX. */
 			const char *argv[3 + Q_MAX + 1] = {"HMGET", keys.v[i].name};
-			char fields[Q_MAX + 2][32];
+			char fields[Q_MAX + 2][Q_FIELD_MAX];
 
-			snprintf(fields[0], sizeof(fields[0]), "%" PRIu32 ":sketch", a->metric);
+			metric_field(a, "sketch", fields[0], sizeof(fields[0]));
 			for (f = Q_COUNT; f <= Q_MAX; f++)
-				snprintf(fields[1 + f], sizeof(fields[1 + f]), "%" PRIu32 ":%s",
-					 a->metric, q_field_names[f]);
+				metric_field(a, q_field_names[f], fields[1 + f], sizeof(fields[1 + f]));
 			for (f = 0; f < Q_MAX + 2; f++)
 				argv[2 + f] = fields[f];
 			q_cmd_argv(&cmds[i - start], 3 + Q_MAX + 1, argv);
@@ -2355,6 +2427,7 @@ distinct_print(const struct q_conf *conf, const struct q_args *a, const struct q
 	if (conf->json) {
 		json_devices(m);
 		printf(",\"metric\":%" PRIu32, a->metric);
+		series_json(a);
 		if (names)
 			catalog_json(&a->cat, a->metric);
 		printf(",\"keys\":%zu,\"distinct\":%" PRIu64 "}\n", m->keys, estimate);
@@ -2363,6 +2436,7 @@ distinct_print(const struct q_conf *conf, const struct q_args *a, const struct q
 	if (!conf->csv) {
 		label = spans_text(m->run, m->nruns, true);
 		printf("%s  metric %" PRIu32, label, a->metric);
+		series_header(a);
 		if (names)
 			catalog_header(&a->cat, a->metric);
 		putchar('\n');
@@ -2656,9 +2730,30 @@ span_cmp(const void *a, const void *b)
 	return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
+/* A statsd device's name: the value of a tag (at most 200 bytes) or an address. */
+#define Q_DEVICE_NAME_MAX 200
+
 /*
- * --devices: device ids and ranges A-B (A <= B), comma-separated, kept as sorted spans that
- * neither overlap nor touch. Exits with a usage error naming the item.
+ * DEVICE: an id (digits), or a statsd device's name (`web1`, `198.18.0.7`: its id is 2^63 +
+ * the top 63 bits of its MurmurHash64A, as tally gives it).
+ */
+static uint64_t
+parse_arg_device(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len > 0 && strspn(s, "0123456789") == len)
+		return parse_arg_u64("DEVICE", s, UINT64_MAX);
+	if (len == 0 || len > Q_DEVICE_NAME_MAX)
+		q_exit(Q_EXIT_USAGE, "DEVICE: '%s' is neither a device id nor a statsd device's "
+		       "name (1 to %d bytes)", s, Q_DEVICE_NAME_MAX);
+	return tally_statsd_device_id(s, len);
+}
+
+/*
+ * --devices: device ids and ranges A-B (A <= B), or statsd device names, comma-separated,
+ * kept as sorted spans that neither overlap nor touch. Exits with a usage error naming the
+ * item.
  */
 static void
 parse_arg_devices(const char *list, struct q_args *a)
@@ -2679,6 +2774,9 @@ parse_arg_devices(const char *list, struct q_args *a)
 		dash = memchr(p, '-', len);
 		if (dash == NULL && parse_u64(p, len, UINT64_MAX, &s->lo) == 0)
 			s->hi = s->lo;
+		else if (len > 0 && strspn(p, "0123456789-") < len && len <= Q_DEVICE_NAME_MAX)
+			/* a statsd device by its name (a name with a '-' and a digit-only side too) */
+			s->lo = s->hi = tally_statsd_device_id(p, len);
 		else if (dash == NULL || parse_u64(p, (size_t)(dash - p), UINT64_MAX, &s->lo) ||
 			 parse_u64(dash + 1, (size_t)(p + len - dash - 1), UINT64_MAX, &s->hi) ||
 			 s->lo > s->hi)
@@ -2696,8 +2794,8 @@ parse_arg_devices(const char *list, struct q_args *a)
 }
 
 /*
- * METRIC: an id (digits), or a name to look up in tally:catalog once connected (what a
- * catalog name may be: 1 to 64 of A-Z a-z 0-9 _ . : / -).
+ * METRIC: an id (digits), or a name to look up once connected: in tally:catalog, else a
+ * statsd series' text in tally:names (`api.latency` or `api.latency{env:prod,region:eu}`).
  */
 static void
 parse_arg_metric(const char *s, struct q_args *a)
@@ -2708,36 +2806,85 @@ parse_arg_metric(const char *s, struct q_args *a)
 		a->metric = (uint32_t)parse_arg_u64("METRIC", s, UINT32_MAX);
 		return;
 	}
-	if (len == 0 || len > TALLY_CATALOG_NAME_MAX ||
-	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/-") != len)
+	if (len == 0 || len > TALLY_STATSD_SERIES_MAX)
 		q_exit(Q_EXIT_USAGE, "METRIC: '%s' is neither a metric id in [0, %" PRIu32 "] nor "
-		       "a name (1 to %d of A-Z a-z 0-9 _ . : / -)", s, UINT32_MAX,
-		       TALLY_CATALOG_NAME_MAX);
+		       "a name (a catalog name, or a statsd series of 1 to %d bytes)", s,
+		       UINT32_MAX, TALLY_STATSD_SERIES_MAX);
 	a->metric_name = s;
 }
 
-/* A METRIC given as a name becomes the id tally:catalog gives it. */
-static void
-resolve_metric(struct q_args *a)
+/* The text tally:names gives a statsd series' metric id, or NULL (to be freed). */
+static char *
+statsd_series_text(struct q_redis *q, uint32_t metric)
+{
+	char id[16];
+	struct q_cmd cmd;
+	redisReply *r;
+	char *text = NULL;
+
+	snprintf(id, sizeof(id), "%" PRIu32, metric);
+	q_cmd_format(&cmd, Q_NAMES_KEY, strlen(Q_NAMES_KEY), "HGET %s %s", Q_NAMES_KEY, id);
+	r = q_run(q, "HGET", &cmd);
+	if (r->type == REDIS_REPLY_STRING)
+		text = q_strndup(r->str, r->len);
+	else if (r->type != REDIS_REPLY_NIL)
+		q_exit(Q_EXIT_ERROR, Q_NAMES_KEY " is not tally's (HGET: not a string)");
+	freeReplyObject(r);
+	return text;
+}
+
+/* Whether the device asked for (DEVICE or one of --devices) is a statsd device. */
+static bool
+args_statsd_device(const struct q_args *a)
 {
 	size_t i;
 
-	if (a->metric_name == NULL)
+	if (a->has_device && (a->device & TALLY_STATSD_DEVICE_BIT))
+		return true;
+	for (i = 0; i < a->ndevices; i++)
+		if (a->devices[i].hi & TALLY_STATSD_DEVICE_BIT)
+			return true;
+	return false;
+}
+
+/*
+ * A METRIC given as a name becomes the id tally:catalog gives it, or a statsd series' (its
+ * text's hash, as tally:names has it). A metric id of a statsd device is named by its text
+ * in the window's fields, when tally:names has one.
+ */
+static void
+resolve_metric(struct q_redis *q, struct q_args *a)
+{
+	size_t i;
+
+	if (a->metric_name == NULL) {
+		if (args_statsd_device(a))
+			a->series = statsd_series_text(q, a->metric);
 		return;
-	if (a->cat.error != NULL)
-		q_exit(Q_EXIT_ERROR, "METRIC: '%s' is not a metric id, and " Q_CATALOG_KEY
-		       " cannot be read: %s", a->metric_name, a->cat.error);
-	if (!a->cat.present)
-		q_exit(Q_EXIT_USAGE, "METRIC: '%s' is not a metric id, and Redis has no "
-		       Q_CATALOG_KEY " to find the name in", a->metric_name);
-	for (i = 0; i < a->cat.n; i++) {
+	}
+	for (i = 0; a->cat.present && i < a->cat.n; i++) {
 		if (strcmp(a->cat.e[i].name, a->metric_name) == 0) {
 			a->metric = a->cat.e[i].id;
 			return;
 		}
 	}
+	a->metric = tally_statsd_metric_id(a->metric_name, strlen(a->metric_name));
+	a->series = statsd_series_text(q, a->metric);
+	if (a->series != NULL && strcmp(a->series, a->metric_name) == 0)
+		return;
+	free(a->series);
+	a->series = NULL;
+	if (a->cat.error != NULL)
+		q_exit(Q_EXIT_ERROR, "METRIC: '%s' is not a metric id nor a statsd series in "
+		       Q_NAMES_KEY ", and " Q_CATALOG_KEY " cannot be read: %s", a->metric_name,
+		       a->cat.error);
+	if (!a->cat.present)
+		q_exit(Q_EXIT_USAGE, "METRIC: '%s' is not a metric id nor a statsd series in "
+		       Q_NAMES_KEY ", and Redis has no " Q_CATALOG_KEY " to find the name in",
+		       a->metric_name);
 	q_exit(Q_EXIT_USAGE, "METRIC: '%s' is not a name in " Q_CATALOG_KEY " (%zu metrics; "
-	       "see tally-query catalog)", a->metric_name, a->cat.n);
+	       "see tally-query catalog) nor a statsd series in " Q_NAMES_KEY, a->metric_name,
+	       a->cat.n);
 }
 
 /* Options given as text, checked against the command that takes them. */
@@ -2781,8 +2928,8 @@ parse_command_args(const struct q_command *cmd, char **argv, int argc, const str
 	if (argc >= 1) {
 		/* top's only argument is a count; it shares the slot of DEVICE. */
 		a->has_device = true;
-		a->device = parse_arg_u64(cmd->run == cmd_top ? "N" : "DEVICE", argv[0],
-					  UINT64_MAX);
+		a->device = cmd->run == cmd_top ? parse_arg_u64("N", argv[0], UINT64_MAX)
+						: parse_arg_device(argv[0]);
 	}
 	if (argc >= 2)
 		parse_arg_metric(argv[1], a);
@@ -2979,7 +3126,7 @@ run:
 	q_open(q, &conf);
 	if (cmd->takes & Q_NAMES) {
 		catalog_read(q, &args.cat);
-		resolve_metric(&args);
+		resolve_metric(q, &args);
 	}
 	rc = cmd->run(q, &conf, &args);
 	q_close(q);
@@ -2988,6 +3135,7 @@ run:
 	free(args.q);
 	free(args.cat.e);
 	free(args.cat.error);
+	free(args.series);
 	if (fflush(stdout) != 0)
 		q_exit(Q_EXIT_ERROR, "cannot write output: %s", strerror(errno));
 	return rc;

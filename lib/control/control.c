@@ -13,6 +13,7 @@
 #include <rte_mbuf.h>
 
 #include "tally_app.h"
+#include "tally_names.h"
 
 /* Every field tally_stats_foreach() gives: the counter lists, 4 more, 6 per worker. */
 #define STATS_FIELDS_MAX                                                                           \
@@ -121,6 +122,11 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 	t->ctl.c[TALLY_CC_spool_skipped] = app->spool.st.skipped;
 	t->ctl.c[TALLY_CC_spool_set_aside] = app->spool.st.set_aside;
 	t->ctl.c[TALLY_CC_unwritten_records] = app->dlv.st.unwritten_records;
+	if (app->names != NULL) {
+		t->ctl.c[TALLY_CC_statsd_names_kept] = app->names->count;
+		t->ctl.c[TALLY_CC_statsd_names_full] = app->names->full;
+		t->ctl.c[TALLY_CC_statsd_names_other] = app->names->other;
+	}
 	t->ctl.c[TALLY_CC_dlq_written] = app->dlq.written;
 	t->ctl.c[TALLY_CC_dlq_errors] = app->dlq.errors;
 	t->ctl.c[TALLY_CC_dlq_rotations] = app->dlq.pcap.rotations;
@@ -292,13 +298,28 @@ write_catalog(struct tally_app *app)
 	catalog_simple(app, "EXEC", NULL);
 }
 
+/* HSET tally:names <metric id> <series>, or tally:devices <device id> <name>. */
+static void
+hset_name(struct tally_app *app, uint64_t key, const char *text, uint16_t len)
+{
+	/* a series' key is its metric id (below 2^32), a device's its id (2^63 and up) */
+	const char *h = key < (1ull << 32) ? NAMES_KEY : DEVICES_KEY;
+	char id[24];
+	const char *argv[4] = {"HSET", h, id, text};
+	size_t argvlen[4] = {4, strlen(h), 0, len};
+
+	argvlen[2] = (size_t)snprintf(id, sizeof(id), "%" PRIu64, key);
+	tally_sink_command_on(app->sink, h, 4, argv, argvlen);
+}
+
 /*
- * New statsd names from the workers' rings: HSET tally:names <metric id> <series> and
- * tally:devices <device id> <name> (the sink thread's). Bounded per call; a name is written
- * once per worker that sees it (the same value again: harmless).
+ * New statsd names from the workers' rings into the sink thread's names, all of them: before
+ * a window that arrived is written (its series were named before it closed), so its fields
+ * are named by them. A name with no room left goes to Redis at once when it can (its
+ * series' fields are `#<id>`); the others wait for write_names().
  */
 static unsigned int
-write_names(struct tally_app *app)
+take_names(struct tally_app *app)
 {
 	static struct tally_name_msg msg;
 	unsigned int n = 0;
@@ -307,16 +328,29 @@ write_names(struct tally_app *app)
 	for (i = 0; i < app->nworkers; i++) {
 		struct rte_ring *r = app->workers[i].names;
 
-		while (r != NULL && n < 256 && rte_ring_sc_dequeue_elem(r, &msg, sizeof(msg)) == 0) {
-			const char *key = msg.what == TALLY_STATSD_NAME_SERIES ? NAMES_KEY : DEVICES_KEY;
-			char id[24];
-			const char *argv[4] = {"HSET", key, id, msg.text};
-			size_t argvlen[4] = {4, strlen(key), 0, msg.len};
-
-			argvlen[2] = (size_t)snprintf(id, sizeof(id), "%" PRIu64, msg.id);
-			tally_sink_command_on(app->sink, key, 4, argv, argvlen);
+		while (r != NULL && rte_ring_sc_dequeue_elem(r, &msg, sizeof(msg)) == 0) {
+			if (tally_names_add(app->names, msg.id, msg.text, msg.len) == -2 &&
+			    tally_sink_available(app->sink))
+				hset_name(app, msg.id, msg.text, msg.len);
 			n++;
 		}
+	}
+	return n;
+}
+
+/* The names kept and not yet in Redis: tally:names and tally:devices. Bounded per call. */
+static unsigned int
+write_names(struct tally_app *app)
+{
+	unsigned int n = 0;
+	const char *text;
+	uint64_t key;
+	uint16_t len;
+
+	while (app->names != NULL && n < 256 && tally_names_next(app->names, &key, &text, &len)) {
+		hset_name(app, key, text, len);
+		tally_names_written(app->names);
+		n++;
 	}
 	return n;
 }
@@ -399,6 +433,8 @@ sink_main(void *arg)
 			tally_delivery_add(&app->dlv, h.table, h.start_ms);
 			work++;
 		}
+		if (app->names != NULL)
+			work += take_names(app);
 		/*
 		 * Shutdown ran out of time, or a second signal said not to wait: what Redis did
 		 * not take is spooled (or lost), and Redis is not tried again, so the stop takes

@@ -22,11 +22,17 @@
 #include <rte_ring_elem.h>
 
 #include "tally_app.h"
+#include "tally_names.h"
 #include "tally_auth.h"
 
 #define MBUF_CACHE 256
 #define EXC_RING_SIZE 1024
 #define NAMES_RING_SIZE 1024 /* statsd names waiting for the sink thread, per worker */
+/*
+ * The sink thread keeps the names of statsd series and devices (their Redis fields are named
+ * by them): at most 2 x --statsd-series names, this many bytes of them per --statsd-series.
+ */
+#define NAMES_BYTES_PER_SERIES 192
 #define DLQ_RING_MIN UINT64_C(1024)
 #define DLQ_RING_MAX UINT64_C(65536)
 #define TABLE_RING_SIZE 8 /* more than TALLY_WORKER_TABLES: enqueues never fail */
@@ -318,6 +324,7 @@ sink_thread_init(struct tally_app *app, char *err, size_t errlen)
 		.spool = app->spool_on ? &app->spool : NULL,
 		.replay = app->replay,
 		.partial_id = app->partial_id,
+		.names = app->names,
 		/* two merge tables stay free for the windows being merged at a boundary */
 		.queue_max = app->nmerge > 3 ? app->nmerge - 3 : 0,
 		.sort_scratch = app->sort_scratch,
@@ -386,6 +393,15 @@ human(uint64_t bytes, char *buf, size_t len)
  * thousand times too big must be a one-line error at once, not minutes of zeroing memory
  * and then the kernel's OOM killer on the whole host.
  */
+/* The sink thread's statsd names (struct tally_names and its memory). */
+static uint64_t
+names_memsize(const struct tally_config *c)
+{
+	return c->statsd_port == 0 ? 0
+				   : tally_names_memsize(2 * (uint32_t)c->statsd_series,
+							 c->statsd_series * NAMES_BYTES_PER_SERIES);
+}
+
 static int
 memory_check(struct tally_app *app, char *err, size_t errlen)
 {
@@ -408,7 +424,8 @@ memory_check(struct tally_app *app, char *err, size_t errlen)
 				  : (uint64_t)app->nworkers *
 					    (sizeof(struct tally_statsd_dec) +
 					     tally_statsd_seen_memsize((uint32_t)c->statsd_series) +
-					     (uint64_t)NAMES_RING_SIZE * sizeof(struct tally_name_msg));
+					     (uint64_t)NAMES_RING_SIZE * sizeof(struct tally_name_msg)) +
+					    names_memsize(c);
 	uint64_t need = tables + sort + pool + rings + statsd;
 	uint64_t have = c->max_memory_mb > 0 ? c->max_memory_mb << 20 : heap_free() + mem_available();
 	char b[7][16];
@@ -581,7 +598,18 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		     (unsigned long)c->table_series);
 		goto undo;
 	}
+	if (c->statsd_port != 0) {
+		app->names = calloc(1, sizeof(*app->names) + names_memsize(c));
+		if (app->names == NULL ||
+		    tally_names_init(app->names, app->names + 1, 2 * (uint32_t)c->statsd_series,
+				     c->statsd_series * NAMES_BYTES_PER_SERIES) != 0) {
+			fail(err, errlen, "cannot allocate the statsd names (--statsd-series %" PRIu64
+			     ")", c->statsd_series);
+			goto undo;
+		}
+	}
 	sc = (struct tally_sink_conf){
+		.names = app->names,
 		.host = c->redis_host,
 		.port = c->redis_port,
 		.flush_batch = c->flush_batch,
@@ -656,6 +684,8 @@ tally_app_free(struct tally_app *app)
 	app->to_sink = app->from_sink = NULL;
 	free(app->sort_scratch);
 	app->sort_scratch = NULL;
+	free(app->names);
+	app->names = NULL;
 	if (app->spool_on)
 		tally_spool_close(&app->spool);
 	app->spool_on = 0;

@@ -64,6 +64,8 @@ struct tally_app {
 	/* The sink thread: owns sink, spool and dlv; control hands it windows through rings. */
 	struct tally_delivery dlv;
 	struct tally_sort_key *sort_scratch; /* the sink thread's, for sorting window tables */
+	/* statsd: the names of series and devices (the sink thread's), NULL when off */
+	struct tally_names *names;
 	struct rte_ring *to_sink;   /* struct tally_window_handoff: complete windows */
 	struct rte_ring *from_sink; /* their tables, written or spooled */
 	pthread_t sink_tid;

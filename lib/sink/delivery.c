@@ -99,7 +99,7 @@ spool_held(struct tally_delivery *d, uint32_t i, int may_keep)
 		tally_table_sort_fast(t, d->conf.sort_scratch);
 	else
 		tally_table_sort(t);
-	rc = tally_spool_append(sp, d->q[i].start, d->conf.partial_id, t);
+	rc = tally_spool_append(sp, d->q[i].start, d->conf.partial_id, t, d->conf.names);
 	if (rc == -EIO) {
 		if (!d->spool_failing)
 			dlv_log(d, 1, "spool %s: a write failed: %s; windows wait in memory", sp->dir,
@@ -166,6 +166,8 @@ replay_step(struct tally_delivery *d)
 		return 1;
 	}
 	tally_table_reset(rt);
+	/* names first: the sink writes the record's statsd series under them */
+	tally_spool_rec_names(&rec, d->conf.names);
 	side = rec.side;
 	for (i = 0; i < rec.nseries; i++) {
 		const struct tally_spool_series *x = &rec.series[i];

@@ -9,9 +9,14 @@
 #include <string.h>
 
 #include "tally_dump.h"
+#include "tally_names.h"
 #include "tally_sink.h"
+#include "tally_statsd.h"
 
 #define TEXT_MAX 32 /* a field or value of a numeric field: `<u32>:count`, %.17g, 20 digits */
+#define SUFFIX_MAX 8 /* `:sketch` */
+#define FIELD_MAX TALLY_ENC_FIELD_MAX
+_Static_assert(FIELD_MAX >= TALLY_STATSD_SERIES_MAX + SUFFIX_MAX, "a series' field fits");
 
 int
 tally_fmt_u64(char *buf, uint64_t v)
@@ -56,6 +61,7 @@ enc_reset(struct tally_encoder *e)
 {
 	e->argc = 0;
 	e->blob_used = 0;
+	e->long_used = 0;
 }
 
 /* Append one argument formatted with fmt; they fit TALLY_ENC_ARG_LEN by construction. */
@@ -76,17 +82,73 @@ enc_arg(struct tally_encoder *e, const char *fmt, ...)
 	e->argc++;
 }
 
-/* A field name `<metric>:<suffix>`. */
-static void
-enc_field(struct tally_encoder *e, uint32_t metric, const char *suffix, size_t slen)
+/*
+ * The name series s has in its fields: a statsd series' text (a device id of 2^63 and up,
+ * with names), else the decimal metric id (also a statsd series whose text the sink does not
+ * have; no statsd name is all digits). At *p (tmp, TEXT_MAX, holds the number); its length.
+ */
+static size_t
+series_name(const struct tally_encoder *e, const struct tally_slot *s, char *tmp, const char **p)
 {
-	char *b = e->buf[e->argc];
-	int n = tally_fmt_u64(b, metric);
+	if (e->names != NULL && (s->device_id & TALLY_STATSD_DEVICE_BIT)) {
+		uint16_t len;
+		const char *text = tally_names_find(e->names, s->metric_id, e->names_upto, &len);
 
+		if (text != NULL) {
+			*p = text;
+			return len;
+		}
+	}
+	*p = tmp;
+	return (size_t)tally_fmt_u64(tmp, s->metric_id);
+}
+
+/* Field j of series s, `<name>:<suffix>`, at b (FIELD_MAX); its length. */
+static size_t
+field_text(const struct tally_encoder *e, char *b, const struct tally_slot *s, int j)
+{
+	const char *p;
+	char tmp[TEXT_MAX];
+	size_t n = series_name(e, s, tmp, &p);
+
+	memcpy(b, p, n);
 	b[n++] = ':';
-	memcpy(b + n, suffix, slen);
+	memcpy(b + n, tally_fields[j].suffix, tally_fields[j].len);
+	return n + tally_fields[j].len;
+}
+
+/*
+ * Bytes of e->long_fields the field names of series s take as arguments (a name too long for
+ * an argument's room); a command of TALLY_ENC_METRICS_PER_CMD series always fits.
+ */
+static size_t
+long_names(const struct tally_encoder *e, const struct tally_slot *s)
+{
+	char tmp[TEXT_MAX];
+	const char *p;
+	size_t n = series_name(e, s, tmp, &p) + SUFFIX_MAX;
+
+	return n > TALLY_ENC_ARG_LEN ? n * TALLY_ENC_FIELDS_V2 : 0;
+}
+
+/* Field j of series s as the next argument. */
+static void
+enc_field(struct tally_encoder *e, const struct tally_slot *s, int j)
+{
+	char tmp[TEXT_MAX];
+	const char *p;
+	size_t n = series_name(e, s, tmp, &p), len = n + 1 + tally_fields[j].len;
+	char *b = e->buf[e->argc];
+
+	if (len > TALLY_ENC_ARG_LEN) {
+		b = e->long_fields + e->long_used;
+		e->long_used += (uint32_t)len;
+	}
+	memcpy(b, p, n);
+	b[n] = ':';
+	memcpy(b + n + 1, tally_fields[j].suffix, tally_fields[j].len);
 	e->argv[e->argc] = b;
-	e->argvlen[e->argc] = (size_t)n + slen;
+	e->argvlen[e->argc] = len;
 	e->argc++;
 }
 
@@ -135,6 +197,21 @@ sketches_size(const struct tally_table *t, uint32_t first, uint32_t n)
 	return bytes;
 }
 
+/* Bytes the long field names of series [first, first + n) take (long_names()). */
+static size_t
+long_names_size(const struct tally_encoder *e, const struct tally_table *t, uint32_t first,
+		uint32_t n)
+{
+	size_t bytes = 0;
+	uint32_t i;
+
+	if (e->names == NULL)
+		return 0;
+	for (i = first; i < first + n; i++)
+		bytes += long_names(e, tally_table_at(t, i));
+	return bytes;
+}
+
 #define F_N TALLY_FIELDS_N
 
 /*
@@ -165,10 +242,12 @@ static size_t value_text(char *b, const struct tally_slot *s, int j);
  * written (a rate counted at its longest), with their framing.
  */
 static size_t
-series_bytes(const struct tally_table *t, const struct tally_slot *s)
+series_bytes(const struct tally_encoder *e, const struct tally_table *t,
+	     const struct tally_slot *s)
 {
-	char b[TEXT_MAX], id[20];
-	size_t n = 0, idlen = (size_t)tally_fmt_u64(id, s->metric_id);
+	char b[TEXT_MAX], tmp[TEXT_MAX];
+	const char *p;
+	size_t n = 0, idlen = series_name(e, s, tmp, &p);
 	unsigned int j;
 
 	for (j = 0; j < TALLY_FIELDS_N; j++) {
@@ -256,7 +335,7 @@ enc_series(struct tally_encoder *e, const struct tally_table *t, const struct ta
 	for (j = 0; j < TALLY_FIELDS_N; j++) {
 		if (!enc_has(e->window_s, s->kind, j) || (j == TALLY_FIELD_TS && !v2))
 			continue;
-		enc_field(e, s->metric_id, tally_fields[j].suffix, tally_fields[j].len);
+		enc_field(e, s, (int)j);
 		if (j == TALLY_FIELD_RATE) {
 			e->argvlen[e->argc] = (size_t)tally_fmt_double(e->buf[e->argc],
 								       TALLY_ENC_ARG_LEN,
@@ -392,7 +471,8 @@ tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc_entr
 }
 
 void
-tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out)
+tally_enc_part(const struct tally_encoder *e, const struct tally_table *t, uint32_t pos,
+	       struct tally_enc_entry *out)
 {
 	uint32_t end = device_end(t, pos), n, c, i;
 	size_t bytes = 32;
@@ -402,7 +482,7 @@ tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry
 	out->n = n;
 	out->chunks = (n + TALLY_ENC_METRICS_PER_CMD - 1) / TALLY_ENC_METRICS_PER_CMD;
 	out->bytes = (uint32_t)PAYLOAD_WORST(n, out->chunks);
-	if (out->chunks == 1 && t->side_used == 0)
+	if (out->chunks == 1 && t->side_used == 0 && !(out->device_id & TALLY_STATSD_DEVICE_BIT))
 		return; /* a chunk of counters and gauges: its worst (the assertions above) */
 	/* as many whole chunks as their texts surely fit one payload, at least one */
 	for (c = 0; c < out->chunks; c++) {
@@ -412,7 +492,7 @@ tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry
 		size_t cb = MARK_WORST;
 
 		for (i = from; i < to; i++)
-			cb += series_bytes(t, tally_table_at(t, pos + i));
+			cb += series_bytes(e, t, tally_table_at(t, pos + i));
 		if (c > 0 && bytes + cb > TALLY_ENC_PAYLOAD_MAX)
 			break;
 		bytes += cb;
@@ -431,7 +511,7 @@ tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_
 	struct tally_enc_ref ref = {.first = *pos};
 	uint32_t n = 0, at = *pos, i, k;
 	int args = 6, eargs[TALLY_ENC_ENTRIES_PER_CALL];
-	size_t blobs = 0, eb;
+	size_t blobs = 0, eb, longs = 0, el;
 
 	/*
 	 * Which entries fit one call: by count, by arguments, by the bytes of their sketches
@@ -443,12 +523,15 @@ tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_
 		for (k = 0; k < ent[n].n; k++)
 			eargs[n] += series_args(e, tally_table_at(t, ent[n].first + k), 1);
 		eb = sketches_size(t, ent[n].first, ent[n].n);
+		el = long_names_size(e, t, ent[n].first, ent[n].n);
 		if (n > 0 && ((one_device && ent[n].device_id != ent[0].device_id) ||
 			      args + 4 + eargs[n] > TALLY_ENC_MAX_ARGS ||
-			      blobs + eb > sizeof(e->payload)))
+			      blobs + eb > sizeof(e->payload) ||
+			      longs + el > sizeof(e->long_fields)))
 			break;
 		args += 4 + eargs[n];
 		blobs += eb;
+		longs += el;
 		at = ent[n].first + ent[n].n;
 		n++;
 	}
@@ -482,17 +565,6 @@ tally_encode_merge(struct tally_encoder *e, const struct tally_table *t, uint32_
 	return n;
 }
 
-/* Field j of a series, `<metric>:<suffix>`, at b; its length. */
-static size_t
-field_text(char *b, uint32_t metric, int j)
-{
-	int n = tally_fmt_u64(b, metric);
-
-	b[n++] = ':';
-	memcpy(b + n, tally_fields[j].suffix, tally_fields[j].len);
-	return (size_t)n + tally_fields[j].len;
-}
-
 /* The applied mark of a chunk, `_applied:<partial id>[:<chunk>]` (as tally_merge2 makes it). */
 static size_t
 applied_text(char *b, size_t cap, const char *partial_id, uint32_t chunk)
@@ -508,16 +580,23 @@ static size_t
 put_payload(struct tally_encoder *e, uint8_t *buf, size_t cap, const struct tally_table *t,
 	    const struct tally_enc_entry *en, const char *partial_id)
 {
-	char mark[TALLY_ENC_ID_LEN + 16], f[TEXT_MAX], v[TEXT_MAX];
+	char mark[TALLY_ENC_ID_LEN + 16], f[FIELD_MAX], v[TEXT_MAX];
 	/* the last chunk's mark is the longest (the most digits) */
 	size_t marklen = applied_text(mark, sizeof(mark), partial_id, en->chunk + en->chunks - 1);
-	size_t longest = longest_sketch(t, en->first, en->n);
+	size_t longest = longest_sketch(t, en->first, en->n), nl;
 	uint32_t pairs = en->chunks, i;
 	struct tally_dump d;
 	int j;
 
-	for (i = 0; i < en->n; i++)
-		pairs += (uint32_t)series_args(e, tally_table_at(t, en->first + i), 1) / 2;
+	for (i = 0; i < en->n; i++) {
+		const struct tally_slot *s = tally_table_at(t, en->first + i);
+
+		pairs += (uint32_t)series_args(e, s, 1) / 2;
+		/* a statsd series' field names may be long: `:sketch` is the longest suffix */
+		if ((s->device_id & TALLY_STATSD_DEVICE_BIT) &&
+		    (nl = field_text(e, f, s, TALLY_FIELD_SKETCH)) > longest)
+			longest = nl;
+	}
 	if (marklen > longest)
 		longest = marklen;
 	tally_dump_begin(&d, buf, cap, pairs, tally_dump_small(pairs, longest > 24 ? longest : 24));
@@ -529,7 +608,7 @@ put_payload(struct tally_encoder *e, uint8_t *buf, size_t cap, const struct tall
 
 			if (!enc_has(e->window_s, s->kind, (unsigned int)j))
 				continue;
-			fl = field_text(f, s->metric_id, j);
+			fl = field_text(e, f, s, j);
 			if (j == TALLY_FIELD_RATE) {
 				vl = (size_t)tally_fmt_double(v, TEXT_MAX, s->sum / e->window_s);
 				tally_dump_pair(&d, f, fl, v, vl);
@@ -562,7 +641,7 @@ tally_encode_put(struct tally_encoder *e, const struct tally_table *t, uint32_t 
 	uint32_t n = 0, at = *pos, i;
 
 	while (at < t->series && n < TALLY_ENC_ENTRIES_PER_CALL) {
-		tally_enc_part(t, at, &ent[n]);
+		tally_enc_part(e, t, at, &ent[n]);
 		if (n > 0 && ((one_device && ent[n].device_id != ent[0].device_id) ||
 			      used + ent[n].bytes > sizeof(e->payload)))
 			break;
@@ -617,27 +696,47 @@ part_find(const struct tally_table *t, const struct tally_enc_entry *en, uint32_
 	return -1;
 }
 
-/* Field `<metric>:<suffix>`: which metric and suffix, or 0 for another field. */
+/*
+ * Field `<name>:<suffix>` of a series of device dev: which metric and suffix, or 0 for
+ * another field. A series' name is its decimal metric id, or a statsd series' text (its
+ * metric id the text's hash); only the name this encoder gives the series is its own (a
+ * field another writer named otherwise stays as it is, never folded twice).
+ */
 static int
-field_parse(const char *f, size_t len, uint32_t *metric, int *j)
+field_parse(const struct tally_encoder *e, uint64_t dev, const char *f, size_t len,
+	    uint32_t *metric, int *j)
 {
+	const int named = e->names != NULL && (dev & TALLY_STATSD_DEVICE_BIT);
+	struct tally_slot s = {.device_id = dev};
+	const char *mine;
+	char tmp[TEXT_MAX];
+	size_t i = 0, pl = 0;
 	uint64_t m = 0;
-	size_t i = 0;
 	int k;
 
+	while (pl < len && f[len - 1 - pl] != ':')
+		pl++;
+	if (pl == len || pl == len - 1)
+		return 0;
+	for (k = 0; k < F_N; k++)
+		if (pl == tally_fields[k].len && memcmp(f + len - pl, tally_fields[k].suffix, pl) == 0)
+			break;
+	if (k == F_N)
+		return 0;
+	len -= pl + 1; /* the name */
 	while (i < len && i < 11 && f[i] >= '0' && f[i] <= '9')
 		m = m * 10 + (uint64_t)(f[i++] - '0');
-	if (i == 0 || i >= len || f[i] != ':' || m > UINT32_MAX || (f[0] == '0' && i > 1))
+	if (i == 0 || i != len || m > UINT32_MAX || (f[0] == '0' && i > 1)) {
+		if (!named)
+			return 0;
+		m = tally_statsd_metric_id(f, len);
+	}
+	s.metric_id = (uint32_t)m;
+	if (named && (series_name(e, &s, tmp, &mine) != len || memcmp(mine, f, len) != 0))
 		return 0;
-	i++;
-	for (k = 0; k < F_N; k++)
-		if (len - i == tally_fields[k].len &&
-		    memcmp(f + i, tally_fields[k].suffix, tally_fields[k].len) == 0) {
-			*metric = (uint32_t)m;
-			*j = k;
-			return 1;
-		}
-	return 0;
+	*metric = (uint32_t)m;
+	*j = k;
+	return 1;
 }
 
 /*
@@ -818,7 +917,7 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 		  void *ctx)
 {
 	struct tally_enc_fold *fo = &e->fold;
-	char prefix[TALLY_ENC_ID_LEN + 16], f[TEXT_MAX], v[TEXT_MAX];
+	char prefix[TALLY_ENC_ID_LEN + 16], f[FIELD_MAX], v[TEXT_MAX];
 	struct tally_enc_ref ref = {.first = pos, .entries = 1};
 	struct tally_enc_entry en;
 	struct tally_dump d;
@@ -828,7 +927,7 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 	const char *val;
 	int j, k, rc = 0;
 
-	tally_enc_part(t, pos, &en);
+	tally_enc_part(e, t, pos, &en);
 	ref.chunks = en.chunks;
 	if (old->n > TALLY_ENC_FOLD_PAIRS)
 		return TALLY_FOLD_TOO_BIG;
@@ -846,7 +945,7 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 			longest = old->field_len[i];
 		if (old->value_len[i] > longest)
 			longest = old->value_len[i];
-		if (field_parse(old->field[i], old->field_len[i], &metric, &j)) {
+		if (field_parse(e, en.device_id, old->field[i], old->field_len[i], &metric, &j)) {
 			if ((k = part_find(t, &en, metric)) >= 0) {
 				fo->at[k][j] = (int32_t)i;
 				fo->of[i] = k * 8 + j;
@@ -896,10 +995,18 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 	if (skip == all)
 		return TALLY_FOLD_NONE;
 	/* The folded key: old's fields in their order, the part's new fields, its new marks. */
-	for (i = 0; i < en.n; i++)
-		if (folding(skip, i) && tally_table_at(t, en.first + i)->kind == TALLY_KIND_HISTOGRAM &&
-		    fo->sk_len[i] > longest)
+	for (i = 0; i < en.n; i++) {
+		const struct tally_slot *s = tally_table_at(t, en.first + i);
+
+		if (!folding(skip, i))
+			continue;
+		if (s->kind == TALLY_KIND_HISTOGRAM && fo->sk_len[i] > longest)
 			longest = fo->sk_len[i];
+		/* a statsd series' new fields: its name may be long (`:sketch` the longest) */
+		if ((s->device_id & TALLY_STATSD_DEVICE_BIT) &&
+		    (len = field_text(e, f, s, TALLY_FIELD_SKETCH)) > longest)
+			longest = len;
+	}
 	pairs = old->n;
 	for (i = 0; i < en.n; i++)
 		for (j = 0; j < F_N && folding(skip, i); j++)
@@ -927,7 +1034,7 @@ tally_encode_swap(struct tally_encoder *e, const struct tally_table *t, uint32_t
 		for (j = 0; j < F_N && folding(skip, i); j++) {
 			if (fo->at[i][j] >= 0 || (fo->keep[i] & (1u << j)))
 				continue;
-			len = field_text(f, s->metric_id, j);
+			len = field_text(e, f, s, j);
 			marklen = folded_value(v, fo, i, s, j, &val);
 			tally_dump_pair(&d, f, len, val, marklen);
 		}

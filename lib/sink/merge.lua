@@ -5,7 +5,9 @@
 -- ARGV: TTL (s), window start (ms), applied field (`_applied:<partial id>`), then per device:
 -- chunk k, n, and n arguments: per metric the field/value pairs of its kind, e.g. m:count c
 -- m:sum s m:min mn m:max mx m:last l m:ts t (t: time of `last`, 20-digit ns, so string
--- order is time order), or for a histogram m:count m:sum m:min m:max m:sketch.
+-- order is time order), or for a histogram m:count m:sum m:min m:max m:sketch; m is the
+-- decimal metric id, or a statsd series' text (`api.latency{env:prod}`: the suffix is what
+-- follows the last ':').
 -- Returns one reply per device: 1 merged, 0 already applied, or an error (that device only).
 -- Every read and check comes before the first write of a device: Redis does not roll a
 -- failed script back, so a device either merges whole and is marked applied, or not at all.
@@ -134,7 +136,7 @@ local function fold(win, applied, args, first, last)
   local old = redis.call('HMGET', win, unpack(names))
   local newer = {}
   for i = first, last, 2 do
-    local m, sfx = string.match(args[i], '^(%d+):(%a+)$')
+    local m, sfx = string.match(args[i], '^(.+):(%a+)$')
     local o = old[(i - first) / 2 + 1]
     if sfx == 'ts' then
       newer[m] = not o or args[i + 1] >= o
@@ -143,7 +145,7 @@ local function fold(win, applied, args, first, last)
   local f = {applied, '1'}
   for i = first, last, 2 do
     local field, v = args[i], args[i + 1]
-    local m, sfx = string.match(field, '^(%d+):(%a+)$')
+    local m, sfx = string.match(field, '^(.+):(%a+)$')
     local o = old[(i - first) / 2 + 1]
     local put = v
     if o then

@@ -17,6 +17,7 @@
 
 #include "tally_auth.h"
 #include "tally_cluster.h"
+#include "tally_names.h"
 #include "tally_sink.h"
 
 /* What a pipelined command was, so its reply can be put down to what it carried. */
@@ -48,12 +49,13 @@ pend_data(uint8_t kind)
 
 /* The entry of the window at pos that a command of this kind carries: a chunk, or a part. */
 static void
-pend_entry(const struct tally_table *t, uint8_t kind, uint32_t pos, struct tally_enc_entry *e)
+pend_entry(const struct tally_encoder *enc, const struct tally_table *t, uint8_t kind,
+	   uint32_t pos, struct tally_enc_entry *e)
 {
 	if (kind == PEND_DATA)
 		tally_enc_entry(t, pos, e);
 	else
-		tally_enc_part(t, pos, e);
+		tally_enc_part(enc, t, pos, e);
 }
 
 /* How a reply is handled. */
@@ -65,7 +67,10 @@ enum reply_class {
 };
 
 #define REFUSED_LOG_MS 5000 /* at most one line per this long about refused writes */
-#define RESP_MAX (TALLY_ENC_MAX_ARGS * (TALLY_ENC_ARG_LEN + 16) + TALLY_ENC_PAYLOAD_MAX + 64)
+/* a command: its arguments, its payloads, its long field names (statsd series' texts) */
+#define RESP_MAX                                                                                   \
+	(TALLY_ENC_MAX_ARGS * (TALLY_ENC_ARG_LEN + 16) + TALLY_ENC_PAYLOAD_MAX +                   \
+	 sizeof(((struct tally_encoder *)0)->long_fields) + 64)
 #define REFUSED_JSON_MAX 16384
 #define TRYAGAIN_MS 20 /* a write to a slot being migrated waits this long before it retries */
 /* Device chunks the last command of a batch may add past --flush-batch (16 parts of 64). */
@@ -517,6 +522,7 @@ tally_sink_create(const struct tally_sink_conf *conf, char *err, size_t errlen)
 	}
 	s->conf = *conf;
 	tally_enc_window(&s->enc, conf->window_ms);
+	s->enc.names = conf->names;
 	snprintf(s->host, sizeof(s->host), "%s", conf->host);
 	s->conf.host = s->host;
 	if ((conf->user && strlen(conf->user) >= sizeof(s->user)) ||
@@ -969,7 +975,7 @@ redo_add(struct tally_sink *s, const struct pend *p, int node)
 	uint32_t i;
 
 	for (i = 0; i < p->entries && s->win != NULL && e.first < s->win->series; i++) {
-		pend_entry(s->win, p->kind, e.first, &e);
+		pend_entry(&s->enc, s->win, p->kind, e.first, &e);
 		e.first += e.n;
 	}
 	redo_at(s, p->first, e.first, node, p->kind == PEND_DATA);
@@ -983,6 +989,8 @@ redo_add(struct tally_sink *s, const struct pend *p, int node)
 static unsigned int
 encode_rows(struct tally_sink *s, uint32_t *pos, int one_device, int fields)
 {
+	unsigned int n;
+
 	if (!s->conf.merge) {
 		s->emit_kind = PEND_DATA;
 		return tally_encode_device(&s->enc, s->win, pos, s->win_start, s->conf.retention_s,
@@ -994,8 +1002,15 @@ encode_rows(struct tally_sink *s, uint32_t *pos, int one_device, int fields)
 					  s->win_id, one_device, emit, s);
 	}
 	s->emit_kind = PEND_PUT;
-	return tally_encode_put(&s->enc, s->win, pos, s->win_start, s->conf.retention_s, s->win_id,
-				one_device, emit, s);
+	n = tally_encode_put(&s->enc, s->win, pos, s->win_start, s->conf.retention_s, s->win_id,
+			     one_device, emit, s);
+	if (n == 0 && *pos < s->win->series) {
+		/* a part whose payload does not fit (long statsd names and full sketches) */
+		s->emit_kind = PEND_DATA;
+		return tally_encode_merge(&s->enc, s->win, pos, s->win_start, s->conf.retention_s,
+					  s->win_id, one_device, emit, s);
+	}
+	return n;
 }
 
 /*
@@ -1040,7 +1055,7 @@ fold_read(struct tally_sink *s, uint32_t pos)
 	const char *argv[2] = {"HGETALL", key};
 	size_t argvlen[2] = {7, 0};
 
-	tally_enc_part(s->win, pos, &e);
+	tally_enc_part(&s->enc, s->win, pos, &e);
 	ref.chunks = e.chunks;
 	argvlen[1] = (size_t)snprintf(key, sizeof(key), "tally:{%" PRIu64 "}:%" PRIu64, e.device_id,
 				      s->win_start);
@@ -1057,7 +1072,7 @@ part_by_fields(struct tally_sink *s, uint32_t pos)
 {
 	struct tally_enc_entry e;
 
-	tally_enc_part(s->win, pos, &e);
+	tally_enc_part(&s->enc, s->win, pos, &e);
 	redo_at(s, pos, pos + e.n, -1, 1);
 }
 
@@ -1241,7 +1256,7 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 			struct tally_enc_entry e;
 			const redisReply *x = i < r->elements ? r->element[i] : NULL;
 
-			pend_entry(s->win, p->kind, pos, &e);
+			pend_entry(&s->enc, s->win, p->kind, pos, &e);
 			if (p->kind == PEND_PUT && x != NULL && x->type == REDIS_REPLY_INTEGER &&
 			    x->integer == 2) {
 				fold_after(s, &e); /* the key exists: fold into it */
@@ -1288,7 +1303,7 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 	if (p->kind == PEND_SWAP && s->win != NULL && pos < s->win->series) {
 		struct tally_enc_entry e;
 
-		tally_enc_part(s->win, pos, &e);
+		tally_enc_part(&s->enc, s->win, pos, &e);
 		/*
 		 * 2: the key changed since it was read; 0 with a part of several chunks: the first
 		 * chunk folded is there now, the others may not be. Read it again either way.
@@ -1312,7 +1327,7 @@ take_reply(struct tally_sink *s, const struct pend *p, const redisReply *r)
 		for (i = 0; i < p->entries && s->win != NULL && pos < s->win->series; i++) {
 			struct tally_enc_entry e;
 
-			pend_entry(s->win, p->kind, pos, &e);
+			pend_entry(&s->enc, s->win, p->kind, pos, &e);
 			refuse_span(s, &e, r->str, r->len);
 			pos = e.first + e.n;
 		}
@@ -1654,6 +1669,8 @@ tally_sink_write_window(struct tally_sink *s, struct tally_table *t, uint64_t st
 	s->win = t;
 	s->win_start = start_ms;
 	s->win_pos = 0;
+	/* the names the window is written with: those kept before it started, to its end */
+	s->enc.names_upto = s->conf.names != NULL ? s->conf.names->arena_used : 0;
 	s->nredo = 0;
 	s->restart = 0;
 	s->fold_next = UINT32_MAX;

@@ -38,6 +38,7 @@ struct tally_delivery_conf {
 	struct tally_spool *spool;  /* NULL: no spool */
 	struct tally_table *replay; /* with a spool: one spooled record at a time, to the sink */
 	const char *partial_id;     /* this run's, for the windows it spools */
+	struct tally_names *names;  /* statsd names: spooled with their windows, kept on replay */
 	uint32_t queue_max;         /* windows held beyond the one being written: then spool */
 	struct tally_sort_key *sort_scratch; /* for tally_table_sort_fast(), or NULL */
 	void (*log)(void *arg, int warning, const char *line);

@@ -10,6 +10,8 @@
 #include "tally_hll.h"
 #include "tally_table.h"
 
+struct tally_names;
+
 /*
  * Metrics per chunk: a device with more is written in chunks of this many, each with an
  * applied mark of its own (`_applied:<partial id>[:<chunk>]`), so whichever write carries a
@@ -28,6 +30,8 @@
 _Static_assert(TALLY_ENC_ARG_LEN > sizeof("tally:{18446744073709551615}:18446744073709551615:hll:"
 					  "4294967295"),
 	       "the longest key fits an argument");
+/* The longest field name: a statsd series' text (TALLY_STATSD_SERIES_MAX) and `:sketch`. */
+#define TALLY_ENC_FIELD_MAX (1024 + 8)
 #define TALLY_ENC_ID_LEN 192 /* `_applied:<instance (<= 64)>:<run start ms>:<pid>:<random>` */
 /*
  * The DUMP payloads of one FCALL (put2's together, swap2's one): below 1 MiB, the least that
@@ -106,6 +110,12 @@ struct tally_encoder {
 	uint8_t payload[TALLY_ENC_PAYLOAD_MAX];
 	uint32_t blob_used; /* plain writes: the sketches and HLLs of a command, in payload */
 	double window_s;    /* tally_enc_window() */
+	/* statsd series' names (their fields are named by their text); NULL: ids only */
+	const struct tally_names *names;
+	size_t names_upto; /* of the window being written: the names it sees (tally_names_find) */
+	/* field names too long for an argument's room (statsd series' texts) of one command */
+	char long_fields[TALLY_ENC_METRICS_PER_CMD * TALLY_ENC_FIELDS_V2 * TALLY_ENC_FIELD_MAX];
+	uint32_t long_used;
 	uint8_t blob[TALLY_HLL_DENSE_SIZE > TALLY_ENC_SKETCH_MAX ? TALLY_HLL_DENSE_SIZE
 								: TALLY_ENC_SKETCH_MAX];
 	struct tally_enc_fold fold;
@@ -238,7 +248,8 @@ void tally_enc_entry(const struct tally_table *t, uint32_t pos, struct tally_enc
  * of their texts. The same table gives the same parts: replies are put down to them by their
  * first series.
  */
-void tally_enc_part(const struct tally_table *t, uint32_t pos, struct tally_enc_entry *out);
+void tally_enc_part(const struct tally_encoder *e, const struct tally_table *t, uint32_t pos,
+		    struct tally_enc_entry *out);
 
 /* The Redis Function library (Lua) that tally_encode_merge() calls. */
 extern const char tally_merge_lua[];
@@ -253,6 +264,8 @@ struct tally_sink;
 
 struct tally_sink_conf {
 	const char *host;
+	/* the names of statsd series, kept by the sink thread (tally_names.h), or NULL */
+	const struct tally_names *names;
 	uint16_t port;
 	uint64_t flush_batch;  /* device chunks (or other commands) per pipelined flush */
 	uint64_t flush_ms;     /* longest wait of a partial batch */

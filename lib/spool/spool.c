@@ -16,7 +16,9 @@
 
 #include "tally_ddsketch.h"
 #include "tally_hll.h"
+#include "tally_names.h"
 #include "tally_spool.h"
+#include "tally_statsd.h"
 
 #define SPOOL_MAGIC 0x31505354u /* "TSP1" */
 #define SPOOL_LOCK "tally.lock"
@@ -29,7 +31,7 @@ struct spool_hdr {
 	uint32_t nseries;
 	uint32_t payload_crc;
 	uint16_t id_len;
-	uint16_t flags; /* SPOOL_F_SIDE: the series are followed by their side state */
+	uint16_t flags; /* SPOOL_F_SIDE, SPOOL_F_NAMES: what follows the series */
 	uint32_t hdr_crc;
 };
 
@@ -39,6 +41,12 @@ struct spool_hdr {
  * before it write flags 0 and no such bytes.
  */
 #define SPOOL_F_SIDE 1
+/*
+ * The names of the record's statsd series (a device id of 2^63 and up) follow the side state,
+ * in their order: per series a u16 length (0: the sink had none) and the text. A record
+ * without statsd series does not set it, and versions before it do not know it.
+ */
+#define SPOOL_F_NAMES 2
 #define SIDE_BLOB_MAX (TALLY_HLL_DENSE_SIZE > 44 + 12 * TALLY_DDS_CAP_MAX                          \
 			       ? TALLY_HLL_DENSE_SIZE                                              \
 			       : 44 + 12 * TALLY_DDS_CAP_MAX)
@@ -364,6 +372,53 @@ side_bytes(const struct tally_table *t, uint32_t first, uint32_t end, uint8_t *s
 	return n;
 }
 
+/* Bytes the names of the statsd series [first, end) of t take (0: none of them statsd's). */
+static uint64_t
+names_bytes(const struct tally_table *t, uint32_t first, uint32_t end,
+	    const struct tally_names *names)
+{
+	uint64_t n = 0;
+	uint32_t i;
+
+	for (i = first; i < end; i++) {
+		const struct tally_slot *sl = tally_table_at(t, i);
+		uint16_t len = 0;
+
+		if (!(sl->device_id & TALLY_STATSD_DEVICE_BIT))
+			continue;
+		if (names == NULL || tally_names_find(names, sl->metric_id, SIZE_MAX, &len) == NULL)
+			len = 0;
+		n += sizeof(uint16_t) + len;
+	}
+	return n;
+}
+
+/* Write those names at p; past them. */
+static uint8_t *
+names_put(uint8_t *p, const struct tally_table *t, uint32_t first, uint32_t end,
+	  const struct tally_names *names)
+{
+	uint32_t i;
+
+	for (i = first; i < end; i++) {
+		const struct tally_slot *sl = tally_table_at(t, i);
+		const char *text = NULL;
+		uint16_t len = 0;
+
+		if (!(sl->device_id & TALLY_STATSD_DEVICE_BIT))
+			continue;
+		if (names != NULL)
+			text = tally_names_find(names, sl->metric_id, SIZE_MAX, &len);
+		if (text == NULL)
+			len = 0;
+		memcpy(p, &len, sizeof(len));
+		if (len > 0)
+			memcpy(p + sizeof(len), text, len);
+		p += sizeof(len) + len;
+	}
+	return p;
+}
+
 /* Bytes the records of series [first, end) take: headers, ids, series, side state. */
 static uint64_t
 rec_bytes(uint32_t nseries, size_t id_len, uint64_t side)
@@ -405,7 +460,7 @@ make_room(struct tally_spool *s, uint64_t need)
 
 int
 tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *partial_id,
-		   const struct tally_table *t)
+		   const struct tally_table *t, const struct tally_names *names)
 {
 	size_t id_len = strlen(partial_id);
 	uint64_t total = 0, start_off;
@@ -424,7 +479,9 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 	/* The table is sorted by device (the sink sorts before writing), so parts are whole. */
 	for (first = 0; first < t->series; first = end) {
 		end = rec_end(t, first);
-		total += rec_bytes(end - first, id_len, side_bytes(t, first, end, blob));
+		total += rec_bytes(end - first, id_len,
+				   side_bytes(t, first, end, blob) +
+					   names_bytes(t, first, end, names));
 	}
 	if (make_room(s, total) != 0) {
 		free(blob);
@@ -442,14 +499,15 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 	for (first = 0; first < t->series; first = end) {
 		struct tally_spool_series *ser;
 		struct spool_hdr *h;
-		uint64_t len, side = 0;
+		uint64_t len, side = 0, nb;
 		uint8_t *rec, *sides;
 		uint32_t i;
 		int wr;
 
 		end = rec_end(t, first);
 		side = side_bytes(t, first, end, blob);
-		len = rec_bytes(end - first, id_len, side);
+		nb = names_bytes(t, first, end, names);
+		len = rec_bytes(end - first, id_len, side + nb);
 		rec = calloc(1, len);
 		if (rec == NULL) {
 			s->st.last_errno = ENOMEM;
@@ -460,7 +518,7 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 		h->window_start = window_start;
 		h->nseries = end - first;
 		h->id_len = (uint16_t)id_len;
-		h->flags = SPOOL_F_SIDE;
+		h->flags = SPOOL_F_SIDE | (nb > 0 ? SPOOL_F_NAMES : 0);
 		h->payload_len = (uint32_t)(len - sizeof(*h));
 		memcpy(rec + sizeof(*h), partial_id, id_len);
 		ser = (struct tally_spool_series *)(rec + sizeof(*h) + id_len);
@@ -488,6 +546,8 @@ tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *par
 			}
 			memcpy(&ser[i - first], &x, sizeof(x));
 		}
+		if (nb > 0)
+			names_put(sides, t, first, end, names);
 		h->payload_crc = tally_crc32c(0, rec + sizeof(*h), h->payload_len);
 		h->hdr_crc = tally_crc32c(0, h, offsetof(struct spool_hdr, hdr_crc));
 		wr = write_all(s->fd, rec, len);
@@ -614,11 +674,16 @@ damaged(struct tally_spool *s, struct tally_spool_iter *it)
 	s->damaged_seq = s->reading_seq;
 }
 
-/* The side state lengths of a record's series add up to exactly the bytes behind them. */
+/*
+ * The side state lengths of a record's series add up to the bytes behind them (exactly, or
+ * with names: the names' lengths, one per statsd series, make up the rest). Sets the record's
+ * side_len, names and names_len.
+ */
 static int
-spool_side_check(const struct tally_spool_rec *rec)
+spool_side_check(struct tally_spool_rec *rec, int with_names)
 {
-	uint64_t n = 0;
+	uint64_t n = 0, left;
+	const uint8_t *p;
 	uint32_t i;
 
 	for (i = 0; i < rec->nseries; i++) {
@@ -631,7 +696,47 @@ spool_side_check(const struct tally_spool_rec *rec)
 			return -EINVAL;
 		n += len;
 	}
-	return n == rec->side_len ? 0 : -EINVAL;
+	rec->names = NULL;
+	rec->names_len = 0;
+	if (!with_names)
+		return n == rec->side_len ? 0 : -EINVAL;
+	rec->names = rec->side + n;
+	rec->names_len = rec->side_len - n;
+	rec->side_len = n;
+	for (p = rec->names, left = rec->names_len, i = 0; i < rec->nseries; i++) {
+		uint16_t len;
+
+		if (!(rec->series[i].device_id & TALLY_STATSD_DEVICE_BIT))
+			continue;
+		if (left < sizeof(len))
+			return -EINVAL;
+		memcpy(&len, p, sizeof(len));
+		if (len > left - sizeof(len))
+			return -EINVAL;
+		p += sizeof(len) + len;
+		left -= sizeof(len) + len;
+	}
+	return left == 0 ? 0 : -EINVAL;
+}
+
+void
+tally_spool_rec_names(const struct tally_spool_rec *rec, struct tally_names *names)
+{
+	const uint8_t *p = rec->names;
+	uint32_t i;
+
+	if (p == NULL || names == NULL)
+		return;
+	for (i = 0; i < rec->nseries; i++) {
+		uint16_t len;
+
+		if (!(rec->series[i].device_id & TALLY_STATSD_DEVICE_BIT))
+			continue;
+		memcpy(&len, p, sizeof(len));
+		if (len > 0)
+			tally_names_add(names, rec->series[i].metric_id, (const char *)p + 2, len);
+		p += sizeof(len) + len;
+	}
 }
 
 int
@@ -666,7 +771,9 @@ tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 		it->off = off + sizeof(h) + h.payload_len;
 		fixed = h.id_len + (uint64_t)h.nseries * sizeof(*rec->series);
 		if (h.payload_len < fixed || (h.flags == 0 && h.payload_len != fixed) ||
-		    (h.flags & ~SPOOL_F_SIDE) != 0 || h.id_len >= sizeof(rec->partial_id) ||
+		    (h.flags & ~(SPOOL_F_SIDE | SPOOL_F_NAMES)) != 0 ||
+		    ((h.flags & SPOOL_F_NAMES) && !(h.flags & SPOOL_F_SIDE)) ||
+		    h.id_len >= sizeof(rec->partial_id) ||
 		    tally_crc32c(0, p + off + sizeof(h), h.payload_len) != h.payload_crc) {
 			damaged(s, it);
 			continue;
@@ -685,7 +792,9 @@ tally_spool_iter_next(struct tally_spool *s, struct tally_spool_iter *it,
 		rec->side = (const uint8_t *)(rec->series + h.nseries);
 		rec->side_len = h.payload_len - fixed;
 		rec->has_side = (h.flags & SPOOL_F_SIDE) != 0;
-		if (rec->has_side && spool_side_check(rec) != 0) {
+		rec->names = NULL;
+		rec->names_len = 0;
+		if (rec->has_side && spool_side_check(rec, (h.flags & SPOOL_F_NAMES) != 0) != 0) {
 			damaged(s, it);
 			continue;
 		}

@@ -8,6 +8,8 @@
 
 #include "tally_table.h"
 
+struct tally_names;
+
 #define TALLY_SPOOL_SEGMENTS 8 /* the size cap is shared by this many segment files */
 #define TALLY_SPOOL_SERIES_PER_REC 1024
 
@@ -98,11 +100,12 @@ uint64_t tally_spool_segments(const struct tally_spool *s);
 
 /*
  * Append a window's aggregates (written to disk before this returns: fdatasync), tagged
- * with the id its Redis merge will use. Returns 0, -ENOSPC when the cap refused it (counted),
+ * with the id its Redis merge will use, with the names its statsd series have in names (may
+ * be NULL), so a replay after a restart writes them under the same names. Returns 0, -ENOSPC when the cap refused it (counted),
  * or -EIO when the file system failed it (st.last_errno says why; nothing of it is kept).
  */
 int tally_spool_append(struct tally_spool *s, uint64_t window_start, const char *partial_id,
-		       const struct tally_table *t);
+		       const struct tally_table *t, const struct tally_names *names);
 
 /* One record read back: a window part with its partial id and series. */
 struct tally_spool_rec {
@@ -113,7 +116,12 @@ struct tally_spool_rec {
 	const uint8_t *side; /* the side state of its histogram and distinct series, in order */
 	uint64_t side_len;
 	int has_side; /* 0: written by a version before side state (kinds 3, 4 are gauges) */
+	const uint8_t *names; /* its statsd series' names (tally_spool_rec_names()), or NULL */
+	uint64_t names_len;
 };
+
+/* Keep the names a record's statsd series carry in names (what the sink writes them with). */
+void tally_spool_rec_names(const struct tally_spool_rec *rec, struct tally_names *names);
 
 /*
  * Read the oldest closed segment (the one being appended is closed first) and call fn for

@@ -37,7 +37,7 @@
 	_(statsd_lines)     /* statsd lines taken (each a record, or one per packed value) */    \
 	_(statsd_refused)   /* statsd lines refused, all reasons (statsd:<reason>) */            \
 	_(statsd_names)     /* new statsd series and device names sent to be written to Redis */ \
-	_(statsd_names_dropped) /* ... not sent: the names ring was full */
+	_(statsd_names_dropped) /* ... not sent yet: the names ring was full (sent again later) */
 
 /* Counters of the control lcore (final stage, sink, exception path). */
 #define TALLY_FOREACH_CONTROL_COUNTER(_)                                                           \
@@ -76,6 +76,9 @@
 	_(spool_skipped)	  /* entries named like segments that are not regular files */     \
 	_(spool_set_aside)	  /* damaged or unknown segments renamed to .bad, not deleted */   \
 	_(unwritten_records) /* records of windows given up at the shutdown deadline (no spool) */ \
+	_(statsd_names_kept) /* gauge: statsd series and device names the sink thread keeps */     \
+	_(statsd_names_full) /* names not kept: 2 x --statsd-series or their bytes reached */      \
+	_(statsd_names_other) /* a name for an id another text already named (the first kept) */  \
 	_(dlq_written)	     /* frames in the dead-letter capture */                               \
 	_(dlq_errors)	     /* frames that could not be written to it */                          \
 	_(dlq_rotations)     /* capture files rotated at --dlq-max-mb */                           \

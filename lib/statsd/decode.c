@@ -42,11 +42,11 @@ seen_init(struct tally_statsd_seen *s, uint64_t *mem, uint32_t max)
 }
 
 /*
- * Whether id (not 0) with fingerprint fp is known: 1 known, 0 new (now added), -1 another
- * text's (a collision), -2 new but the set is full.
+ * Whether id (not 0) with fingerprint fp is known: 1 known, 0 new (now added at *at), -1
+ * another text's (a collision), -2 new but the set is full.
  */
 static int
-seen_check(struct tally_statsd_seen *s, uint64_t id, uint64_t fp)
+seen_check(struct tally_statsd_seen *s, uint64_t id, uint64_t fp, uint32_t *at)
 {
 	uint32_t i = (uint32_t)(id ^ id >> 29) & s->mask;
 
@@ -61,7 +61,17 @@ seen_check(struct tally_statsd_seen *s, uint64_t id, uint64_t fp)
 	s->e[i].key = id;
 	s->e[i].fp = fp;
 	s->used++;
+	*at = i;
 	return 0;
+}
+
+/* Forget the id seen_check() just added at place i (the last of its probe run: no hole). */
+static void
+seen_undo(struct tally_statsd_seen *s, uint32_t i)
+{
+	s->e[i].key = 0;
+	s->e[i].fp = 0;
+	s->used--;
 }
 
 int
@@ -226,8 +236,9 @@ check_id(struct tally_statsd_dec *d, struct tally_statsd_seen *s, int what, uint
 	 const char *text, uint32_t len)
 {
 	/* a metric id may be 0: the set's key is never 0 */
+	uint32_t at = 0;
 	int rc = seen_check(s, what == TALLY_STATSD_NAME_SERIES ? id + 1 : id,
-			    tally_murmur64a(text, len, FP_SEED));
+			    tally_murmur64a(text, len, FP_SEED), &at);
 
 	if (rc == 1)
 		return 0;
@@ -235,8 +246,9 @@ check_id(struct tally_statsd_dec *d, struct tally_statsd_seen *s, int what, uint
 		return 1 + TALLY_STATSD_COLLISION;
 	if (rc == -2)
 		return 1 + TALLY_STATSD_SERIES_FULL;
-	if (d->on_name != NULL)
-		d->on_name(d->ctx, what, id, text, len);
+	/* not taken now (the ring to the sink thread is full): told again at the next line */
+	if (d->on_name != NULL && d->on_name(d->ctx, what, id, text, len) != 0)
+		seen_undo(s, at);
 	return 0;
 }
 

@@ -176,6 +176,16 @@ find(const char *p, const char *end, char c)
 	return q != NULL ? q : end;
 }
 
+/* Whether [p, end) is digits alone (cheap: a name's first byte is rarely a digit). */
+static int
+all_digits(const char *p, const char *end)
+{
+	for (; p < end; p++)
+		if (*p < '0' || *p > '9')
+			return 0;
+	return 1;
+}
+
 #define REFUSE(r) return 1 + TALLY_STATSD_##r
 
 /* The tags of a `#a,b:c` section (without the '#'). */
@@ -275,7 +285,8 @@ tally_statsd_parse_line(const char *p, uint32_t len, unsigned int max_tags,
 		REFUSE(EMPTY_NAME);
 	if (colon - p > TALLY_STATSD_NAME_MAX)
 		REFUSE(TOO_LONG);
-	if (!tally_statsd_text_ok(p, (uint32_t)(colon - p)))
+	/* digits alone name a series by its id in Redis fields: never a statsd name */
+	if (!tally_statsd_text_ok(p, (uint32_t)(colon - p)) || all_digits(p, colon))
 		REFUSE(BAD_NAME);
 	out->name = p;
 	out->name_len = (uint16_t)(colon - p);

@@ -30,7 +30,7 @@ enum tally_statsd_type {
 #define TALLY_FOREACH_STATSD_REASON(_)                                                             \
 	_(NO_COLON, "no_colon")           /* no ':' between a name and a value */                 \
 	_(EMPTY_NAME, "empty_name")       /* nothing before the ':' */                            \
-	_(BAD_NAME, "bad_name")           /* a control byte, or bytes that are not UTF-8 */       \
+	_(BAD_NAME, "bad_name")           /* control bytes, not UTF-8, or digits only */          \
 	_(TOO_LONG, "too_long")           /* a name, tag or series over its bound */              \
 	_(NO_TYPE, "no_type")             /* no '|' and type after the value */                    \
 	_(UNKNOWN_TYPE, "unknown_type")   /* a type other than c g ms h d s */                    \
@@ -165,9 +165,12 @@ struct tally_statsd_dec;
 typedef void (*tally_statsd_emit_fn)(void *ctx, const struct tally_wire_hdr **dg, uint16_t n);
 /* A line refused: its reason, and the line's number in its datagram (from 0). */
 typedef void (*tally_statsd_bad_fn)(void *ctx, unsigned int reason, uint32_t line);
-/* A series or device seen for the first time by this decoder: id and its text. */
-typedef void (*tally_statsd_name_fn)(void *ctx, int what, uint64_t id, const char *text,
-				     uint32_t len);
+/*
+ * A series or device seen for the first time by this decoder: id and its text. Nonzero when
+ * it could not be taken now: the decoder forgets the id, so its next line reports it again.
+ */
+typedef int (*tally_statsd_name_fn)(void *ctx, int what, uint64_t id, const char *text,
+				    uint32_t len);
 
 #define TALLY_STATSD_ARENA (64 * 1024)
 #define TALLY_STATSD_BATCHES 64

@@ -727,7 +727,7 @@ statsd_bad(void *ctx, unsigned int reason, uint32_t line)
 		w->sd_first = reason | (line & 0xffff) << 8;
 }
 
-static void
+static int
 statsd_name(void *ctx, int what, uint64_t id, const char *text, uint32_t len)
 {
 	struct tally_worker *w = ctx;
@@ -738,10 +738,14 @@ statsd_name(void *ctx, int what, uint64_t id, const char *text, uint32_t len)
 	msg.what = (uint16_t)what;
 	msg.len = (uint16_t)len;
 	memcpy(msg.text, text, len);
-	if (w->names != NULL && rte_ring_sp_enqueue_elem(w->names, &msg, sizeof(msg)) == 0)
+	if (w->names == NULL)
+		return 0;
+	if (rte_ring_sp_enqueue_elem(w->names, &msg, sizeof(msg)) == 0) {
 		WC(w, statsd_names)++;
-	else
-		WC(w, statsd_names_dropped)++;
+		return 0;
+	}
+	WC(w, statsd_names_dropped)++;
+	return -1;
 }
 
 int

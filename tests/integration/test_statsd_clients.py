@@ -6,7 +6,8 @@ rates, gauge deltas) and in plain statsd mode (no tags: the device is the sender
 and Debian's python3-statsd (rates, deltas, sets, a pipeline of lines in one datagram). Every
 counter, gauge, timer count/sum/min/max and set count in Redis equals what the clients sent;
 timer quantiles are within the sketch's 1%; a set's distinct count is its members'; tags
-become the series' text (tally:names). Each client's sampling is made to send every sampled
+become the series' text, which names its fields in Redis (HGETALL reads `hs.req{az:a,env:prod}:count`)
+and tally:names; tally-query takes device names and series texts. Each client's sampling is made to send every sampled
 call (Math.random / random.random return 0), so what was sent is known.
 
 Skipped (77) where the clients are not installed (tools/setup-host installs them: the
@@ -143,13 +144,33 @@ def body(ctx):
     names = redis.client.hgetall('tally:names')
     for (_, s) in expect:
         tt.check_eq(names.get(str(metric_id(s))), s, 'tally:names of ' + s)
+    # the window's fields are named by the series' text: HGETALL reads naturally
+    fields = {}
+    for dev in ('node1', PEER):
+        win = redis.client.call('GET', 'tally:{%d}:latest' % device_id(dev))
+        fields[dev] = redis.client.hgetall('tally:{%d}:%s' % (device_id(dev), win))
+    for (dev, series), (count, total, lo, hi) in expect.items():
+        f = fields[dev]
+        tt.check_eq(f.get(series + ':count'), str(count), '%s %s:count' % (dev, series))
+        if total is not None:
+            tt.check_eq(float(f[series + ':sum']), total, '%s %s:sum' % (dev, series))
+            tt.check_eq(float(f[series + ':max']), hi, '%s %s:max' % (dev, series))
+    tt.check_eq(fields['node1'].get('hs.req{az:a,env:prod}:rate'), '%.17g' % (600 / 600),
+                'a counter\'s rate')
+    tt.check(not any(k.split(':')[0].isdigit() for k in fields['node1']),
+             'no field of a statsd device named by an id: %s' % sorted(fields['node1']))
 
     # timers: quantiles within 1% of the exact ones (rank floor(q (n - 1)))
     for dev, series, values in (('node1', 'hs.lat{az:a,env:prod}', range(1, 101)),
                                 (PEER, 'hp.lat', range(1, 101)),
                                 (PEER, 'py.lat', [i + 0.5 for i in range(50)])):
+        # by ids, and by the device's name and the series' text
         j = json.loads(query(ctx, redis, ['--json', 'quantile', '--q', '0.5,0.9,0.99',
                                           device_id(dev), metric_id(series)]))
+        tt.check_eq(j.get('series'), series, 'quantile by ids names the series')
+        tt.check_eq(json.loads(query(ctx, redis, ['--json', 'quantile', '--q',
+                                                  '0.5,0.9,0.99', dev, series])), j,
+                    'quantile by names')
         got = {float(q['q']): q['value'] for q in j['quantiles']}
         for q, v in got.items():
             exact = sorted(values)[int(q * (len(values) - 1))]
@@ -157,8 +178,7 @@ def body(ctx):
                      '%s p%g: %s, exact %s (more than 1%% off)' % (series, q * 100, v, exact))
     # sets: the distinct count of their members
     for (dev, series), n in members.items():
-        j = json.loads(query(ctx, redis, ['--json', 'distinct', device_id(dev),
-                                          metric_id(series)]))
+        j = json.loads(query(ctx, redis, ['--json', 'distinct', dev, series]))
         tt.check_eq(j['distinct'], n, 'distinct members of %s' % series)
 
 

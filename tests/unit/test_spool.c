@@ -11,7 +11,9 @@
 #include "tally_ddsketch.h"
 #include "tally_hll.h"
 #include "test.h"
+#include "tally_names.h"
 #include "tally_spool.h"
+#include "tally_statsd.h"
 
 struct seen {
 	uint64_t records;
@@ -98,8 +100,8 @@ test_append_and_read(void **state)
 		0);
 	assert_int_equal(tally_spool_segments(&s), 0);
 	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), -ENOENT);
-	assert_int_equal(tally_spool_append(&s, 60000, "east:1:x", t), 0);
-	assert_int_equal(tally_spool_append(&s, 120000, "east:1:y", t), 0);
+	assert_int_equal(tally_spool_append(&s, 60000, "east:1:x", t, NULL), 0);
+	assert_int_equal(tally_spool_append(&s, 120000, "east:1:y", t, NULL), 0);
 	assert_int_equal(s.st.windows, 2);
 	assert_int_equal(s.st.records, 4);
 	assert_int_equal(tally_spool_segments(&s), 1);
@@ -115,7 +117,7 @@ test_append_and_read(void **state)
 	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 4);
 	assert_string_equal(seen.ids[3], "east:1:y");
 	/* New appends go to a new segment; removal leaves it. */
-	assert_int_equal(tally_spool_append(&s, 180000, "east:1:z", t), 0);
+	assert_int_equal(tally_spool_append(&s, 180000, "east:1:z", t, NULL), 0);
 	assert_int_equal(tally_spool_segments(&s), 2);
 	assert_int_equal(tally_spool_remove_oldest(&s), 0);
 	assert_int_equal(tally_spool_segments(&s), 1);
@@ -125,6 +127,54 @@ test_append_and_read(void **state)
 	assert_int_equal(tally_spool_remove_oldest(&s), 0);
 	assert_int_equal(tally_spool_segments(&s), 0);
 	assert_int_equal(s.st.bytes, 0);
+	tally_spool_close(&s);
+	test_table_free(raw);
+}
+
+/* Names the records carry, read back into another process' names. */
+static int
+collect_names(void *ctx, const struct tally_spool_rec *r)
+{
+	tally_spool_rec_names(r, ctx);
+	return 0;
+}
+
+/* statsd series travel with their names (the next run writes them under the same ones). */
+static void
+test_names_travel(void **state)
+{
+	static uint64_t mem_a[8192], mem_b[8192];
+	const uint64_t dev = TALLY_STATSD_DEVICE_BIT | 5;
+	struct tally_names a, b;
+	struct tally_spool s;
+	void *raw;
+	struct tally_table *t = test_table_new(64, &raw);
+	const char *text;
+	uint16_t len;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(tally_names_init(&a, mem_a, 16, 4096), 0);
+	assert_int_equal(tally_names_init(&b, mem_b, 16, 4096), 0);
+	tally_table_add(t, 1, tally_hash_device(1), 7, 1, 1, 1); /* v1: no name */
+	tally_table_add(t, dev, tally_hash_device(dev), 11, 1, 2, 1);
+	tally_table_add(t, dev, tally_hash_device(dev), 12, 1, 3, 1); /* named by none */
+	tally_table_add(t, dev, tally_hash_device(dev), 13, 1, 4, 1);
+	tally_table_sort(t);
+	assert_int_equal(tally_names_add(&a, 11, "req{env:prod}", 13), 1);
+	assert_int_equal(tally_names_add(&a, 13, "lat", 3), 1);
+	assert_int_equal(
+		tally_spool_open(&s, &SPOOL_CONF(64 << 20, TALLY_SPOOL_DROP_NEW), err, sizeof(err)),
+		0);
+	assert_int_equal(tally_spool_append(&s, 60000, "n:1", t, &a), 0);
+	assert_int_equal(tally_spool_read_oldest(&s, collect_names, &b), 1);
+	assert_int_equal(b.count, 2);
+	text = tally_names_find(&b, 11, SIZE_MAX, &len);
+	assert_true(text != NULL && len == 13 && memcmp(text, "req{env:prod}", 13) == 0);
+	text = tally_names_find(&b, 13, SIZE_MAX, &len);
+	assert_true(text != NULL && len == 3 && memcmp(text, "lat", 3) == 0);
+	assert_null(tally_names_find(&b, 12, SIZE_MAX, &len));
+	assert_null(tally_names_find(&b, 7, SIZE_MAX, &len));
 	tally_spool_close(&s);
 	test_table_free(raw);
 }
@@ -139,7 +189,7 @@ test_reopen_finds_earlier_segments(void **state)
 	char err[128];
 
 	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
-	assert_int_equal(tally_spool_append(&s, 1000, "a:1", t), 0);
+	assert_int_equal(tally_spool_append(&s, 1000, "a:1", t, NULL), 0);
 	tally_spool_close(&s);
 	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
 	assert_int_equal(tally_spool_segments(&s), 1);
@@ -183,7 +233,7 @@ test_torn_and_flipped(void **state)
 
 	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(64 << 20, 0), err, sizeof(err)), 0);
 	for (i = 0; i < 4; i++)
-		assert_int_equal(tally_spool_append(&s, 1000 * (i + 1), "p:1", t), 0);
+		assert_int_equal(tally_spool_append(&s, 1000 * (i + 1), "p:1", t, NULL), 0);
 	segment_path(&s, path, sizeof(path));
 
 	/* Torn last record (power loss mid-write): the first three are replayed. */
@@ -225,7 +275,7 @@ test_cap_policies(void **state)
 					  sizeof(err)),
 			 0);
 	for (i = 0; i < 10; i++)
-		ok += tally_spool_append(&s, i, "n:1", t) == 0;
+		ok += tally_spool_append(&s, i, "n:1", t, NULL) == 0;
 	assert_int_equal(ok, 5);
 	assert_int_equal(s.st.dropped_new, 5);
 	assert_true(s.st.bytes <= 100 << 10);
@@ -242,9 +292,9 @@ test_cap_policies(void **state)
 						  err, sizeof(err)),
 				 0);
 		for (i = 0; i < 5; i++)
-			assert_int_equal(tally_spool_append(&s, i, "r:1", t), 0);
+			assert_int_equal(tally_spool_append(&s, i, "r:1", t, NULL), 0);
 		assert_int_equal(tally_spool_iter_open(&s, &it), 0);
-		assert_int_equal(tally_spool_append(&s, 99, "r:1", t), -ENOSPC);
+		assert_int_equal(tally_spool_append(&s, 99, "r:1", t, NULL), -ENOSPC);
 		assert_int_equal(s.st.dropped_old, 0);
 		tally_spool_iter_close(&it);
 		tally_spool_close(&s);
@@ -257,7 +307,7 @@ test_cap_policies(void **state)
 					  sizeof(err)),
 			 0);
 	for (i = 0; i < 20; i++)
-		assert_int_equal(tally_spool_append(&s, i, "o:1", t), 0);
+		assert_int_equal(tally_spool_append(&s, i, "o:1", t, NULL), 0);
 	assert_true(s.st.dropped_old > 0);
 	assert_true(s.st.bytes <= 100 << 10);
 	tally_spool_close(&s);
@@ -305,7 +355,7 @@ test_entries_that_are_not_segments(void **state)
 	struct stat sb;
 
 	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
-	assert_int_equal(tally_spool_append(&s, 1000, "a:1", t), 0);
+	assert_int_equal(tally_spool_append(&s, 1000, "a:1", t, NULL), 0);
 	tally_spool_close(&s);
 	/* a directory, a FIFO and a symlink with segment names, after the real segment 1 */
 	entry("spool-00000000000000000002.tsp", p, sizeof(p));
@@ -320,7 +370,7 @@ test_entries_that_are_not_segments(void **state)
 	assert_int_equal(s.st.skipped, 4);
 	assert_int_equal(tally_spool_segments(&s), 1);
 	/* new data never takes one of their names */
-	assert_int_equal(tally_spool_append(&s, 2000, "a:2", t), 0);
+	assert_int_equal(tally_spool_append(&s, 2000, "a:2", t, NULL), 0);
 	assert_int_equal(s.seq, 5);
 	assert_int_equal(tally_spool_segments(&s), 2);
 	/* replay reads the segments only (no hang on the FIFOs), and removes them */
@@ -353,8 +403,8 @@ test_damaged_segments_set_aside(void **state)
 	int fd;
 
 	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(64 << 20, 0), err, sizeof(err)), 0);
-	assert_int_equal(tally_spool_append(&s, 1000, "p:1", t), 0);
-	assert_int_equal(tally_spool_append(&s, 2000, "p:1", t), 0);
+	assert_int_equal(tally_spool_append(&s, 1000, "p:1", t, NULL), 0);
+	assert_int_equal(tally_spool_append(&s, 2000, "p:1", t, NULL), 0);
 	segment_path(&s, path, sizeof(path));
 	damage(path, 0, 0, 100); /* the second record torn */
 	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 1);
@@ -382,7 +432,7 @@ test_damaged_segments_set_aside(void **state)
 	assert_int_equal(stat(bad, &sb), 0);
 	assert_int_equal(sb.st_size, sizeof(junk));
 	/* an intact segment is deleted as before */
-	assert_int_equal(tally_spool_append(&s, 3000, "p:1", t), 0);
+	assert_int_equal(tally_spool_append(&s, 3000, "p:1", t, NULL), 0);
 	segment_path(&s, path, sizeof(path));
 	assert_int_equal(tally_spool_read_oldest(&s, collect, &seen), 1);
 	assert_int_equal(tally_spool_remove_oldest(&s), 0);
@@ -451,7 +501,7 @@ test_side_state(void **state)
 	}
 	tally_table_sort(t);
 	assert_int_equal(tally_spool_open(&s, &SPOOL_CONF(1 << 20, 0), err, sizeof(err)), 0);
-	assert_int_equal(tally_spool_append(&s, 1000, "p:1", t), 0);
+	assert_int_equal(tally_spool_append(&s, 1000, "p:1", t, NULL), 0);
 	assert_int_equal(tally_spool_read_oldest(&s, collect_side, got), 1);
 	assert_int_equal(got[0], 40);
 	assert_int_equal(got[1], 40);
@@ -505,6 +555,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c),
 		cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names_travel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_finds_earlier_segments, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_torn_and_flipped, setup, teardown),

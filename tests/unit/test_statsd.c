@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The statsd / DogStatsD line grammar: every type, rates, tags, packed values, refusals. */
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "tally_hll.h"
+#include "tally_names.h"
 #include "tally_statsd.h"
 
 static struct tally_statsd_line L;
@@ -279,6 +281,7 @@ struct got {
 };
 
 static struct got G;
+static unsigned int refuse_names; /* on_name() refuses this many (a full ring) */
 
 static void
 emit(void *ctx, const struct tally_wire_hdr **dg, uint16_t n)
@@ -311,14 +314,19 @@ bad(void *ctx, unsigned int reason, uint32_t line)
 	G.bad_line[G.nbad++] = line;
 }
 
-static void
+static int
 on_name(void *ctx, int what, uint64_t id, const char *text, uint32_t len)
 {
 	(void)ctx;
+	if (refuse_names > 0) {
+		refuse_names--;
+		return -1; /* a full ring: the decoder tells it again at the next line */
+	}
 	G.name_id[G.nnames] = id;
 	G.name_what[G.nnames] = what;
 	memcpy(G.names[G.nnames], text, len);
 	G.names[G.nnames++][len] = '\0';
+	return 0;
 }
 
 static struct tally_statsd_dec D;
@@ -406,6 +414,20 @@ test_decode(void **state)
 	/* a host tag with no value is refused */
 	assert_int_equal(decode("x:1|c|#host:\n", ip), 0);
 	assert_int_equal(G.bad[0], TALLY_STATSD_BAD_TAG);
+	/* a name of digits alone is refused: digits name a series by its id in Redis fields */
+	assert_int_equal(decode("404:1|c\n4x:1|c\n", ip), 1);
+	assert_int_equal(G.bad[0], TALLY_STATSD_BAD_NAME);
+	/* a name not taken (a full ring) is told again at the next line; the records count */
+	refuse_names = 2;
+	assert_int_equal(decode("fresh:1|c|#host:newhost\n", ip), 1);
+	assert_int_equal(G.nnames, 0);
+	assert_int_equal(G.nrec, 1);
+	assert_int_equal(decode("fresh:2|c|#host:newhost\n", ip), 1);
+	assert_int_equal(G.nnames, 2);
+	assert_true(has_name(TALLY_STATSD_NAME_SERIES, "fresh"));
+	assert_true(has_name(TALLY_STATSD_NAME_DEVICE, "newhost"));
+	assert_int_equal(decode("fresh:3|c|#host:newhost\n", ip), 1);
+	assert_int_equal(G.nnames, 0);
 }
 
 /* Two series texts whose ids collide: the second is refused, counted, never merged. */
@@ -475,6 +497,61 @@ test_reason_names(void **state)
 	assert_string_equal(tally_statsd_reason_name(TALLY_STATSD_NO_COLON), "no_colon");
 }
 
+/* The sink thread's names: kept once, found, bounded, handed to Redis in order. */
+static void
+test_names_kept(void **state)
+{
+	static uint64_t mem[4096];
+	struct tally_names n;
+	const char *text;
+	uint64_t key;
+	uint16_t len;
+	size_t upto;
+
+	(void)state;
+	assert_true(tally_names_memsize(4, 256) <= sizeof(mem));
+	assert_int_equal(tally_names_init(&n, mem, 0, 256), -EINVAL);
+	assert_int_equal(tally_names_init(&n, mem, 4, 256), 0);
+	/* a series (its metric id, 0 included) and a device (2^63 and up) never meet */
+	assert_int_equal(tally_names_add(&n, 0, "req{env:prod}", 13), 1);
+	upto = n.arena_used;
+	assert_int_equal(tally_names_add(&n, TALLY_STATSD_DEVICE_BIT | 0, "web1", 4), 1);
+	assert_int_equal(tally_names_add(&n, 0, "req{env:prod}", 13), 0);
+	assert_int_equal(tally_names_add(&n, 0, "other", 5), -1);
+	assert_int_equal(n.other, 1);
+	text = tally_names_find(&n, 0, SIZE_MAX, &len);
+	assert_non_null(text);
+	assert_int_equal(len, 13);
+	assert_memory_equal(text, "req{env:prod}", 13);
+	text = tally_names_find(&n, TALLY_STATSD_DEVICE_BIT, SIZE_MAX, &len);
+	assert_true(text != NULL && len == 4 && memcmp(text, "web1", 4) == 0);
+	/* a window that started before the device was named does not see it */
+	assert_null(tally_names_find(&n, TALLY_STATSD_DEVICE_BIT, upto, &len));
+	assert_non_null(tally_names_find(&n, 0, upto, &len));
+	assert_null(tally_names_find(&n, 7, SIZE_MAX, &len));
+	/* to Redis in the order they came, once */
+	assert_int_equal(tally_names_next(&n, &key, &text, &len), 1);
+	assert_int_equal(key, 0);
+	tally_names_written(&n);
+	assert_int_equal(tally_names_next(&n, &key, &text, &len), 1);
+	assert_true(key == TALLY_STATSD_DEVICE_BIT && len == 4);
+	tally_names_written(&n);
+	assert_int_equal(tally_names_next(&n, &key, &text, &len), 0);
+	tally_names_rewrite(&n);
+	assert_int_equal(tally_names_next(&n, &key, &text, &len), 1);
+	/* bounded: by count, and by bytes */
+	assert_int_equal(tally_names_add(&n, 1, "a", 1), 1);
+	assert_int_equal(tally_names_add(&n, 2, "b", 1), 1);
+	assert_int_equal(tally_names_add(&n, 3, "c", 1), -2);
+	assert_int_equal(n.full, 1);
+	assert_int_equal(n.count, 4);
+	assert_int_equal(tally_names_init(&n, mem, 4, 64), 0);
+	assert_int_equal(tally_names_add(&n, 1, "0123456789012345678901234567890123456789", 40),
+			 1);
+	assert_int_equal(tally_names_add(&n, 2, "0123456789", 10), -2);
+	assert_null(tally_names_find(&n, 2, SIZE_MAX, &len));
+}
+
 int
 main(void)
 {
@@ -484,6 +561,7 @@ main(void)
 		cmocka_unit_test(test_packed),	    cmocka_unit_test(test_names),
 		cmocka_unit_test(test_numbers),	    cmocka_unit_test(test_reason_names),
 		cmocka_unit_test(test_decode),	    cmocka_unit_test(test_decode_collision),
+		cmocka_unit_test(test_names_kept),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
