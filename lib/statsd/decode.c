@@ -95,6 +95,7 @@ tally_statsd_dec_init(struct tally_statsd_dec *d, const char *device_tag, unsign
 	d->ctx = ctx;
 	d->nbatch = 0;
 	d->arena_used = 0;
+	d->last_dev_len = 0;
 	return 0;
 }
 
@@ -105,6 +106,7 @@ tally_statsd_dec_forget(struct tally_statsd_dec *d)
 	memset(d->devices.e, 0, ((size_t)d->devices.mask + 1) * sizeof(d->devices.e[0]));
 	d->series.used = 0;
 	d->devices.used = 0;
+	d->last_dev_len = 0;
 }
 
 void
@@ -230,7 +232,10 @@ line_ids(struct tally_statsd_dec *d, const uint8_t *src, uint8_t src_len, uint32
 	return 0;
 }
 
-/* Check one id against its seen-set; 0, or 1 + reason. New ones are reported. */
+/*
+ * Check one id against its seen-set: 0 (in the set), -1 (new, reported, but not kept: the
+ * report was not taken), or 1 + reason. New ones are reported.
+ */
 static int
 check_id(struct tally_statsd_dec *d, struct tally_statsd_seen *s, int what, uint64_t id,
 	 const char *text, uint32_t len)
@@ -247,8 +252,10 @@ check_id(struct tally_statsd_dec *d, struct tally_statsd_seen *s, int what, uint
 	if (rc == -2)
 		return 1 + TALLY_STATSD_SERIES_FULL;
 	/* not taken now (the ring to the sink thread is full): told again at the next line */
-	if (d->on_name != NULL && d->on_name(d->ctx, what, id, text, len) != 0)
+	if (d->on_name != NULL && d->on_name(d->ctx, what, id, text, len) != 0) {
 		seen_undo(s, at);
+		return -1;
+	}
 	return 0;
 }
 
@@ -264,13 +271,21 @@ take_line(struct tally_statsd_dec *d, const uint8_t *src, uint8_t src_len, uint6
 
 	if (rc != 0)
 		return rc;
-	device_id = tally_statsd_device_id(d->device_text, dev_len);
+	if (dev_len == d->last_dev_len && memcmp(d->device_text, d->last_dev, dev_len) == 0) {
+		device_id = d->last_dev_id; /* the last line's: hashed and checked then */
+	} else {
+		device_id = tally_statsd_device_id(d->device_text, dev_len);
+		rc = check_id(d, &d->devices, TALLY_STATSD_NAME_DEVICE, device_id, d->device_text,
+			      dev_len);
+		if (rc > 0)
+			return rc;
+		d->last_dev_len = rc == 0 ? (uint16_t)dev_len : 0;
+		memcpy(d->last_dev, d->device_text, dev_len);
+		d->last_dev_id = device_id;
+	}
 	metric_id = tally_statsd_metric_id(d->series_text, ser_len);
-	rc = check_id(d, &d->devices, TALLY_STATSD_NAME_DEVICE, device_id, d->device_text, dev_len);
-	if (rc == 0)
-		rc = check_id(d, &d->series, TALLY_STATSD_NAME_SERIES, metric_id, d->series_text,
-			      ser_len);
-	if (rc != 0)
+	rc = check_id(d, &d->series, TALLY_STATSD_NAME_SERIES, metric_id, d->series_text, ser_len);
+	if (rc > 0)
 		return rc;
 	n = l->type == TALLY_STATSD_SET ? 1 : l->nvalues;
 	h = batch_for(d, device_id, time_ns, n);

@@ -193,6 +193,10 @@ struct tally_statsd_dec {
 	char device_text[64];
 	char src_text[48]; /* the datagram's sender as text (0 long: not written yet) */
 	uint16_t src_text_len;
+	/* the last line's device, known to the seen-set: a datagram's lines mostly share one */
+	uint16_t last_dev_len; /* 0: none */
+	char last_dev[64];
+	uint64_t last_dev_id;
 	uint8_t arena[TALLY_STATSD_ARENA] __attribute__((aligned(64)));
 };
 

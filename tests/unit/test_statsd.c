@@ -207,6 +207,25 @@ test_names(void **state)
 	REFUSED("bad\xc0\x80:1|c", BAD_NAME); /* overlong NUL */
 	REFUSED("bad\xed\xa0\x80:1|c", BAD_NAME); /* a UTF-16 surrogate */
 	REFUSED("bad\xe2\x82:1|c", BAD_NAME);     /* cut short */
+	/* text_ok() takes 8 printable bytes at a time: every byte of a long name is looked at */
+	for (i = 0; i < 40; i++) {
+		static const char bad[] = {0x01, 0x1f, 0x7f, (char)0x80, (char)0xff};
+		char name[48];
+		unsigned int k;
+
+		memset(name, 'a', sizeof(name));
+		assert_int_equal(tally_statsd_text_ok(name, 40), 1);
+		for (k = 0; k < sizeof(bad); k++) {
+			name[i] = bad[k];
+			assert_int_equal(tally_statsd_text_ok(name, 40), 0);
+		}
+		name[i] = ' ';
+		assert_int_equal(tally_statsd_text_ok(name, 40), 1);
+		name[i] = '~';
+		assert_int_equal(tally_statsd_text_ok(name, 40), 1);
+		memcpy(name + i, "\xc2\xb0", 2); /* UTF-8 amid ASCII */
+		assert_int_equal(tally_statsd_text_ok(name, 41), 1);
+	}
 	REFUSED("tab\tname:1|c", BAD_NAME);
 	REFUSED("del\x7f:1|c", BAD_NAME);
 	line[0] = '\0';
