@@ -316,7 +316,7 @@ hset_name(struct tally_app *app, uint64_t key, const char *text, uint16_t len)
  * New statsd names from the workers' rings into the sink thread's names, all of them: before
  * a window that arrived is written (its series were named before it closed), so its fields
  * are named by them. A name with no room left goes to Redis at once when it can (its
- * series' fields are `#<id>`); the others wait for write_names().
+ * series' fields are named by its metric id); the others wait for write_names().
  */
 static unsigned int
 take_names(struct tally_app *app)

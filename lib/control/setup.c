@@ -377,6 +377,15 @@ heap_free(void)
 	return sum;
 }
 
+/* The sink thread's statsd names (the memory behind struct tally_names). */
+static uint64_t
+names_memsize(const struct tally_config *c)
+{
+	return c->statsd_port == 0 ? 0
+				   : tally_names_memsize(2 * (uint32_t)c->statsd_series,
+							 c->statsd_series * NAMES_BYTES_PER_SERIES);
+}
+
 /* "119.5 GiB" or "36 MiB", into buf. */
 static const char *
 human(uint64_t bytes, char *buf, size_t len)
@@ -393,15 +402,6 @@ human(uint64_t bytes, char *buf, size_t len)
  * thousand times too big must be a one-line error at once, not minutes of zeroing memory
  * and then the kernel's OOM killer on the whole host.
  */
-/* The sink thread's statsd names (struct tally_names and its memory). */
-static uint64_t
-names_memsize(const struct tally_config *c)
-{
-	return c->statsd_port == 0 ? 0
-				   : tally_names_memsize(2 * (uint32_t)c->statsd_series,
-							 c->statsd_series * NAMES_BYTES_PER_SERIES);
-}
-
 static int
 memory_check(struct tally_app *app, char *err, size_t errlen)
 {
