@@ -352,7 +352,7 @@ class Tally:
                 s.connect(path)
                 s.recv(16384)  # the greeting
                 s.send(cmd.encode())
-                return json.loads(s.recv(1 << 20).decode()).get(cmd)
+                return json.loads(s.recv(1 << 20).decode()).get(cmd.split(',')[0])
         except (OSError, ValueError):
             return None
 
