@@ -10,29 +10,21 @@
 
 #define FP_SEED 0x5f3759dfull /* the fingerprint's: another hash than the id's */
 
-/* Places of a seen-set of at most max ids: a power of two, at most half full. */
-static uint32_t
-seen_places(uint32_t max)
-{
-	uint32_t places = 16;
-
-	while (places < 2ull * max)
-		places *= 2;
-	return places;
-}
-
 size_t
 tally_statsd_seen_memsize(uint32_t max)
 {
 	/* two sets (series, devices), each a key and a fingerprint a place */
-	return 2 * (size_t)seen_places(max) * 2 * sizeof(uint64_t);
+	return 2 * (size_t)tally_statsd_places(max) * 2 * sizeof(uint64_t);
 }
 
-/* A set of at most max ids in mem (2 * seen_places(max) words); returns the words past it. */
+/*
+ * A set of at most max ids in mem (2 * tally_statsd_places(max) words); returns the words
+ * past it.
+ */
 static uint64_t *
 seen_init(struct tally_statsd_seen *s, uint64_t *mem, uint32_t max)
 {
-	uint32_t places = seen_places(max);
+	uint32_t places = tally_statsd_places(max);
 
 	s->e = (struct tally_statsd_seen_entry *)mem;
 	s->mask = places - 1;

@@ -4,23 +4,14 @@
 #include <string.h>
 
 #include "tally_names.h"
+#include "tally_statsd.h"
 
 #define ENTRY_HDR 10 /* u64 key, u16 length, then the text */
-
-static uint32_t
-places_for(uint32_t max)
-{
-	uint32_t p = 16;
-
-	while (p < 2ull * max)
-		p *= 2;
-	return p;
-}
 
 size_t
 tally_names_memsize(uint32_t max, size_t arena)
 {
-	return (size_t)places_for(max) * sizeof(uint32_t) + ((arena + 7) & ~(size_t)7);
+	return (size_t)tally_statsd_places(max) * sizeof(uint32_t) + ((arena + 7) & ~(size_t)7);
 }
 
 int
@@ -31,7 +22,7 @@ tally_names_init(struct tally_names *n, void *mem, uint32_t max, size_t arena)
 	/* offsets are kept / 8 in 32 bits */
 	if (mem == NULL || max == 0 || max > (1u << 28) || arena > (1ull << 34))
 		return -EINVAL;
-	places = places_for(max);
+	places = tally_statsd_places(max);
 	memset(n, 0, sizeof(*n));
 	n->place = mem;
 	n->mask = places - 1;

@@ -55,6 +55,20 @@ enum tally_statsd_reason {
 /* Stats name of a reason ("no_colon", ...); NULL when out of range. */
 const char *tally_statsd_reason_name(unsigned int reason);
 
+/*
+ * Places of an open-addressed set of at most max keys (the decoder's seen-sets, the sink's
+ * names): a power of two, at least 16, at most half full.
+ */
+static inline uint32_t
+tally_statsd_places(uint32_t max)
+{
+	uint32_t places = 16;
+
+	while (places < 2ull * max)
+		places *= 2;
+	return places;
+}
+
 /* Bounds of a line's parts (bytes; tags per line). */
 #define TALLY_STATSD_NAME_MAX 250
 #define TALLY_STATSD_TAG_MAX 200
