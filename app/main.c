@@ -51,8 +51,11 @@ main(int argc, char **argv)
 	}
 	tally_config_defaults(&app.cfg);
 	rc = tally_config_parse(&app.cfg, app_argc, app_argv, err, sizeof(err));
-	if (rc == 1)
+	if (rc == 1) {
+		if (app.cfg.list_counters)
+			tally_stats_print_table(stdout);
 		return 0;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "tally: %s\n", err);
 		return 2;

@@ -15,6 +15,7 @@
 
 #include "tally_catalog.h"
 #include "tally_config.h"
+#include "tally_metrics.h"
 
 #define INI_SECTION "tally"
 
@@ -29,6 +30,7 @@ enum opt_type {
 	OPT_SHARE,  /* a double in [0, 1] */
 	OPT_HEX,    /* hex bytes into rss_key / rss_key_len */
 	OPT_STR,    /* text of 1 to max characters */
+	OPT_LISTEN, /* ADDR:PORT to listen on (tally_metrics_parse_listen()) */
 };
 
 struct opt {
@@ -157,6 +159,9 @@ static const struct opt opts[] = {
 	 "capture at most this many malformed datagrams at once ..."},
 	{"dlq-rate", OPT_U64, OFF(dlq_rate), "1000", 1, 1u << 24,
 	 "... then this many a second; the rest are counted only"},
+	{"metrics-listen", OPT_LISTEN, OFF(metrics_listen), NULL, 0, 0,
+	 "serve Prometheus / OpenMetrics text at http://ADDR:PORT/metrics on a thread of its own "
+	 "(127.0.0.1:9469, [::1]:9469, :9469 for every IPv4 address); unset: off"},
 	{"exception-rate", OPT_U64, OFF(exception_rate), "1000", 0, 1000000,
 	 "ARP, ping and neighbor solicitation replies a second, as many at once; requests over "
 	 "it get none and count as exception_rate_limited (0 = never reply)"},
@@ -348,6 +353,17 @@ set_opt(struct tally_config *c, const struct opt *o, const char *val, char *err,
 			return fail(err, errlen, "--%s: '%s' is not an IPv6 address", o->name, val);
 		c->has_ipv6 = 1;
 		return 0;
+	case OPT_LISTEN: {
+		struct sockaddr_storage sa;
+		char why[160];
+
+		if (strlen(val) >= TALLY_LISTEN_MAX ||
+		    tally_metrics_parse_listen(val, &sa, why, sizeof(why)) != 0)
+			return fail(err, errlen, "--%s: %s", o->name,
+				    strlen(val) >= TALLY_LISTEN_MAX ? "too long" : why);
+		strcpy((char *)field, val);
+		return 0;
+	}
 	case OPT_PATH:
 		if (*val == '\0' || strlen(val) >= TALLY_PATH_MAX)
 			return fail(err, errlen, "--%s: path is empty or too long", o->name);
@@ -576,7 +592,7 @@ tally_config_usage(FILE *f, const char *prog)
 		[OPT_U64] = "N",     [OPT_U16] = "N",	   [OPT_HOSTPORT] = "HOST:PORT",
 		[OPT_IPV4] = "ADDR", [OPT_IPV6] = "ADDR",  [OPT_PATH] = "FILE",
 		[OPT_ENUM] = "MODE", [OPT_SHARE] = "F",	   [OPT_HEX] = "HEX",
-		[OPT_STR] = "NAME",
+		[OPT_STR] = "NAME",  [OPT_LISTEN] = "ADDR:PORT",
 	};
 	size_t i;
 
@@ -592,6 +608,7 @@ tally_config_usage(FILE *f, const char *prog)
 			fprintf(f, " (default %s)", o->def);
 		fputc('\n', f);
 	}
+	fprintf(f, "  %-28s %s\n", "--counters", "print every counter (kind, unit, help) and exit");
 	fprintf(f, "  %-28s %s\n", "--help", "print this help and exit");
 }
 
@@ -679,6 +696,10 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			tally_config_usage(stdout, argv[0]);
+			return 1;
+		}
+		if (strcmp(a, "--counters") == 0) {
+			c->list_counters = 1;
 			return 1;
 		}
 		if (strncmp(a, "--", 2) == 0 && is_password_opt(a + 2))

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #define TALLY_HOST_MAX 256
+#define TALLY_LISTEN_MAX 80
 #define TALLY_PATH_MAX 1024
 #define TALLY_INSTANCE_MAX 64
 #define TALLY_REDIS_USER_MAX 64
@@ -74,6 +75,8 @@ struct tally_config {
 	uint64_t dlq_burst;
 	uint64_t dlq_rate;
 	uint64_t exception_rate; /* ARP / ICMP / ND replies a second (and at once); 0: none */
+	char metrics_listen[TALLY_LISTEN_MAX]; /* ADDR:PORT of /metrics; empty: off */
+	uint8_t list_counters; /* --counters: print the counter list (parse returned 1) */
 	/* Filled by the parser: options given (command line or INI), by option table index. */
 	uint8_t given[TALLY_CONFIG_MAX_OPTS];
 	/* Options given that have no effect with the others: for the caller to print. */
@@ -93,7 +96,8 @@ void tally_config_defaults(struct tally_config *c);
 /*
  * Parse the application arguments (what follows EAL's "--"). A `--config FILE` among them is
  * read first, so the command line wins over the file. The metric catalog (catalog_file) is
- * loaded once to check it, so a bad one fails here too. Returns 0, 1 when --help was printed,
+ * loaded once to check it, so a bad one fails here too. Returns 0, 1 when --help was printed
+ * (or --counters asked for: list_counters set, for the caller to print),
  * or -1 with a one-line message naming the option (or the file and line) and the problem in
  * err.
  */

@@ -15,10 +15,10 @@
 #include "tally_app.h"
 #include "tally_names.h"
 
-/* Every field tally_stats_foreach() gives: the counter lists, 4 more, 6 per worker. */
+/* Every field tally_stats_foreach() gives: the counter lists and the balance per worker. */
 #define STATS_FIELDS_MAX                                                                           \
-	(TALLY_WC_MAX + TALLY_MALFORMED_MAX + TALLY_STATSD_REASON_MAX + TALLY_CC_MAX + 4 +       \
-	 6 * TALLY_STATS_MAX_WORKERS)
+	(TALLY_WC_MAX + TALLY_MALFORMED_MAX + TALLY_STATSD_REASON_MAX + TALLY_CC_MAX +           \
+	 TALLY_OWN_MAX + TALLY_BALANCE_FIELDS * TALLY_STATS_MAX_WORKERS)
 
 /*
  * tally:catalog is written again this often, so a Redis that was down, flushed or replaced by
@@ -91,6 +91,8 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 		t->ctl.c[TALLY_CC_redis_errors] = ss->errors;
 		t->ctl.c[TALLY_CC_redis_batches] = ss->batches;
 		t->ctl.c[TALLY_CC_flush_lag_ms] = ss->flush_lag_ms;
+		memcpy(t->lag_buckets, ss->lag_buckets, sizeof(t->lag_buckets));
+		t->lag_sum_ms = ss->lag_sum_ms;
 	}
 	t->ctl.c[TALLY_CC_merge_full] = app->merger.lost_records;
 	t->ctl.c[TALLY_CC_side_full] = app->merger.side_full;
@@ -131,10 +133,16 @@ tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 	t->ctl.c[TALLY_CC_dlq_errors] = app->dlq.errors;
 	t->ctl.c[TALLY_CC_dlq_rotations] = app->dlq.pcap.rotations;
 	t->w.c[TALLY_WC_hot_keys] = hot_devices(app);
-	t->rx_missed = app->rx_missed;
-	t->rx_nombuf = app->rx_nombuf;
+	if (app->metrics != NULL) {
+		t->ctl.c[TALLY_CC_metrics_scrapes] = app->metrics->scrapes;
+		t->ctl.c[TALLY_CC_metrics_errors] = app->metrics->errors;
+		t->ctl.c[TALLY_CC_metrics_refused] = app->metrics->refused;
+	}
+	t->own[TALLY_OWN_rx_missed] = app->rx_missed;
+	t->own[TALLY_OWN_rx_nombuf] = app->rx_nombuf;
+	t->own[TALLY_OWN_workers] = app->nworkers;
+	t->own[TALLY_OWN_uptime_s] = (tally_now_ms() - app->start_mono_ms) / 1000u;
 	t->workers = app->nworkers;
-	t->uptime_s = (tally_now_ms() - app->start_mono_ms) / 1000u;
 }
 
 /* Give a merged partial back to its worker, clean. */
@@ -370,24 +378,46 @@ drops_of(const struct tally_stats_totals *t, struct drops *d)
 	d->refused_lost = t->ctl.c[TALLY_CC_redis_refused_lost];
 }
 
+/* The fields of the one-line log, by their names in the counter lists. */
+static const char *const log_fields[] = {
+	"datagrams",	   "records",	     "malformed",    "other",	      "table_full",
+	"rx_missed",	   "windows_flushed", "redis_commands", "redis_errors", "flush_lag_ms",
+	"sink_queue",
+};
+
+struct log_line {
+	char text[512];
+	size_t len;
+};
+
+static void
+log_field(void *ctx, const char *name, uint64_t value)
+{
+	struct log_line *l = ctx;
+	unsigned int i;
+	int n;
+
+	for (i = 0; i < RTE_DIM(log_fields) && strcmp(log_fields[i], name) != 0; i++)
+		;
+	if (i == RTE_DIM(log_fields) || l->len >= sizeof(l->text))
+		return;
+	n = snprintf(l->text + l->len, sizeof(l->text) - l->len, "%s%s=%" PRIu64,
+		     l->len ? " " : "", name, value);
+	if (n > 0)
+		l->len += (size_t)n;
+}
+
 static void
 log_stats(struct tally_app *app)
 {
 	static struct drops last;
 	struct tally_stats_totals t;
+	struct log_line line = {.len = 0};
 	struct drops d;
 
 	tally_app_totals(app, &t);
-	CTL_LOG(app, INFO,
-		"datagrams=%" PRIu64 " records=%" PRIu64 " malformed=%" PRIu64 " other=%" PRIu64
-		" table_full=%" PRIu64 " rx_missed=%" PRIu64 " windows_flushed=%" PRIu64
-		" redis_commands=%" PRIu64 " redis_errors=%" PRIu64 " flush_lag_ms=%" PRIu64
-		" sink_queue=%" PRIu64,
-		t.w.c[TALLY_WC_datagrams], t.w.c[TALLY_WC_records], t.w.c[TALLY_WC_malformed],
-		t.w.c[TALLY_WC_other], t.w.c[TALLY_WC_table_full] + t.ctl.c[TALLY_CC_merge_full],
-		t.rx_missed, t.ctl.c[TALLY_CC_windows_flushed], t.ctl.c[TALLY_CC_redis_commands],
-		t.ctl.c[TALLY_CC_redis_errors], t.ctl.c[TALLY_CC_flush_lag_ms],
-		t.ctl.c[TALLY_CC_sink_queue]);
+	tally_stats_foreach(&t, log_field, &line);
+	CTL_LOG(app, INFO, "%s", line.text);
 	drops_of(&t, &d);
 	/* Loud: data was lost since the last line, and why. */
 	if (d.window_stall != last.window_stall || d.table_full != last.table_full ||

@@ -646,6 +646,8 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	}
 	if (tally_telemetry_register(app) != 0)
 		rte_log(RTE_LOG_WARNING, app->logtype, "TALLY: telemetry commands not registered\n");
+	if (tally_metrics_start(app, err, errlen) != 0)
+		goto undo;
 	return 0;
 
 undo_msg_pool:
@@ -675,6 +677,7 @@ tally_app_free(struct tally_app *app)
 {
 	uint32_t i, j;
 
+	tally_metrics_stop(app);
 	tally_exception_stop(app);
 	tally_delivery_fini(&app->dlv);
 	tally_sink_free(app->sink);

@@ -15,6 +15,7 @@
 #include "tally_config.h"
 #include "tally_delivery.h"
 #include "tally_dlq.h"
+#include "tally_metrics.h"
 #include "tally_port.h"
 #include "tally_reply.h"
 #include "tally_sink.h"
@@ -84,6 +85,8 @@ struct tally_app {
 		uint64_t rate_limited;			   /* over --exception-rate */
 		uint64_t refused[TALLY_REPLY_REFUSAL_MAX]; /* by enum tally_reply_refusal */
 	} exc;
+	struct tally_metrics *metrics; /* --metrics-listen's endpoint, NULL when off */
+	pthread_t metrics_tid;
 	char partial_id[TALLY_HOST_MAX + 32];
 	struct tally_control_stats ctl;
 	/* Partials taken from a worker that found no free merge table yet, oldest first. */
@@ -132,6 +135,13 @@ void tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t)
 
 /* Register the /tally/ telemetry commands (they read app until it is freed). */
 int tally_telemetry_register(struct tally_app *app);
+
+/*
+ * Start / stop the /metrics endpoint of --metrics-listen (nothing when unset): its thread
+ * reads the counters as the telemetry commands do. 0, or -1 with a one-line reason in err.
+ */
+int tally_metrics_start(struct tally_app *app, char *err, size_t errlen);
+void tally_metrics_stop(struct tally_app *app);
 
 /*
  * Monotonic milliseconds (control path only): every interval, timer and deadline, so a

@@ -7,6 +7,8 @@
 #include <rte_telemetry.h>
 
 #include "tally_app.h"
+#include "tally_metrics.h"
+#include "tally_prom.h"
 
 /* Telemetry callbacks take no context argument: the one running app. */
 static const struct tally_app *tel_app;
@@ -86,14 +88,14 @@ worker_fill(struct rte_tel_data *c, uint32_t i, int full)
 	rte_tel_data_add_dict_u64(c, "rx_queues", w->nrxq);
 	if (!full) {
 		for (k = 0; k < sizeof(balance) / sizeof(balance[0]); k++)
-			rte_tel_data_add_dict_u64(c, tally_worker_counter_names[balance[k]],
+			rte_tel_data_add_dict_u64(c, tally_worker_counter_info[balance[k]].name,
 						  w->stats.c[balance[k]]);
 		snprintf(name, sizeof(name), "/tally/worker,%u", i);
 		rte_tel_data_add_dict_string(c, "detail", name);
 		return;
 	}
 	for (k = 0; k < TALLY_WC_MAX; k++)
-		rte_tel_data_add_dict_u64(c, tally_worker_counter_names[k], w->stats.c[k]);
+		rte_tel_data_add_dict_u64(c, tally_worker_counter_info[k].name, w->stats.c[k]);
 	for (k = 0; k < TALLY_MALFORMED_MAX; k++) {
 		snprintf(name, sizeof(name), "malformed:%s", tally_malformed_name(k));
 		add_u64(&f, name, w->stats.malformed[k]);
@@ -143,6 +145,22 @@ tel_worker(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/* A port's NIC counters, as the counter list names them. */
+static int
+port_sample(const struct tally_port_info *p, struct tally_port_sample *s)
+{
+	struct rte_eth_stats st;
+
+	s->name = p->name;
+	s->ok = rte_eth_stats_get(p->port_id, &st) == 0;
+	if (!s->ok)
+		return -1;
+#define TALLY_PORT_READ(n, k, u, h, member) s->v[TALLY_PC_##n] = st.member;
+	TALLY_PORT_COUNTERS(TALLY_PORT_READ)
+#undef TALLY_PORT_READ
+	return 0;
+}
+
 static int
 tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
 {
@@ -152,7 +170,8 @@ tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
 	for (i = 0; i < tel_app->nports; i++) {
 		const struct tally_port_info *p = &tel_app->ports[i];
 		struct rte_tel_data *c = rte_tel_data_alloc();
-		struct rte_eth_stats st;
+		struct tally_port_sample s;
+		unsigned int k;
 		char name[80];
 
 		if (c == NULL)
@@ -161,14 +180,9 @@ tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
 		rte_tel_data_add_dict_u64(c, "port_id", p->port_id);
 		rte_tel_data_add_dict_u64(c, "rx_queues", p->nb_rxq);
 		rte_tel_data_add_dict_u64(c, "rss", p->rss);
-		if (rte_eth_stats_get(p->port_id, &st) == 0) {
-			rte_tel_data_add_dict_u64(c, "ipackets", st.ipackets);
-			rte_tel_data_add_dict_u64(c, "ibytes", st.ibytes);
-			rte_tel_data_add_dict_u64(c, "rx_missed", st.imissed);
-			rte_tel_data_add_dict_u64(c, "ierrors", st.ierrors);
-			rte_tel_data_add_dict_u64(c, "rx_nombuf", st.rx_nombuf);
-			rte_tel_data_add_dict_u64(c, "opackets", st.opackets);
-		}
+		if (port_sample(p, &s) == 0)
+			for (k = 0; k < TALLY_PC_MAX; k++)
+				rte_tel_data_add_dict_u64(c, tally_port_counter_info[k].name, s.v[k]);
 		snprintf(name, sizeof(name), "%s", p->name);
 		rte_tel_data_add_dict_container(d, name, c, 0);
 	}
@@ -190,4 +204,72 @@ tally_telemetry_register(struct tally_app *app)
 				       "tally ports: queues, RSS, NIC counters") != 0)
 		return -1;
 	return 0;
+}
+
+/* /metrics: every counter as the telemetry commands read them, and the ports'. */
+static size_t
+metrics_render(void *ctx, char *buf, size_t cap, int om)
+{
+	const struct tally_app *app = ctx;
+	struct tally_port_sample ports[TALLY_MAX_PORTS];
+	struct tally_stats_totals t;
+	uint16_t i;
+
+	tally_app_totals(app, &t);
+	for (i = 0; i < app->nports; i++)
+		port_sample(&app->ports[i], &ports[i]);
+	return tally_prom_render(buf, cap, &t, ports, app->nports, om);
+}
+
+int
+tally_metrics_start(struct tally_app *app, char *err, size_t errlen)
+{
+	struct tally_metrics_conf mc = {
+		.body_max = tally_prom_size(app->nworkers, app->nports),
+		.render = metrics_render,
+		.ctx = app,
+	};
+	struct tally_metrics *m;
+	char why[200];
+
+	if (app->cfg.metrics_listen[0] == '\0')
+		return 0;
+	if (tally_metrics_parse_listen(app->cfg.metrics_listen, &mc.addr, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "--metrics-listen: %s", why);
+		return -1;
+	}
+	m = calloc(1, sizeof(*m));
+	if (m == NULL) {
+		snprintf(err, errlen, "--metrics-listen: out of memory");
+		return -1;
+	}
+	if (tally_metrics_open(m, &mc, err, errlen) != 0) {
+		free(m);
+		return -1;
+	}
+	if (rte_ctrl_thread_create(&app->metrics_tid, "tally-metrics", NULL, tally_metrics_main,
+				   m) != 0) {
+		snprintf(err, errlen, "--metrics-listen: cannot start its thread");
+		tally_metrics_close(m);
+		free(m);
+		return -1;
+	}
+	app->metrics = m;
+	rte_log(RTE_LOG_INFO, app->logtype,
+		"TALLY: metrics at http://%s/metrics (port %u; %u connections, replies up to %zu "
+		"KB)\n",
+		app->cfg.metrics_listen, m->port, TALLY_METRICS_CONNS, mc.body_max >> 10);
+	return 0;
+}
+
+void
+tally_metrics_stop(struct tally_app *app)
+{
+	if (app->metrics == NULL)
+		return;
+	app->metrics->stop = 1;
+	pthread_join(app->metrics_tid, NULL);
+	tally_metrics_close(app->metrics);
+	free(app->metrics);
+	app->metrics = NULL;
 }

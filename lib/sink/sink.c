@@ -1840,6 +1840,8 @@ tally_sink_poll(struct tally_sink *s, uint64_t now_ms)
 	s->st.flush_lag_ms = wall > s->win_start + s->conf.window_ms
 				     ? wall - (s->win_start + s->conf.window_ms)
 				     : 0;
+	s->st.lag_buckets[tally_lag_bucket(s->st.flush_lag_ms)]++;
+	s->st.lag_sum_ms += s->st.flush_lag_ms;
 	return done;
 }
 

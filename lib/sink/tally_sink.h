@@ -8,6 +8,7 @@
 
 #include "tally_ddsketch.h"
 #include "tally_hll.h"
+#include "tally_sink_counters.h"
 #include "tally_table.h"
 
 struct tally_names;
@@ -319,6 +320,8 @@ struct tally_sink_stats {
 	uint64_t batches;
 	uint64_t windows_flushed;
 	uint64_t flush_lag_ms;
+	uint64_t lag_buckets[TALLY_LAG_BUCKETS]; /* windows_flushed by their flush_lag_ms */
+	uint64_t lag_sum_ms;
 	uint64_t breaker_state;   /* enum tally_breaker */
 	uint64_t breaker_opens;
 	uint64_t failures;        /* failed flushes and connects */

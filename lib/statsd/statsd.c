@@ -8,7 +8,7 @@
 #include "tally_statsd.h"
 
 static const char *const reason_names[] = {
-#define TALLY_STATSD_REASON_NAME(sym, name) name,
+#define TALLY_STATSD_REASON_NAME(sym, name, help) name,
 	TALLY_FOREACH_STATSD_REASON(TALLY_STATSD_REASON_NAME)
 #undef TALLY_STATSD_REASON_NAME
 };
@@ -17,6 +17,18 @@ const char *
 tally_statsd_reason_name(unsigned int reason)
 {
 	return reason < TALLY_STATSD_REASON_MAX ? reason_names[reason] : NULL;
+}
+
+static const char *const reason_help[] = {
+#define TALLY_STATSD_REASON_HELP(sym, name, help) help,
+	TALLY_FOREACH_STATSD_REASON(TALLY_STATSD_REASON_HELP)
+#undef TALLY_STATSD_REASON_HELP
+};
+
+const char *
+tally_statsd_reason_help(unsigned int reason)
+{
+	return reason < TALLY_STATSD_REASON_MAX ? reason_help[reason] : NULL;
 }
 
 int

@@ -28,25 +28,25 @@ enum tally_statsd_type {
  * of its datagram count.
  */
 #define TALLY_FOREACH_STATSD_REASON(_)                                                             \
-	_(NO_COLON, "no_colon")           /* no ':' between a name and a value */                 \
-	_(EMPTY_NAME, "empty_name")       /* nothing before the ':' */                            \
-	_(BAD_NAME, "bad_name")           /* control bytes, not UTF-8, or digits only */          \
-	_(TOO_LONG, "too_long")           /* a name, tag or series over its bound */              \
-	_(NO_TYPE, "no_type")             /* no '|' and type after the value */                    \
-	_(UNKNOWN_TYPE, "unknown_type")   /* a type other than c g ms h d s */                    \
-	_(BAD_VALUE, "bad_value")         /* not a finite number (or an empty set member) */      \
-	_(BAD_RATE, "bad_rate")           /* @rate not a number in (0, 1] */                      \
-	_(BAD_TAG, "bad_tag")             /* an empty tag, a control byte or non-UTF-8 */         \
-	_(TOO_MANY_TAGS, "too_many_tags") /* more tags than --statsd-max-tags */                  \
-	_(TOO_MANY_VALUES, "too_many_values") /* more packed values than a line may hold */       \
-	_(BAD_TIMESTAMP, "bad_timestamp") /* T not followed by whole seconds */                   \
-	_(BAD_FIELD, "bad_field")         /* a section after the type that is none of the above */ \
-	_(EVENT, "event")                 /* a DogStatsD event or service check: not a metric */  \
-	_(COLLISION, "collision")         /* its series' or device's id is another one's */       \
-	_(SERIES_FULL, "series_full")     /* a new series or device: --statsd-series all taken */
+	_(NO_COLON, "no_colon", "no ':' between a name and a value")                                \
+	_(EMPTY_NAME, "empty_name", "nothing before the ':'")                                       \
+	_(BAD_NAME, "bad_name", "control bytes, not UTF-8, or digits only")                         \
+	_(TOO_LONG, "too_long", "a name, tag or series over its bound")                             \
+	_(NO_TYPE, "no_type", "no '|' and type after the value")                                    \
+	_(UNKNOWN_TYPE, "unknown_type", "a type other than c g ms h d s")                           \
+	_(BAD_VALUE, "bad_value", "not a finite number (or an empty set member)")                   \
+	_(BAD_RATE, "bad_rate", "@rate not a number in (0, 1]")                                     \
+	_(BAD_TAG, "bad_tag", "an empty tag, a control byte or non-UTF-8")                          \
+	_(TOO_MANY_TAGS, "too_many_tags", "more tags than --statsd-max-tags")                       \
+	_(TOO_MANY_VALUES, "too_many_values", "more packed values than a line may hold")            \
+	_(BAD_TIMESTAMP, "bad_timestamp", "T not followed by whole seconds")                        \
+	_(BAD_FIELD, "bad_field", "a section after the type that is none of the above")             \
+	_(EVENT, "event", "a DogStatsD event or service check: not a metric")                       \
+	_(COLLISION, "collision", "its series' or device's id is another one's")                    \
+	_(SERIES_FULL, "series_full", "a new series or device: --statsd-series all taken")
 
 enum tally_statsd_reason {
-#define TALLY_STATSD_REASON_ENUM(sym, name) TALLY_STATSD_##sym,
+#define TALLY_STATSD_REASON_ENUM(sym, name, help) TALLY_STATSD_##sym,
 	TALLY_FOREACH_STATSD_REASON(TALLY_STATSD_REASON_ENUM)
 #undef TALLY_STATSD_REASON_ENUM
 		TALLY_STATSD_REASON_MAX
@@ -54,6 +54,8 @@ enum tally_statsd_reason {
 
 /* Stats name of a reason ("no_colon", ...); NULL when out of range. */
 const char *tally_statsd_reason_name(unsigned int reason);
+/* Its one line of help; NULL when out of range. */
+const char *tally_statsd_reason_help(unsigned int reason);
 
 /*
  * Places of an open-addressed set of at most max keys (the decoder's seen-sets, the sink's

@@ -32,20 +32,20 @@
  * The order is the order the checks run in.
  */
 #define TALLY_FOREACH_MALFORMED(_)                                                                 \
-	_(SHORT, "short")           /* payload shorter than the 32-byte header */                \
-	_(MAGIC, "magic")           /* first two bytes are not 'T' 'Y' */                        \
-	_(VERSION, "version")       /* version is not 1 */                                       \
-	_(FLAGS, "flags")           /* a flag bit is set */                                      \
-	_(RESERVED, "reserved")     /* a reserved byte (header or record) is not zero */         \
-	_(COUNT, "count")           /* count is zero */                                          \
-	_(LENGTH, "length")         /* payload length is not 32 + 16 * count */                  \
-	_(KIND, "kind")             /* a record kind is not 1..4 */                             \
-	_(VALUE, "value")           /* a value (kinds 1-3) is NaN or inf */                       \
-	_(TRUNCATED, "truncated")   /* IP or UDP length disagrees with the frame */              \
-	_(FRAGMENT, "fragment")     /* an IP fragment addressed to the telemetry port */
+	_(SHORT, "short", "payload shorter than the 32-byte header")                                \
+	_(MAGIC, "magic", "first two bytes are not 'T' 'Y'")                                        \
+	_(VERSION, "version", "version is not 1")                                                   \
+	_(FLAGS, "flags", "a flag bit is set")                                                      \
+	_(RESERVED, "reserved", "a reserved byte (header or record) is not zero")                   \
+	_(COUNT, "count", "count is zero")                                                          \
+	_(LENGTH, "length", "payload length is not 32 + 16 * count")                                \
+	_(KIND, "kind", "a record kind is not 1..4")                                                \
+	_(VALUE, "value", "a value (kinds 1-3) is NaN or inf")                                      \
+	_(TRUNCATED, "truncated", "IP or UDP length disagrees with the frame")                      \
+	_(FRAGMENT, "fragment", "an IP fragment addressed to the telemetry port")
 
 enum tally_malformed {
-#define TALLY_MALFORMED_ENUM(sym, name) TALLY_MALFORMED_##sym,
+#define TALLY_MALFORMED_ENUM(sym, name, help) TALLY_MALFORMED_##sym,
 	TALLY_FOREACH_MALFORMED(TALLY_MALFORMED_ENUM)
 #undef TALLY_MALFORMED_ENUM
 	TALLY_MALFORMED_MAX
@@ -56,6 +56,8 @@ enum tally_malformed {
 
 /* Stats name of a reason ("short", "magic", ...); NULL when out of range. */
 const char *tally_malformed_name(unsigned int reason);
+/* Its one line of help; NULL when out of range. */
+const char *tally_malformed_help(unsigned int reason);
 
 /* Datagram header as it sits in the UDP payload (little-endian on the wire). */
 struct __attribute__((packed)) tally_wire_hdr {

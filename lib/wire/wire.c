@@ -21,7 +21,7 @@
 #define ICMP_ECHO_REQUEST 8
 
 static const char *const malformed_names[] = {
-#define TALLY_MALFORMED_NAME(sym, name) name,
+#define TALLY_MALFORMED_NAME(sym, name, help) name,
 	TALLY_FOREACH_MALFORMED(TALLY_MALFORMED_NAME)
 #undef TALLY_MALFORMED_NAME
 };
@@ -32,6 +32,18 @@ tally_malformed_name(unsigned int reason)
 	if (reason >= TALLY_MALFORMED_MAX)
 		return NULL;
 	return malformed_names[reason];
+}
+
+static const char *const malformed_help[] = {
+#define TALLY_MALFORMED_HELP(sym, name, help) help,
+	TALLY_FOREACH_MALFORMED(TALLY_MALFORMED_HELP)
+#undef TALLY_MALFORMED_HELP
+};
+
+const char *
+tally_malformed_help(unsigned int reason)
+{
+	return reason < TALLY_MALFORMED_MAX ? malformed_help[reason] : NULL;
 }
 
 static inline uint16_t

@@ -1,57 +1,42 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
-"""README's Self-stats table and the counter lists agree: every counter tally counts
-(lib/stats/tally_stats.h: the worker and control lists; the reasons of wire and statsd as
-`malformed:<reason>` and `statsd:<reason>`) has a row, and every name a row gives is one tally
-writes. Reads the sources only (no tally is started); the tool arguments are ignored."""
+"""README's Self-stats table is `tally -- --counters` verbatim: the counter lists (each
+module's tally_*_counters.h, gathered by lib/stats: name, kind, unit, help, Prometheus name)
+and the table agree row by row, and every field tally:self can hold is in them. Starts no
+tally (only --counters, which exits before EAL)."""
 
 import os
-import re
+import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXTRA = {'rx_missed', 'rx_nombuf', 'workers', 'uptime_s'}  # tally_stats_foreach()'s own
-PER_WORKER = {'records', 'series', 'forwarded', 'received', 'hot_records', 'ring_full'}
-
-
-def macro_names(text, macro):
-    body = re.search(r'#define %s\(_\)(.*?)\n\n' % macro, text, re.S)
-    if body is None:
-        sys.exit('%s not found in tally_stats.h' % macro)
-    return re.findall(r'\b_\((\w+)\)', body.group(1))
-
-
-def readme_names():
-    text = open(os.path.join(ROOT, 'README.md')).read()
-    part = text.split('\n## Self-stats\n', 1)[1].split('\n## ', 1)[0]
-    names = set()
-    for line in part.splitlines():
-        if line.startswith('| `'):
-            names.update(re.findall(r'`([^`]+)`', line.split(' | ')[0]))
-    return names
+BEGIN = '<!-- tally -- --counters -->\n'
+END = '<!-- end of tally -- --counters -->\n'
 
 
 def main():
-    stats = open(os.path.join(ROOT, 'lib', 'stats', 'tally_stats.h')).read()
-    counters = (macro_names(stats, 'TALLY_FOREACH_WORKER_COUNTER') +
-                macro_names(stats, 'TALLY_FOREACH_CONTROL_COUNTER'))
-    if len(counters) < 50:
-        sys.exit('only %d counters parsed: the lists moved?' % len(counters))
-    want = set(counters) | EXTRA | {'malformed:<reason>', 'statsd:<reason>'}
-    want |= {'w<i>:' + f for f in PER_WORKER}
-    got = readme_names()
-    missing = sorted(want - got)
-    unknown = sorted(got - want)
-    failed = False
-    if missing:
-        print('README Self-stats lacks: %s' % ', '.join(missing))
-        failed = True
-    if unknown:
-        print('README Self-stats names what tally does not write: %s' % ', '.join(unknown))
-        failed = True
-    if failed:
-        sys.exit(1)
-    print('# %d counters, README agrees' % len(want))
+    tally = sys.argv[sys.argv.index('--tally') + 1]
+    out = subprocess.run([tally, '--', '--counters'], stdout=subprocess.PIPE, check=True,
+                         timeout=30).stdout.decode()
+    rows = [l for l in out.splitlines() if l.startswith('| `')]
+    if len(rows) < 100:
+        sys.exit('tally --counters printed only %d rows' % len(rows))
+    text = open(os.path.join(ROOT, 'README.md')).read()
+    if BEGIN not in text or END not in text:
+        sys.exit('README.md lacks the %r ... %r block' % (BEGIN.strip(), END.strip()))
+    block = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    if block != out:
+        want, got = out.splitlines(), block.splitlines()
+        for i in range(max(len(want), len(got))):
+            w = want[i] if i < len(want) else '<none>'
+            g = got[i] if i < len(got) else '<none>'
+            if w != g:
+                print('README line %d of the table differs:\n  tally:  %s\n  README: %s'
+                      % (i + 1, w, g))
+                break
+        sys.exit('README Self-stats table is not `tally -- --counters`: paste its output '
+                 'between the markers')
+    print('# %d rows, README agrees' % len(rows))
 
 
 if __name__ == '__main__':
