@@ -69,6 +69,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "tally: EAL init failed: %s\n", rte_strerror(rte_errno));
 		return 1;
 	}
+	if (app.cfg.check_config) {
+		rc = tally_check_config(&app, stdout);
+		rte_eal_cleanup();
+		return rc;
+	}
 	if (tally_app_init(&app, err, sizeof(err)) != 0) {
 		fprintf(stderr, "tally: %s\n", err);
 		rte_eal_cleanup();

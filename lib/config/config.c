@@ -608,6 +608,9 @@ tally_config_usage(FILE *f, const char *prog)
 			fprintf(f, " (default %s)", o->def);
 		fputc('\n', f);
 	}
+	fprintf(f, "  %-28s %s\n", "--check-config",
+		"check the options, ports, memory, Redis, spool and paths; say what would run; "
+		"exit 0 (no problem) or 1");
 	fprintf(f, "  %-28s %s\n", "--counters", "print every counter (kind, unit, help) and exit");
 	fprintf(f, "  %-28s %s\n", "--help", "print this help and exit");
 }
@@ -681,14 +684,15 @@ catalog_check(struct tally_config *c, char *err, size_t errlen)
 int
 tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, size_t errlen)
 {
-	struct option lopts[NOPTS + 2];
+	struct option lopts[NOPTS + 3];
 	size_t i;
 	int opt, idx;
 
 	for (i = 0; i < NOPTS; i++)
 		lopts[i] = (struct option){opts[i].name, required_argument, NULL, (int)i};
 	lopts[NOPTS] = (struct option){"help", no_argument, NULL, 'h' + 1000};
-	lopts[NOPTS + 1] = (struct option){NULL, 0, NULL, 0};
+	lopts[NOPTS + 1] = (struct option){"check-config", no_argument, NULL, 'c' + 1000};
+	lopts[NOPTS + 2] = (struct option){NULL, 0, NULL, 0};
 
 	/* The file first, so that the command line overrides it whatever the order. */
 	for (idx = 1; idx < argc; idx++) {
@@ -725,6 +729,10 @@ tally_config_parse(struct tally_config *c, int argc, char **argv, char *err, siz
 			return fail(err, errlen, "unknown option '%s' (see --help)", argv[optind - 1]);
 		if (opt == ':')
 			return fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+		if (opt == 'c' + 1000) {
+			c->check_config = 1;
+			continue;
+		}
 		/* --config was read first, above */
 		if (opt >= 0 && (size_t)opt < NOPTS && strcmp(opts[opt].name, "config") != 0 &&
 		    set_opt(c, &opts[opt], optarg, err, errlen) != 0)

@@ -77,6 +77,7 @@ struct tally_config {
 	uint64_t exception_rate; /* ARP / ICMP / ND replies a second (and at once); 0: none */
 	char metrics_listen[TALLY_LISTEN_MAX]; /* ADDR:PORT of /metrics; empty: off */
 	uint8_t list_counters; /* --counters: print the counter list (parse returned 1) */
+	uint8_t check_config;  /* --check-config: check the setup, run nothing */
 	/* Filled by the parser: options given (command line or INI), by option table index. */
 	uint8_t given[TALLY_CONFIG_MAX_OPTS];
 	/* Options given that have no effect with the others: for the caller to print. */

@@ -402,8 +402,9 @@ human(uint64_t bytes, char *buf, size_t len)
  * thousand times too big must be a one-line error at once, not minutes of zeroing memory
  * and then the kernel's OOM killer on the whole host.
  */
-static int
-memory_check(struct tally_app *app, char *err, size_t errlen)
+int
+tally_app_memory(const struct tally_app *app, uint64_t *need_out, uint64_t *have_out, char *err,
+		 size_t errlen)
 {
 	const struct tally_config *c = &app->cfg;
 	int device = device_exchange(app);
@@ -430,6 +431,8 @@ memory_check(struct tally_app *app, char *err, size_t errlen)
 	uint64_t have = c->max_memory_mb > 0 ? c->max_memory_mb << 20 : heap_free() + mem_available();
 	char b[7][16];
 
+	*need_out = need;
+	*have_out = have;
 	if (need <= have)
 		return 0;
 	return fail(err, errlen,
@@ -449,19 +452,15 @@ memory_check(struct tally_app *app, char *err, size_t errlen)
 }
 
 int
-tally_app_init(struct tally_app *app, char *err, size_t errlen)
+tally_app_plan(struct tally_app *app, char *err, size_t errlen)
 {
 	const struct tally_config *c = &app->cfg;
-	char password[TALLY_AUTH_PASSWORD_SIZE] = "";
-	struct tally_sink_conf sc;
-	struct timespec ts;
-	uint64_t rnd, want;
 	unsigned int lcore;
-	uint32_t i;
 
 	app->logtype = rte_log_register_type_and_pick_level("tally", RTE_LOG_INFO);
 	if (app->logtype < 0)
 		app->logtype = RTE_LOGTYPE_EAL;
+	app->nworkers = 0;
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		if (app->nworkers >= TALLY_MAX_WORKERS)
 			return fail(err, errlen, "more than %d worker lcores", TALLY_MAX_WORKERS);
@@ -470,6 +469,40 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	if (app->nworkers == 0)
 		return fail(err, errlen, "need at least 2 lcores (e.g. -l 0-1): the main lcore "
 			    "runs control, the others are workers");
+	/*
+	 * The sink queue: as many merged tables as --sink-queue-mb holds, at least 4: one being
+	 * written, one waiting, and the two windows a boundary may have merging at once. Their
+	 * side memory (sketches, HLLs) comes on top, as in every table: tally_app_memory() adds
+	 * it.
+	 */
+	app->nmerge = (uint32_t)RTE_MIN((c->sink_queue_mb << 20) /
+					 tally_table_memsize((uint32_t)c->table_series, 0),
+				 (uint64_t)TALLY_MERGE_TABLES);
+	app->nmerge = RTE_MAX(app->nmerge, 4u);
+	return 0;
+}
+
+int
+tally_app_sink_queue_short(const struct tally_app *app, uint64_t *want)
+{
+	const struct tally_config *c = &app->cfg;
+
+	*want = 3 + 2 * ((c->redis_timeout_ms + c->window_ms - 1) / c->window_ms);
+	return app->nmerge < *want;
+}
+
+int
+tally_app_init(struct tally_app *app, char *err, size_t errlen)
+{
+	const struct tally_config *c = &app->cfg;
+	char password[TALLY_AUTH_PASSWORD_SIZE] = "";
+	struct tally_sink_conf sc;
+	struct timespec ts;
+	uint64_t rnd, want, need, have;
+	uint32_t i;
+
+	if (tally_app_plan(app, err, errlen) != 0)
+		return -1;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	app->clock.base_tsc = rte_rdtsc();
 	app->clock.base_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
@@ -478,20 +511,9 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 	app->start_mono_ms = tally_now_ms();
 	rte_log(RTE_LOG_INFO, app->logtype, "TALLY: %u worker(s), TSC %" PRIu64 " Hz\n",
 		app->nworkers, app->clock.hz);
-
-	/*
-	 * The sink queue: as many merged tables as --sink-queue-mb holds, at least 4: one being
-	 * written, one waiting, and the two windows a boundary may have merging at once. Their
-	 * side memory (sketches, HLLs) comes on top, as in every table: memory_check() adds it.
-	 */
-	app->nmerge = (uint32_t)RTE_MIN((c->sink_queue_mb << 20) /
-					 tally_table_memsize((uint32_t)c->table_series, 0),
-				 (uint64_t)TALLY_MERGE_TABLES);
-	app->nmerge = RTE_MAX(app->nmerge, 4u);
 	/* While the sink waits on a slow Redis (a batch may take --redis-timeout-ms) windows
 	 * keep closing: the queue must hold them, or the workers run out of tables. */
-	want = 3 + 2 * ((c->redis_timeout_ms + c->window_ms - 1) / c->window_ms);
-	if (app->nmerge < want)
+	if (tally_app_sink_queue_short(app, &want))
 		rte_log(RTE_LOG_WARNING, app->logtype,
 			"TALLY: --sink-queue-mb %lu holds %u windows of --table-series %lu; a "
 			"Redis "
@@ -500,7 +522,7 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 			(unsigned long)c->sink_queue_mb, app->nmerge,
 			(unsigned long)c->table_series, (unsigned long)c->redis_timeout_ms,
 			(unsigned long)want, (unsigned long)c->window_ms);
-	if (memory_check(app, err, errlen) != 0)
+	if (tally_app_memory(app, &need, &have, err, errlen) != 0)
 		return -1;
 	app->workers = rte_zmalloc("tally_workers", sizeof(*app->workers) * app->nworkers,
 				   RTE_CACHE_LINE_SIZE);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <rte_mempool.h>
 
@@ -109,6 +110,29 @@ struct tally_app {
  * (what was built is freed).
  */
 int tally_app_init(struct tally_app *app, char *err, size_t errlen);
+
+/*
+ * The plan of a run from app->cfg and EAL's lcores: the workers (app->lcores, nworkers) and
+ * the merged windows of --sink-queue-mb (nmerge). 0, or -1 with a one-line reason in err.
+ */
+int tally_app_plan(struct tally_app *app, char *err, size_t errlen);
+
+/* Whether the sink queue holds fewer windows than a slow Redis needs (*want of them). */
+int tally_app_sink_queue_short(const struct tally_app *app, uint64_t *want);
+
+/*
+ * The memory the options imply (*need) against what there is (*have: --max-memory-mb, else
+ * free hugepages + MemAvailable). 0, or -1 with a one-line reason naming the options.
+ */
+int tally_app_memory(const struct tally_app *app, uint64_t *need, uint64_t *have, char *err,
+		     size_t errlen);
+
+/*
+ * --check-config, after rte_eal_init(): check what tally_app_init() would set up without
+ * running it, one line per finding to out ("tally: check: ok|warning|problem: ...") and what
+ * it would run. Returns the exit status: 0 without problems (warnings allowed), else 1.
+ */
+int tally_check_config(struct tally_app *app, FILE *out);
 
 /* Launch tally_worker_main() on every worker lcore. */
 int tally_app_launch(struct tally_app *app);

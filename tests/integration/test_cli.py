@@ -201,7 +201,7 @@ def body(ctx):
     if os.path.exists(SAMPLE_INI):
         with open(SAMPLE_INI) as f:
             sample = set(re.findall(r'^;?\s*([a-z0-9-]+)\s*=', f.read(), re.M))
-        options = set(re.findall(r'^\s+--([a-z0-9-]+)', help_text, re.M)) - {'config', 'help', 'counters'}
+        options = set(re.findall(r'^\s+--([a-z0-9-]+)', help_text, re.M)) - {'config', 'help', 'counters', 'check-config'}
         tt.check(options <= sample, '%s lacks keys %s' % (SAMPLE_INI, sorted(options - sample)))
         st = replay_counts(ctx, redis, pcap, ['--config', SAMPLE_INI, '--redis', redis.addr,
                                               '--stats-ms', '100'])

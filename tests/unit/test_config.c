@@ -110,6 +110,27 @@ test_ipv6_redis(void **state)
 }
 
 /* Every bad value fails with one line that names the option. */
+/* --metrics-listen, --check-config and --counters. */
+static void
+test_operations_options(void **state)
+{
+	char *ok[] = {"tally", "--metrics-listen", "[::1]:9469", "--check-config", NULL};
+	char *counters[] = {"tally", "--counters", "--window-ms", "abc", NULL};
+	struct tally_config c;
+
+	(void)state;
+	assert_int_equal(parse(&c, 4, ok), 0);
+	assert_string_equal(c.metrics_listen, "[::1]:9469");
+	assert_int_equal(c.check_config, 1);
+	assert_int_equal(c.list_counters, 0);
+	tally_config_defaults(&c);
+	assert_string_equal(c.metrics_listen, "");
+	assert_int_equal(c.check_config, 0);
+	/* --counters prints and exits before anything else is read */
+	assert_int_equal(parse(&c, 4, counters), 1);
+	assert_int_equal(c.list_counters, 1);
+}
+
 static void
 test_bad_values(void **state)
 {
@@ -120,6 +141,8 @@ test_bad_values(void **state)
 		{"--redis", ":6379"},   {"--redis", "h:99999"},	     {"--ipv4", "1.2.3"},
 		{"--ipv6", "zz::1"},    {"--flush-batch", "0"},	     {"--mbufs", "18446744073709551616"},
 		{"--stats-ms", "+5"},   {"--retention-s", "99999999999"},
+		{"--metrics-listen", "9469"}, {"--metrics-listen", "localhost:9469"},
+		{"--metrics-listen", "::1:9469"}, {"--metrics-listen", "127.0.0.1:70000"},
 	};
 	struct tally_config c;
 	size_t i;
@@ -416,6 +439,7 @@ main(void)
 		cmocka_unit_test(test_ipv6_redis),
 		cmocka_unit_test(test_partition_options),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_operations_options),
 		cmocka_unit_test(test_unknown_and_missing),
 		cmocka_unit_test(test_ini_and_precedence),
 		cmocka_unit_test(test_ini_errors),
