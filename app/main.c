@@ -14,6 +14,13 @@
 static struct tally_app app;
 
 static void
+on_hup(int sig)
+{
+	(void)sig;
+	app.reload = 1;
+}
+
+static void
 on_signal(int sig)
 {
 	(void)sig;
@@ -65,6 +72,10 @@ main(int argc, char **argv)
 	/* From here a stop request is honoured: whatever has started is drained and written. */
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	/* SIGHUP reads the configuration again (tally_reload()); before the run, it waits. */
+	app.app_argc = app_argc;
+	app.app_argv = app_argv;
+	signal(SIGHUP, on_hup);
 	if (rte_eal_init(sep, argv) < 0) {
 		fprintf(stderr, "tally: EAL init failed: %s\n", rte_strerror(rte_errno));
 		return 1;

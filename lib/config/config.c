@@ -399,6 +399,118 @@ set_opt(struct tally_config *c, const struct opt *o, const char *val, char *err,
 	return fail(err, errlen, "--%s: unsupported option type", o->name);
 }
 
+/* An option's value as text (for the reload log): "unset" when it has none. */
+static void
+format_opt(const struct tally_config *c, const struct opt *o, char *buf, size_t len)
+{
+	const uint8_t *field = (const uint8_t *)c + o->off;
+	size_t n = 0;
+	unsigned int i;
+
+	switch (o->type) {
+	case OPT_U64:
+		snprintf(buf, len, "%" PRIu64, *(const uint64_t *)field);
+		return;
+	case OPT_U16:
+		snprintf(buf, len, "%u", *(const uint16_t *)field);
+		return;
+	case OPT_HOSTPORT:
+		snprintf(buf, len, strchr(c->redis_host, ':') ? "[%s]:%u" : "%s:%u", c->redis_host,
+			 c->redis_port);
+		return;
+	case OPT_IPV4:
+	case OPT_IPV6:
+		if (!(o->type == OPT_IPV4 ? c->has_ipv4 : c->has_ipv6) ||
+		    inet_ntop(o->type == OPT_IPV4 ? AF_INET : AF_INET6, field, buf,
+			      (socklen_t)len) == NULL)
+			snprintf(buf, len, "unset");
+		return;
+	case OPT_PATH:
+	case OPT_STR:
+	case OPT_LISTEN:
+		snprintf(buf, len, "%s", *(const char *)field ? (const char *)field : "unset");
+		return;
+	case OPT_ENUM:
+		snprintf(buf, len, "%s", o->choices[*field]);
+		return;
+	case OPT_SHARE:
+		snprintf(buf, len, "%g", *(const double *)field);
+		return;
+	case OPT_HEX:
+		if (c->rss_key_len == 0)
+			snprintf(buf, len, "unset");
+		for (i = 0; i < c->rss_key_len && n + 3 < len; i++)
+			n += (size_t)snprintf(buf + n, len - n, "%02x", c->rss_key[i]);
+		return;
+	}
+	snprintf(buf, len, "?");
+}
+
+void
+tally_config_diff(const struct tally_config *a, const struct tally_config *b,
+		  void (*fn)(void *ctx, const char *name, const char *was, const char *now),
+		  void *ctx)
+{
+	char was[256], now[256];
+	size_t i;
+
+	for (i = 0; i < NOPTS; i++) {
+		format_opt(a, &opts[i], was, sizeof(was));
+		format_opt(b, &opts[i], now, sizeof(now));
+		if (strcmp(was, now) != 0)
+			fn(ctx, opts[i].name, was, now);
+	}
+}
+
+int
+tally_config_copy(struct tally_config *dst, const struct tally_config *src, const char *name)
+{
+	const struct opt *o = find_opt(name);
+	uint8_t *d;
+	const uint8_t *s;
+
+	if (o == NULL)
+		return -1;
+	d = (uint8_t *)dst + o->off;
+	s = (const uint8_t *)src + o->off;
+	switch (o->type) {
+	case OPT_U64:
+		memcpy(d, s, sizeof(uint64_t));
+		break;
+	case OPT_U16:
+		memcpy(d, s, sizeof(uint16_t));
+		break;
+	case OPT_HOSTPORT:
+		memcpy(dst->redis_host, src->redis_host, sizeof(dst->redis_host));
+		dst->redis_port = src->redis_port;
+		break;
+	case OPT_IPV4:
+		memcpy(d, s, sizeof(uint32_t));
+		dst->has_ipv4 = src->has_ipv4;
+		break;
+	case OPT_IPV6:
+		memcpy(d, s, 16);
+		dst->has_ipv6 = src->has_ipv6;
+		break;
+	case OPT_PATH:
+	case OPT_STR:
+	case OPT_LISTEN:
+		strcpy((char *)d, (const char *)s);
+		break;
+	case OPT_ENUM:
+		*d = *s;
+		break;
+	case OPT_SHARE:
+		memcpy(d, s, sizeof(double));
+		break;
+	case OPT_HEX:
+		memcpy(dst->rss_key, src->rss_key, sizeof(dst->rss_key));
+		dst->rss_key_len = src->rss_key_len;
+		break;
+	}
+	return 0;
+}
+
 int
 tally_config_set(struct tally_config *c, const char *name, const char *value, char *err,
 		 size_t errlen)

@@ -111,6 +111,17 @@ int tally_config_parse(struct tally_config *c, int argc, char **argv, char *err,
  */
 int tally_config_load_file(struct tally_config *c, const char *path, char *err, size_t errlen);
 
+/*
+ * Every option whose value differs between a and b (SIGHUP's reload): fn gets its name and
+ * both values as text ("unset" for none), in the option table's order.
+ */
+void tally_config_diff(const struct tally_config *a, const struct tally_config *b,
+		       void (*fn)(void *ctx, const char *name, const char *was, const char *now),
+		       void *ctx);
+
+/* Copy option name's value (every field it sets) from src to dst; 0, or -1 when unknown. */
+int tally_config_copy(struct tally_config *dst, const struct tally_config *src, const char *name);
+
 /* Set one option from its text value ("window-ms", "500"); 0 or -1 with err. */
 int tally_config_set(struct tally_config *c, const char *name, const char *value, char *err,
 		     size_t errlen);

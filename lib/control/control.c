@@ -457,6 +457,7 @@ sink_main(void *arg)
 		struct tally_window_handoff h;
 		struct tally_table *t;
 		unsigned int work = 0;
+		uint32_t gen;
 
 		now = tally_now_ms();
 		while (rte_ring_sc_dequeue_elem(app->to_sink, &h, sizeof(h)) == 0) {
@@ -465,6 +466,10 @@ sink_main(void *arg)
 		}
 		if (app->names != NULL)
 			work += take_names(app);
+		/* SIGHUP's new Redis settings, once the sink can take them */
+		gen = __atomic_load_n(&app->sink_reload_gen, __ATOMIC_ACQUIRE);
+		if (gen != app->sink_reload_seen && tally_sink_reload(app->sink, &app->sink_next) == 1)
+			__atomic_store_n(&app->sink_reload_seen, gen, __ATOMIC_RELEASE);
 		/*
 		 * Shutdown ran out of time, or a second signal said not to wait: what Redis did
 		 * not take is spooled (or lost), and Redis is not tried again, so the stop takes
@@ -621,6 +626,13 @@ tally_control_run(struct tally_app *app)
 			log_stats(app);
 			app->next_log_ms = now + app->cfg.log_ms;
 		}
+		if (app->reload && !app->quit) {
+			app->reload = 0;
+			tally_reload(app);
+			app->next_log_ms = RTE_MIN(app->next_log_ms, now + app->cfg.log_ms);
+		}
+		if (app->worker_reload_pending)
+			tally_reload_push(app);
 		if (app->quit && deadline == 0) {
 			deadline = now + app->cfg.shutdown_timeout_s * 1000u;
 			__atomic_store_n(&app->sink_deadline_ms, deadline, __ATOMIC_RELEASE);

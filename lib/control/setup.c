@@ -451,6 +451,13 @@ tally_app_memory(const struct tally_app *app, uint64_t *need_out, uint64_t *have
 		    human(have, b[5], 16));
 }
 
+void
+tally_app_default_instance(struct tally_config *c)
+{
+	if (c->instance[0] == '\0' && gethostname(c->instance, sizeof(c->instance) - 1) != 0)
+		strcpy(c->instance, "tally");
+}
+
 int
 tally_app_plan(struct tally_app *app, char *err, size_t errlen)
 {
@@ -593,8 +600,7 @@ tally_app_init(struct tally_app *app, char *err, size_t errlen)
 		fail(err, errlen, "cannot set up the final stage");
 		goto undo;
 	}
-	if (c->instance[0] == '\0' && gethostname(app->cfg.instance, sizeof(c->instance) - 1) != 0)
-		strcpy(app->cfg.instance, "tally");
+	tally_app_default_instance(&app->cfg);
 	/* Partial ids must stay whole: they are what makes a merge apply once. */
 	if (strlen(c->instance) > TALLY_INSTANCE_MAX) {
 		fail(err, errlen, "--instance: '%s' is longer than %d characters", c->instance,

@@ -50,6 +50,15 @@ struct tally_app {
 	struct tally_catalog *catalog;
 	struct tally_clock clock;
 	volatile int quit;             /* set by the signal handler */
+	volatile int reload;           /* SIGHUP seen (set by its handler, cleared by control) */
+	int app_argc;                  /* the application arguments, read again at SIGHUP */
+	char **app_argv;
+	/* SIGHUP -> the sink thread: written by control when sink_reload_seen == _gen */
+	struct tally_sink_reload sink_next;
+	uint32_t sink_reload_gen;
+	uint32_t sink_reload_seen;
+	struct tally_worker_reload worker_next; /* SIGHUP -> workers, until every one has it */
+	int worker_reload_pending;
 	uint32_t nworkers;
 	struct tally_worker *workers;  /* nworkers, one per worker lcore */
 	unsigned int lcores[TALLY_MAX_WORKERS];
@@ -117,6 +126,9 @@ int tally_app_init(struct tally_app *app, char *err, size_t errlen);
  */
 int tally_app_plan(struct tally_app *app, char *err, size_t errlen);
 
+/* --instance unset: the host name (else "tally"). */
+void tally_app_default_instance(struct tally_config *c);
+
 /* Whether the sink queue holds fewer windows than a slow Redis needs (*want of them). */
 int tally_app_sink_queue_short(const struct tally_app *app, uint64_t *want);
 
@@ -133,6 +145,18 @@ int tally_app_memory(const struct tally_app *app, uint64_t *need, uint64_t *have
  * it would run. Returns the exit status: 0 without problems (warnings allowed), else 1.
  */
 int tally_check_config(struct tally_app *app, FILE *out);
+
+/*
+ * SIGHUP (the control lcore): read the command line and the --config file again, apply the
+ * keys that need no restart (Redis address and credentials, flush bounds, DLQ rate, log and
+ * stats periods, hot share) and log each change; the others are logged as needing a restart
+ * and keep their values. The sink thread and the workers take theirs when they can
+ * (tally_reload_push()).
+ */
+void tally_reload(struct tally_app *app);
+
+/* Hand the workers settings they have not taken yet (called while worker_reload_pending). */
+void tally_reload_push(struct tally_app *app);
 
 /* Launch tally_worker_main() on every worker lcore. */
 int tally_app_launch(struct tally_app *app);

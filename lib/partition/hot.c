@@ -9,6 +9,12 @@ void
 tally_hot_init(struct tally_hot *h, double share)
 {
 	memset(h, 0, sizeof(*h));
+	tally_hot_set_share(h, share);
+}
+
+void
+tally_hot_set_share(struct tally_hot *h, double share)
+{
 	/* Integer arithmetic per record: the share as a 32-bit binary fraction. */
 	h->share_q32 = share <= 0   ? 0
 		       : share >= 1 ? (uint64_t)1 << 32

@@ -200,6 +200,9 @@ struct tally_hot {
 /* Start empty; share in [0, 1], 0 = never hot. */
 void tally_hot_init(struct tally_hot *h, double share);
 
+/* Another share (SIGHUP), the devices known kept: 0 turns detection off. */
+void tally_hot_set_share(struct tally_hot *h, double share);
+
 /* Records a device needs to be hot when the interval's base is `base` records. */
 static inline uint64_t
 tally_hot_threshold(const struct tally_hot *h, uint64_t base)

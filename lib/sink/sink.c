@@ -1869,6 +1869,80 @@ tally_sink_writing(const struct tally_sink *s)
 	return s->win != NULL;
 }
 
+int
+tally_sink_reload(struct tally_sink *s, const struct tally_sink_reload *r)
+{
+	const int moved = strcmp(r->host, s->host) != 0 || r->port != s->conf.port ||
+			  strcmp(r->user, s->user) != 0 || strcmp(r->password, s->password) != 0;
+	const int resize = r->flush_batch != s->conf.flush_batch;
+	char was[300], now[300];
+	uint32_t i;
+
+	/*
+	 * Connected: wait for the window being written and the batch in flight, so that each
+	 * window goes whole to one Redis and no pending command refers to the old buffers. Not
+	 * connected (Redis down, breaker open): now; the window starts over on the new one.
+	 */
+	if ((moved || resize) && sink_connected(s) &&
+	    (s->win != NULL || s->pending > 0 || s->inflight || s->nredo > 0))
+		return 0;
+	if (resize) {
+		struct redo *redo = calloc(r->flush_batch + BATCH_OVER, sizeof(*redo));
+
+		if (redo == NULL) {
+			sink_log(s, 1, "SIGHUP: no memory for --flush-batch %" PRIu64 ": kept %" PRIu64,
+				 r->flush_batch, s->conf.flush_batch);
+		} else {
+			/* Every node's ring is empty (nothing pending): sized again at connect. */
+			nodes_close(s);
+			for (i = 0; i < TALLY_CLUSTER_MAX_MASTERS; i++) {
+				free(s->node[i].pend);
+				s->node[i].pend = NULL;
+			}
+			free(s->redo);
+			s->redo = redo;
+			s->nredo = 0;
+			s->conf.flush_batch = r->flush_batch;
+			s->pend_cap = 5 * (s->conf.flush_batch + BATCH_OVER);
+			if (s->cluster == 1)
+				s->map_stale = 1;
+			window_restart(s);
+		}
+	}
+	s->conf.flush_ms = r->flush_ms;
+	if (!moved)
+		return 1;
+	snprintf(was, sizeof(was), "%s:%u", s->host, s->conf.port);
+	snprintf(now, sizeof(now), "%s:%u", r->host, r->port);
+	nodes_close(s);
+	for (i = 0; i < TALLY_CLUSTER_MAX_MASTERS; i++) {
+		free(s->node[i].pend);
+		s->node[i].pend = NULL;
+	}
+	snprintf(s->host, sizeof(s->host), "%s", r->host);
+	snprintf(s->user, sizeof(s->user), "%s", r->user);
+	snprintf(s->password, sizeof(s->password), "%s", r->password);
+	s->conf.port = r->port;
+	s->cluster = s->conf.cluster == TALLY_SINK_CLUSTER_NO ? 0 : -1;
+	s->nnodes = 1;
+	snprintf(s->node[0].host, sizeof(s->node[0].host), "%s", s->host);
+	s->node[0].port = s->conf.port;
+	s->map_stale = 0;
+	s->force_node = -1;
+	s->no_restore = 0;
+	s->lost_cmd = 0;
+	window_restart(s);
+	/* A new server: try it at once, whatever the breaker thought of the old one. */
+	s->st.breaker_state = TALLY_BREAKER_CLOSED;
+	s->failures = 0;
+	s->backoff_ms = s->conf.backoff_ms ? s->conf.backoff_ms : 100;
+	if (strcmp(was, now) == 0)
+		sink_log(s, 0, "SIGHUP: Redis at %s: new credentials, connecting again", now);
+	else
+		sink_log(s, 0, "SIGHUP: Redis: writing to %s now (was %s)", now, was);
+	return 1;
+}
+
 const struct tally_sink_stats *
 tally_sink_stats(const struct tally_sink *s)
 {

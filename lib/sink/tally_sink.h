@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tally_auth.h"
 #include "tally_ddsketch.h"
 #include "tally_hll.h"
 #include "tally_sink_counters.h"
@@ -392,6 +393,25 @@ int tally_sink_wait(struct tally_sink *s, uint32_t max_us);
 int tally_sink_writing(const struct tally_sink *s);
 
 const struct tally_sink_stats *tally_sink_stats(const struct tally_sink *s);
+
+/* What SIGHUP may change in the sink without a restart. */
+struct tally_sink_reload {
+	char host[256];
+	uint16_t port;
+	char user[TALLY_AUTH_USER_MAX + 1];
+	char password[TALLY_AUTH_PASSWORD_SIZE];
+	uint64_t flush_batch;
+	uint64_t flush_ms;
+};
+
+/*
+ * Apply r (the sink thread's call). Another Redis or other credentials: the connections
+ * close, the next poll connects to the new one (breaker closed, backoff reset) and the window
+ * being written starts over there. While connected, a change of server or --flush-batch waits
+ * for the window being written and the batch in flight, so each window goes whole to one
+ * Redis: returns 0 (call again), 1 when applied.
+ */
+int tally_sink_reload(struct tally_sink *s, const struct tally_sink_reload *r);
 
 /* Masters written to: 1 for a single Redis, the masters of the slot map in a cluster. */
 uint32_t tally_sink_masters(const struct tally_sink *s);

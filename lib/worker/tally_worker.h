@@ -93,6 +93,18 @@ struct tally_worker {
 	struct rte_ring *exc;        /* to control: ARP / ICMP mbufs */
 	struct rte_ring *dlq;        /* to the dead-letter writer (NULL: no capture) */
 	struct tally_dlq_bucket dlq_bucket;
+	/*
+	 * SIGHUP: settings the control lcore hands over, taken at the next window boundary.
+	 * Control writes reload only when reload_seen == reload_gen, then bumps reload_gen
+	 * (release); the worker takes it and sets reload_seen (release).
+	 */
+	struct tally_worker_reload {
+		uint64_t dlq_burst; /* this worker's share of --dlq-burst and --dlq-rate */
+		uint64_t dlq_rate;
+		double hot_share;
+	} reload;
+	uint32_t reload_gen;
+	uint32_t reload_seen;
 	struct rte_ring *to[TALLY_MAX_WORKERS];   /* device mode: records to each owner (SP/SC) */
 	struct rte_ring *from[TALLY_MAX_WORKERS]; /* device mode: records from each peer */
 	struct tally_table *tables[TALLY_WORKER_TABLES];

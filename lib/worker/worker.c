@@ -419,10 +419,25 @@ worker_roll_to(struct tally_worker *w, uint64_t start)
 	tally_hot_tick(&w->hot);
 }
 
+/* New settings from SIGHUP (at a window boundary, off the per-packet path). */
+static void
+worker_reload(struct tally_worker *w, uint32_t gen, uint64_t tsc)
+{
+	if (w->dlq != NULL)
+		tally_dlq_bucket_init(&w->dlq_bucket, w->reload.dlq_burst, w->reload.dlq_rate,
+				      w->clock->hz, tsc);
+	tally_hot_set_share(&w->hot, w->mode == TALLY_PARTITION_DEVICE ? w->reload.hot_share : 0);
+	__atomic_store_n(&w->reload_seen, gen, __ATOMIC_RELEASE);
+}
+
 static void
 worker_roll(struct tally_worker *w, uint64_t tsc)
 {
 	uint64_t now_ms = tally_clock_ns(w->clock, tsc) / 1000000u;
+	uint32_t gen = __atomic_load_n(&w->reload_gen, __ATOMIC_ACQUIRE);
+
+	if (unlikely(gen != w->reload_seen))
+		worker_reload(w, gen, tsc);
 
 	worker_roll_to(w, tally_window_start(now_ms, w->window_ms));
 }

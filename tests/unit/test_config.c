@@ -110,6 +110,55 @@ test_ipv6_redis(void **state)
 }
 
 /* Every bad value fails with one line that names the option. */
+struct diffs {
+	char text[1024];
+	size_t len;
+};
+
+static void
+on_diff(void *ctx, const char *name, const char *was, const char *now)
+{
+	struct diffs *d = ctx;
+
+	d->len += (size_t)snprintf(d->text + d->len, sizeof(d->text) - d->len, "%s %s>%s;", name,
+				   was, now);
+}
+
+/* SIGHUP's comparison: every option that differs, as text, in table order; copy by name. */
+static void
+test_diff_copy(void **state)
+{
+	char *a_argv[] = {"tally", "--redis", "10.0.0.1:6379", "--flush-ms", "50", NULL};
+	char *b_argv[] = {"tally", "--redis", "[::1]:7000",	 "--flush-ms", "20",
+			  "--ipv4", "198.18.0.1", "--hot-share", "0.25", "--partition",
+			  "device", "--metrics-listen", ":9469", NULL};
+	struct tally_config a, b;
+	struct diffs d = {.len = 0};
+
+	(void)state;
+	assert_int_equal(parse(&a, 5, a_argv), 0);
+	assert_int_equal(parse(&b, 13, b_argv), 0);
+	tally_config_diff(&a, &a, on_diff, &d);
+	assert_int_equal(d.len, 0);
+	tally_config_diff(&a, &b, on_diff, &d);
+	assert_string_equal(d.text, "redis 10.0.0.1:6379>[::1]:7000;ipv4 unset>198.18.0.1;"
+				    "flush-ms 50>20;partition nic>device;hot-share 0.02>0.25;"
+				    "metrics-listen unset>:9469;");
+	assert_int_equal(tally_config_copy(&a, &b, "redis"), 0);
+	assert_int_equal(tally_config_copy(&a, &b, "ipv4"), 0);
+	assert_int_equal(tally_config_copy(&a, &b, "flush-ms"), 0);
+	assert_int_equal(tally_config_copy(&a, &b, "nonsense"), -1);
+	assert_string_equal(a.redis_host, "::1");
+	assert_int_equal(a.redis_port, 7000);
+	assert_int_equal(a.has_ipv4, 1);
+	assert_int_equal(a.flush_ms, 20);
+	d.len = 0;
+	d.text[0] = '\0';
+	tally_config_diff(&a, &b, on_diff, &d);
+	assert_string_equal(d.text, "partition nic>device;hot-share 0.02>0.25;"
+				    "metrics-listen unset>:9469;");
+}
+
 /* --metrics-listen, --check-config and --counters. */
 static void
 test_operations_options(void **state)
@@ -440,6 +489,7 @@ main(void)
 		cmocka_unit_test(test_partition_options),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_operations_options),
+		cmocka_unit_test(test_diff_copy),
 		cmocka_unit_test(test_unknown_and_missing),
 		cmocka_unit_test(test_ini_and_precedence),
 		cmocka_unit_test(test_ini_errors),
