@@ -355,7 +355,7 @@ set_opt(struct tally_config *c, const struct opt *o, const char *val, char *err,
 		return 0;
 	case OPT_LISTEN: {
 		struct sockaddr_storage sa;
-		char why[160];
+		char why[256];
 
 		if (strlen(val) >= TALLY_LISTEN_MAX ||
 		    tally_metrics_parse_listen(val, &sa, why, sizeof(why)) != 0)

@@ -356,12 +356,12 @@ check_metrics(struct tally_app *app, struct check *k)
 	m = calloc(1, sizeof(*m));
 	if (m == NULL ||
 	    tally_metrics_parse_listen(app->cfg.metrics_listen, &mc.addr, err, sizeof(err)) != 0 ||
-	    tally_metrics_open(m, &mc, err, sizeof(err)) != 0)
+	    tally_metrics_open(m, &mc, err, sizeof(err)) != 0) {
 		say(k, "problem", "%s", m == NULL ? "--metrics-listen: out of memory" : err);
-	else
+	} else {
 		say(k, "ok", "--metrics-listen %s is free", app->cfg.metrics_listen);
-	if (m != NULL)
 		tally_metrics_close(m);
+	}
 	free(m);
 }
 

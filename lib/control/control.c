@@ -207,14 +207,39 @@ sample_ports(struct tally_app *app)
 	uint64_t missed = 0, nombuf = 0;
 	uint16_t i;
 
+	/* a seqcount: readers copy port_snap again while port_seq is odd or has moved */
+	__atomic_store_n(&app->port_seq, app->port_seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
 	for (i = 0; i < app->nports; i++) {
-		if (rte_eth_stats_get(app->ports[i].port_id, &st) != 0)
+		struct tally_port_sample *s = &app->port_snap[i];
+
+		s->name = app->ports[i].name;
+		s->ok = rte_eth_stats_get(app->ports[i].port_id, &st) == 0;
+		if (!s->ok)
 			continue;
+#define TALLY_PORT_READ(n, k, u, h, member) s->v[TALLY_PC_##n] = st.member;
+		TALLY_PORT_COUNTERS(TALLY_PORT_READ)
+#undef TALLY_PORT_READ
 		missed += st.imissed;
 		nombuf += st.rx_nombuf;
 	}
+	__atomic_store_n(&app->port_seq, app->port_seq + 1, __ATOMIC_RELEASE);
 	app->rx_missed = missed;
 	app->rx_nombuf = nombuf;
+}
+
+uint16_t
+tally_app_port_samples(const struct tally_app *app, struct tally_port_sample *out)
+{
+	uint32_t before, after;
+
+	do {
+		before = __atomic_load_n(&app->port_seq, __ATOMIC_ACQUIRE);
+		memcpy(out, app->port_snap, sizeof(app->port_snap[0]) * app->nports);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		after = __atomic_load_n(&app->port_seq, __ATOMIC_RELAXED);
+	} while ((before & 1) != 0 || before != after);
+	return app->nports;
 }
 
 /* HSET tally:self <field> <value>...; names are copied (malformed:<reason> is built). */
@@ -466,10 +491,25 @@ sink_main(void *arg)
 		}
 		if (app->names != NULL)
 			work += take_names(app);
-		/* SIGHUP's new Redis settings, once the sink can take them */
+		/*
+		 * SIGHUP's new Redis settings, once the sink can take them; a new server gets
+		 * what is written once again: the statsd names and the catalog.
+		 */
 		gen = __atomic_load_n(&app->sink_reload_gen, __ATOMIC_ACQUIRE);
-		if (gen != app->sink_reload_seen && tally_sink_reload(app->sink, &app->sink_next) == 1)
-			__atomic_store_n(&app->sink_reload_seen, gen, __ATOMIC_RELEASE);
+		if (gen != app->sink_reload_seen) {
+			int rc = tally_sink_reload(app->sink, &app->sink_next);
+
+			if (rc != 0) {
+				explicit_bzero(app->sink_next.password,
+					       sizeof(app->sink_next.password));
+				__atomic_store_n(&app->sink_reload_seen, gen, __ATOMIC_RELEASE);
+			}
+			if (rc == 2) {
+				if (app->names != NULL)
+					tally_names_rewrite(app->names);
+				next_catalog = 0;
+			}
+		}
 		/*
 		 * Shutdown ran out of time, or a second signal said not to wait: what Redis did
 		 * not take is spooled (or lost), and Redis is not tried again, so the stop takes
@@ -492,7 +532,8 @@ sink_main(void *arg)
 			rte_ring_sp_enqueue(app->from_sink, t);
 			work++;
 		}
-		if (tally_sink_available(app->sink))
+		/* held back while a reload waits for the sink to have nothing pending */
+		if (tally_sink_available(app->sink) && gen == app->sink_reload_seen)
 			work += write_names(app);
 		if (now >= next_stats) {
 			write_stats(app);
@@ -631,7 +672,7 @@ tally_control_run(struct tally_app *app)
 			tally_reload(app);
 			app->next_log_ms = RTE_MIN(app->next_log_ms, now + app->cfg.log_ms);
 		}
-		if (app->worker_reload_pending)
+		if (app->worker_reload_pending || app->sink_reload_pending)
 			tally_reload_push(app);
 		if (app->quit && deadline == 0) {
 			deadline = now + app->cfg.shutdown_timeout_s * 1000u;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <rte_log.h>
+#include <rte_ring.h>
 
 #include "tally_app.h"
 #include "tally_auth.h"
@@ -63,11 +64,44 @@ on_change(void *arg, const char *name, const char *was, const char *now)
 		r->workers = 1;
 }
 
+/*
+ * Hand the sink thread the Redis settings of app->cfg, with the password file read now;
+ * 1 done, 0 when it has not taken the last ones yet (tried again from the control loop).
+ */
+static int
+push_sink(struct tally_app *app)
+{
+	struct tally_sink_reload *s = &app->sink_next;
+	char err[600];
+
+	if (__atomic_load_n(&app->sink_reload_seen, __ATOMIC_ACQUIRE) != app->sink_reload_gen)
+		return 0;
+	snprintf(s->host, sizeof(s->host), "%s", app->cfg.redis_host);
+	s->port = app->cfg.redis_port;
+	snprintf(s->user, sizeof(s->user), "%s", app->cfg.redis_user);
+	s->password[0] = '\0';
+	if (app->cfg.redis_password_file[0] != '\0' &&
+	    tally_password_file_read(app->cfg.redis_password_file, s->password,
+				     sizeof(s->password), err, sizeof(err)) != 0) {
+		/* it was read a moment ago: it changed in between; the sink keeps what it has */
+		RELOAD_LOG(app, WARNING, "%s: the Redis settings stay as they are", err);
+		return 1;
+	}
+	s->flush_batch = app->cfg.flush_batch;
+	s->flush_ms = app->cfg.flush_ms;
+	__atomic_store_n(&app->sink_reload_gen, app->sink_reload_gen + 1, __ATOMIC_RELEASE);
+	return 1;
+}
+
 void
 tally_reload_push(struct tally_app *app)
 {
 	uint32_t i, left = 0;
 
+	if (app->sink_reload_pending && push_sink(app))
+		app->sink_reload_pending = 0;
+	if (!app->worker_reload_pending)
+		return;
 	for (i = 0; i < app->nworkers; i++) {
 		struct tally_worker *w = &app->workers[i];
 
@@ -116,27 +150,30 @@ tally_reload(struct tally_app *app)
 	tally_config_diff(&app->cfg, next, on_change, &r);
 	/*
 	 * The sink is always handed the Redis settings: a password file whose content changed
-	 * is a change no option shows. It compares, and reconnects only if something differs.
+	 * is a change no option shows. It compares, and reconnects only if something differs;
+	 * while it has not taken the last ones, these wait (tally_reload_push()).
 	 */
-	if (r.redis_ok && __atomic_load_n(&app->sink_reload_seen, __ATOMIC_ACQUIRE) ==
-				  app->sink_reload_gen) {
-		struct tally_sink_reload *s = &app->sink_next;
-
-		snprintf(s->host, sizeof(s->host), "%s", app->cfg.redis_host);
-		s->port = app->cfg.redis_port;
-		snprintf(s->user, sizeof(s->user), "%s", app->cfg.redis_user);
-		snprintf(s->password, sizeof(s->password), "%s", password);
-		s->flush_batch = app->cfg.flush_batch;
-		s->flush_ms = app->cfg.flush_ms;
-		__atomic_store_n(&app->sink_reload_gen, app->sink_reload_gen + 1, __ATOMIC_RELEASE);
-	} else if (r.redis_ok) {
-		RELOAD_LOG(app, WARNING, "the sink has not taken the last SIGHUP's Redis settings "
-			   "yet: send SIGHUP again later for these");
+	if (r.redis_ok) {
+		app->sink_reload_pending = 1;
+		tally_reload_push(app);
 	}
 	explicit_bzero(password, sizeof(password));
 	if (r.workers) {
+		uint64_t burst = (app->cfg.dlq_burst + n - 1) / n;
+		/* the capture rings were sized at start for a whole burst: no larger one now */
+		uint64_t room = app->workers[0].dlq != NULL
+					? rte_ring_get_capacity(app->workers[0].dlq)
+					: burst;
+
+		if (burst > room) {
+			RELOAD_LOG(app, WARNING,
+				   "--dlq-burst %" PRIu64 " is more than the capture rings sized at "
+				   "start hold (%" PRIu64 " a worker): %" PRIu64 " until a restart",
+				   app->cfg.dlq_burst, room, room * n);
+			burst = room;
+		}
 		app->worker_next = (struct tally_worker_reload){
-			.dlq_burst = (app->cfg.dlq_burst + n - 1) / n,
+			.dlq_burst = burst,
 			.dlq_rate = (app->cfg.dlq_rate + n - 1) / n,
 			.hot_share = app->cfg.hot_share,
 		};

@@ -18,6 +18,7 @@
 #include "tally_dlq.h"
 #include "tally_metrics.h"
 #include "tally_port.h"
+#include "tally_prom.h"
 #include "tally_reply.h"
 #include "tally_sink.h"
 #include "tally_spool.h"
@@ -57,6 +58,7 @@ struct tally_app {
 	struct tally_sink_reload sink_next;
 	uint32_t sink_reload_gen;
 	uint32_t sink_reload_seen;
+	int sink_reload_pending; /* control: Redis settings to hand over once the sink is free */
 	struct tally_worker_reload worker_next; /* SIGHUP -> workers, until every one has it */
 	int worker_reload_pending;
 	uint32_t nworkers;
@@ -106,6 +108,13 @@ struct tally_app {
 	uint32_t nmem;
 	uint64_t rx_missed;
 	uint64_t rx_nombuf;
+	/*
+	 * The ports' NIC counters as the control lcore sampled them (every --stats-ms): the one
+	 * caller of rte_eth_stats_get() once running, since PMDs do not make it thread-safe.
+	 * Readers on other threads (telemetry, /metrics) copy them with tally_app_port_samples().
+	 */
+	struct tally_port_sample port_snap[TALLY_MAX_PORTS];
+	uint32_t port_seq; /* odd while the control lcore writes port_snap */
 	uint64_t start_ms;             /* wall clock at start (the windows' clock, partial ids) */
 	uint64_t start_mono_ms;        /* tally_now_ms() at start, for uptime */
 	uint64_t next_stats_ms;
@@ -155,7 +164,7 @@ int tally_check_config(struct tally_app *app, FILE *out);
  */
 void tally_reload(struct tally_app *app);
 
-/* Hand the workers settings they have not taken yet (called while worker_reload_pending). */
+/* Hand the sink thread and the workers what they have not taken yet (while it is pending). */
 void tally_reload_push(struct tally_app *app);
 
 /* Launch tally_worker_main() on every worker lcore. */
@@ -177,6 +186,9 @@ void tally_exception_stop(struct tally_app *app);
 
 /* Release everything tally_app_init() built. */
 void tally_app_free(struct tally_app *app);
+
+/* The ports' last sampled NIC counters, a consistent copy (any thread); returns nports. */
+uint16_t tally_app_port_samples(const struct tally_app *app, struct tally_port_sample *out);
 
 /* Snapshot of every counter, for tally:self, telemetry and the log. */
 void tally_app_totals(const struct tally_app *app, struct tally_stats_totals *t);

@@ -145,32 +145,18 @@ tel_worker(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
-/* A port's NIC counters, as the counter list names them. */
-static int
-port_sample(const struct tally_port_info *p, struct tally_port_sample *s)
-{
-	struct rte_eth_stats st;
-
-	s->name = p->name;
-	s->ok = rte_eth_stats_get(p->port_id, &st) == 0;
-	if (!s->ok)
-		return -1;
-#define TALLY_PORT_READ(n, k, u, h, member) s->v[TALLY_PC_##n] = st.member;
-	TALLY_PORT_COUNTERS(TALLY_PORT_READ)
-#undef TALLY_PORT_READ
-	return 0;
-}
-
 static int
 tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	uint16_t i;
 
+	struct tally_port_sample s[TALLY_MAX_PORTS];
+
+	tally_app_port_samples(tel_app, s);
 	rte_tel_data_start_dict(d);
 	for (i = 0; i < tel_app->nports; i++) {
 		const struct tally_port_info *p = &tel_app->ports[i];
 		struct rte_tel_data *c = rte_tel_data_alloc();
-		struct tally_port_sample s;
 		unsigned int k;
 		char name[80];
 
@@ -180,9 +166,10 @@ tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
 		rte_tel_data_add_dict_u64(c, "port_id", p->port_id);
 		rte_tel_data_add_dict_u64(c, "rx_queues", p->nb_rxq);
 		rte_tel_data_add_dict_u64(c, "rss", p->rss);
-		if (port_sample(p, &s) == 0)
+		if (s[i].ok)
 			for (k = 0; k < TALLY_PC_MAX; k++)
-				rte_tel_data_add_dict_u64(c, tally_port_counter_info[k].name, s.v[k]);
+				rte_tel_data_add_dict_u64(c, tally_port_counter_info[k].name,
+							  s[i].v[k]);
 		snprintf(name, sizeof(name), "%s", p->name);
 		rte_tel_data_add_dict_container(d, name, c, 0);
 	}
@@ -213,12 +200,11 @@ metrics_render(void *ctx, char *buf, size_t cap, int om)
 	const struct tally_app *app = ctx;
 	struct tally_port_sample ports[TALLY_MAX_PORTS];
 	struct tally_stats_totals t;
-	uint16_t i;
+	uint16_t n;
 
 	tally_app_totals(app, &t);
-	for (i = 0; i < app->nports; i++)
-		port_sample(&app->ports[i], &ports[i]);
-	return tally_prom_render(buf, cap, &t, ports, app->nports, om);
+	n = tally_app_port_samples(app, ports);
+	return tally_prom_render(buf, cap, &t, ports, n, om);
 }
 
 int

@@ -16,6 +16,8 @@
 #include "tally_prom.h"
 
 #define POLL_MS 100
+#define IDLE_EVICT_MS 1000 /* a connection silent this long gives its place to a new one */
+#define RTE_MIN_(a, b) ((a) < (b) ? (a) : (b))
 
 static uint64_t
 now_ms(void)
@@ -187,7 +189,7 @@ reply(struct tally_metrics *m, struct tally_metrics_conn *c, int status, const c
 	if (status >= 400) {
 		/* The error's own small body, in the connection's body buffer. */
 		n = snprintf(c->body, m->conf.body_max, "%d %s\n", status, why);
-		body_len = n > 0 ? (size_t)n : 0;
+		body_len = n > 0 ? RTE_MIN_((size_t)n, m->conf.body_max - 1) : 0;
 		ctype = "text/plain; charset=utf-8";
 		m->errors++;
 	}
@@ -338,7 +340,41 @@ refuse(struct tally_metrics *m, int fd)
 	close(fd);
 }
 
-static void
+/*
+ * Every place taken: the connection that has been silent longest (nothing of a request for
+ * IDLE_EVICT_MS) is answered 408 and gives its place, so idle connections cannot keep every
+ * scrape out; UINT32_MAX when none has been silent that long.
+ */
+static unsigned int
+evict_idle(struct tally_metrics *m, uint64_t now)
+{
+	unsigned int i, oldest = UINT32_MAX;
+	uint64_t since = UINT64_MAX;
+
+	for (i = 0; i < TALLY_METRICS_CONNS; i++) {
+		struct tally_metrics_conn *c = &m->conns[i];
+		uint64_t opened = c->deadline_ms - m->conf.timeout_ms;
+
+		if (c->writing || c->req_len > 0 || now < opened + IDLE_EVICT_MS)
+			continue;
+		if (opened < since) {
+			since = opened;
+			oldest = i;
+		}
+	}
+	if (oldest != UINT32_MAX) {
+		struct tally_metrics_conn *c = &m->conns[oldest];
+
+		reply(m, c, 408, NULL, 0, 0);
+		on_write(c);
+		if (c->fd >= 0)
+			drop(c);
+	}
+	return oldest;
+}
+
+/* Take the connections waiting; -1 when accept() failed for want of resources (fds). */
+static int
 accept_all(struct tally_metrics *m)
 {
 	for (;;) {
@@ -346,10 +382,15 @@ accept_all(struct tally_metrics *m)
 		unsigned int i;
 
 		if (fd < 0)
-			return;
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+					       errno == ECONNABORTED
+				       ? 0
+				       : -1;
 		for (i = 0; i < TALLY_METRICS_CONNS && m->conns[i].fd >= 0; i++)
 			;
-		if (i == TALLY_METRICS_CONNS) {
+		if (i == TALLY_METRICS_CONNS)
+			i = evict_idle(m, now_ms());
+		if (i == UINT32_MAX) {
 			refuse(m, fd);
 			continue;
 		}
@@ -365,14 +406,18 @@ tally_metrics_main(void *arg)
 {
 	struct tally_metrics *m = arg;
 
+	uint64_t accept_after = 0; /* out of fds: the listener rests until then */
+
 	while (!m->stop) {
 		struct pollfd pf[TALLY_METRICS_CONNS + 1];
 		unsigned int idx[TALLY_METRICS_CONNS + 1];
 		unsigned int n = 0, i;
-		uint64_t now;
+		uint64_t now = now_ms();
+		int rc;
 
-		pf[n].fd = m->lfd;
+		pf[n].fd = now >= accept_after ? m->lfd : -1;
 		pf[n].events = POLLIN;
+		pf[n].revents = 0;
 		idx[n++] = 0;
 		for (i = 0; i < TALLY_METRICS_CONNS; i++) {
 			if (m->conns[i].fd < 0)
@@ -381,8 +426,13 @@ tally_metrics_main(void *arg)
 			pf[n].events = m->conns[i].writing ? POLLOUT : POLLIN;
 			idx[n++] = i;
 		}
-		if (poll(pf, n, POLL_MS) < 0 && errno != EINTR)
-			break;
+		rc = poll(pf, n, POLL_MS);
+		if (rc < 0) {
+			/* EINTR, or no memory for a moment: never a reason to stop serving */
+			if (errno != EINTR)
+				usleep(POLL_MS * 1000);
+			continue;
+		}
 		for (i = 1; i < n; i++) {
 			struct tally_metrics_conn *c = &m->conns[idx[i]];
 
@@ -396,8 +446,9 @@ tally_metrics_main(void *arg)
 			if (c->fd >= 0 && c->writing)
 				on_write(c);
 		}
-		if (pf[0].revents & POLLIN)
-			accept_all(m);
+		/* EMFILE and the like: the listener stays readable; rest it, do not spin */
+		if ((pf[0].revents & POLLIN) && accept_all(m) != 0)
+			accept_after = now_ms() + POLL_MS;
 		/* Too slow: a request not whole in time is answered 408; a reply not taken, cut. */
 		now = now_ms();
 		for (i = 0; i < TALLY_METRICS_CONNS; i++) {

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The /metrics endpoint: a small HTTP/1.1 server on its own thread, off the poll-mode path.
- * Bounded in every way: at most TALLY_METRICS_CONNS connections at once (one more is answered
- * 503 and closed), requests of at most TALLY_METRICS_REQ_MAX bytes (431), a request or reply
- * that takes longer than the timeout is answered 408 or closed; GET and HEAD of /metrics
+ * Bounded in every way: at most TALLY_METRICS_CONNS connections at once (one more takes the
+ * place of one that has sent nothing for a second, answered 408; else it is answered 503 and
+ * closed), requests of at most TALLY_METRICS_REQ_MAX bytes (431), a request or reply that
+ * takes longer than the timeout is answered 408 or closed; GET and HEAD of /metrics
  * (200), / (200, a pointer), any other path 404, any other method 405, anything unparsable
  * 400. Every reply closes its connection. Pure POSIX: no EAL (the app starts the thread).
  */

@@ -1921,6 +1921,7 @@ tally_sink_reload(struct tally_sink *s, const struct tally_sink_reload *r)
 	}
 	snprintf(s->host, sizeof(s->host), "%s", r->host);
 	snprintf(s->user, sizeof(s->user), "%s", r->user);
+	explicit_bzero(s->password, sizeof(s->password));
 	snprintf(s->password, sizeof(s->password), "%s", r->password);
 	s->conf.port = r->port;
 	s->cluster = s->conf.cluster == TALLY_SINK_CLUSTER_NO ? 0 : -1;
@@ -1940,7 +1941,7 @@ tally_sink_reload(struct tally_sink *s, const struct tally_sink_reload *r)
 		sink_log(s, 0, "SIGHUP: Redis at %s: new credentials, connecting again", now);
 	else
 		sink_log(s, 0, "SIGHUP: Redis: writing to %s now (was %s)", now, was);
-	return 1;
+	return 2;
 }
 
 const struct tally_sink_stats *

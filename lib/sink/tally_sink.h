@@ -409,7 +409,8 @@ struct tally_sink_reload {
  * close, the next poll connects to the new one (breaker closed, backoff reset) and the window
  * being written starts over there. While connected, a change of server or --flush-batch waits
  * for the window being written and the batch in flight, so each window goes whole to one
- * Redis: returns 0 (call again), 1 when applied.
+ * Redis: returns 0 (call again), 1 when applied, 2 when applied and the server or the
+ * credentials changed (what tally writes once, names and catalog, is to be written again).
  */
 int tally_sink_reload(struct tally_sink *s, const struct tally_sink_reload *r);
 

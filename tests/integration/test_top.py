@@ -30,7 +30,7 @@ class Tmux:
 
     def tmux(self, *args, ok=(0,)):
         p = subprocess.run(['tmux', '-S', self.sock] + list(args), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=10)
+                           stderr=subprocess.PIPE, timeout=60)
         if ok is not None and p.returncode not in ok:
             raise tt.Failure('tmux %s: rc %d %s' % (args[0], p.returncode,
                                                     p.stderr.decode(errors='replace')))
@@ -47,7 +47,7 @@ class Tmux:
                        stderr=subprocess.DEVNULL, timeout=10)
 
 
-def wait_screen(tm, pred, what, timeout=10):
+def wait_screen(tm, pred, what, timeout=30):
     last = ['']
 
     def ok():

@@ -316,6 +316,50 @@ test_server(void **state)
 	test_free(m);
 }
 
+/* Connections silent for a second give their places to new ones (answered 408). */
+static void
+test_idle_evicted(void **state)
+{
+	struct tally_metrics_conf conf = {.body_max = 4096, .timeout_ms = 4000,
+					  .render = fake_render};
+	struct tally_metrics *m = test_calloc(1, sizeof(*m));
+	int idle[TALLY_METRICS_CONNS];
+	char out[4096], err[200];
+	pthread_t tid;
+	unsigned int i, answered = 0;
+
+	(void)state;
+	assert_int_equal(tally_metrics_parse_listen("127.0.0.1:0", &conf.addr, err, sizeof(err)),
+			 0);
+	assert_int_equal(tally_metrics_open(m, &conf, err, sizeof(err)), 0);
+	assert_int_equal(pthread_create(&tid, NULL, tally_metrics_main, m), 0);
+	for (i = 0; i < TALLY_METRICS_CONNS; i++)
+		idle[i] = connect_to(m->port);
+	usleep(1200 * 1000);
+	exchange(m->port, "GET /metrics HTTP/1.1\r\n\r\n", 25, out, sizeof(out));
+	assert_non_null(strstr(out, "200 OK"));
+	assert_int_equal(m->refused, 0);
+	assert_int_equal(m->errors, 1);
+	for (i = 0; i < TALLY_METRICS_CONNS; i++) {
+		struct pollfd pf = {.fd = idle[i], .events = POLLIN};
+
+		if (poll(&pf, 1, 0) == 1) {
+			ssize_t r = recv(idle[i], out, sizeof(out) - 1, 0);
+
+			assert_true(r > 0);
+			out[r] = '\0';
+			assert_non_null(strstr(out, "HTTP/1.1 408 "));
+			answered++;
+		}
+		close(idle[i]);
+	}
+	assert_int_equal(answered, 1);
+	m->stop = 1;
+	pthread_join(tid, NULL);
+	tally_metrics_close(m);
+	test_free(m);
+}
+
 /* A port in use: a one-line reason. */
 static void
 test_port_in_use(void **state)
@@ -345,7 +389,7 @@ main(void)
 		cmocka_unit_test(test_lists),	      cmocka_unit_test(test_lag_buckets),
 		cmocka_unit_test(test_render),	      cmocka_unit_test(test_render_bound),
 		cmocka_unit_test(test_parse_listen), cmocka_unit_test(test_server),
-		cmocka_unit_test(test_port_in_use),
+		cmocka_unit_test(test_port_in_use), cmocka_unit_test(test_idle_evicted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
