@@ -435,6 +435,12 @@ render(FILE *f, const struct source *src, const struct snap *now, const struct s
 	fprintf(f, "hot devices %" PRIu64 "  hot records/s %s  forwarded/s %s%s",
 		val(now, "hot_keys"), num(rate(now, before, "hot_records"), a, sizeof(a)),
 		num(rate(now, before, "forwarded"), b, sizeof(b)), eol);
+	/* the rings between the lcores and threads: what found them full */
+	fprintf(f, "rings full: forwarding %s  dead-letter %s  exception %s  statsd names %s%s",
+		num((double)val(now, "ring_full"), a, sizeof(a)),
+		num((double)val(now, "dlq_ring_full"), b, sizeof(b)),
+		num((double)val(now, "exception_drops"), c, sizeof(c)),
+		num((double)val(now, "statsd_names_dropped"), d, sizeof(d)), eol);
 	fprintf(f, "drops:");
 	for (i = 0; i < sizeof(drops) / sizeof(drops[0]); i++) {
 		uint64_t v = val(now, drops[i].key);
