@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The metric catalog: the [metrics] section of an INI file, checked line by line, indexed. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tally_catalog.h"
 
@@ -284,18 +287,49 @@ section_name(char *s, size_t len)
 	return s;
 }
 
+FILE *
+tally_fopen_regular(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+	FILE *f;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file (%s)", path,
+			 S_ISFIFO(st.st_mode)  ? "a FIFO"
+			 : S_ISDIR(st.st_mode) ? "a directory"
+			 : S_ISSOCK(st.st_mode) ? "a socket"
+						: "a device");
+		close(fd);
+		return NULL;
+	}
+	/* a regular file: reads do not block, the flag can go */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	f = fdopen(fd, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		close(fd);
+	}
+	return f;
+}
+
 /* Read path, keeping the lines of its [metrics] section; 0 or -1 with err. */
 static int
 load_file(struct load *l, char *err, size_t errlen)
 {
-	FILE *f = fopen(l->path, "r");
+	char why[600];
+	FILE *f = tally_fopen_regular(l->path, why, sizeof(why));
 	uint32_t lineno = 0, section_line = 0;
 	int in_metrics = 0, rc = 0;
 	char *buf = NULL;
 	size_t cap = 0;
 
 	if (f == NULL)
-		return fail(err, errlen, "cannot read %s: %s", l->path, strerror(errno));
+		return fail(err, errlen, "%s", why);
 	errno = 0;
 	while (rc == 0 && getline(&buf, &cap, f) >= 0) {
 		char *s = buf;

@@ -589,12 +589,12 @@ static int
 ini_check(struct tally_config *c, const char *path, struct ini_lines *k, char *err,
 	  size_t errlen)
 {
-	char buf[1024];
+	char buf[1024], why[600];
 	int lineno = 0, rc = 0, i, tally_line = 0, metrics_line = 0, in_metrics = 0;
-	FILE *f = fopen(path, "r");
+	FILE *f = tally_fopen_regular(path, why, sizeof(why));
 
 	if (f == NULL)
-		return fail(err, errlen, "--config: cannot read %s: %s", path, strerror(errno));
+		return fail(err, errlen, "--config: %s", why);
 	k->n = 0;
 	while (rc == 0 && fgets(buf, sizeof(buf), f) != NULL) {
 		char *s = buf, *eq, *end;

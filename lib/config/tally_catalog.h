@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tally_aggregate.h"
 
@@ -51,6 +52,13 @@ struct tally_catalog {
  * section", "cannot read PATH: ...".
  */
 struct tally_catalog *tally_catalog_load(const char *path, char *err, size_t errlen);
+
+/*
+ * Open path for reading if it is a regular file (symlinks followed), never blocking on a
+ * FIFO: the configuration is read again at SIGHUP by the control lcore. NULL with a one-line
+ * reason in err ("cannot read P: errno" or "P is not a regular file (a FIFO)").
+ */
+FILE *tally_fopen_regular(const char *path, char *err, size_t errlen);
 
 /* Free a catalog (NULL is fine). Nothing may read it after. */
 void tally_catalog_free(struct tally_catalog *c);

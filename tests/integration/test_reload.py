@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
 """SIGHUP reads the configuration again mid-stream. A kernel sender streams over a veth to
-tally on net_af_packet, writing to Redis A; an INI file with a bad value is refused whole
-(logged, nothing changed); then the INI names Redis B (with a password), other flush bounds
+tally on net_af_packet, writing to Redis A; a FIFO where the INI file goes is not waited on
+and an INI file with a bad value is refused whole (logged, nothing changed); then the INI names Redis B (with a password), other flush bounds
 and log period, and keys that need a restart. After SIGHUP: each change is logged, the
 restart keys are logged as such and keep their values, and the windows go to B. Every window
 is written whole to one Redis (no window key in both), and A's and B's totals together equal
@@ -64,6 +64,15 @@ def body(ctx):
     sender = stream.start_sender(ctx, afp, ns, totals, RATE, SEND_S)
     t.wait_telemetry(lambda s: stream.no_drops(s, RATE) and s['datagrams'] >= RATE * 2,
                      timeout=15, what='2 s of the stream')
+
+    # A FIFO where the INI file was: never waited on (the control lcore goes on), nothing changes.
+    os.rename(ini, ini + '.real')
+    os.mkfifo(ini)
+    t.proc.send_signal(signal.SIGHUP)
+    wait_log(t, r'^TALLY: SIGHUP: --config: .* is not a regular file \(a FIFO\): nothing changed$',
+             'a FIFO refused')
+    os.remove(ini)
+    os.rename(ini + '.real', ini)
 
     # A bad value: refused whole, nothing changes.
     write_ini(ini, ['redis = ' + b.addr, 'flush-ms = abc'])

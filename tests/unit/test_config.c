@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -157,6 +158,36 @@ test_diff_copy(void **state)
 	tally_config_diff(&a, &b, on_diff, &d);
 	assert_string_equal(d.text, "partition nic>device;hot-share 0.02>0.25;"
 				    "metrics-listen unset>:9469;");
+}
+
+/* A FIFO, a directory or a device where the INI file or the catalog goes: refused at once. */
+static void
+test_not_regular_files(void **state)
+{
+	char dir[] = "/tmp/tally-cfg-XXXXXX", fifo[64], want[160];
+	char *cfg[] = {"tally", "--config", fifo, NULL};
+	char *cat[] = {"tally", "--catalog", fifo, NULL};
+	char *tmp[] = {"tally", "--config", dir, NULL};
+	char *dev[] = {"tally", "--catalog", "/dev/zero", NULL};
+	struct tally_config c;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fifo.ini", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(parse(&c, 3, cfg), -1);
+	snprintf(want, sizeof(want), "--config: %s is not a regular file (a FIFO)", fifo);
+	assert_string_equal(err, want);
+	assert_int_equal(parse(&c, 3, cat), -1);
+	snprintf(want, sizeof(want), "--catalog: %s is not a regular file (a FIFO)", fifo);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(parse(&c, 3, tmp), -1);
+	snprintf(want, sizeof(want), "--config: %s is not a regular file (a directory)", dir);
+	assert_string_equal(err, want);
+	assert_int_equal(parse(&c, 3, dev), -1);
+	assert_non_null(strstr(err, "/dev/zero is not a regular file (a device)"));
+	unlink(fifo);
+	rmdir(dir);
 }
 
 /* --metrics-listen, --check-config and --counters. */
@@ -490,6 +521,7 @@ main(void)
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_operations_options),
 		cmocka_unit_test(test_diff_copy),
+		cmocka_unit_test(test_not_regular_files),
 		cmocka_unit_test(test_unknown_and_missing),
 		cmocka_unit_test(test_ini_and_precedence),
 		cmocka_unit_test(test_ini_errors),
