@@ -46,7 +46,7 @@ def totals_of(ctx, redis, password_file=None):
     return acc
 
 
-def body(ctx):
+def case_switch(ctx):
     afp, ns, iface = stream.veth(ctx)
     a = ctx.redis()
     b = tt.Redis(ctx, password='b-secret')
@@ -119,5 +119,60 @@ def body(ctx):
     tt.log('windows: %d device keys in A, %d in B; totals exact' % (len(in_a), len(in_b)))
 
 
+def case_down(ctx):
+    """Redis A dies mid-stream (windows go to the spool); SIGHUP names Redis B: the sink takes
+    it at once (it is not connected), the spool replays into B, nothing is dropped, and no
+    series in B counts more than was sent."""
+    afp, ns, iface = stream.veth(ctx)
+    a = ctx.redis()
+    b = ctx.redis()
+    spool = os.path.join(ctx.tmp, 'spool')
+    ini = os.path.join(ctx.tmp, 'tally.ini')
+    write_ini(ini, ['redis = ' + a.addr, 'window-ms = 500'])
+    t = ctx.tally(['net_af_packet0,iface=%s,qpairs=1' % iface],
+                  ['--config', ini, '--ipv4', afp.TALLY_IP, '--stats-ms', '100',
+                   '--table-series', '16384', '--spool-dir', spool, '--breaker-failures', '1',
+                   '--redis-timeout-ms', '500'], redis=a)
+    t.wait_telemetry(lambda s: s.get('workers') == 1, timeout=15, what='tally running')
+    totals = os.path.join(ctx.tmp, 'sent.totals')
+    sender = stream.start_sender(ctx, afp, ns, totals, RATE, SEND_S)
+    t.wait_telemetry(lambda s: stream.no_drops(s, RATE) and s['datagrams'] >= RATE * 2,
+                     timeout=15, what='2 s of the stream')
+    a.signal(signal.SIGKILL)
+    t.wait_telemetry(lambda s: s['breaker_state'] != 0 and s['spool_windows'] > 0, timeout=15,
+                     what='the breaker open and windows spooled')
+    write_ini(ini, ['redis = ' + b.addr, 'window-ms = 500'])
+    t.proc.send_signal(signal.SIGHUP)
+    wait_log(t, r'^TALLY: SIGHUP: Redis: writing to %s now \(was %s\)$'
+             % (re.escape(b.addr), re.escape(a.addr)), 'the switch to B while A is down')
+    g = stream.finish_sender(sender)
+    st = t.wait_telemetry(lambda s: s['datagrams'] == DATAGRAMS and s['spool_bytes'] == 0 and
+                          s['sink_queue'] == 0 and s['breaker_state'] == 0, timeout=30,
+                          what='everything in B, the spool empty')
+    tt.check(st['spool_replayed'] > 0, 'the spool replayed into B')
+    t.stop()
+    st = b.self_stats()
+    tt.check_eq(st['datagrams'], g['valid_datagrams'], 'tally:self in B: datagrams')
+    for k in ('table_full', 'window_stall', 'spool_lost_records', 'unwritten_records',
+              'spool_dropped'):
+        tt.check_eq(st[k], 0, 'tally:self in B: ' + k)
+    sent = tt.read_totals(totals)
+    got = totals_of(ctx, b)
+    over = [k for k, v in got.items() if k not in sent or v[0] > sent[k][0]]
+    tt.check(not over, '%d series in B count more than was sent, e.g. %s' % (len(over),
+             over[:3]))
+    share = sum(v[0] for v in got.values()) / float(g['records'])
+    tt.check(share > 0.5, 'B holds most of the stream (%.0f%%)' % (share * 100))
+    tt.log('after A died: %.0f%% of the records in B, %d spool records replayed there'
+           % (share * 100, st['spool_replayed']))
+
+
+CASES = {'switch': case_switch, 'down': case_down}
+
+
+def body(ctx):
+    CASES[ctx.args.case](ctx)
+
+
 if __name__ == '__main__':
-    tt.main(body)
+    tt.main(body, lambda ap: ap.add_argument('--case', choices=sorted(CASES), required=True))
